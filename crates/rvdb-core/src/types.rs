@@ -1,0 +1,262 @@
+//! Store and point types with their validation. Validation lives here, once, so the node, the gateway and the
+//! REST layer refuse the same inputs with the same words.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CoreError, Metric};
+
+pub const MAX_STORE_NAME_LEN: usize = 64;
+pub const MAX_POINT_ID_BYTES: usize = 512;
+pub const MAX_DIMENSION: u32 = 65_536;
+pub const MAX_K: u32 = 10_000;
+pub const MAX_METADATA_BYTES: usize = 256 * 1024;
+pub const MAX_SHARDS: u32 = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    #[default]
+    Flat,
+    Hnsw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    #[default]
+    None,
+    Sq8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HnswParams {
+    pub m: u32,
+    pub ef_construction: u32,
+    pub ef_search: u32,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self { m: 16, ef_construction: 200, ef_search: 64 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IndexSpec {
+    pub kind: IndexKind,
+    #[serde(default)]
+    pub hnsw: HnswParams,
+    #[serde(default)]
+    pub quantization: Quantization,
+}
+
+/// A store's configuration: what the index manager keeps in its catalog and every shard replica keeps beside
+/// its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreConfig {
+    pub name: String,
+    pub dimension: u32,
+    pub metric: Metric,
+    #[serde(default)]
+    pub index: IndexSpec,
+    #[serde(default = "one")]
+    pub shards: u32,
+    #[serde(default = "one")]
+    pub replication_factor: u32,
+    /// Acks a write needs; 0 = a majority of the replicas.
+    #[serde(default)]
+    pub write_consistency: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl StoreConfig {
+    pub fn new(name: impl Into<String>, dimension: u32, metric: Metric) -> Self {
+        Self {
+            name: name.into(),
+            dimension,
+            metric,
+            index: IndexSpec::default(),
+            shards: 1,
+            replication_factor: 1,
+            write_consistency: 0,
+        }
+    }
+
+    /// Checks every field; zero shard / replica counts must have been defaulted to 1 before.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        validate_store_name(&self.name)?;
+        if self.dimension == 0 || self.dimension > MAX_DIMENSION {
+            return Err(CoreError::InvalidDimension(self.dimension));
+        }
+        if self.shards == 0 || self.shards > MAX_SHARDS {
+            return Err(CoreError::InvalidConfig(format!(
+                "shards is {}: must be between 1 and {MAX_SHARDS}",
+                self.shards
+            )));
+        }
+        if self.replication_factor == 0 || self.replication_factor > 16 {
+            return Err(CoreError::InvalidConfig(format!(
+                "replication_factor is {}: must be between 1 and 16",
+                self.replication_factor
+            )));
+        }
+        if self.write_consistency > self.replication_factor {
+            return Err(CoreError::InvalidConfig(format!(
+                "write_consistency is {} but replication_factor is only {}",
+                self.write_consistency, self.replication_factor
+            )));
+        }
+        let h = self.index.hnsw;
+        if self.index.kind == IndexKind::Hnsw && (h.m < 2 || h.m > 128 || h.ef_construction == 0 || h.ef_search == 0) {
+            return Err(CoreError::InvalidConfig(format!(
+                "hnsw parameters m={}, ef_construction={}, ef_search={}: m must be 2..=128 and the efs positive",
+                h.m, h.ef_construction, h.ef_search
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `[A-Za-z0-9_-]{1,64}`: safe as a file name, a column-family name and a URL path segment.
+pub fn validate_store_name(name: &str) -> Result<(), CoreError> {
+    let err = |reason| Err(CoreError::InvalidStoreName { name: name.chars().take(80).collect(), reason });
+    if name.is_empty() {
+        return err("it is empty");
+    }
+    if name.len() > MAX_STORE_NAME_LEN {
+        return err("it is longer than 64 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return err("only letters, digits, '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// 1..=512 bytes of UTF-8 without control characters.
+pub fn validate_point_id(id: &str) -> Result<(), CoreError> {
+    let err = |reason| Err(CoreError::InvalidPointId { id: id.chars().take(80).collect(), reason });
+    if id.is_empty() {
+        return err("it is empty");
+    }
+    if id.len() > MAX_POINT_ID_BYTES {
+        return err("it is longer than 512 bytes");
+    }
+    if id.chars().any(char::is_control) {
+        return err("it contains control characters");
+    }
+    Ok(())
+}
+
+/// Checks a stored or query vector: right length, finite components, and non-zero for cosine.
+pub fn validate_vector(vector: &[f32], dimension: u32, metric: Metric) -> Result<(), CoreError> {
+    if vector.len() != dimension as usize {
+        return Err(CoreError::DimensionMismatch { expected: dimension as usize, got: vector.len() });
+    }
+    if let Some((index, value)) = vector.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        return Err(CoreError::NonFinite { index, value: *value });
+    }
+    if metric == Metric::Cosine && vector.iter().all(|x| *x == 0.0) {
+        return Err(CoreError::ZeroVector);
+    }
+    Ok(())
+}
+
+pub fn validate_k(k: u32) -> Result<(), CoreError> {
+    if k == 0 || k > MAX_K {
+        return Err(CoreError::InvalidK(k));
+    }
+    Ok(())
+}
+
+/// Parses metadata sent as JSON text: empty means `{}`; anything but an object, or more than 256 KiB, is refused.
+/// Returns the canonical (compact) serialisation that is stored.
+pub fn canonical_metadata(json: &str) -> Result<String, CoreError> {
+    if json.trim().is_empty() {
+        return Ok("{}".to_string());
+    }
+    if json.len() > MAX_METADATA_BYTES {
+        return Err(CoreError::InvalidMetadata(format!(
+            "{} bytes is more than the limit of {MAX_METADATA_BYTES}",
+            json.len()
+        )));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| CoreError::InvalidMetadata(format!("not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(CoreError::InvalidMetadata(format!("must be a JSON object, got {}", json_kind(&value))));
+    }
+    Ok(value.to_string())
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_names() {
+        assert!(validate_store_name("my_store-1").is_ok());
+        assert!(validate_store_name("").is_err());
+        assert!(validate_store_name("a/b").is_err());
+        assert!(validate_store_name("é").is_err());
+        assert!(validate_store_name(&"a".repeat(65)).is_err());
+        assert!(validate_store_name(&"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn point_ids() {
+        assert!(validate_point_id("doc-1").is_ok());
+        assert!(validate_point_id("日本").is_ok());
+        assert!(matches!(validate_point_id(""), Err(CoreError::InvalidPointId { reason: "it is empty", .. })));
+        assert!(validate_point_id("a\nb").is_err());
+        assert!(validate_point_id(&"x".repeat(513)).is_err());
+    }
+
+    #[test]
+    fn vectors() {
+        assert!(validate_vector(&[1.0, 2.0], 2, Metric::Cosine).is_ok());
+        assert_eq!(validate_vector(&[1.0], 2, Metric::Dot), Err(CoreError::DimensionMismatch { expected: 2, got: 1 }));
+        assert!(matches!(
+            validate_vector(&[1.0, f32::NAN], 2, Metric::Dot),
+            Err(CoreError::NonFinite { index: 1, .. })
+        ));
+        assert!(validate_vector(&[f32::INFINITY, 0.0], 2, Metric::Dot).is_err());
+        assert_eq!(validate_vector(&[0.0, 0.0], 2, Metric::Cosine), Err(CoreError::ZeroVector));
+        assert!(validate_vector(&[0.0, 0.0], 2, Metric::Euclidean).is_ok());
+    }
+
+    #[test]
+    fn metadata() {
+        assert_eq!(canonical_metadata("").unwrap(), "{}");
+        assert_eq!(canonical_metadata(r#"{ "a" : 1 }"#).unwrap(), r#"{"a":1}"#);
+        assert!(canonical_metadata("[1]").is_err());
+        assert!(canonical_metadata("{").is_err());
+    }
+
+    #[test]
+    fn configs() {
+        let mut c = StoreConfig::new("s", 3, Metric::Cosine);
+        assert!(c.validate().is_ok());
+        c.dimension = 0;
+        assert_eq!(c.validate(), Err(CoreError::InvalidDimension(0)));
+        c.dimension = 3;
+        c.write_consistency = 2;
+        assert!(c.validate().is_err());
+        let json = serde_json::to_string(&StoreConfig::new("s", 3, Metric::Dot)).unwrap();
+        let back: StoreConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.metric, Metric::Dot);
+    }
+}

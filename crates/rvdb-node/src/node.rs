@@ -1,0 +1,379 @@
+//! The node: one RocksDB instance, the registry of shard replicas in it, and per-shard fault isolation.
+//!
+//! Layout inside RocksDB: the `default` column family holds one `shard:<cf>` key per replica with its
+//! [`ShardMeta`] (JSON); each replica's points live in column family `<store>#<shard>`. Creating writes the column
+//! family first and the meta second; dropping deletes the meta first. So after a crash, a column family without
+//! meta is a half-created or half-dropped shard and is removed on open, and a meta without column family cannot
+//! occur (`create_missing_column_families` recreates it empty if it does).
+//!
+//! Fault isolation (the Rust form of the seed's OTP supervision): every request runs through
+//! [`Node::with_shard`], which catches a panic, retires the shard, reloads it from RocksDB (the source of truth)
+//! and answers the request with an error. Other shards never see it; the panicked shard serves again at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options};
+use rvdb_core::StoreConfig;
+use rvdb_core::clock::HybridClock;
+use serde::{Deserialize, Serialize};
+
+use crate::shard::{PANIC_ON_ID, Shard};
+use crate::{NodeError, ShardKey, ShardStats};
+
+pub type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
+
+const META_PREFIX: &str = "shard:";
+
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub data_dir: PathBuf,
+    /// Shared block cache for all column families.
+    pub block_cache_bytes: usize,
+}
+
+impl NodeOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), block_cache_bytes: 256 << 20 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ShardMeta {
+    store: String,
+    shard: u32,
+    config: StoreConfig,
+}
+
+pub struct Node {
+    db: Arc<Db>,
+    cf_options: Options,
+    clock: Arc<HybridClock>,
+    shards: RwLock<HashMap<ShardKey, Arc<Shard>>>,
+    /// Serialises create / drop / reload so the catalog in `default` and the map agree.
+    admin: Mutex<()>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("path", &self.db.path()).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens (or creates) the node's RocksDB under `options.data_dir` and loads every shard replica in it.
+    pub fn open(options: &NodeOptions) -> Result<Node, NodeError> {
+        PANIC_ON_ID.get_or_init(|| std::env::var("RVDB_FAULT_PANIC_ID").ok().filter(|s| !s.is_empty()));
+        std::fs::create_dir_all(&options.data_dir).map_err(|e| {
+            NodeError::BadRequest(format!("cannot create data dir {}: {e}", options.data_dir.display()))
+        })?;
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let cf_options = column_family_options(&cache);
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_max_background_jobs(2);
+        db_options.set_keep_log_file_num(4);
+        let path = db_path(&options.data_dir);
+        let existing = if path.join("CURRENT").exists() { Db::list_cf(&db_options, &path)? } else { Vec::new() };
+        let descriptors = existing
+            .iter()
+            .filter(|n| n.as_str() != "default")
+            .map(|n| ColumnFamilyDescriptor::new(n, cf_options.clone()));
+        let db = Arc::new(Db::open_cf_descriptors(&db_options, &path, descriptors)?);
+        let clock = Arc::new(HybridClock::new());
+
+        let metas = read_metas(&db)?;
+        for orphan in existing.iter().filter(|n| n.as_str() != "default" && !metas.contains_key(*n)) {
+            tracing::warn!(cf = %orphan, "dropping column family without shard meta (interrupted create or drop)");
+            db.drop_cf(orphan)?;
+        }
+        let mut shards = HashMap::new();
+        for (cf, meta) in metas {
+            let key = ShardKey::new(meta.store, meta.shard);
+            if db.cf_handle(&cf).is_none() {
+                db.create_cf(&cf, &cf_options)?;
+            }
+            let started = std::time::Instant::now();
+            let shard = Shard::load(db.clone(), clock.clone(), key.clone(), meta.config)?;
+            tracing::info!(shard = %key, elapsed_ms = started.elapsed().as_millis() as u64, "loaded shard");
+            shards.insert(key, Arc::new(shard));
+        }
+        Ok(Node { db, cf_options, clock, shards: RwLock::new(shards), admin: Mutex::new(()) })
+    }
+
+    pub fn clock(&self) -> &HybridClock {
+        &self.clock
+    }
+
+    pub fn create_shard(&self, key: ShardKey, config: StoreConfig) -> Result<(), NodeError> {
+        config.validate()?;
+        if config.name != key.store {
+            return Err(NodeError::BadRequest(format!(
+                "config.name {:?} differs from the shard's store {:?}",
+                config.name, key.store
+            )));
+        }
+        if key.shard >= config.shards {
+            return Err(NodeError::BadRequest(format!(
+                "shard {} is out of range for a store of {} shards",
+                key.shard, config.shards
+            )));
+        }
+        let _admin = self.lock_admin();
+        if self.shard_map().contains_key(&key) {
+            return Err(NodeError::ShardExists(key));
+        }
+        let cf = key.cf_name();
+        if self.db.cf_handle(&cf).is_some() {
+            self.db.drop_cf(&cf)?;
+        }
+        self.db.create_cf(&cf, &self.cf_options)?;
+        let meta = ShardMeta { store: key.store.clone(), shard: key.shard, config: config.clone() };
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_opt(meta_key(&cf), serde_json::to_vec(&meta).unwrap_or_default(), &wo)?;
+        let shard = Shard::load(self.db.clone(), self.clock.clone(), key.clone(), config)?;
+        self.shard_map_mut().insert(key, Arc::new(shard));
+        Ok(())
+    }
+
+    pub fn drop_shard(&self, key: &ShardKey) -> Result<(), NodeError> {
+        let _admin = self.lock_admin();
+        let shard = self.shard_map_mut().remove(key).ok_or_else(|| NodeError::ShardNotFound(key.clone()))?;
+        shard.retire();
+        // Wait for a writer in flight so its batch is not written into a dropped column family.
+        let _writes = shard.lock_writes();
+        let cf = key.cf_name();
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.delete_opt(meta_key(&cf), &wo)?;
+        self.db.drop_cf(&cf)?;
+        Ok(())
+    }
+
+    pub fn list_shards(&self) -> Vec<ShardStats> {
+        let shards: Vec<Arc<Shard>> = self.shard_map().values().cloned().collect();
+        let mut out: Vec<ShardStats> = shards.iter().filter_map(|s| s.stats().ok()).collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    pub fn shard(&self, key: &ShardKey) -> Result<Arc<Shard>, NodeError> {
+        self.shard_map().get(key).cloned().ok_or_else(|| NodeError::ShardNotFound(key.clone()))
+    }
+
+    /// Runs `f` on one shard with fault isolation: a panic inside `f` is caught, the shard is reloaded from disk,
+    /// and the caller gets [`NodeError::ShardPanicked`].
+    pub fn with_shard<R>(
+        &self,
+        key: &ShardKey,
+        f: impl FnOnce(&Shard) -> Result<R, NodeError>,
+    ) -> Result<R, NodeError> {
+        let shard = self.shard(key)?;
+        match catch_unwind(AssertUnwindSafe(|| f(&shard))) {
+            Ok(result) => result,
+            Err(payload) => {
+                let message = panic_message(&payload);
+                tracing::error!(shard = %key, %message, "shard panicked; reloading it from disk");
+                if let Err(e) = self.reload(&shard) {
+                    tracing::error!(shard = %key, error = %e, "reload after panic failed; the shard stays retired");
+                }
+                Err(NodeError::ShardPanicked { key: key.clone(), message })
+            }
+        }
+    }
+
+    /// Replaces a (panicked) shard with a fresh load from its column family.
+    fn reload(&self, old: &Arc<Shard>) -> Result<(), NodeError> {
+        let _admin = self.lock_admin();
+        let key = old.key().clone();
+        if !self.shard_map().get(&key).is_some_and(|cur| Arc::ptr_eq(cur, old)) {
+            return Ok(()); // already reloaded or dropped by someone else
+        }
+        old.retire();
+        let _writes = old.lock_writes();
+        let fresh = Shard::load(self.db.clone(), self.clock.clone(), key.clone(), old.config().clone())?;
+        self.shard_map_mut().insert(key.clone(), Arc::new(fresh));
+        tracing::info!(shard = %key, "shard reloaded after panic");
+        Ok(())
+    }
+
+    /// Fsyncs the WAL: every acknowledged write of every shard is durable afterwards.
+    pub fn sync_wal(&self) -> Result<(), NodeError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    fn lock_admin(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shard_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ShardKey, Arc<Shard>>> {
+        self.shards.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shard_map_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ShardKey, Arc<Shard>>> {
+        self.shards.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("rocksdb")
+}
+
+fn meta_key(cf: &str) -> String {
+    format!("{META_PREFIX}{cf}")
+}
+
+fn read_metas(db: &Db) -> Result<BTreeMap<String, ShardMeta>, NodeError> {
+    let mut out = BTreeMap::new();
+    for item in db.prefix_iterator(META_PREFIX.as_bytes()) {
+        let (k, v) = item?;
+        let Some(cf) = k.strip_prefix(META_PREFIX.as_bytes()) else { break };
+        let cf = String::from_utf8_lossy(cf).into_owned();
+        let meta: ShardMeta = serde_json::from_slice(&v).map_err(|e| NodeError::Corrupt {
+            key: ShardKey::new(cf.clone(), 0),
+            message: format!("shard meta is not valid: {e}"),
+        })?;
+        out.insert(cf, meta);
+    }
+    Ok(out)
+}
+
+/// Per-column-family options: LZ4 on upper levels, ZSTD at the bottom (where most bytes live), bloom filters for
+/// point reads, a block cache shared by all shards.
+fn column_family_options(cache: &Cache) -> Options {
+    let mut block = BlockBasedOptions::default();
+    block.set_block_cache(cache);
+    block.set_bloom_filter(10.0, false);
+    block.set_cache_index_and_filter_blocks(true);
+    let mut o = Options::default();
+    o.set_block_based_table_factory(&block);
+    o.set_compression_type(DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    o.set_write_buffer_size(32 << 20);
+    o
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::PointData;
+    use rvdb_core::Metric;
+
+    fn point(id: &str, v: &[f32], version: u64) -> PointData {
+        PointData { id: id.into(), vector: v.to_vec(), metadata: format!(r#"{{"id":"{id}"}}"#), version }
+    }
+
+    fn open(dir: &Path) -> Node {
+        Node::open(&NodeOptions::new(dir)).expect("open node")
+    }
+
+    #[test]
+    fn points_survive_reopen_and_deletes_are_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ShardKey::new("s", 0);
+        {
+            let node = open(dir.path());
+            node.create_shard(key.clone(), StoreConfig::new("s", 2, Metric::Euclidean)).unwrap();
+            let out = node
+                .with_shard(&key, |s| s.upsert(vec![point("a", &[0.0, 0.0], 0), point("b", &[1.0, 1.0], 0)], false))
+                .unwrap();
+            assert_eq!(out.applied, 2);
+            assert_eq!(node.with_shard(&key, |s| s.delete(&["a".into(), "zz".into()], 0, false)).unwrap(), 1);
+        }
+        let node = open(dir.path());
+        let stats = node.with_shard(&key, |s| s.stats()).unwrap();
+        assert_eq!((stats.points, stats.tombstones), (1, 2));
+        let (hits, _) = node.with_shard(&key, |s| s.search(&[0.0, 0.0], 5, true, true)).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].id, "b");
+        assert_eq!(hits[0].metadata.as_deref(), Some(r#"{"id":"b"}"#));
+        assert!((hits[0].distance - 2f32.sqrt()).abs() < 1e-6);
+        // a new write after reopen gets a version above everything on disk
+        let out = node.with_shard(&key, |s| s.upsert(vec![point("c", &[2.0, 2.0], 0)], false)).unwrap();
+        assert!(out.max_version > stats.max_version);
+    }
+
+    #[test]
+    fn last_write_wins_by_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = open(dir.path());
+        let key = ShardKey::new("s", 0);
+        node.create_shard(key.clone(), StoreConfig::new("s", 1, Metric::Manhattan)).unwrap();
+        node.with_shard(&key, |s| s.upsert(vec![point("x", &[5.0], 100)], false)).unwrap();
+        let out = node.with_shard(&key, |s| s.upsert(vec![point("x", &[7.0], 50)], false)).unwrap();
+        assert_eq!((out.applied, out.stale), (0, 1));
+        // an older delete loses too
+        assert_eq!(node.with_shard(&key, |s| s.delete(&["x".into()], 60, false)).unwrap(), 0);
+        let got = node.with_shard(&key, |s| s.get(&["x".into()])).unwrap();
+        assert_eq!(got[0].vector, vec![5.0]);
+        // a newer delete wins, and an insert older than the tombstone stays deleted
+        assert_eq!(node.with_shard(&key, |s| s.delete(&["x".into()], 200, false)).unwrap(), 1);
+        let out = node.with_shard(&key, |s| s.upsert(vec![point("x", &[9.0], 150)], false)).unwrap();
+        assert_eq!(out.stale, 1);
+        assert!(node.with_shard(&key, |s| s.get(&["x".into()])).unwrap().is_empty());
+        // within one batch, the later duplicate wins
+        node.with_shard(&key, |s| s.upsert(vec![point("y", &[1.0], 0), point("y", &[2.0], 0)], false)).unwrap();
+        assert_eq!(node.with_shard(&key, |s| s.get(&["y".into()])).unwrap()[0].vector, vec![2.0]);
+    }
+
+    #[test]
+    fn a_panic_is_contained_to_its_shard_which_reloads_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = open(dir.path());
+        let (a, b) = (ShardKey::new("a", 0), ShardKey::new("b", 0));
+        for k in [&a, &b] {
+            node.create_shard(k.clone(), StoreConfig::new(k.store.clone(), 2, Metric::Dot)).unwrap();
+            node.with_shard(k, |s| s.upsert(vec![point("p", &[1.0, 2.0], 0)], false)).unwrap();
+        }
+        let before = node.shard(&a).unwrap();
+        let err = node.with_shard(&a, |_| -> Result<(), NodeError> { panic!("index bug") }).unwrap_err();
+        assert!(matches!(err, NodeError::ShardPanicked { ref message, .. } if message == "index bug"), "{err}");
+        let after = node.shard(&a).unwrap();
+        assert!(!Arc::ptr_eq(&before, &after), "the panicked shard is replaced by a fresh load");
+        // writers holding the old shard are told to retry instead of writing into a retired index
+        assert!(matches!(before.upsert(vec![point("q", &[1.0, 1.0], 0)], false), Err(NodeError::Reloading(_))));
+        assert_eq!(node.with_shard(&a, |s| s.stats()).unwrap().points, 1);
+        assert_eq!(node.with_shard(&b, |s| s.stats()).unwrap().points, 1);
+        node.with_shard(&a, |s| s.upsert(vec![point("q", &[1.0, 1.0], 0)], false)).unwrap();
+    }
+
+    #[test]
+    fn drop_and_recreate_and_admin_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ShardKey::new("s", 0);
+        {
+            let node = open(dir.path());
+            let config = StoreConfig::new("s", 3, Metric::Cosine);
+            node.create_shard(key.clone(), config.clone()).unwrap();
+            assert!(matches!(node.create_shard(key.clone(), config.clone()), Err(NodeError::ShardExists(_))));
+            node.with_shard(&key, |s| s.upsert(vec![point("p", &[1.0, 0.0, 0.0], 0)], false)).unwrap();
+            node.drop_shard(&key).unwrap();
+            assert!(matches!(node.drop_shard(&key), Err(NodeError::ShardNotFound(_))));
+            node.create_shard(key.clone(), config).unwrap();
+            assert_eq!(node.with_shard(&key, |s| s.stats()).unwrap().points, 0, "a recreated store starts empty");
+            let wrong = StoreConfig::new("other", 3, Metric::Cosine);
+            assert!(matches!(node.create_shard(ShardKey::new("x", 0), wrong), Err(NodeError::BadRequest(_))));
+            assert!(matches!(
+                node.create_shard(ShardKey::new("x", 1), StoreConfig::new("x", 3, Metric::Cosine)),
+                Err(NodeError::BadRequest(_))
+            ));
+        }
+        let node = open(dir.path());
+        assert_eq!(node.list_shards().len(), 1);
+    }
+}

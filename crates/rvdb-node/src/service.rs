@@ -1,0 +1,315 @@
+//! The gRPC `StorageNode` service: converts protobuf messages to domain calls on [`Node`] and back. Every call
+//! runs on tokio's blocking pool (RocksDB I/O and SIMD scans must not stall the async reactor) and through
+//! [`Node::with_shard`], so a panic is contained to its shard.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rvdb_core::{HnswParams, IndexKind, IndexSpec, Metric, Quantization, StoreConfig};
+use rvdb_proto::v1 as pb;
+use rvdb_proto::v1::storage_node_server::{StorageNode, StorageNodeServer};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::shard::{PointData, ScoredPoint};
+use crate::{Node, NodeError, ShardKey, ShardStats};
+
+/// Default cap on one decoded request (the whole upsert batch): large enough for 100k × 128-d points.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub struct StorageNodeService {
+    node: Arc<Node>,
+}
+
+impl StorageNodeService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// The tonic server for this service, with request-size limits and compression enabled.
+    pub fn into_server(self, max_request_bytes: usize) -> StorageNodeServer<Self> {
+        StorageNodeServer::new(self)
+            .max_decoding_message_size(max_request_bytes)
+            .max_encoding_message_size(usize::MAX)
+            .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node) -> Result<R, NodeError> + Send + 'static,
+    ) -> Result<R, Status> {
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || f(&node))
+            .await
+            .map_err(|e| Status::internal(format!("request task failed: {e}")))?
+            .map_err(Status::from)
+    }
+}
+
+fn shard_key(id: Option<pb::ShardId>) -> Result<ShardKey, Status> {
+    let id = id.ok_or_else(|| Status::invalid_argument("shard is required"))?;
+    rvdb_core::types::validate_store_name(&id.store).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(ShardKey::new(id.store, id.shard))
+}
+
+pub fn metric_from_pb(m: i32) -> Result<Metric, Status> {
+    match pb::Metric::try_from(m) {
+        Ok(pb::Metric::Cosine) => Ok(Metric::Cosine),
+        Ok(pb::Metric::Euclidean) => Ok(Metric::Euclidean),
+        Ok(pb::Metric::Manhattan) => Ok(Metric::Manhattan),
+        Ok(pb::Metric::Dot) => Ok(Metric::Dot),
+        _ => Err(Status::invalid_argument("metric must be one of cosine, euclidean, manhattan, dot")),
+    }
+}
+
+pub fn metric_to_pb(m: Metric) -> pb::Metric {
+    match m {
+        Metric::Cosine => pb::Metric::Cosine,
+        Metric::Euclidean => pb::Metric::Euclidean,
+        Metric::Manhattan => pb::Metric::Manhattan,
+        Metric::Dot => pb::Metric::Dot,
+    }
+}
+
+/// Protobuf config → domain config, with 0 / unset fields defaulted (shards 1, replication 1, flat index).
+pub fn config_from_pb(c: pb::StoreConfig) -> Result<StoreConfig, Status> {
+    let metric = metric_from_pb(c.metric)?;
+    let index = c.index.unwrap_or_default();
+    let kind = match pb::IndexKind::try_from(index.kind) {
+        Ok(pb::IndexKind::Hnsw) => IndexKind::Hnsw,
+        Ok(pb::IndexKind::Flat) | Ok(pb::IndexKind::Unspecified) => IndexKind::Flat,
+        Err(_) => return Err(Status::invalid_argument("index.kind must be flat or hnsw")),
+    };
+    let quantization = match pb::Quantization::try_from(index.quantization) {
+        Ok(pb::Quantization::Sq8) => Quantization::Sq8,
+        Ok(pb::Quantization::None) => Quantization::None,
+        Err(_) => return Err(Status::invalid_argument("index.quantization must be none or sq8")),
+    };
+    let d = HnswParams::default();
+    let hnsw = index.hnsw.map_or(d, |h| HnswParams {
+        m: if h.m == 0 { d.m } else { h.m },
+        ef_construction: if h.ef_construction == 0 { d.ef_construction } else { h.ef_construction },
+        ef_search: if h.ef_search == 0 { d.ef_search } else { h.ef_search },
+    });
+    let config = StoreConfig {
+        name: c.name,
+        dimension: c.dimension,
+        metric,
+        index: IndexSpec { kind, hnsw, quantization },
+        shards: c.shards.max(1),
+        replication_factor: c.replication_factor.max(1),
+        write_consistency: c.write_consistency,
+    };
+    config.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(config)
+}
+
+pub fn config_to_pb(c: &StoreConfig) -> pb::StoreConfig {
+    pb::StoreConfig {
+        name: c.name.clone(),
+        dimension: c.dimension,
+        metric: metric_to_pb(c.metric) as i32,
+        index: Some(pb::IndexSpec {
+            kind: match c.index.kind {
+                IndexKind::Flat => pb::IndexKind::Flat,
+                IndexKind::Hnsw => pb::IndexKind::Hnsw,
+            } as i32,
+            hnsw: Some(pb::HnswParams {
+                m: c.index.hnsw.m,
+                ef_construction: c.index.hnsw.ef_construction,
+                ef_search: c.index.hnsw.ef_search,
+            }),
+            quantization: match c.index.quantization {
+                Quantization::None => pb::Quantization::None,
+                Quantization::Sq8 => pb::Quantization::Sq8,
+            } as i32,
+        }),
+        shards: c.shards,
+        replication_factor: c.replication_factor,
+        write_consistency: c.write_consistency,
+    }
+}
+
+fn stats_to_pb(s: ShardStats) -> pb::ShardStats {
+    pb::ShardStats {
+        shard: Some(pb::ShardId { store: s.key.store, shard: s.key.shard }),
+        config: Some(config_to_pb(&s.config)),
+        points: s.points,
+        tombstones: s.tombstones,
+        max_version: s.max_version,
+        index_memory_bytes: s.index_memory_bytes,
+        disk_bytes: s.disk_bytes,
+    }
+}
+
+fn point_to_pb(p: PointData, with_vector: bool, with_metadata: bool) -> pb::Point {
+    pb::Point {
+        id: p.id,
+        vector: if with_vector { p.vector } else { Vec::new() },
+        metadata_json: if with_metadata { p.metadata } else { String::new() },
+        version: p.version,
+    }
+}
+
+fn scored_to_pb(p: ScoredPoint) -> pb::ScoredPoint {
+    pb::ScoredPoint {
+        id: p.id,
+        distance: p.distance,
+        vector: p.vector.unwrap_or_default(),
+        metadata_json: p.metadata.unwrap_or_default(),
+        version: p.version,
+    }
+}
+
+type ScanStream = Pin<Box<dyn Stream<Item = Result<pb::ScanChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl StorageNode for StorageNodeService {
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn create_shard(
+        &self,
+        req: Request<pb::CreateShardRequest>,
+    ) -> Result<Response<pb::CreateShardResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let config = config_from_pb(req.config.ok_or_else(|| Status::invalid_argument("config is required"))?)?;
+        self.blocking(move |n| n.create_shard(key, config)).await?;
+        Ok(Response::new(pb::CreateShardResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn drop_shard(&self, req: Request<pb::DropShardRequest>) -> Result<Response<pb::DropShardResponse>, Status> {
+        let key = shard_key(req.into_inner().shard)?;
+        record_shard(&key);
+        self.blocking(move |n| n.drop_shard(&key)).await?;
+        Ok(Response::new(pb::DropShardResponse {}))
+    }
+
+    async fn list_shards(
+        &self,
+        _req: Request<pb::ListShardsRequest>,
+    ) -> Result<Response<pb::ListShardsResponse>, Status> {
+        let shards = self.blocking(|n| Ok(n.list_shards())).await?;
+        Ok(Response::new(pb::ListShardsResponse { shards: shards.into_iter().map(stats_to_pb).collect() }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard, points))]
+    async fn upsert(&self, req: Request<pb::UpsertRequest>) -> Result<Response<pb::UpsertResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        tracing::Span::current().record("points", req.points.len());
+        let points: Vec<PointData> = req
+            .points
+            .into_iter()
+            .map(|p| PointData { id: p.id, vector: p.vector, metadata: p.metadata_json, version: p.version })
+            .collect();
+        let sync = req.sync;
+        let out = self.blocking(move |n| n.with_shard(&key, |s| s.upsert(points, sync))).await?;
+        Ok(Response::new(pb::UpsertResponse { applied: out.applied, stale: out.stale, max_version: out.max_version }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let ids = req.ids;
+        let points = self.blocking(move |n| n.with_shard(&key, |s| s.get(&ids))).await?;
+        let points = points.into_iter().map(|p| point_to_pb(p, req.with_vector, req.with_metadata)).collect();
+        Ok(Response::new(pb::GetResponse { points }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let (ids, version, sync) = (req.ids, req.version, req.sync);
+        let deleted = self.blocking(move |n| n.with_shard(&key, |s| s.delete(&ids, version, sync))).await?;
+        Ok(Response::new(pb::DeleteResponse { deleted }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard, k))]
+    async fn search(&self, req: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        tracing::Span::current().record("k", req.k);
+        let (vector, k, wv, wm) = (req.vector, req.k, req.with_vector, req.with_metadata);
+        let (results, scanned) = self.blocking(move |n| n.with_shard(&key, |s| s.search(&vector, k, wv, wm))).await?;
+        Ok(Response::new(pb::SearchResponse { results: results.into_iter().map(scored_to_pb).collect(), scanned }))
+    }
+
+    type ScanStream = ScanStream;
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn scan(&self, req: Request<pb::ScanRequest>) -> Result<Response<Self::ScanStream>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let shard = self.node.shard(&key)?;
+        let chunk_size = if req.chunk_size == 0 { 1000 } else { req.chunk_size.min(100_000) as usize };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ScanChunk, Status>>(4);
+        let (wv, wm, start_after) = (req.with_vector, req.with_metadata, req.start_after);
+        tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(chunk_size);
+            let result = shard.scan(&start_after, |p| {
+                chunk.push(point_to_pb(p, wv, wm));
+                if chunk.len() >= chunk_size {
+                    let points = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size));
+                    // A send error means the client went away: stop scanning.
+                    return tx.blocking_send(Ok(pb::ScanChunk { points })).is_ok();
+                }
+                true
+            });
+            match result {
+                Ok(()) if !chunk.is_empty() => {
+                    let _ = tx.blocking_send(Ok(pb::ScanChunk { points: chunk }));
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e.into()));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn flush(&self, req: Request<pb::FlushRequest>) -> Result<Response<pb::FlushResponse>, Status> {
+        match req.into_inner().shard {
+            Some(id) => {
+                let key = shard_key(Some(id))?;
+                self.blocking(move |n| n.with_shard(&key, |s| s.flush())).await?;
+            }
+            None => {
+                self.blocking(|n| {
+                    for s in n.list_shards() {
+                        n.with_shard(&s.key, |s| s.flush())?;
+                    }
+                    n.sync_wal()
+                })
+                .await?;
+            }
+        }
+        Ok(Response::new(pb::FlushResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn stats(&self, req: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
+        let key = shard_key(req.into_inner().shard)?;
+        record_shard(&key);
+        let stats = self.blocking(move |n| n.with_shard(&key, |s| s.stats())).await?;
+        Ok(Response::new(pb::StatsResponse { stats: Some(stats_to_pb(stats)) }))
+    }
+}
+
+fn record_shard(key: &ShardKey) {
+    let span = tracing::Span::current();
+    span.record("store", key.store.as_str());
+    span.record("shard", key.shard);
+}

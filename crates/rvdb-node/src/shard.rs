@@ -1,0 +1,446 @@
+//! One shard replica: its config, its in-memory index and versions, and its RocksDB column family.
+//!
+//! Writes are serialised per shard by `write_lock` so that the order of `WriteBatch`es on disk is the order in
+//! which the index is updated, and version checks (last write wins) are atomic with the write. Reads only take
+//! the index's read lock, so searches run in parallel with each other and wait for writers only while the index
+//! is being updated in memory (not while RocksDB writes).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rocksdb::{BoundColumnFamily, Direction, IteratorMode, WriteBatch, WriteOptions};
+use rvdb_core::clock::HybridClock;
+use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_vector};
+use rvdb_core::{FlatIndex, StoreConfig};
+
+use crate::NodeError;
+use crate::node::Db;
+use crate::record::{Record, encode_live, encode_tombstone};
+
+/// Which shard of which store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardKey {
+    pub store: String,
+    pub shard: u32,
+}
+
+impl ShardKey {
+    pub fn new(store: impl Into<String>, shard: u32) -> Self {
+        Self { store: store.into(), shard }
+    }
+
+    /// The column family that holds this replica. Store names cannot contain `#`, so the name is unambiguous.
+    pub fn cf_name(&self) -> String {
+        format!("{}#{}", self.store, self.shard)
+    }
+}
+
+impl fmt::Display for ShardKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "'{}'/{}", self.store, self.shard)
+    }
+}
+
+/// A point as the API sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PointData {
+    pub id: String,
+    pub vector: Vec<f32>,
+    /// JSON object text; empty = `{}`.
+    pub metadata: String,
+    /// 0 = assign one from the node's clock.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredPoint {
+    pub id: String,
+    pub distance: f32,
+    pub version: u64,
+    pub vector: Option<Vec<f32>>,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    pub applied: u32,
+    pub stale: u32,
+    pub max_version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardStats {
+    pub key: ShardKey,
+    pub config: StoreConfig,
+    pub points: u64,
+    pub tombstones: u64,
+    pub max_version: u64,
+    pub index_memory_bytes: u64,
+    pub disk_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct VersionEntry {
+    version: u64,
+    live: bool,
+}
+
+struct ShardState {
+    index: FlatIndex,
+    /// Version of every id ever written (live points and tombstones): what last-write-wins compares against.
+    versions: HashMap<Box<str>, VersionEntry>,
+    tombstones: u64,
+    max_version: u64,
+}
+
+impl ShardState {
+    fn apply(&mut self, id: &str, version: u64, vector: Option<&[f32]>) {
+        let was_tombstone = self.versions.get(id).is_some_and(|e| !e.live);
+        match vector {
+            Some(v) => {
+                self.index.upsert(id, v);
+                if was_tombstone {
+                    self.tombstones -= 1;
+                }
+            }
+            None => {
+                self.index.remove(id);
+                if !was_tombstone {
+                    self.tombstones += 1;
+                }
+            }
+        }
+        self.versions.insert(id.into(), VersionEntry { version, live: vector.is_some() });
+        self.max_version = self.max_version.max(version);
+    }
+
+    fn current_version(&self, id: &str) -> Option<u64> {
+        self.versions.get(id).map(|e| e.version)
+    }
+}
+
+/// Test hook: a point id whose upsert panics inside the index update (set with `RVDB_FAULT_PANIC_ID`), to prove
+/// that a fault in one shard is contained.
+pub(crate) static PANIC_ON_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+pub struct Shard {
+    key: ShardKey,
+    config: StoreConfig,
+    cf_name: String,
+    db: Arc<Db>,
+    clock: Arc<HybridClock>,
+    write_lock: Mutex<()>,
+    state: RwLock<ShardState>,
+    retired: AtomicBool,
+}
+
+impl fmt::Debug for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shard").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl Shard {
+    /// Loads a shard from its column family, rebuilding the index from every stored record.
+    pub(crate) fn load(
+        db: Arc<Db>,
+        clock: Arc<HybridClock>,
+        key: ShardKey,
+        config: StoreConfig,
+    ) -> Result<Shard, NodeError> {
+        let cf_name = key.cf_name();
+        let mut state = ShardState {
+            index: FlatIndex::new(config.dimension as usize, config.metric),
+            versions: HashMap::new(),
+            tombstones: 0,
+            max_version: 0,
+        };
+        {
+            let cf = db.cf_handle(&cf_name).ok_or_else(|| NodeError::ShardNotFound(key.clone()))?;
+            if let Ok(Some(n)) = db.property_int_value_cf(&cf, "rocksdb.estimate-num-keys") {
+                state.index.reserve(n as usize);
+            }
+            for item in db.iterator_cf(&cf, IteratorMode::Start) {
+                let (k, v) = item?;
+                let id = std::str::from_utf8(&k)
+                    .map_err(|_| NodeError::Corrupt { key: key.clone(), message: "a point id is not UTF-8".into() })?;
+                match Record::decode(&v)
+                    .map_err(|m| NodeError::Corrupt { key: key.clone(), message: format!("point {id:?}: {m}") })?
+                {
+                    Record::Live { version, vector, .. } => {
+                        if vector.len() != config.dimension as usize {
+                            return Err(NodeError::Corrupt {
+                                key: key.clone(),
+                                message: format!("point {id:?} has {} dimensions", vector.len()),
+                            });
+                        }
+                        state.apply(id, version, Some(&vector));
+                    }
+                    Record::Tombstone { version } => state.apply(id, version, None),
+                }
+            }
+        }
+        clock.observe(state.max_version);
+        Ok(Shard {
+            key,
+            config,
+            cf_name,
+            db,
+            clock,
+            write_lock: Mutex::new(()),
+            state: RwLock::new(state),
+            retired: AtomicBool::new(false),
+        })
+    }
+
+    pub fn key(&self) -> &ShardKey {
+        &self.key
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes the write lock even if a panic poisoned it: the reload that follows a panic must wait for writers.
+    pub(crate) fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cf(&self) -> Result<Arc<BoundColumnFamily<'_>>, NodeError> {
+        self.db.cf_handle(&self.cf_name).ok_or_else(|| NodeError::ShardNotFound(self.key.clone()))
+    }
+
+    fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, ShardState>, NodeError> {
+        self.state.read().map_err(|_| NodeError::Reloading(self.key.clone()))
+    }
+
+    /// Begins a write: the write lock, unless the shard was retired (dropped or replaced by a reload) meanwhile.
+    fn begin_write(&self) -> Result<std::sync::MutexGuard<'_, ()>, NodeError> {
+        let guard = self.write_lock.lock().map_err(|_| NodeError::Reloading(self.key.clone()))?;
+        if self.retired.load(Ordering::SeqCst) {
+            return Err(NodeError::Reloading(self.key.clone()));
+        }
+        Ok(guard)
+    }
+
+    /// Inserts or replaces a batch atomically. Everything is validated first: one bad point refuses the whole batch
+    /// and nothing is written. A point whose version is not newer than the stored one is skipped (`stale`).
+    pub fn upsert(&self, points: Vec<PointData>, sync: bool) -> Result<UpsertOutcome, NodeError> {
+        let mut prepared = Vec::with_capacity(points.len());
+        for (index, p) in points.into_iter().enumerate() {
+            let invalid = |source| NodeError::InvalidPoint { index, source };
+            validate_point_id(&p.id).map_err(invalid)?;
+            validate_vector(&p.vector, self.config.dimension, self.config.metric).map_err(invalid)?;
+            let metadata = canonical_metadata(&p.metadata).map_err(invalid)?;
+            prepared.push((p, metadata));
+        }
+        let _guard = self.begin_write()?;
+        let mut outcome = UpsertOutcome::default();
+        let mut batch = WriteBatch::default();
+        let mut accepted: Vec<(usize, u64)> = Vec::with_capacity(prepared.len());
+        {
+            let state = self.read_state()?;
+            let mut in_batch: HashMap<&str, u64> = HashMap::new();
+            let cf = self.cf()?;
+            for (i, (p, metadata)) in prepared.iter().enumerate() {
+                let version = if p.version == 0 {
+                    self.clock.now()
+                } else {
+                    self.clock.observe(p.version);
+                    p.version
+                };
+                let current = in_batch.get(p.id.as_str()).copied().or_else(|| state.current_version(&p.id));
+                if current.is_some_and(|c| c >= version) {
+                    outcome.stale += 1;
+                    continue;
+                }
+                in_batch.insert(&p.id, version);
+                batch.put_cf(&cf, p.id.as_bytes(), encode_live(version, &p.vector, metadata));
+                accepted.push((i, version));
+                outcome.max_version = outcome.max_version.max(version);
+            }
+        }
+        self.write_batch(batch, sync)?;
+        let mut state = self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?;
+        for (i, version) in accepted {
+            let p = &prepared[i].0;
+            if PANIC_ON_ID.get().is_some_and(|hook| hook.as_deref() == Some(p.id.as_str())) {
+                panic!("fault injection: panic while indexing point {:?}", p.id);
+            }
+            state.apply(&p.id, version, Some(&p.vector));
+            outcome.applied += 1;
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes ids with a versioned tombstone each; returns how many held a live point.
+    pub fn delete(&self, ids: &[String], version: u64, sync: bool) -> Result<u32, NodeError> {
+        for (index, id) in ids.iter().enumerate() {
+            validate_point_id(id).map_err(|source| NodeError::InvalidPoint { index, source })?;
+        }
+        let _guard = self.begin_write()?;
+        let version = if version == 0 {
+            self.clock.now()
+        } else {
+            self.clock.observe(version);
+            version
+        };
+        let mut batch = WriteBatch::default();
+        let mut doomed = Vec::new();
+        {
+            let state = self.read_state()?;
+            let cf = self.cf()?;
+            for id in ids {
+                if state.current_version(id).is_some_and(|c| c >= version) {
+                    continue;
+                }
+                batch.put_cf(&cf, id.as_bytes(), encode_tombstone(version));
+                doomed.push(id.as_str());
+            }
+        }
+        self.write_batch(batch, sync)?;
+        let mut state = self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?;
+        let mut deleted = 0;
+        for id in doomed {
+            if state.index.contains(id) {
+                deleted += 1;
+            }
+            state.apply(id, version, None);
+        }
+        Ok(deleted)
+    }
+
+    fn write_batch(&self, batch: WriteBatch, sync: bool) -> Result<(), NodeError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Exact top-k; vectors and metadata, when asked for, are read from RocksDB for the hits only.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: u32,
+        with_vector: bool,
+        with_metadata: bool,
+    ) -> Result<(Vec<ScoredPoint>, u64), NodeError> {
+        validate_vector(query, self.config.dimension, self.config.metric)?;
+        validate_k(k)?;
+        let (hits, scanned) = {
+            let state = self.read_state()?;
+            (state.index.search(query, k as usize, None), state.index.len() as u64)
+        };
+        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        let records = self.read_records(&ids)?;
+        let mut out = Vec::with_capacity(hits.len());
+        for (hit, record) in hits.into_iter().zip(records) {
+            // A point deleted between the scan and the read is left out rather than returned half-filled.
+            let Some(Record::Live { version, vector, metadata }) = record else { continue };
+            out.push(ScoredPoint {
+                id: hit.id,
+                distance: hit.distance,
+                version,
+                vector: with_vector.then_some(vector),
+                metadata: with_metadata.then_some(metadata),
+            });
+        }
+        Ok((out, scanned))
+    }
+
+    /// Live points by id, in request order; missing or deleted ids are left out.
+    pub fn get(&self, ids: &[String]) -> Result<Vec<PointData>, NodeError> {
+        let records = self.read_records(ids)?;
+        Ok(ids
+            .iter()
+            .zip(records)
+            .filter_map(|(id, r)| match r {
+                Some(Record::Live { version, vector, metadata }) => {
+                    Some(PointData { id: id.clone(), vector, metadata, version })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn read_records(&self, ids: &[String]) -> Result<Vec<Option<Record>>, NodeError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cf = self.cf()?;
+        let values = self.db.batched_multi_get_cf(&cf, ids.iter().map(|s| s.as_bytes()), false);
+        ids.iter()
+            .zip(values)
+            .map(|(id, v)| match v? {
+                None => Ok(None),
+                Some(bytes) => Record::decode(&bytes)
+                    .map(Some)
+                    .map_err(|m| NodeError::Corrupt { key: self.key.clone(), message: format!("point {id:?}: {m}") }),
+            })
+            .collect()
+    }
+
+    /// Visits the live points with ids after `start_after` in id order, from one consistent RocksDB view (the
+    /// iterator's implicit snapshot), until `visit` returns false.
+    pub fn scan(&self, start_after: &str, mut visit: impl FnMut(PointData) -> bool) -> Result<(), NodeError> {
+        let cf = self.cf()?;
+        let mode = if start_after.is_empty() {
+            IteratorMode::Start
+        } else {
+            IteratorMode::From(start_after.as_bytes(), Direction::Forward)
+        };
+        for item in self.db.iterator_cf(&cf, mode) {
+            let (k, v) = item?;
+            if !start_after.is_empty() && &*k == start_after.as_bytes() {
+                continue;
+            }
+            let id = String::from_utf8(k.into_vec())
+                .map_err(|_| NodeError::Corrupt { key: self.key.clone(), message: "a point id is not UTF-8".into() })?;
+            let record = Record::decode(&v)
+                .map_err(|m| NodeError::Corrupt { key: self.key.clone(), message: format!("point {id:?}: {m}") })?;
+            if let Record::Live { version, vector, metadata } = record
+                && !visit(PointData { id, vector, metadata, version })
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the memtable to an SST and fsyncs the WAL.
+    pub fn flush(&self) -> Result<(), NodeError> {
+        let cf = self.cf()?;
+        self.db.flush_cf(&cf)?;
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Result<ShardStats, NodeError> {
+        let (points, tombstones, max_version, mem) = {
+            let s = self.read_state()?;
+            let version_map = s.versions.capacity() as u64 * 32;
+            (s.index.len() as u64, s.tombstones, s.max_version, s.index.memory_bytes() as u64 + version_map)
+        };
+        let cf = self.cf()?;
+        let prop = |name: &str| self.db.property_int_value_cf(&cf, name).ok().flatten().unwrap_or(0);
+        let disk_bytes = prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables");
+        Ok(ShardStats {
+            key: self.key.clone(),
+            config: self.config.clone(),
+            points,
+            tombstones,
+            max_version,
+            index_memory_bytes: mem,
+            disk_bytes,
+        })
+    }
+}

@@ -1,0 +1,222 @@
+//! `rvdb bench`: the measurements the README and issue notes report. Each prints one JSON object per line so
+//! `bench/run.sh` can set them beside the peers (faiss, hnswlib, …) measured in the same run.
+//!
+//! - `flat`: single-thread exact search QPS and recall@10 on a data set from `../shared/bench/make_glove.py`.
+//! - `insert`: insert throughput into a real node (RocksDB, WAL on), in process and over gRPC on loopback.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use rvdb_core::{FlatIndex, Metric, StoreConfig};
+use rvdb_node::shard::PointData;
+use rvdb_node::{Node, NodeOptions, ShardKey};
+use rvdb_proto::v1 as pb;
+use serde_json::json;
+
+use crate::npy;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Exact (flat) search: single-thread QPS and recall@10 against the data set's ground truth.
+    Flat {
+        /// Directory written by make_glove.py (base.npy, query.npy, gt_<metric>_ids.npy).
+        #[arg(long)]
+        data: PathBuf,
+        /// Metrics to run: cosine, l2, l1, dot.
+        #[arg(long, value_delimiter = ',', default_value = "cosine,l2,l1,dot")]
+        metrics: Vec<String>,
+        /// Queries to time.
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+    },
+    /// Insert throughput into a node with the WAL on.
+    Insert {
+        /// Data set directory (base.npy); without it, random vectors.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Vectors to insert (random mode) or the first N of the data set.
+        #[arg(long, default_value_t = 200_000)]
+        count: usize,
+        /// Dimension in random mode.
+        #[arg(long, default_value_t = 128)]
+        dimension: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Where the node's RocksDB goes (a fresh temporary directory by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Flat { data, metrics, queries, k } => {
+            tokio::task::spawn_blocking(move || flat(data, metrics, queries, k)).await?
+        }
+        BenchCommand::Insert { data, count, dimension, batch, dir } => insert(data, count, dimension, batch, dir).await,
+    }
+}
+
+fn metric_of(name: &str) -> anyhow::Result<Metric> {
+    Ok(match name {
+        "cosine" => Metric::Cosine,
+        "l2" => Metric::Euclidean,
+        "l1" => Metric::Manhattan,
+        "dot" => Metric::Dot,
+        other => anyhow::bail!("unknown metric {other}: use cosine, l2, l1, dot"),
+    })
+}
+
+fn flat(data: PathBuf, metrics: Vec<String>, queries: usize, k: usize) -> anyhow::Result<()> {
+    let base = npy::read_f32(&data.join("base.npy"))?;
+    let query = npy::read_f32(&data.join("query.npy"))?;
+    let nq = queries.min(query.rows);
+    eprintln!("flat: base {}x{}, {} queries, k={k}, simd {:?}", base.rows, base.cols, nq, rvdb_core::kernels::level());
+    for name in metrics {
+        let metric = metric_of(&name)?;
+        let gt = npy::read_i32(&data.join(format!("gt_{name}_ids.npy")))?;
+        let t = Instant::now();
+        let mut index = FlatIndex::new(base.cols, metric);
+        index.reserve(base.rows);
+        for i in 0..base.rows {
+            index.upsert(&i.to_string(), base.row(i));
+        }
+        let build_s = t.elapsed().as_secs_f64();
+        // Warm-up pass over the data (page faults, caches), not timed.
+        let _ = index.search(query.row(0), k, None);
+        let t = Instant::now();
+        let mut results = Vec::with_capacity(nq);
+        for qi in 0..nq {
+            results.push(index.search(query.row(qi), k, None));
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let mut hits = 0usize;
+        for (qi, res) in results.iter().enumerate() {
+            let truth: std::collections::HashSet<i32> = gt.row(qi)[..k].iter().copied().collect();
+            hits += res.iter().filter(|h| h.id.parse::<i32>().is_ok_and(|id| truth.contains(&id))).count();
+        }
+        println!(
+            "{}",
+            json!({
+                "bench": "flat", "engine": "rvdb", "metric": name, "n": base.rows, "dim": base.cols,
+                "queries": nq, "k": k, "qps": nq as f64 / secs, "recall": hits as f64 / (nq * k) as f64,
+                "build_s": build_s, "simd": format!("{:?}", rvdb_core::kernels::level()),
+            })
+        );
+    }
+    Ok(())
+}
+
+async fn insert(
+    data: Option<PathBuf>,
+    count: usize,
+    dimension: usize,
+    batch: usize,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let vectors: Vec<Vec<f32>> = match &data {
+        Some(d) => {
+            let base = npy::read_f32(&d.join("base.npy"))?;
+            (0..count.min(base.rows)).map(|i| base.row(i).to_vec()).collect()
+        }
+        None => {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..count).map(|_| (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect()
+        }
+    };
+    let dim = vectors.first().map_or(dimension, Vec::len);
+    let tmp;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            tmp = std::env::temp_dir().join(format!("rvdb-bench-insert-{}", std::process::id()));
+            tmp.clone()
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = Arc::new(
+        tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || Node::open(&NodeOptions::new(dir))
+        })
+        .await??,
+    );
+    let vectors = Arc::new(vectors);
+
+    // 1. In process: the node's own write path (validation, WriteBatch with WAL, index update).
+    let key = ShardKey::new("bench_local", 0);
+    node.create_shard(key.clone(), StoreConfig::new("bench_local", dim as u32, Metric::Cosine))?;
+    let secs = {
+        let (node, vectors, key) = (node.clone(), vectors.clone(), key.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+            let t = Instant::now();
+            for (b, chunk) in vectors.chunks(batch).enumerate() {
+                let points = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| PointData {
+                        id: format!("p{}", b * batch + i),
+                        vector: v.clone(),
+                        metadata: String::new(),
+                        version: 0,
+                    })
+                    .collect();
+                node.with_shard(&key, |s| s.upsert(points, false))?;
+            }
+            Ok(t.elapsed().as_secs_f64())
+        })
+        .await??
+    };
+    report("in_process", vectors.len(), dim, batch, secs);
+
+    // 2. Over gRPC on loopback, one client, batches in sequence.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let service = rvdb_node::service::StorageNodeService::new(node.clone()).into_server(256 << 20);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut client = rvdb_proto::v1::storage_node_client::StorageNodeClient::connect(format!("http://{addr}"))
+        .await
+        .context("connecting to the bench node")?;
+    let config = pb::StoreConfig {
+        name: "bench_grpc".into(),
+        dimension: dim as u32,
+        metric: pb::Metric::Cosine as i32,
+        ..Default::default()
+    };
+    let shard = Some(pb::ShardId { store: "bench_grpc".into(), shard: 0 });
+    client.create_shard(pb::CreateShardRequest { shard: shard.clone(), config: Some(config) }).await?;
+    let t = Instant::now();
+    for (b, chunk) in vectors.chunks(batch).enumerate() {
+        let points = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| pb::Point {
+                id: format!("p{}", b * batch + i),
+                vector: v.clone(),
+                metadata_json: String::new(),
+                version: 0,
+            })
+            .collect();
+        client.upsert(pb::UpsertRequest { shard: shard.clone(), points, sync: false }).await?;
+    }
+    report("grpc", vectors.len(), dim, batch, t.elapsed().as_secs_f64());
+    drop(client);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn report(path: &str, n: usize, dim: usize, batch: usize, secs: f64) {
+    println!(
+        "{}",
+        json!({"bench": "insert", "path": path, "wal": true, "n": n, "dim": dim, "batch": batch, "secs": secs, "vectors_per_s": n as f64 / secs})
+    );
+}

@@ -1,0 +1,66 @@
+//! `rvdb`: one binary for every role.
+//!
+//! - `rvdb serve`: the embedded all-in-one default, data in `./data`, no setup. Today it runs the storage node
+//!   (gRPC on 127.0.0.1:50051); the index manager and the MCP gateway join it as their issues land.
+//! - `rvdb node`: a storage node alone.
+//! - client commands (`create-store`, `insert`, `search`, …) that talk gRPC to a node.
+//! - `rvdb bench`: the benchmarks whose figures the README reports.
+//!
+//! Configuration mirrors the seed's `sys.config` keys as flags and `RVDB_…` environment variables.
+
+mod bench;
+mod client;
+mod npy;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "rvdb", version, about = "rvdb: a distributed vector database for AI agents")]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `rvdb_node=debug`.
+    #[arg(long, env = "RVDB_LOG", default_value = "info", global = true)]
+    log: String,
+    /// Log format: pretty or json.
+    #[arg(long, env = "RVDB_LOG_FORMAT", default_value = "pretty", global = true)]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run rvdb embedded in one process with local data (the default way to start).
+    Serve(server::ServeArgs),
+    /// Run a storage node.
+    Node(server::ServeArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
+    /// Benchmarks (flat search vs. faiss, insert throughput).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn init_tracing(filter: &str, format: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, &cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) | Command::Node(args) => server::run(args).await,
+            Command::Client(cmd) => client::run(cmd).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    })
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing rvdb needs on a Debian/Ubuntu machine, if it is missing:
+#   - a C/C++ compiler and libclang (RocksDB is built from source by the `rocksdb` crate; bindgen needs libclang)
+# Safe to run again: it installs only what is absent. Sourced by deploy/serve.sh and tests/run.sh.
+set -euo pipefail
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "rvdb needs a Rust toolchain (>= 1.89): install it from https://rustup.rs, then run this again." >&2
+  exit 1
+fi
+
+missing=()
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
+   && ! ls /usr/lib/aarch64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+  missing+=(libclang-dev)
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "rvdb needs: ${missing[*]} (install them with your package manager)" >&2
+    exit 1
+  fi
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
