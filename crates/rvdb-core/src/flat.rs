@@ -1,10 +1,11 @@
-//! The exact (flat) index: every vector of a shard in one contiguous `Vec<f32>`, scanned with the SIMD kernels
-//! into a bounded top-k. Deletes swap the last vector into the hole, so the array stays dense and the scan never
-//! skips tombstones. Cosine vectors are stored normalised, so a cosine scan is a dot-product scan.
+//! The exact (flat) index: every vector of a shard in one contiguous, blocked array ([`BlockedVectors`]), scanned
+//! with SIMD into a bounded top-k. Deletes swap the last vector into the hole, so the array stays dense and the
+//! scan never skips tombstones. Cosine vectors are stored normalised, so a cosine scan is a dot-product scan.
 
 use std::collections::HashMap;
 
 use crate::Metric;
+use crate::blocked::BlockedVectors;
 use crate::kernels;
 use crate::topk::TopK;
 
@@ -19,14 +20,14 @@ pub struct SearchHit {
 pub struct FlatIndex {
     dim: usize,
     metric: Metric,
-    data: Vec<f32>,
+    vectors: BlockedVectors,
     ids: Vec<Box<str>>,
     slots: HashMap<Box<str>, u32>,
 }
 
 impl FlatIndex {
     pub fn new(dim: usize, metric: Metric) -> Self {
-        Self { dim, metric, data: Vec::new(), ids: Vec::new(), slots: HashMap::new() }
+        Self { dim, metric, vectors: BlockedVectors::new(dim), ids: Vec::new(), slots: HashMap::new() }
     }
 
     pub fn dim(&self) -> usize {
@@ -50,7 +51,7 @@ impl FlatIndex {
     }
 
     pub fn reserve(&mut self, additional: usize) {
-        self.data.reserve(additional * self.dim);
+        self.vectors.reserve(additional);
         self.ids.reserve(additional);
         self.slots.reserve(additional);
     }
@@ -58,20 +59,24 @@ impl FlatIndex {
     /// Inserts or replaces `id`. The vector must have been validated (`types::validate_vector`).
     pub fn upsert(&mut self, id: &str, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
-        let slot = match self.slots.get(id) {
-            Some(&slot) => slot as usize,
+        let normalized;
+        let vector = if self.metric.normalizes() {
+            normalized = {
+                let mut v = vector.to_vec();
+                kernels::normalize(&mut v);
+                v
+            };
+            &normalized[..]
+        } else {
+            vector
+        };
+        match self.slots.get(id) {
+            Some(&slot) => self.vectors.set(slot as usize, vector),
             None => {
-                let slot = self.ids.len();
+                let slot = self.vectors.push(vector);
                 self.ids.push(id.into());
                 self.slots.insert(id.into(), slot as u32);
-                self.data.resize(self.data.len() + self.dim, 0.0);
-                slot
             }
-        };
-        let dst = &mut self.data[slot * self.dim..(slot + 1) * self.dim];
-        dst.copy_from_slice(vector);
-        if self.metric.normalizes() {
-            kernels::normalize(dst);
         }
     }
 
@@ -79,14 +84,11 @@ impl FlatIndex {
     pub fn remove(&mut self, id: &str) -> bool {
         let Some(slot) = self.slots.remove(id) else { return false };
         let slot = slot as usize;
-        let last = self.ids.len() - 1;
-        if slot != last {
-            self.data.copy_within(last * self.dim..(last + 1) * self.dim, slot * self.dim);
-            self.ids.swap(slot, last);
+        self.vectors.swap_remove(slot);
+        self.ids.swap_remove(slot);
+        if slot < self.ids.len() {
             self.slots.insert(self.ids[slot].clone(), slot as u32);
         }
-        self.ids.pop();
-        self.data.truncate(last * self.dim);
         true
     }
 
@@ -95,20 +97,21 @@ impl FlatIndex {
         if query.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        let mut prepared;
+        let prepared;
         let query = if self.metric.normalizes() {
-            prepared = query.to_vec();
-            kernels::normalize(&mut prepared);
+            prepared = {
+                let mut q = query.to_vec();
+                kernels::normalize(&mut q);
+                q
+            };
             &prepared[..]
         } else {
             query
         };
         let mut top = TopK::new(k);
         match accept {
-            Some(f) => {
-                kernels::scan(self.metric.scan_op(), query, &self.data, &mut top, &mut |s| f(&self.ids[s as usize]))
-            }
-            None => kernels::scan(self.metric.scan_op(), query, &self.data, &mut top, &mut |_| true),
+            Some(f) => self.vectors.scan(self.metric.scan_op(), query, &mut top, &mut |s| f(&self.ids[s as usize])),
+            None => self.vectors.scan(self.metric.scan_op(), query, &mut top, &mut |_| true),
         }
         let mut hits: Vec<SearchHit> = top
             .into_sorted()
@@ -123,7 +126,7 @@ impl FlatIndex {
     /// Bytes held: vectors, ids (twice: slot table and lookup map) and map overhead, approximately.
     pub fn memory_bytes(&self) -> usize {
         let ids: usize = self.ids.iter().map(|s| s.len()).sum();
-        self.data.capacity() * 4 + 2 * ids + self.ids.capacity() * 16 + self.slots.capacity() * (16 + 4 + 8)
+        self.vectors.memory_bytes() + 2 * ids + self.ids.capacity() * 16 + self.slots.capacity() * (16 + 4 + 8)
     }
 }
 

@@ -2,16 +2,15 @@
 //! the compiler auto-vectorises. Tails shorter than a register are read with masked loads, so vectors need no
 //! padding (GloVe's 50 dimensions cost 50 floats, not 56 or 64).
 //!
-//! The dispatch is decided once per process ([`level`]). Single-pair functions ([`dot`], [`l2_squared`], [`l1`])
-//! dispatch per call; [`scan`] dispatches once per scan and runs its whole loop inside the chosen target feature,
-//! so the kernel is inlined into the loop.
+//! The dispatch is decided once per process ([`level`]). These pair kernels serve row-major vectors (normalising,
+//! graph traversal, re-scoring); exhaustive scans use the blocked layout of [`crate::blocked`], whose loop runs
+//! entirely inside the chosen target feature.
 //!
 //! [`reference`] holds naive `f64` versions that the property tests check every kernel against.
 
 use std::sync::OnceLock;
 
 use crate::metric::ScanOp;
-use crate::topk::TopK;
 
 /// The instruction-set level the kernels run at on this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,34 +91,6 @@ pub fn raw_at(level: SimdLevel, op: ScanOp, a: &[f32], b: &[f32]) -> Option<f32>
     })
 }
 
-/// Scans `n = data.len() / dim` contiguous vectors against `query`, pushing `(raw distance, slot)` into `top`
-/// for every slot that `accept` lets through. `query.len()` must equal `dim`.
-pub fn scan(op: ScanOp, query: &[f32], data: &[f32], top: &mut TopK, accept: &mut dyn FnMut(u32) -> bool) {
-    scan_at(level(), op, query, data, top, accept)
-}
-
-pub fn scan_at(
-    level: SimdLevel,
-    op: ScanOp,
-    query: &[f32],
-    data: &[f32],
-    top: &mut TopK,
-    accept: &mut dyn FnMut(u32) -> bool,
-) {
-    let dim = query.len();
-    if dim == 0 || !data.len().is_multiple_of(dim) {
-        return;
-    }
-    match level {
-        SimdLevel::Portable => portable::scan(op, query, data, top, accept),
-        // SAFETY: as in `raw_at`.
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => unsafe { avx2::scan(op, query, data, top, accept) },
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => unsafe { avx512::scan(op, query, data, top, accept) },
-    }
-}
-
 /// Normalises `v` to unit length in place; returns false (and leaves it) if its length is zero.
 pub fn normalize(v: &mut [f32]) -> bool {
     let norm = dot(v, v).sqrt();
@@ -129,40 +100,6 @@ pub fn normalize(v: &mut [f32]) -> bool {
     let inv = 1.0 / norm;
     v.iter_mut().for_each(|x| *x *= inv);
     true
-}
-
-/// The scan loop, shared by every level: the kernel is inlined into it because both carry the same target
-/// features. `accept` is only called for candidates that would enter the top-k.
-macro_rules! scan_loop {
-    ($kernel:ident, $op:expr, $query:expr, $data:expr, $top:expr, $accept:expr) => {{
-        let dim = $query.len();
-        match $op {
-            ScanOp::NegDot => {
-                for (slot, v) in $data.chunks_exact(dim).enumerate() {
-                    let d = -$kernel::dot($query, v);
-                    if d < $top.threshold() && ($accept)(slot as u32) {
-                        $top.push(d, slot as u32);
-                    }
-                }
-            }
-            ScanOp::L2Squared => {
-                for (slot, v) in $data.chunks_exact(dim).enumerate() {
-                    let d = $kernel::l2sq($query, v);
-                    if d < $top.threshold() && ($accept)(slot as u32) {
-                        $top.push(d, slot as u32);
-                    }
-                }
-            }
-            ScanOp::L1 => {
-                for (slot, v) in $data.chunks_exact(dim).enumerate() {
-                    let d = $kernel::l1($query, v);
-                    if d < $top.threshold() && ($accept)(slot as u32) {
-                        $top.push(d, slot as u32);
-                    }
-                }
-            }
-        }
-    }};
 }
 
 mod portable {
@@ -209,10 +146,6 @@ mod portable {
     #[inline]
     pub(super) fn l1(a: &[f32], b: &[f32]) -> f32 {
         fold(a, b, |x, y| (x - y).abs())
-    }
-
-    pub(super) fn scan(op: ScanOp, query: &[f32], data: &[f32], top: &mut TopK, accept: &mut dyn FnMut(u32) -> bool) {
-        scan_loop!(self, op, query, data, top, accept)
     }
 }
 
@@ -296,17 +229,6 @@ mod avx2 {
     pub(super) fn l1(a: &[f32], b: &[f32]) -> f32 {
         fold(a, b, |acc, x, y| _mm256_add_ps(acc, _mm256_andnot_ps(_mm256_set1_ps(-0.0), _mm256_sub_ps(x, y))))
     }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scan(
-        op: ScanOp,
-        query: &[f32],
-        data: &[f32],
-        top: &mut TopK,
-        accept: &mut dyn FnMut(u32) -> bool,
-    ) {
-        scan_loop!(self, op, query, data, top, accept)
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -370,17 +292,6 @@ mod avx512 {
     pub(super) fn l1(a: &[f32], b: &[f32]) -> f32 {
         fold(a, b, |acc, x, y| _mm512_add_ps(acc, _mm512_abs_ps(_mm512_sub_ps(x, y))))
     }
-
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scan(
-        op: ScanOp,
-        query: &[f32],
-        data: &[f32],
-        top: &mut TopK,
-        accept: &mut dyn FnMut(u32) -> bool,
-    ) {
-        scan_loop!(self, op, query, data, top, accept)
-    }
 }
 
 /// Naive `f64` versions: the definition the SIMD kernels are tested against.
@@ -434,45 +345,6 @@ mod tests {
             }
         }
 
-        #[test]
-        fn scan_finds_the_reference_top_k(
-            dim in 1usize..70, n in 1usize..200, k in 1usize..20, seed in any::<u64>(),
-        ) {
-            use rand::{Rng, SeedableRng};
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let data: Vec<f32> = (0..dim * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-            for op in [ScanOp::NegDot, ScanOp::L2Squared, ScanOp::L1] {
-                let mut want: Vec<(f64, u32)> = data.chunks_exact(dim).enumerate().map(|(i, v)| {
-                    let d = match op {
-                        ScanOp::NegDot => -reference::dot(&q, v),
-                        ScanOp::L2Squared => reference::l2_squared(&q, v),
-                        ScanOp::L1 => reference::l1(&q, v),
-                    };
-                    (d, i as u32)
-                }).collect();
-                want.sort_by(|x, y| x.0.total_cmp(&y.0));
-                for lvl in available_levels() {
-                    let mut top = TopK::new(k);
-                    scan_at(lvl, op, &q, &data, &mut top, &mut |_| true);
-                    let got = top.into_sorted();
-                    prop_assert_eq!(got.len(), k.min(n));
-                    for (g, w) in got.iter().zip(&want) {
-                        // same distance at each rank (ids may swap only on float ties)
-                        prop_assert!((g.distance as f64 - w.0).abs() < 1e-3, "{:?} {:?} {} vs {}", lvl, op, g.distance, w.0);
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn accept_filters_slots() {
-        let data = [0.0f32, 1.0, 2.0, 3.0];
-        let mut top = TopK::new(4);
-        scan(ScanOp::L1, &[0.0], &data, &mut top, &mut |s| s % 2 == 1);
-        let slots: Vec<u32> = top.into_sorted().iter().map(|c| c.slot).collect();
-        assert_eq!(slots, vec![1, 3]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ([`flat::FlatIndex`]) and its bounded top-k ([`topk::TopK`]), the store and point types with their validation
 //! ([`types`]), and the hybrid logical clock that versions writes ([`clock::HybridClock`]).
 
+pub mod blocked;
 pub mod clock;
 pub mod error;
 pub mod flat;
