@@ -16,6 +16,7 @@ use rvdb_proto::v1 as pb;
 use serde_json::json;
 
 use crate::npy;
+use crate::server::incoming;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -178,11 +179,7 @@ async fn insert(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let service = rvdb_node::service::StorageNodeService::new(node.clone()).into_server(256 << 20);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming(listener)));
     let mut client = rvdb_proto::v1::storage_node_client::StorageNodeClient::connect(format!("http://{addr}"))
         .await
         .context("connecting to the bench node")?;

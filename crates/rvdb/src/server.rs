@@ -66,12 +66,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("RVDB_READY grpc=http://{addr}");
     tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown_signal())
         .await?;
     let node2 = node.clone();
     tokio::task::spawn_blocking(move || node2.sync_wal()).await??;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Accepted connections with TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs add ~40 ms to every
+/// response that spans several segments (measured: 10x slower batch inserts over loopback).
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
 }
 
 async fn shutdown_signal() {
