@@ -336,10 +336,27 @@ impl Shard {
     ) -> Result<(Vec<ScoredPoint>, u64), NodeError> {
         validate_vector(query, self.config.dimension, self.config.metric)?;
         validate_k(k)?;
-        let (hits, scanned) = {
+        let (hits, versions, scanned) = {
             let state = self.read_state()?;
-            (state.index.search(query, k as usize, None), state.index.len() as u64)
+            let hits = state.index.search(query, k as usize, None);
+            let versions: Vec<u64> = hits.iter().map(|h| state.current_version(&h.id).unwrap_or(0)).collect();
+            (hits, versions, state.index.len() as u64)
         };
+        if !with_vector && !with_metadata {
+            // Ids, distances and versions all come from memory: no disk read on the plain search path.
+            let out = hits
+                .into_iter()
+                .zip(versions)
+                .map(|(h, version)| ScoredPoint {
+                    id: h.id,
+                    distance: h.distance,
+                    version,
+                    vector: None,
+                    metadata: None,
+                })
+                .collect();
+            return Ok((out, scanned));
+        }
         let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
         let records = self.read_records(&ids)?;
         let mut out = Vec::with_capacity(hits.len());
