@@ -228,7 +228,7 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
         c.create_shard(pb::CreateShardRequest { shard: shard("m0"), config: config("m0", 4, pb::Metric::Unspecified) })
             .await,
         &[Code::InvalidArgument],
-        "metric must be one of",
+        "metric is required",
     );
     // bad searches
     assert_status(

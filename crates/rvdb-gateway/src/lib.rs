@@ -1,5 +1,19 @@
-//! `rvdb-gateway`: the MCP gateway (filled by the gateway issue).
+//! `rvdb-gateway`: how agents and applications reach rvdb.
 //!
-//! It will serve MCP (Streamable HTTP and stdio, via `rmcp`) and REST, and turn every tool call into gRPC calls to
-//! the storage nodes through the manager's routing table: hash(id) → shard, quorum writes to replicas,
-//! scatter-gather top-k searches. Until then `rvdb serve` exposes the storage node's gRPC API directly.
+//! - [`gateway`]: the domain — store operations over the routing table and the storage nodes' gRPC API
+//!   (validation, versioning, replica writes, scatter-gather search).
+//! - [`routing`]: the routing table and the point → shard hash.
+//! - [`mcp`] + [`tools`]: the MCP server (rmcp) and its tool catalogue.
+//! - [`http`]: the HTTP listener: MCP over Streamable HTTP at `/mcp`, with Origin checks, bearer auth and size
+//!   limits; `/healthz`.
+
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod mcp;
+pub mod routing;
+pub mod tools;
+
+pub use error::GatewayError;
+pub use gateway::{Gateway, GatewayOptions};
+pub use mcp::McpServer;

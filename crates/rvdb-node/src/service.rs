@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use rvdb_core::{HnswParams, IndexKind, IndexSpec, Metric, Quantization, StoreConfig};
+use rvdb_proto::convert::{config_from_pb, config_to_pb};
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::storage_node_server::{StorageNode, StorageNodeServer};
 use tokio_stream::Stream;
@@ -54,84 +54,6 @@ fn shard_key(id: Option<pb::ShardId>) -> Result<ShardKey, Status> {
     Ok(ShardKey::new(id.store, id.shard))
 }
 
-pub fn metric_from_pb(m: i32) -> Result<Metric, Status> {
-    match pb::Metric::try_from(m) {
-        Ok(pb::Metric::Cosine) => Ok(Metric::Cosine),
-        Ok(pb::Metric::Euclidean) => Ok(Metric::Euclidean),
-        Ok(pb::Metric::Manhattan) => Ok(Metric::Manhattan),
-        Ok(pb::Metric::Dot) => Ok(Metric::Dot),
-        _ => Err(Status::invalid_argument("metric must be one of cosine, euclidean, manhattan, dot")),
-    }
-}
-
-pub fn metric_to_pb(m: Metric) -> pb::Metric {
-    match m {
-        Metric::Cosine => pb::Metric::Cosine,
-        Metric::Euclidean => pb::Metric::Euclidean,
-        Metric::Manhattan => pb::Metric::Manhattan,
-        Metric::Dot => pb::Metric::Dot,
-    }
-}
-
-/// Protobuf config → domain config, with 0 / unset fields defaulted (shards 1, replication 1, flat index).
-pub fn config_from_pb(c: pb::StoreConfig) -> Result<StoreConfig, Status> {
-    let metric = metric_from_pb(c.metric)?;
-    let index = c.index.unwrap_or_default();
-    let kind = match pb::IndexKind::try_from(index.kind) {
-        Ok(pb::IndexKind::Hnsw) => IndexKind::Hnsw,
-        Ok(pb::IndexKind::Flat) | Ok(pb::IndexKind::Unspecified) => IndexKind::Flat,
-        Err(_) => return Err(Status::invalid_argument("index.kind must be flat or hnsw")),
-    };
-    let quantization = match pb::Quantization::try_from(index.quantization) {
-        Ok(pb::Quantization::Sq8) => Quantization::Sq8,
-        Ok(pb::Quantization::None) => Quantization::None,
-        Err(_) => return Err(Status::invalid_argument("index.quantization must be none or sq8")),
-    };
-    let d = HnswParams::default();
-    let hnsw = index.hnsw.map_or(d, |h| HnswParams {
-        m: if h.m == 0 { d.m } else { h.m },
-        ef_construction: if h.ef_construction == 0 { d.ef_construction } else { h.ef_construction },
-        ef_search: if h.ef_search == 0 { d.ef_search } else { h.ef_search },
-    });
-    let config = StoreConfig {
-        name: c.name,
-        dimension: c.dimension,
-        metric,
-        index: IndexSpec { kind, hnsw, quantization },
-        shards: c.shards.max(1),
-        replication_factor: c.replication_factor.max(1),
-        write_consistency: c.write_consistency,
-    };
-    config.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
-    Ok(config)
-}
-
-pub fn config_to_pb(c: &StoreConfig) -> pb::StoreConfig {
-    pb::StoreConfig {
-        name: c.name.clone(),
-        dimension: c.dimension,
-        metric: metric_to_pb(c.metric) as i32,
-        index: Some(pb::IndexSpec {
-            kind: match c.index.kind {
-                IndexKind::Flat => pb::IndexKind::Flat,
-                IndexKind::Hnsw => pb::IndexKind::Hnsw,
-            } as i32,
-            hnsw: Some(pb::HnswParams {
-                m: c.index.hnsw.m,
-                ef_construction: c.index.hnsw.ef_construction,
-                ef_search: c.index.hnsw.ef_search,
-            }),
-            quantization: match c.index.quantization {
-                Quantization::None => pb::Quantization::None,
-                Quantization::Sq8 => pb::Quantization::Sq8,
-            } as i32,
-        }),
-        shards: c.shards,
-        replication_factor: c.replication_factor,
-        write_consistency: c.write_consistency,
-    }
-}
-
 fn stats_to_pb(s: ShardStats) -> pb::ShardStats {
     pb::ShardStats {
         shard: Some(pb::ShardId { store: s.key.store, shard: s.key.shard }),
@@ -175,7 +97,8 @@ impl StorageNode for StorageNodeService {
         let req = req.into_inner();
         let key = shard_key(req.shard)?;
         record_shard(&key);
-        let config = config_from_pb(req.config.ok_or_else(|| Status::invalid_argument("config is required"))?)?;
+        let config = config_from_pb(req.config.ok_or_else(|| Status::invalid_argument("config is required"))?)
+            .map_err(|e| Status::from(NodeError::from(e)))?;
         self.blocking(move |n| n.create_shard(key, config)).await?;
         Ok(Response::new(pb::CreateShardResponse {}))
     }

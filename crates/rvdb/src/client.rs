@@ -119,7 +119,7 @@ fn parse_vector(s: &str) -> anyhow::Result<Vec<f32>> {
 }
 
 fn metric_name(m: i32) -> &'static str {
-    rvdb_node::service::metric_from_pb(m).map(Metric::as_str).unwrap_or("unknown")
+    rvdb_proto::convert::metric_from_pb(m).map(Metric::as_str).unwrap_or("unknown")
 }
 
 fn stats_json(s: &pb::ShardStats) -> Value {
@@ -142,7 +142,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let config = pb::StoreConfig {
                 name: name.clone(),
                 dimension,
-                metric: rvdb_node::service::metric_to_pb(metric) as i32,
+                metric: rvdb_proto::convert::metric_to_pb(metric) as i32,
                 ..Default::default()
             };
             connect(&target)

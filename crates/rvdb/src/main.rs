@@ -1,8 +1,8 @@
 //! `rvdb`: one binary for every role.
 //!
-//! - `rvdb serve`: the embedded all-in-one default, data in `./data`, no setup. Today it runs the storage node
-//!   (gRPC on 127.0.0.1:50051); the index manager and the MCP gateway join it as their issues land.
-//! - `rvdb node`: a storage node alone.
+//! - `rvdb serve`: the embedded all-in-one default, data in `./data`, no setup: a storage node (gRPC on
+//!   127.0.0.1:50051) and the MCP gateway (http://127.0.0.1:8080/mcp); the index manager joins with its issue.
+//! - `rvdb node`, `rvdb gateway`: one service each. `rvdb mcp-stdio`: MCP over stdio.
 //! - client commands (`create-store`, `insert`, `search`, …) that talk gRPC to a node.
 //! - `rvdb bench`: the benchmarks whose figures the README reports.
 //!
@@ -30,10 +30,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run rvdb embedded in one process with local data (the default way to start).
+    /// Run rvdb embedded in one process with local data (the default way to start): storage node + MCP gateway.
     Serve(server::ServeArgs),
     /// Run a storage node.
-    Node(server::ServeArgs),
+    Node(server::NodeArgs),
+    /// Run an MCP gateway over existing storage nodes.
+    Gateway(server::GatewayCommand),
+    /// Serve MCP over stdin/stdout (for agents that launch their MCP servers), on an embedded node or given nodes.
+    McpStdio(server::McpStdioArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
     /// Benchmarks (flat search vs. faiss, insert throughput).
@@ -58,7 +62,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) | Command::Node(args) => server::run(args).await,
+            Command::Serve(args) => server::serve(args).await,
+            Command::Node(args) => server::node(args).await,
+            Command::Gateway(args) => server::gateway(args).await,
+            Command::McpStdio(args) => server::mcp_stdio(args).await,
             Command::Client(cmd) => client::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }

@@ -1,5 +1,9 @@
-//! Starting a storage node (alone or as part of `rvdb serve`): open RocksDB, serve gRPC, fsync the WAL every
-//! `sync_interval`, shut down cleanly on SIGINT / SIGTERM.
+//! Starting rvdb's services: a storage node (open RocksDB, serve gRPC, fsync the WAL every `sync_interval`), the
+//! gateway (MCP over Streamable HTTP or stdio), or both in one process (`rvdb serve`). SIGINT / SIGTERM shut
+//! down cleanly: listeners stop, the WAL is fsynced.
+//!
+//! In `rvdb serve` the gateway still talks gRPC to the node over loopback, so the embedded mode runs exactly the
+//! code path of a cluster.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,11 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rmcp::ServiceExt;
+use rvdb_gateway::http::HttpOptions;
+use rvdb_gateway::{Gateway, GatewayOptions, McpServer};
 use rvdb_node::service::{DEFAULT_MAX_REQUEST_BYTES, StorageNodeService};
 use rvdb_node::{Node, NodeOptions};
+use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
     /// Where data lives (the seed's `persistence_dir`).
     #[arg(long = "persistence-dir", alias = "data-dir", env = "RVDB_PERSISTENCE_DIR", default_value = "data")]
     pub persistence_dir: PathBuf,
@@ -29,7 +37,103 @@ pub struct ServeArgs {
     pub block_cache_mb: usize,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    /// Address the MCP HTTP listener binds (loopback by default, as the MCP spec asks for local servers).
+    #[arg(long, env = "RVDB_MCP_HOST", default_value = "127.0.0.1")]
+    pub mcp_host: std::net::IpAddr,
+    /// MCP port (the seed's `mcp_port`); MCP is served at http://<host>:<port>/mcp. 0 picks a free one.
+    #[arg(long, env = "RVDB_MCP_PORT", default_value_t = 8080)]
+    pub mcp_port: u16,
+    /// Most stores this deployment holds (the seed's `max_vector_stores`).
+    #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
+    pub max_vector_stores: usize,
+    /// Bearer token required on /mcp. Prefer RVDB_API_TOKEN or --api-token-file over the command line.
+    #[arg(long, env = "RVDB_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, env = "RVDB_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Browser origins allowed on /mcp (comma-separated, with scheme; `:*` = any port).
+    #[arg(
+        long,
+        env = "RVDB_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*"
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Host header values accepted on /mcp (comma-separated); `*` accepts any (behind a proxy, in containers).
+    #[arg(long, env = "RVDB_ALLOWED_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl GatewayArgs {
+    fn http_options(&self) -> anyhow::Result<HttpOptions> {
+        let token = match (&self.api_token, &self.api_token_file) {
+            (Some(t), _) => Some(t.trim().to_string()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading token file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        if token.as_deref() == Some("") {
+            anyhow::bail!("the API token is empty");
+        }
+        let allowed_hosts =
+            if self.allowed_hosts.iter().any(|h| h == "*") { Vec::new() } else { self.allowed_hosts.clone() };
+        Ok(HttpOptions {
+            allowed_origins: self.allowed_origins.clone(),
+            allowed_hosts,
+            bearer_token: token,
+            max_body_bytes: 64 << 20,
+        })
+    }
+
+    fn gateway_options(&self) -> GatewayOptions {
+        GatewayOptions { max_vector_stores: self.max_vector_stores, ..GatewayOptions::default() }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GatewayCommand {
+    /// Storage nodes (gRPC URLs, comma-separated).
+    #[arg(long, env = "RVDB_NODES", value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct McpStdioArgs {
+    /// Storage nodes to use (gRPC URLs, comma-separated). Without it, an embedded node on --persistence-dir.
+    #[arg(long, env = "RVDB_NODES", value_delimiter = ',')]
+    pub nodes: Vec<String>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Most stores this deployment holds (the seed's `max_vector_stores`).
+    #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
+    pub max_vector_stores: usize,
+}
+
+/// A running storage node.
+struct RunningNode {
+    node: Arc<Node>,
+    url: String,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+async fn start_node(args: &NodeArgs, shutdown: CancellationToken) -> anyhow::Result<RunningNode> {
     let mut options = NodeOptions::new(&args.persistence_dir);
     options.block_cache_bytes = args.block_cache_mb << 20;
     let started = std::time::Instant::now();
@@ -38,20 +142,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening data in {}", args.persistence_dir.display()))?;
     let node = Arc::new(node);
     tracing::info!(dir = %args.persistence_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "storage opened");
-
     let listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("binding gRPC address {}", args.grpc_addr))?;
     let addr = listener.local_addr()?;
-
     if args.sync_interval > 0 {
-        let node = node.clone();
-        let every = Duration::from_millis(args.sync_interval);
+        let (node, every, stop) = (node.clone(), Duration::from_millis(args.sync_interval), shutdown.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
                 let node = node.clone();
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || node.sync_wal()).await {
                     tracing::error!(error = %e, "periodic WAL sync failed");
@@ -59,18 +163,97 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-
     let service = StorageNodeService::new(node.clone()).into_server(args.max_request_bytes);
     tracing::info!(%addr, "storage node serving gRPC");
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned()),
+    );
+    Ok(RunningNode { node, url: format!("http://{addr}"), server })
+}
+
+impl RunningNode {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.server.await??;
+        let node = self.node;
+        tokio::task::spawn_blocking(move || node.sync_wal()).await??;
+        Ok(())
+    }
+}
+
+async fn start_gateway(
+    nodes: Vec<String>,
+    args: &GatewayArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let http = args.http_options()?;
+    let gateway =
+        Arc::new(Gateway::connect(nodes, args.gateway_options()).await.context("connecting the gateway to the nodes")?);
+    let listener = tokio::net::TcpListener::bind((args.mcp_host, args.mcp_port))
+        .await
+        .with_context(|| format!("binding MCP address {}:{}", args.mcp_host, args.mcp_port))?;
+    let addr = listener.local_addr()?;
+    let app = rvdb_gateway::http::router(gateway, &http, shutdown.child_token());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    });
+    let url = format!("http://{addr}/mcp");
+    tracing::info!(%url, auth = http.bearer_token.is_some(), "MCP gateway serving Streamable HTTP");
+    Ok((url, server))
+}
+
+/// `rvdb serve`: node + gateway in one process.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_token();
+    let node = start_node(&args.node, shutdown.clone()).await?;
+    let (mcp_url, gateway) = start_gateway(vec![node.url.clone()], &args.gateway, shutdown.clone()).await?;
     // One machine-readable line on stdout: test harnesses and scripts wait for it.
-    println!("RVDB_READY grpc=http://{addr}");
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown_signal())
-        .await?;
-    let node2 = node.clone();
-    tokio::task::spawn_blocking(move || node2.sync_wal()).await??;
+    println!("RVDB_READY grpc={} mcp={mcp_url}", node.url);
+    gateway.await??;
+    node.stop().await?;
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// `rvdb node`: a storage node alone.
+pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_token();
+    let node = start_node(&args, shutdown).await?;
+    println!("RVDB_READY grpc={}", node.url);
+    node.stop().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// `rvdb gateway`: a gateway alone, over the given nodes.
+pub async fn gateway(args: GatewayCommand) -> anyhow::Result<()> {
+    let shutdown = shutdown_token();
+    let (mcp_url, server) = start_gateway(args.nodes, &args.gateway, shutdown).await?;
+    println!("RVDB_READY mcp={mcp_url}");
+    server.await??;
+    Ok(())
+}
+
+/// `rvdb mcp-stdio`: MCP on stdin/stdout (one JSON message per line, nothing else on stdout; logs on stderr).
+pub async fn mcp_stdio(args: McpStdioArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let (nodes, embedded) = if args.nodes.is_empty() {
+        let mut node_args = args.node.clone();
+        node_args.grpc_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let node = start_node(&node_args, shutdown.clone()).await?;
+        (vec![node.url.clone()], Some(node))
+    } else {
+        (args.nodes.clone(), None)
+    };
+    let options = GatewayOptions { max_vector_stores: args.max_vector_stores, ..GatewayOptions::default() };
+    let gateway = Arc::new(Gateway::connect(nodes, options).await.context("connecting the gateway to the nodes")?);
+    let service = McpServer::new(gateway).serve(rmcp::transport::stdio()).await.context("starting MCP on stdio")?;
+    service.waiting().await.context("MCP stdio session")?;
+    shutdown.cancel();
+    if let Some(node) = embedded {
+        node.stop().await?;
+    }
     Ok(())
 }
 
@@ -80,6 +263,17 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
     tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)))
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        t.cancel();
+    });
+    token
 }
 
 async fn shutdown_signal() {

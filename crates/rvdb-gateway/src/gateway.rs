@@ -1,0 +1,564 @@
+//! The gateway's domain: store operations expressed over the routing table and the storage nodes' gRPC API.
+//! MCP (and later REST) handlers only parse arguments and call these methods, so every surface behaves alike.
+//!
+//! - Writes: points are validated here first (clear errors before any network hop), versioned with the gateway's
+//!   hybrid logical clock (so all replicas agree on last-write-wins), grouped by shard and sent to every replica
+//!   of the shard in parallel; a shard succeeds after `write_consistency` acks (default: a majority).
+//! - Reads: each shard is asked on one replica, failing over to the next; per-shard top-k lists are merged into
+//!   the global top-k by (distance, id), the same order a single node uses.
+//! - Catalog: until the index manager exists, [`Gateway::connect`] takes a list of nodes, discovers the stores
+//!   already on them, and places new stores' shards round-robin across them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use rvdb_core::StoreConfig;
+use rvdb_core::clock::HybridClock;
+use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_store_name, validate_vector};
+use rvdb_proto::convert::{config_from_pb, config_to_pb};
+use rvdb_proto::v1 as pb;
+use rvdb_proto::v1::storage_node_client::StorageNodeClient;
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{GatewayError, Result};
+use crate::routing::{RoutingTable, StoreRoute, place};
+
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// The seed's `max_vector_stores`.
+    pub max_vector_stores: usize,
+    /// Deadline of one gRPC call to a node.
+    pub call_timeout: Duration,
+    /// Points per upsert request sent to a node.
+    pub write_batch: usize,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self { max_vector_stores: 100, call_timeout: Duration::from_secs(30), write_batch: 1000 }
+    }
+}
+
+/// A point as a caller hands it in.
+#[derive(Debug, Clone, Default)]
+pub struct PointInput {
+    pub id: String,
+    pub vector: Vec<f32>,
+    /// A JSON object (or `Value::Null` for none).
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PointOutput {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+    pub metadata: serde_json::Value,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SearchHit {
+    pub id: String,
+    /// Lower is closer (cosine: 1 − cos, euclidean: L2, manhattan: L1, dot: −a·b).
+    pub distance: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StoreStats {
+    pub name: String,
+    pub dimension: u32,
+    pub metric: String,
+    pub index: String,
+    pub shards: u32,
+    pub replication_factor: u32,
+    pub points: u64,
+    pub deleted_points: u64,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
+pub struct UpsertSummary {
+    pub inserted: u64,
+    /// Points skipped because a newer version was already stored.
+    pub stale: u64,
+}
+
+#[derive(Debug)]
+pub struct Gateway {
+    nodes: Vec<String>,
+    table: RwLock<RoutingTable>,
+    clients: Mutex<HashMap<String, StorageNodeClient<Channel>>>,
+    clock: HybridClock,
+    /// Serialises catalog changes (create / drop) made by this gateway.
+    catalog_lock: tokio::sync::Mutex<()>,
+    options: GatewayOptions,
+}
+
+impl Gateway {
+    /// A gateway over `nodes` (gRPC URLs). Reads the stores already on them to build the routing table.
+    pub async fn connect(nodes: Vec<String>, options: GatewayOptions) -> Result<Gateway> {
+        if nodes.is_empty() {
+            return Err(GatewayError::InvalidArgument("the gateway needs at least one storage node".into()));
+        }
+        let gw = Gateway {
+            nodes,
+            table: RwLock::new(RoutingTable::default()),
+            clients: Mutex::new(HashMap::new()),
+            clock: HybridClock::new(),
+            catalog_lock: tokio::sync::Mutex::new(()),
+            options,
+        };
+        gw.refresh().await?;
+        Ok(gw)
+    }
+
+    /// Rebuilds the routing table from what the nodes hold.
+    pub async fn refresh(&self) -> Result<()> {
+        let mut stores: BTreeMap<String, StoreRoute> = BTreeMap::new();
+        for url in &self.nodes {
+            let shards = self.client(url)?.list_shards(pb::ListShardsRequest {}).await?.into_inner().shards;
+            for s in shards {
+                let (Some(id), Some(config)) = (s.shard, s.config) else { continue };
+                let Ok(config) = config_from_pb(config) else { continue };
+                let route = stores
+                    .entry(id.store.clone())
+                    .or_insert_with(|| StoreRoute { shards: vec![Vec::new(); config.shards as usize], config });
+                if let Some(replicas) = route.shards.get_mut(id.shard as usize) {
+                    replicas.push(url.clone());
+                }
+            }
+        }
+        let mut table = self.table_mut();
+        table.version += 1;
+        table.stores = stores;
+        Ok(())
+    }
+
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, RoutingTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, RoutingTable> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn client(&self, url: &str) -> Result<StorageNodeClient<Channel>> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(url) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| GatewayError::InvalidArgument(format!("bad node address {url:?}: {e}")))?
+            .tcp_nodelay(true)
+            .timeout(self.options.call_timeout)
+            .connect_timeout(Duration::from_secs(5));
+        let client = StorageNodeClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        clients.insert(url.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// The route of `store`, or a NotFound error that lists what exists.
+    pub fn route(&self, store: &str) -> Result<StoreRoute> {
+        validate_store_name(store)?;
+        let table = self.table();
+        table.stores.get(store).cloned().ok_or_else(|| {
+            let names: Vec<&str> = table.stores.keys().map(String::as_str).collect();
+            GatewayError::NotFound(if names.is_empty() {
+                format!("store '{store}' does not exist; there are no stores yet: create one with create_store")
+            } else {
+                format!("store '{store}' does not exist; existing stores: {}", names.join(", "))
+            })
+        })
+    }
+
+    pub fn store_names(&self) -> Vec<String> {
+        self.table().stores.keys().cloned().collect()
+    }
+
+    pub async fn create_store(&self, config: StoreConfig) -> Result<StoreRoute> {
+        config.validate()?;
+        let _catalog = self.catalog_lock.lock().await;
+        {
+            let table = self.table();
+            if table.stores.contains_key(&config.name) {
+                return Err(GatewayError::AlreadyExists(format!("store '{}' already exists", config.name)));
+            }
+            if table.stores.len() >= self.options.max_vector_stores {
+                return Err(GatewayError::LimitReached(format!(
+                    "this server holds at most {} stores (max_vector_stores); delete one first",
+                    self.options.max_vector_stores
+                )));
+            }
+        }
+        if config.replication_factor as usize > self.nodes.len() {
+            return Err(GatewayError::InvalidArgument(format!(
+                "replication_factor {} needs as many nodes, but only {} are available",
+                config.replication_factor,
+                self.nodes.len()
+            )));
+        }
+        let route = StoreRoute { shards: place(config.shards, config.replication_factor, &self.nodes), config };
+        let pb_config = config_to_pb(&route.config);
+        let mut created: Vec<(String, u32)> = Vec::new();
+        for (shard, replicas) in route.shards.iter().enumerate() {
+            for url in replicas {
+                let req = pb::CreateShardRequest {
+                    shard: Some(pb::ShardId { store: route.config.name.clone(), shard: shard as u32 }),
+                    config: Some(pb_config.clone()),
+                };
+                if let Err(status) = self.client(url)?.create_shard(req).await {
+                    // Undo the replicas already made so a failed create leaves nothing behind.
+                    for (url, shard) in created {
+                        let shard = Some(pb::ShardId { store: route.config.name.clone(), shard });
+                        if let Ok(mut c) = self.client(&url) {
+                            let _ = c.drop_shard(pb::DropShardRequest { shard }).await;
+                        }
+                    }
+                    return Err(status.into());
+                }
+                created.push((url.clone(), shard as u32));
+            }
+        }
+        let mut table = self.table_mut();
+        table.version += 1;
+        table.stores.insert(route.config.name.clone(), route.clone());
+        Ok(route)
+    }
+
+    pub async fn drop_store(&self, store: &str) -> Result<()> {
+        let _catalog = self.catalog_lock.lock().await;
+        let route = self.route(store)?;
+        for (shard, replicas) in route.shards.iter().enumerate() {
+            for url in replicas {
+                let shard = Some(pb::ShardId { store: store.to_string(), shard: shard as u32 });
+                match self.client(url)?.drop_shard(pb::DropShardRequest { shard }).await {
+                    Ok(_) => {}
+                    Err(s) if s.code() == tonic::Code::NotFound => {}
+                    Err(s) => return Err(s.into()),
+                }
+            }
+        }
+        let mut table = self.table_mut();
+        table.version += 1;
+        table.stores.remove(store);
+        Ok(())
+    }
+
+    /// Validates everything first; then writes shard by shard. `progress(done, total)` is called after each
+    /// request and may return false to stop (cancellation): points already written stay written.
+    pub async fn upsert(
+        &self,
+        store: &str,
+        points: Vec<PointInput>,
+        mut progress: impl FnMut(u64, u64) -> bool,
+    ) -> Result<UpsertSummary> {
+        let route = self.route(store)?;
+        let (dim, metric) = (route.config.dimension, route.config.metric);
+        if points.is_empty() {
+            return Err(GatewayError::InvalidArgument("no points given: send at least one".into()));
+        }
+        let mut by_shard: BTreeMap<u32, Vec<pb::Point>> = BTreeMap::new();
+        for (i, p) in points.into_iter().enumerate() {
+            let at =
+                |e: rvdb_core::CoreError| GatewayError::InvalidArgument(format!("points[{i}] (id {:?}): {e}", p.id));
+            validate_point_id(&p.id).map_err(at)?;
+            validate_vector(&p.vector, dim, metric).map_err(at)?;
+            let metadata = match &p.metadata {
+                serde_json::Value::Null => String::new(),
+                v => canonical_metadata(&v.to_string()).map_err(at)?,
+            };
+            let shard = route.shard_of(&p.id);
+            let point = pb::Point { id: p.id, vector: p.vector, metadata_json: metadata, version: self.clock.now() };
+            by_shard.entry(shard).or_default().push(point);
+        }
+        let total: u64 = by_shard.values().map(|v| v.len() as u64).sum();
+        let mut summary = UpsertSummary::default();
+        let mut done = 0u64;
+        for (shard, points) in by_shard {
+            for chunk in points.chunks(self.options.write_batch.max(1)) {
+                let acks = self.write_replicas(&route, shard, chunk.to_vec()).await?;
+                summary.inserted += acks.applied as u64;
+                summary.stale += acks.stale as u64;
+                done += chunk.len() as u64;
+                if !progress(done, total) {
+                    return Err(GatewayError::Cancelled);
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Sends one batch to every replica of a shard in parallel; succeeds after the store's write consistency.
+    async fn write_replicas(
+        &self,
+        route: &StoreRoute,
+        shard: u32,
+        points: Vec<pb::Point>,
+    ) -> Result<pb::UpsertResponse> {
+        let replicas = &route.shards[shard as usize];
+        let needed = required_acks(route.config.write_consistency, replicas.len());
+        let mut calls = JoinSet::new();
+        for url in replicas {
+            let mut client = self.client(url)?;
+            let req = pb::UpsertRequest {
+                shard: Some(pb::ShardId { store: route.config.name.clone(), shard }),
+                points: points.clone(),
+                sync: false,
+            };
+            calls.spawn(async move { client.upsert(req).await.map(tonic::Response::into_inner) });
+        }
+        let (mut ok, mut first_ok, mut last_err) = (0, None, None);
+        while let Some(joined) = calls.join_next().await {
+            match joined {
+                Ok(Ok(resp)) => {
+                    ok += 1;
+                    first_ok.get_or_insert(resp);
+                    if ok >= needed {
+                        // The remaining replicas finish in the background; the write is acknowledged.
+                        calls.detach_all();
+                        break;
+                    }
+                }
+                Ok(Err(status)) => last_err = Some(GatewayError::from_status(status)),
+                Err(e) => last_err = Some(GatewayError::Backend(format!("replica write task failed: {e}"))),
+            }
+        }
+        match first_ok {
+            Some(resp) if ok >= needed => Ok(resp),
+            _ => {
+                Err(last_err
+                    .unwrap_or_else(|| GatewayError::Unavailable(format!("shard {shard}: no replica answered"))))
+            }
+        }
+    }
+
+    pub async fn get(&self, store: &str, ids: Vec<String>, with_vector: bool) -> Result<Vec<PointOutput>> {
+        let route = self.route(store)?;
+        for (i, id) in ids.iter().enumerate() {
+            validate_point_id(id).map_err(|e| GatewayError::InvalidArgument(format!("ids[{i}]: {e}")))?;
+        }
+        let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for id in &ids {
+            by_shard.entry(route.shard_of(id)).or_default().push(id.clone());
+        }
+        let mut found: HashMap<String, PointOutput> = HashMap::new();
+        for (shard, shard_ids) in by_shard {
+            let req = pb::GetRequest {
+                shard: Some(pb::ShardId { store: store.to_string(), shard }),
+                ids: shard_ids,
+                with_vector,
+                with_metadata: true,
+            };
+            let resp = self
+                .read_shard(&route, shard, |mut c| {
+                    let req = req.clone();
+                    async move { c.get(req).await.map(tonic::Response::into_inner) }
+                })
+                .await?;
+            for p in resp.points {
+                let metadata = serde_json::from_str(&p.metadata_json).unwrap_or(serde_json::Value::Null);
+                found.insert(
+                    p.id.clone(),
+                    PointOutput { id: p.id, vector: with_vector.then_some(p.vector), metadata, version: p.version },
+                );
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    pub async fn delete(&self, store: &str, ids: Vec<String>) -> Result<u64> {
+        let route = self.route(store)?;
+        if ids.is_empty() {
+            return Err(GatewayError::InvalidArgument("no ids given: send at least one".into()));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            validate_point_id(id).map_err(|e| GatewayError::InvalidArgument(format!("ids[{i}]: {e}")))?;
+        }
+        let version = self.clock.now();
+        let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for id in ids {
+            by_shard.entry(route.shard_of(&id)).or_default().push(id);
+        }
+        let mut deleted = 0u64;
+        for (shard, ids) in by_shard {
+            let replicas = &route.shards[shard as usize];
+            let needed = required_acks(route.config.write_consistency, replicas.len());
+            let mut calls = JoinSet::new();
+            for url in replicas {
+                let mut client = self.client(url)?;
+                let req = pb::DeleteRequest {
+                    shard: Some(pb::ShardId { store: store.to_string(), shard }),
+                    ids: ids.clone(),
+                    version,
+                    sync: false,
+                };
+                calls.spawn(async move { client.delete(req).await.map(tonic::Response::into_inner) });
+            }
+            let (mut ok, mut best, mut last_err) = (0, 0u32, None);
+            while let Some(joined) = calls.join_next().await {
+                match joined {
+                    Ok(Ok(r)) => {
+                        ok += 1;
+                        best = best.max(r.deleted);
+                    }
+                    Ok(Err(s)) => last_err = Some(GatewayError::from_status(s)),
+                    Err(e) => last_err = Some(GatewayError::Backend(format!("replica delete task failed: {e}"))),
+                }
+            }
+            if ok < needed {
+                return Err(last_err.unwrap_or_else(|| GatewayError::Unavailable("no replica answered".into())));
+            }
+            deleted += best as u64;
+        }
+        Ok(deleted)
+    }
+
+    /// Exact k-NN over every shard, merged into the global top-k.
+    pub async fn search(
+        &self,
+        store: &str,
+        vector: Vec<f32>,
+        k: u32,
+        with_vector: bool,
+        with_metadata: bool,
+    ) -> Result<Vec<SearchHit>> {
+        let route = self.route(store)?;
+        validate_vector(&vector, route.config.dimension, route.config.metric)
+            .map_err(|e| GatewayError::InvalidArgument(format!("vector: {e}")))?;
+        validate_k(k).map_err(|e| GatewayError::InvalidArgument(format!("k: {e}")))?;
+        let mut tasks = JoinSet::new();
+        for shard in 0..route.shards.len() as u32 {
+            let req = pb::SearchRequest {
+                shard: Some(pb::ShardId { store: store.to_string(), shard }),
+                vector: vector.clone(),
+                k,
+                with_vector,
+                with_metadata,
+            };
+            let candidates = self.replica_clients(&route, shard)?;
+            tasks.spawn(async move {
+                let mut last = None;
+                for mut c in candidates {
+                    match c.search(req.clone()).await {
+                        Ok(r) => return Ok(r.into_inner().results),
+                        Err(s) if is_retryable(&s) => last = Some(s),
+                        Err(s) => return Err(GatewayError::from_status(s)),
+                    }
+                }
+                Err(last.map_or_else(
+                    || GatewayError::Unavailable(format!("shard {shard} has no replica")),
+                    GatewayError::from_status,
+                ))
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let results = joined.map_err(|e| GatewayError::Backend(format!("search task failed: {e}")))??;
+            all.extend(results);
+        }
+        all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
+        all.truncate(k as usize);
+        Ok(all
+            .into_iter()
+            .map(|p| SearchHit {
+                id: p.id,
+                distance: p.distance,
+                metadata: with_metadata
+                    .then(|| serde_json::from_str(&p.metadata_json).unwrap_or(serde_json::Value::Null)),
+                vector: with_vector.then_some(p.vector),
+            })
+            .collect())
+    }
+
+    pub async fn stats(&self, store: &str) -> Result<StoreStats> {
+        let route = self.route(store)?;
+        let c = &route.config;
+        let mut stats = StoreStats {
+            name: c.name.clone(),
+            dimension: c.dimension,
+            metric: c.metric.to_string(),
+            index: format!("{:?}", c.index.kind).to_lowercase(),
+            shards: c.shards,
+            replication_factor: c.replication_factor,
+            points: 0,
+            deleted_points: 0,
+            memory_bytes: 0,
+            disk_bytes: 0,
+        };
+        for shard in 0..route.shards.len() as u32 {
+            let req = pb::StatsRequest { shard: Some(pb::ShardId { store: store.to_string(), shard }) };
+            let s = self
+                .read_shard(&route, shard, |mut cl| {
+                    let req = req.clone();
+                    async move { cl.stats(req).await.map(tonic::Response::into_inner) }
+                })
+                .await?
+                .stats
+                .unwrap_or_default();
+            stats.points += s.points;
+            stats.deleted_points += s.tombstones;
+            stats.memory_bytes += s.index_memory_bytes;
+            stats.disk_bytes += s.disk_bytes;
+        }
+        Ok(stats)
+    }
+
+    /// Flushes every replica of every shard of `store` and fsyncs their WALs.
+    pub async fn sync(&self, store: &str) -> Result<()> {
+        let route = self.route(store)?;
+        for (shard, replicas) in route.shards.iter().enumerate() {
+            for url in replicas {
+                let shard = Some(pb::ShardId { store: store.to_string(), shard: shard as u32 });
+                self.client(url)?.flush(pb::FlushRequest { shard }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn replica_clients(&self, route: &StoreRoute, shard: u32) -> Result<Vec<StorageNodeClient<Channel>>> {
+        route.shards[shard as usize].iter().map(|url| self.client(url)).collect()
+    }
+
+    /// Runs a read on the first replica that answers (fails over on unavailable / deadline errors).
+    async fn read_shard<T, F, Fut>(&self, route: &StoreRoute, shard: u32, call: F) -> Result<T>
+    where
+        F: Fn(StorageNodeClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        let mut last = None;
+        for client in self.replica_clients(route, shard)? {
+            match call(client).await {
+                Ok(v) => return Ok(v),
+                Err(s) if is_retryable(&s) => last = Some(s),
+                Err(s) => return Err(s.into()),
+            }
+        }
+        Err(last.map_or_else(
+            || GatewayError::Unavailable(format!("shard {shard} has no replica")),
+            GatewayError::from_status,
+        ))
+    }
+}
+
+fn is_retryable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
+}
+
+/// Acks a write needs: the configured consistency, or a majority when it is 0.
+pub fn required_acks(write_consistency: u32, replicas: usize) -> usize {
+    if write_consistency == 0 { replicas / 2 + 1 } else { (write_consistency as usize).min(replicas) }
+}

@@ -1,0 +1,336 @@
+//! The MCP server: `tools/list` from [`crate::tools`], `tools/call` parsed into typed arguments and delegated to
+//! [`Gateway`]. Bad arguments and backend failures become tool results with `isError: true` and a message an
+//! agent can act on; only an unknown tool name is a JSON-RPC error (-32602), as the spec asks.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use rvdb_core::{Metric, StoreConfig};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::GatewayError;
+use crate::gateway::{Gateway, PointInput};
+use crate::tools;
+
+/// How long clients may cache `tools/list` (the catalogue only changes with a new rvdb version).
+const TOOLS_TTL_MS: u64 = 300_000;
+
+#[derive(Debug, Clone)]
+pub struct McpServer {
+    gateway: Arc<Gateway>,
+}
+
+impl McpServer {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateStoreArgs {
+    store: String,
+    dimension: u32,
+    #[serde(default)]
+    metric: Option<String>,
+    #[serde(default)]
+    shards: Option<u32>,
+    #[serde(default)]
+    replication_factor: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreArgs {
+    store: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InsertVectorArgs {
+    store: String,
+    id: String,
+    vector: Vec<f32>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointArg {
+    id: String,
+    vector: Vec<f32>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InsertVectorsArgs {
+    store: String,
+    points: Vec<PointArg>,
+}
+
+fn default_k() -> u32 {
+    10
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchArgs {
+    store: String,
+    vector: Vec<f32>,
+    #[serde(default = "default_k")]
+    k: u32,
+    #[serde(default)]
+    with_vector: bool,
+    #[serde(default = "yes")]
+    with_metadata: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetArgs {
+    store: String,
+    id: String,
+    #[serde(default = "yes")]
+    with_vector: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdArgs {
+    store: String,
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+/// Parses a tool's arguments; the error says which tool and what serde found wrong (missing / unknown field,
+/// wrong type), which is what an agent needs to fix its call.
+fn parse<T: DeserializeOwned>(tool: &str, args: Option<rmcp::model::JsonObject>) -> Result<T, GatewayError> {
+    serde_json::from_value(Value::Object(args.unwrap_or_default()))
+        .map_err(|e| GatewayError::InvalidArgument(format!("invalid arguments for {tool}: {e}")))
+}
+
+/// Metadata must be a JSON object when given.
+fn metadata_of(v: Option<Value>, field: &str) -> Result<Value, GatewayError> {
+    match v {
+        None | Some(Value::Null) => Ok(Value::Null),
+        Some(Value::Object(m)) => Ok(Value::Object(m)),
+        Some(other) => Err(GatewayError::InvalidArgument(format!(
+            "{field} must be a JSON object, got {}",
+            match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                _ => "a boolean",
+            }
+        ))),
+    }
+}
+
+fn error_result(e: GatewayError) -> CallToolResult {
+    let text = match &e {
+        GatewayError::Invalid(_) | GatewayError::InvalidArgument(_) => format!("Invalid input: {e}"),
+        _ => format!("Error ({}): {e}", e.kind()),
+    };
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+impl McpServer {
+    async fn dispatch(
+        &self,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Value, GatewayError> {
+        let gw = &self.gateway;
+        let name = request.name.as_ref();
+        let args = request.arguments;
+        match name {
+            "create_store" => {
+                let a: CreateStoreArgs = parse(name, args)?;
+                let metric: Metric = a.metric.as_deref().unwrap_or("cosine").parse()?;
+                let mut config = StoreConfig::new(a.store, a.dimension, metric);
+                config.shards = a.shards.unwrap_or(1);
+                config.replication_factor = a.replication_factor.unwrap_or(1);
+                let route = gw.create_store(config).await?;
+                let c = route.config;
+                Ok(
+                    json!({"store": c.name, "dimension": c.dimension, "metric": c.metric.as_str(), "shards": c.shards, "replication_factor": c.replication_factor}),
+                )
+            }
+            "insert_vector" => {
+                let a: InsertVectorArgs = parse(name, args)?;
+                let metadata = metadata_of(a.metadata, "metadata")?;
+                let point = PointInput { id: a.id.clone(), vector: a.vector, metadata };
+                let s = gw.upsert(&a.store, vec![point], |_, _| true).await?;
+                Ok(json!({"store": a.store, "id": a.id, "inserted": s.inserted == 1}))
+            }
+            "insert_vectors" => {
+                let a: InsertVectorsArgs = parse(name, args)?;
+                let mut points = Vec::with_capacity(a.points.len());
+                for (i, p) in a.points.into_iter().enumerate() {
+                    let metadata = metadata_of(p.metadata, &format!("points[{i}].metadata"))?;
+                    points.push(PointInput { id: p.id, vector: p.vector, metadata });
+                }
+                let progress = ProgressReporter::new(context);
+                let ct = context.ct.clone();
+                let s = gw
+                    .upsert(&a.store, points, |done, total| {
+                        progress.report(done, total);
+                        !ct.is_cancelled()
+                    })
+                    .await?;
+                progress.finish().await;
+                Ok(json!({"store": a.store, "inserted": s.inserted, "stale": s.stale}))
+            }
+            "search_vectors" => {
+                let a: SearchArgs = parse(name, args)?;
+                let hits = gw.search(&a.store, a.vector, a.k, a.with_vector, a.with_metadata).await?;
+                Ok(json!({"store": a.store, "results": hits}))
+            }
+            "sync_store" => {
+                let a: StoreArgs = parse(name, args)?;
+                gw.sync(&a.store).await?;
+                Ok(json!({"store": a.store, "synced": true}))
+            }
+            "list_stores" => {
+                let _: NoArgs = parse(name, args)?;
+                let mut stores = Vec::new();
+                for store in gw.store_names() {
+                    match gw.stats(&store).await {
+                        Ok(s) => stores.push(s),
+                        Err(GatewayError::NotFound(_)) => {} // dropped meanwhile
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(json!({"stores": stores}))
+            }
+            "describe_store" => {
+                let a: StoreArgs = parse(name, args)?;
+                Ok(serde_json::to_value(gw.stats(&a.store).await?).unwrap_or_default())
+            }
+            "delete_store" => {
+                let a: StoreArgs = parse(name, args)?;
+                gw.drop_store(&a.store).await?;
+                Ok(json!({"store": a.store, "deleted": true}))
+            }
+            "get_vector" => {
+                let a: GetArgs = parse(name, args)?;
+                let mut found = gw.get(&a.store, vec![a.id], a.with_vector).await?;
+                Ok(match found.pop() {
+                    Some(p) => json!({"store": a.store, "found": true, "point": p}),
+                    None => json!({"store": a.store, "found": false}),
+                })
+            }
+            "delete_vector" => {
+                let a: IdArgs = parse(name, args)?;
+                let n = gw.delete(&a.store, vec![a.id.clone()]).await?;
+                Ok(json!({"store": a.store, "id": a.id, "deleted": n > 0}))
+            }
+            _ => unreachable!("unknown tools are refused before dispatch"),
+        }
+    }
+}
+
+/// Forwards progress to the client in order, from a synchronous callback, when the request carries a token.
+struct ProgressReporter {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<(u64, u64)>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ProgressReporter {
+    fn new(context: &RequestContext<RoleServer>) -> Self {
+        let Some(token) = context.meta.get_progress_token() else { return Self { tx: None, task: None } };
+        let peer = context.peer.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
+        let task = tokio::spawn(async move {
+            while let Some((done, total)) = rx.recv().await {
+                let mut p = ProgressNotificationParam::new(token.clone(), done as f64);
+                p.total = Some(total as f64);
+                p.message = Some(format!("{done} of {total} vectors written"));
+                if peer.notify_progress(p).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Self { tx: Some(tx), task: Some(task) }
+    }
+
+    fn report(&self, done: u64, total: u64) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((done, total));
+        }
+    }
+
+    /// Waits until every notification is sent, so they all precede the result.
+    async fn finish(mut self) {
+        self.tx.take();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("rvdb", env!("CARGO_PKG_VERSION"))
+                    .with_title("rvdb vector database")
+                    .with_description("Named vector stores with k-NN search for AI agents"),
+            )
+            .with_instructions(
+                "rvdb stores vectors (embeddings) with an id and JSON metadata in named stores and finds the nearest ones. \
+                 Typical flow: create_store (choose dimension = your embedding size, metric = cosine for text), then \
+                 insert_vector / insert_vectors, then search_vectors with a query vector. list_stores shows what exists.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools::catalogue())
+            .with_ttl_ms(TOOLS_TTL_MS)
+            .with_cache_scope(CacheScope::Public))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let name = request.name.to_string();
+        if !tools::catalogue().iter().any(|t| t.name == name) {
+            let known: Vec<String> = tools::catalogue().iter().map(|t| t.name.to_string()).collect();
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool '{name}'; available tools: {}", known.join(", ")),
+                None,
+            ));
+        }
+        let span = tracing::info_span!("tool_call", tool = %name);
+        let result = match tracing::Instrument::instrument(self.dispatch(request, &context), span).await {
+            Ok(value) => CallToolResult::structured(value),
+            Err(e) => {
+                tracing::info!(tool = %name, error = %e, "tool call failed");
+                error_result(e)
+            }
+        };
+        Ok(result.into())
+    }
+}

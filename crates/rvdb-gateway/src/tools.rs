@@ -1,0 +1,240 @@
+//! The MCP tool catalogue: names, titles, descriptions written for an LLM, JSON Schemas (2020-12) for input and
+//! output, and annotations. The order here is the order `tools/list` returns (fixed, as 2026-07-28 asks).
+
+use std::sync::Arc;
+
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use serde_json::{Value, json};
+
+pub const STORE_NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+fn obj(v: Value) -> Arc<JsonObject> {
+    match v {
+        Value::Object(m) => Arc::new(m),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+fn schema(properties: Value, required: &[&str]) -> Arc<JsonObject> {
+    obj(json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    }))
+}
+
+fn store_prop() -> Value {
+    json!({"type": "string", "pattern": STORE_NAME_PATTERN, "description": "Name of the vector store."})
+}
+
+fn vector_prop(what: &str) -> Value {
+    json!({"type": "array", "items": {"type": "number"}, "minItems": 1,
+           "description": format!("{what}: finite numbers, exactly as many as the store's dimension.")})
+}
+
+fn metadata_prop() -> Value {
+    json!({"type": "object", "description": "Arbitrary JSON object stored with the vector and returned with results (at most 256 KiB)."})
+}
+
+fn stats_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "dimension": {"type": "integer"},
+            "metric": {"type": "string", "enum": ["cosine", "euclidean", "manhattan", "dot"]},
+            "index": {"type": "string"},
+            "shards": {"type": "integer"},
+            "replication_factor": {"type": "integer"},
+            "points": {"type": "integer", "description": "Live vectors in the store."},
+            "deleted_points": {"type": "integer"},
+            "memory_bytes": {"type": "integer"},
+            "disk_bytes": {"type": "integer"},
+        },
+        "required": ["name", "dimension", "metric", "index", "shards", "replication_factor", "points"],
+    })
+}
+
+fn output(properties: Value, required: &[&str]) -> Arc<JsonObject> {
+    obj(json!({"type": "object", "properties": properties, "required": required}))
+}
+
+fn annotations(title: &str, read_only: bool, destructive: bool, idempotent: bool) -> ToolAnnotations {
+    ToolAnnotations::with_title(title)
+        .read_only(read_only)
+        .destructive(destructive)
+        .idempotent(idempotent)
+        .open_world(false)
+}
+
+fn tool(
+    name: &'static str,
+    title: &str,
+    description: &'static str,
+    input: Arc<JsonObject>,
+    out: Arc<JsonObject>,
+    ann: ToolAnnotations,
+) -> Tool {
+    Tool::new(name, description, input).with_title(title).with_raw_output_schema(out).with_annotations(ann)
+}
+
+/// Every tool the gateway serves, in `tools/list` order.
+pub fn catalogue() -> Vec<Tool> {
+    let point_out = json!({
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "vector": {"type": "array", "items": {"type": "number"}},
+            "metadata": {"type": "object"},
+            "version": {"type": "integer"},
+        },
+        "required": ["id", "metadata", "version"],
+    });
+    vec![
+        tool(
+            "create_store",
+            "Create vector store",
+            "Create a new, empty vector store. Every vector later inserted into it must have exactly `dimension` numbers. \
+             `metric` decides what 'similar' means: cosine (default; direction only, best for text embeddings), euclidean, \
+             manhattan, or dot. Fails if a store with this name already exists.",
+            schema(
+                json!({
+                    "store": store_prop(),
+                    "dimension": {"type": "integer", "minimum": 1, "maximum": 65536, "description": "Length of every vector in the store, e.g. 384 or 1536."},
+                    "metric": {"type": "string", "enum": ["cosine", "euclidean", "manhattan", "dot"], "default": "cosine"},
+                    "shards": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1, "description": "Partitions spread over storage nodes."},
+                    "replication_factor": {"type": "integer", "minimum": 1, "maximum": 16, "default": 1, "description": "Copies of each shard on distinct nodes."},
+                }),
+                &["store", "dimension"],
+            ),
+            output(
+                json!({"store": {"type": "string"}, "dimension": {"type": "integer"}, "metric": {"type": "string"},
+                       "shards": {"type": "integer"}, "replication_factor": {"type": "integer"}}),
+                &["store", "dimension", "metric", "shards", "replication_factor"],
+            ),
+            annotations("Create vector store", false, false, false),
+        ),
+        tool(
+            "insert_vector",
+            "Insert a vector",
+            "Insert one vector with an id and optional JSON metadata into a store. If the id already exists, its vector and \
+             metadata are replaced. To insert many vectors at once, use insert_vectors.",
+            schema(
+                json!({"store": store_prop(), "id": {"type": "string", "minLength": 1, "maxLength": 512, "description": "Unique id of the vector in the store."},
+                       "vector": vector_prop("The vector"), "metadata": metadata_prop()}),
+                &["store", "id", "vector"],
+            ),
+            output(
+                json!({"store": {"type": "string"}, "id": {"type": "string"}, "inserted": {"type": "boolean"}}),
+                &["store", "id", "inserted"],
+            ),
+            annotations("Insert a vector", false, true, true),
+        ),
+        tool(
+            "search_vectors",
+            "Search similar vectors",
+            "Find the k stored vectors nearest to a query vector. Results are ordered nearest first; `distance` is lower \
+             for closer vectors (cosine: 1 - cosine similarity, euclidean: L2 distance, manhattan: L1 distance, dot: minus \
+             the dot product). Each result carries its id and metadata.",
+            schema(
+                json!({"store": store_prop(), "vector": vector_prop("The query vector"),
+                       "k": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10, "description": "How many results to return."},
+                       "with_vector": {"type": "boolean", "default": false, "description": "Also return each result's vector."},
+                       "with_metadata": {"type": "boolean", "default": true}}),
+                &["store", "vector"],
+            ),
+            output(
+                json!({"store": {"type": "string"}, "results": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "distance": {"type": "number"}, "metadata": {"type": "object"},
+                                   "vector": {"type": "array", "items": {"type": "number"}}},
+                    "required": ["id", "distance"]}}}),
+                &["store", "results"],
+            ),
+            annotations("Search similar vectors", true, false, true),
+        ),
+        tool(
+            "sync_store",
+            "Sync store to disk",
+            "Flush a store's recent writes to disk and fsync them. Writes are already durable in the write-ahead log when \
+             acknowledged; call this before a backup or a planned shutdown to make the data files current.",
+            schema(json!({"store": store_prop()}), &["store"]),
+            output(json!({"store": {"type": "string"}, "synced": {"type": "boolean"}}), &["store", "synced"]),
+            annotations("Sync store to disk", false, false, true),
+        ),
+        tool(
+            "list_stores",
+            "List vector stores",
+            "List every vector store with its dimension, metric and number of vectors.",
+            schema(json!({}), &[]),
+            output(json!({"stores": {"type": "array", "items": stats_schema()}}), &["stores"]),
+            annotations("List vector stores", true, false, true),
+        ),
+        tool(
+            "describe_store",
+            "Describe a store",
+            "Statistics of one store: dimension, metric, index, shards, number of live and deleted vectors, memory and disk use.",
+            schema(json!({"store": store_prop()}), &["store"]),
+            obj(stats_schema()),
+            annotations("Describe a store", true, false, true),
+        ),
+        tool(
+            "delete_store",
+            "Delete a store",
+            "Delete a store and every vector in it. This cannot be undone (make a backup first if the data matters).",
+            schema(json!({"store": store_prop()}), &["store"]),
+            output(json!({"store": {"type": "string"}, "deleted": {"type": "boolean"}}), &["store", "deleted"]),
+            annotations("Delete a store", false, true, true),
+        ),
+        tool(
+            "get_vector",
+            "Get a vector by id",
+            "Fetch one stored vector and its metadata by id. `found` is false if the id does not exist.",
+            schema(
+                json!({"store": store_prop(), "id": {"type": "string", "minLength": 1, "maxLength": 512},
+                       "with_vector": {"type": "boolean", "default": true}}),
+                &["store", "id"],
+            ),
+            output(
+                json!({"store": {"type": "string"}, "found": {"type": "boolean"}, "point": point_out}),
+                &["store", "found"],
+            ),
+            annotations("Get a vector by id", true, false, true),
+        ),
+        tool(
+            "delete_vector",
+            "Delete a vector",
+            "Delete one vector by id. `deleted` is false if the id did not exist.",
+            schema(
+                json!({"store": store_prop(), "id": {"type": "string", "minLength": 1, "maxLength": 512}}),
+                &["store", "id"],
+            ),
+            output(
+                json!({"store": {"type": "string"}, "id": {"type": "string"}, "deleted": {"type": "boolean"}}),
+                &["store", "id", "deleted"],
+            ),
+            annotations("Delete a vector", false, true, true),
+        ),
+        tool(
+            "insert_vectors",
+            "Insert many vectors",
+            "Insert a batch of vectors (each with id, vector and optional metadata) into a store; existing ids are replaced. \
+             The whole batch is checked first: if any point is invalid nothing is written and the error names it. Sends \
+             progress notifications when the request carries a progress token.",
+            schema(
+                json!({"store": store_prop(), "points": {"type": "array", "minItems": 1, "items": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 512}, "vector": vector_prop("The vector"), "metadata": metadata_prop()},
+                    "required": ["id", "vector"], "additionalProperties": false}}}),
+                &["store", "points"],
+            ),
+            output(
+                json!({"store": {"type": "string"}, "inserted": {"type": "integer"}, "stale": {"type": "integer", "description": "Points skipped because a newer write of the same id was already stored."}}),
+                &["store", "inserted", "stale"],
+            ),
+            annotations("Insert many vectors", false, true, true),
+        ),
+    ]
+}
