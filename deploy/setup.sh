@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing rvdb needs on a Debian/Ubuntu machine, if it is missing:
 #   - a C/C++ compiler and libclang (RocksDB is built from source by the `rocksdb` crate; bindgen needs libclang)
+#   - python3 with venv (the MCP client tests use the official Python MCP SDK)
 # Safe to run again: it installs only what is absent. Sourced by deploy/serve.sh and tests/run.sh.
 set -euo pipefail
 
@@ -12,6 +13,8 @@ fi
 missing=()
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c "import ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
    && ! ls /usr/lib/aarch64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
   missing+=(libclang-dev)

@@ -268,7 +268,7 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_one_store_is_contained_and_the_store_reloads_from_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start_with_env(dir.path(), &[("RVDB_FAULT_PANIC_ID", "boom")]);
+    let node = NodeProcess::start_with_env(dir.path(), &[("RVDB_FAULT_PANIC_ID", "boom"), ("RUST_BACKTRACE", "0")]);
     let mut c = node.client().await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let points = random_points(&mut rng, 500, 8);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Command 2 of the README: install what is missing, then run every test: formatting, lints, unit and property
-# tests, and the integration tests that start real rvdb processes on loopback ports.
+# tests, the integration tests that start real rvdb processes on loopback ports, and the MCP client tests
+# (Python MCP SDK in a venv at $RVDB_VENV, default tests/.venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/setup.sh
@@ -20,4 +21,10 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "cargo test"
 export RVDB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/rvdb"
 cargo test --release --workspace --no-fail-fast
+
+step "MCP client tests (the official Python MCP SDK against real rvdb processes)"
+venv="${RVDB_VENV:-$PWD/tests/.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/mcp/requirements.txt
+(cd tests/mcp && "$venv/bin/python" -m pytest -q -p no:cacheprovider)
 step "all tests passed"

@@ -1,0 +1,83 @@
+"""Fixtures: real `rvdb` processes (serve / mcp-stdio) on loopback with their data in a temp dir.
+
+The binary is $RVDB_BIN (tests/run.sh sets it) or target/release/rvdb. A process prints
+`RVDB_READY grpc=<url> mcp=<url>` on stdout when it serves; fixtures wait for that line.
+"""
+import os
+import pathlib
+import signal
+import subprocess
+import threading
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def rvdb_bin() -> str:
+    b = os.environ.get("RVDB_BIN") or str(ROOT / "target" / "release" / "rvdb")
+    if not os.path.exists(b):
+        pytest.fail(f"rvdb binary not found at {b}: build it (cargo build --release -p rvdb) or set RVDB_BIN")
+    return b
+
+
+class Server:
+    def __init__(self, data_dir, extra_args=(), env=None):
+        self.data_dir = str(data_dir)
+        self.extra_args = list(extra_args)
+        self.env = dict(os.environ, RVDB_LOG="warn", **(env or {}))
+        self.proc = None
+        self.mcp_url = None
+        self.grpc_url = None
+
+    def start(self, timeout=60):
+        self.proc = subprocess.Popen(
+            [rvdb_bin(), "serve", "--persistence-dir", self.data_dir, "--grpc-addr", "127.0.0.1:0", "--mcp-port", "0",
+             *self.extra_args],
+            stdout=subprocess.PIPE, stderr=None, env=self.env, text=True)
+        ready = threading.Event()
+
+        def read():
+            for line in self.proc.stdout:
+                if line.startswith("RVDB_READY"):
+                    fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+                    self.grpc_url, self.mcp_url = fields["grpc"], fields["mcp"]
+                    ready.set()
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(timeout):
+            self.proc.kill()
+            raise RuntimeError("rvdb serve did not become ready")
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path / "data").start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    started = []
+
+    def make(name="data", **kw):
+        s = Server(tmp_path / name, **kw).start()
+        started.append(s)
+        return s
+    yield make
+    for s in started:
+        s.stop()

@@ -1,0 +1,219 @@
+"""The MCP gateway with the official Python MCP SDK as the client: every tool, every error class, both protocol
+eras (2025-11-25 with initialize + sessions, 2026-07-28 stateless), stdio, auth and Origin checks."""
+import asyncio
+import json
+import math
+import random
+
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from conftest import rvdb_bin
+
+MODES = ["legacy", "2026-07-28"]  # legacy = initialize handshake, negotiates 2025-11-25
+
+EXPECTED_TOOLS = ["create_store", "insert_vector", "search_vectors", "sync_store", "list_stores", "describe_store",
+                  "delete_store", "get_vector", "delete_vector", "insert_vectors"]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def call_ok(result):
+    assert not result.is_error, result.content
+    # structured content and its JSON copy in the text content agree
+    assert json.loads(result.content[0].text) == result.structured_content
+    return result.structured_content
+
+
+def call_err(result, *needles):
+    assert result.is_error, result.structured_content
+    text = result.content[0].text
+    for n in needles:
+        assert n.lower() in text.lower(), f"{n!r} not in {text!r}"
+    return text
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tool_catalogue(server, mode):
+    async def go():
+        async with Client(server.mcp_url, mode=mode) as c:
+            tools = (await c.list_tools()).tools
+            assert [t.name for t in tools] == EXPECTED_TOOLS
+            by = {t.name: t for t in tools}
+            for t in tools:
+                assert t.title and len(t.description) > 40, t.name
+                assert t.input_schema["type"] == "object"
+                assert t.output_schema["type"] == "object"
+                assert t.annotations is not None
+            assert by["search_vectors"].annotations.read_only_hint is True
+            assert by["list_stores"].annotations.read_only_hint is True
+            assert by["delete_store"].annotations.destructive_hint is True
+            assert by["create_store"].annotations.destructive_hint is False
+            assert by["insert_vector"].annotations.idempotent_hint is True
+            assert set(by["insert_vector"].input_schema["required"]) == {"store", "id", "vector"}
+    run(go())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_tool_end_to_end(server, mode):
+    store = "docs_" + mode.replace("-", "_")
+    rng = random.Random(7)
+
+    async def go():
+        async with Client(server.mcp_url, mode=mode) as c:
+            out = call_ok(await c.call_tool("create_store", {"store": store, "dimension": 8, "metric": "euclidean"}))
+            assert out == {"store": store, "dimension": 8, "metric": "euclidean", "shards": 1, "replication_factor": 1}
+            vecs = {f"p{i}": [rng.uniform(-1, 1) for _ in range(8)] for i in range(300)}
+            out = call_ok(await c.call_tool("insert_vector", {"store": store, "id": "p0", "vector": vecs["p0"],
+                                                               "metadata": {"title": "first", "n": 0}}))
+            assert out == {"store": store, "id": "p0", "inserted": True}
+            progress = []
+
+            async def on_progress(p, total, message):
+                progress.append((p, total))
+            points = [{"id": k, "vector": v, "metadata": {"n": int(k[1:])}} for k, v in vecs.items() if k != "p0"]
+            out = call_ok(await c.call_tool("insert_vectors", {"store": store, "points": points},
+                                            progress_callback=on_progress))
+            assert out == {"store": store, "inserted": 299, "stale": 0}
+            assert progress and progress[-1] == (299, 299)
+
+            q = [rng.uniform(-1, 1) for _ in range(8)]
+            out = call_ok(await c.call_tool("search_vectors", {"store": store, "vector": q, "k": 5}))
+            want = sorted(vecs, key=lambda k: (math.dist(q, vecs[k]), k))[:5]
+            assert [r["id"] for r in out["results"]] == want
+            assert abs(out["results"][0]["distance"] - math.dist(q, vecs[want[0]])) < 1e-4
+            assert out["results"][0]["metadata"]["n"] == int(want[0][1:])
+            out = call_ok(await c.call_tool("search_vectors", {"store": store, "vector": q, "k": 1, "with_vector": True,
+                                                                "with_metadata": False}))
+            assert "metadata" not in out["results"][0] and len(out["results"][0]["vector"]) == 8
+
+            out = call_ok(await c.call_tool("get_vector", {"store": store, "id": "p0"}))
+            assert out["found"] and out["point"]["metadata"] == {"title": "first", "n": 0}
+            assert out["point"]["vector"] == pytest.approx(vecs["p0"], abs=1e-6)
+            out = call_ok(await c.call_tool("get_vector", {"store": store, "id": "missing"}))
+            assert out == {"store": store, "found": False}
+
+            out = call_ok(await c.call_tool("describe_store", {"store": store}))
+            assert out["points"] == 300 and out["dimension"] == 8 and out["metric"] == "euclidean"
+            out = call_ok(await c.call_tool("list_stores", {}))
+            assert store in [s["name"] for s in out["stores"]]
+            assert call_ok(await c.call_tool("sync_store", {"store": store})) == {"store": store, "synced": True}
+
+            assert call_ok(await c.call_tool("delete_vector", {"store": store, "id": "p1"}))["deleted"] is True
+            assert call_ok(await c.call_tool("delete_vector", {"store": store, "id": "p1"}))["deleted"] is False
+            assert call_ok(await c.call_tool("describe_store", {"store": store}))["points"] == 299
+
+            assert call_ok(await c.call_tool("delete_store", {"store": store})) == {"store": store, "deleted": True}
+            call_err(await c.call_tool("describe_store", {"store": store}), "does not exist")
+    run(go())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_errors_are_actionable_and_change_nothing(server, mode):
+    async def go():
+        async with Client(server.mcp_url, mode=mode) as c:
+            call_ok(await c.call_tool("create_store", {"store": "e", "dimension": 3}))
+            call_ok(await c.call_tool("insert_vector", {"store": "e", "id": "a", "vector": [1, 0, 0]}))
+            # argument errors: missing, wrong type, unknown field, out of range
+            call_err(await c.call_tool("insert_vector", {"store": "e", "id": "b"}), "missing field `vector`")
+            call_err(await c.call_tool("insert_vector", {"store": "e", "id": "b", "vector": "1,2,3"}), "invalid type")
+            call_err(await c.call_tool("search_vectors", {"store": "e", "vector": [1, 0, 0], "limit": 3}),
+                     "unknown field `limit`")
+            call_err(await c.call_tool("search_vectors", {"store": "e", "vector": [1, 0, 0], "k": 0}), "k", "between 1")
+            # domain errors
+            call_err(await c.call_tool("insert_vector", {"store": "e", "id": "b", "vector": [1, 2]}),
+                     "2 dimensions", "expects 3")
+            call_err(await c.call_tool("insert_vector", {"store": "e", "id": "", "vector": [1, 2, 3]}), "empty")
+            call_err(await c.call_tool("insert_vector", {"store": "e", "id": "z", "vector": [0, 0, 0]}), "zero length")
+            call_err(await c.call_tool("insert_vector", {"store": "e", "id": "b", "vector": [1, 2, 3], "metadata": [1]}),
+                     "metadata must be a JSON object")
+            call_err(await c.call_tool("insert_vectors", {"store": "e", "points": [
+                {"id": "ok1", "vector": [1, 1, 1]}, {"id": "bad", "vector": [1, 1]}]}), "points[1]", "bad")
+            call_err(await c.call_tool("search_vectors", {"store": "missing", "vector": [1, 2, 3]}),
+                     "does not exist", "existing stores: e")
+            call_err(await c.call_tool("create_store", {"store": "e", "dimension": 3}), "already exists")
+            call_err(await c.call_tool("create_store", {"store": "bad name", "dimension": 3}), "only letters")
+            call_err(await c.call_tool("create_store", {"store": "m", "dimension": 3, "metric": "hamming"}),
+                     "unknown metric")
+            call_err(await c.call_tool("create_store", {"store": "d", "dimension": 0}), "dimension 0")
+            with pytest.raises(MCPError) as e:
+                await c.call_tool("no_such_tool", {})
+            assert e.value.error.code == -32602 and "available tools" in e.value.error.message
+            # nothing was written by any failed call
+            out = call_ok(await c.call_tool("describe_store", {"store": "e"}))
+            assert out["points"] == 1
+            assert call_ok(await c.call_tool("get_vector", {"store": "e", "id": "ok1"}))["found"] is False
+    run(go())
+
+
+def test_data_written_over_mcp_survives_a_kill(make_server):
+    s = make_server()
+
+    async def write():
+        async with Client(s.mcp_url, mode="2026-07-28") as c:
+            call_ok(await c.call_tool("create_store", {"store": "keep", "dimension": 2, "metric": "dot"}))
+            call_ok(await c.call_tool("insert_vectors", {"store": "keep", "points": [
+                {"id": str(i), "vector": [float(i), 1.0]} for i in range(100)]}))
+    run(write())
+    s.kill()
+    s2 = make_server()  # same data dir name -> same data
+
+    async def read():
+        async with Client(s2.mcp_url, mode="legacy") as c:
+            out = call_ok(await c.call_tool("search_vectors", {"store": "keep", "vector": [1.0, 0.0], "k": 3}))
+            assert [r["id"] for r in out["results"]] == ["99", "98", "97"]
+    run(read())
+
+
+def test_stdio_transport(tmp_path):
+    params = StdioServerParameters(command=rvdb_bin(), args=["mcp-stdio", "--persistence-dir", str(tmp_path / "d")],
+                                   env={"RVDB_LOG": "info"})
+
+    async def go():
+        async with Client(params, mode="legacy") as c:
+            assert [t.name for t in (await c.list_tools()).tools] == EXPECTED_TOOLS
+            call_ok(await c.call_tool("create_store", {"store": "s", "dimension": 2}))
+            call_ok(await c.call_tool("insert_vector", {"store": "s", "id": "x", "vector": [1, 0]}))
+            out = call_ok(await c.call_tool("search_vectors", {"store": "s", "vector": [1, 0.1], "k": 1}))
+            assert out["results"][0]["id"] == "x"
+            call_err(await c.call_tool("search_vectors", {"store": "s", "vector": [1]}), "expects 2")
+    run(go())
+
+
+def test_bearer_auth(make_server):
+    s = make_server(env={"RVDB_API_TOKEN": "s3cret-token"})
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    r = httpx2.post(s.mcp_url, json=body, headers={"Accept": "application/json, text/event-stream"})
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer resource_metadata=")
+    r = httpx2.post(s.mcp_url, json=body, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    meta = httpx2.get(s.mcp_url.replace("/mcp", "/.well-known/oauth-protected-resource")).json()
+    assert meta["resource"].endswith("/mcp")
+
+    async def go():
+        http = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token"})
+        async with Client(streamable_http_client(s.mcp_url, http_client=http), mode="legacy") as c:
+            assert len((await c.list_tools()).tools) == len(EXPECTED_TOOLS)
+        await http.aclose()
+    run(go())
+
+
+def test_origin_is_validated(server):
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    headers = {"Accept": "application/json, text/event-stream", "Origin": "http://evil.example"}
+    r = httpx2.post(server.mcp_url, json=init, headers=headers)
+    assert r.status_code == 403
+    headers["Origin"] = server.mcp_url.rsplit("/mcp", 1)[0]
+    r = httpx2.post(server.mcp_url, json=init, headers=headers)
+    assert r.status_code == 200
+
+
+def test_health(server):
+    assert httpx2.get(server.mcp_url.replace("/mcp", "/healthz")).json() == {"status": "ok"}
