@@ -43,6 +43,20 @@ impl Default for HttpOptions {
     }
 }
 
+/// Serves `app` on `listener` with TCP_NODELAY on every connection: MCP responses are written as headers plus
+/// body chunks (SSE), and Nagle's algorithm with delayed ACKs would hold each one back ~40 ms (measured).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
 #[derive(Clone)]
 struct AuthState {
     token: Option<Arc<str>>,

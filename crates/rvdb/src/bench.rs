@@ -51,6 +51,17 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Latency a `search_vectors` MCP call adds over a direct gRPC search to the node (median, p99).
+    GatewayLatency {
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long, default_value_t = 128)]
+        dimension: usize,
+        #[arg(long, default_value_t = 2_000)]
+        queries: usize,
+        #[arg(short, long, default_value_t = 10)]
+        k: u32,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -59,6 +70,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || flat(data, metrics, queries, k)).await?
         }
         BenchCommand::Insert { data, count, dimension, batch, dir } => insert(data, count, dimension, batch, dir).await,
+        BenchCommand::GatewayLatency { count, dimension, queries, k } => {
+            gateway_latency(count, dimension, queries, k).await
+        }
     }
 }
 
@@ -216,4 +230,127 @@ fn report(path: &str, n: usize, dim: usize, batch: usize, secs: f64) {
         "{}",
         json!({"bench": "insert", "path": path, "wal": true, "n": n, "dim": dim, "batch": batch, "secs": secs, "vectors_per_s": n as f64 / secs})
     );
+}
+
+fn percentile(sorted_us: &[f64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted_us.len() - 1) as f64 * p).round() as usize;
+    sorted_us[i]
+}
+
+async fn gateway_latency(count: usize, dimension: usize, queries: usize, k: u32) -> anyhow::Result<()> {
+    use http_body_util::{BodyExt, Full};
+    use rand::Rng;
+
+    let dir = std::env::temp_dir().join(format!("rvdb-bench-gw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = Arc::new(
+        tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || Node::open(&NodeOptions::new(dir))
+        })
+        .await??,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let node_url = format!("http://{}", listener.local_addr()?);
+    let service = rvdb_node::service::StorageNodeService::new(node.clone()).into_server(256 << 20);
+    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming(listener)));
+
+    let gateway = Arc::new(rvdb_gateway::Gateway::connect(vec![node_url.clone()], Default::default()).await?);
+    let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mcp_url = format!("http://{}/mcp", http_listener.local_addr()?);
+    let app =
+        rvdb_gateway::http::router(gateway.clone(), &Default::default(), tokio_util::sync::CancellationToken::new());
+    tokio::spawn(rvdb_gateway::http::serve(http_listener, app, std::future::pending()));
+
+    let mut rng = rand::rng();
+    gateway.create_store(StoreConfig::new("lat", dimension as u32, Metric::Cosine)).await?;
+    let points: Vec<rvdb_gateway::gateway::PointInput> = (0..count)
+        .map(|i| rvdb_gateway::gateway::PointInput {
+            id: format!("p{i}"),
+            vector: (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+            metadata: json!({"i": i}),
+        })
+        .collect();
+    gateway.upsert("lat", points, |_, _| true).await?;
+    let qs: Vec<Vec<f32>> =
+        (0..queries).map(|_| (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
+
+    // Direct gRPC to the node: what the gateway itself does per shard.
+    let mut grpc = rvdb_proto::v1::storage_node_client::StorageNodeClient::connect(node_url).await?;
+    let shard = Some(pb::ShardId { store: "lat".into(), shard: 0 });
+    let mut direct = Vec::with_capacity(queries);
+    for (i, q) in qs.iter().enumerate() {
+        let t = Instant::now();
+        let r = grpc
+            .search(pb::SearchRequest {
+                shard: shard.clone(),
+                vector: q.clone(),
+                k,
+                with_vector: false,
+                with_metadata: true,
+            })
+            .await?;
+        if i >= 50 {
+            direct.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        anyhow::ensure!(r.into_inner().results.len() == k as usize, "short gRPC result");
+    }
+
+    // MCP tools/call search_vectors over Streamable HTTP, stateless 2026-07-28, one keep-alive connection.
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<bytes::Bytes>>(connector);
+    let mut via_mcp = Vec::with_capacity(queries);
+    for (i, q) in qs.iter().enumerate() {
+        let body = json!({
+            "jsonrpc": "2.0", "id": i, "method": "tools/call",
+            "params": {
+                "name": "search_vectors",
+                "arguments": {"store": "lat", "vector": q, "k": k},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "rvdb-bench", "version": "1"},
+                },
+            },
+        });
+        let req = hyper::Request::post(&mcp_url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "search_vectors")
+            .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+        let t = Instant::now();
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if i >= 50 {
+            via_mcp.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        anyhow::ensure!(
+            status.is_success() && text.contains("\"results\"") && !text.contains("\"isError\":true"),
+            "bad MCP answer {status}: {text}"
+        );
+    }
+    direct.sort_by(f64::total_cmp);
+    via_mcp.sort_by(f64::total_cmp);
+    let (d50, d99, m50, m99) =
+        (percentile(&direct, 0.5), percentile(&direct, 0.99), percentile(&via_mcp, 0.5), percentile(&via_mcp, 0.99));
+    println!(
+        "{}",
+        json!({
+            "bench": "gateway_latency", "n": count, "dim": dimension, "k": k, "queries": direct.len(),
+            "grpc_direct_us": {"p50": d50, "p99": d99},
+            "mcp_search_vectors_us": {"p50": m50, "p99": m99},
+            "added_us": {"p50": m50 - d50, "p99": m99 - d99},
+        })
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }

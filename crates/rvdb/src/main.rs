@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "rvdb", version, about = "rvdb: a distributed vector database for AI agents")]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `rvdb_node=debug`.
-    #[arg(long, env = "RVDB_LOG", default_value = "info", global = true)]
+    #[arg(long, env = "RVDB_LOG", default_value = "info,rmcp=warn", global = true)]
     log: String,
     /// Log format: pretty or json.
     #[arg(long, env = "RVDB_LOG_FORMAT", default_value = "pretty", global = true)]

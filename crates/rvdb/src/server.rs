@@ -195,9 +195,7 @@ async fn start_gateway(
         .with_context(|| format!("binding MCP address {}:{}", args.mcp_host, args.mcp_port))?;
     let addr = listener.local_addr()?;
     let app = rvdb_gateway::http::router(gateway, &http, shutdown.child_token());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-    });
+    let server = tokio::spawn(rvdb_gateway::http::serve(listener, app, async move { shutdown.cancelled().await }));
     let url = format!("http://{addr}/mcp");
     tracing::info!(%url, auth = http.bearer_token.is_some(), "MCP gateway serving Streamable HTTP");
     Ok((url, server))
