@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the README's benchmark figures: rvdb and its peers measured in the same run, on the same machine.
-#   bench/run.sh [flat|insert|all]     (default: all)
+#   bench/run.sh [flat|insert|gateway|all]     (default: all)
 # Needs ../shared/bench/make_glove.py (or RVDB_BENCH_SHARED=<dir holding make_glove.py>) to build the GloVe data
 # set the first time; the data set is kept in bench/data/glove50.
 set -euo pipefail
@@ -34,6 +34,10 @@ if [ "$what" = insert ] || [ "$what" = all ]; then
   "$bin" bench insert --count 200000 --dimension 128 --batch 1000 | tee -a "$out"
 fi
 
+if [ "$what" = gateway ] || [ "$what" = all ]; then
+  "$bin" bench gateway-latency --count 10000 --dimension 128 --queries 2000 | tee -a "$out"
+fi
+
 "$venv/bin/python" - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -47,6 +51,10 @@ if flat:
         if r and f:
             print(f"{m:8} {r['qps']:10.1f} {f['qps']:10.1f} {r['qps']/f['qps']:6.2f} {r['recall']:12.4f} {f['recall']:12.4f}")
 for r in rows:
+    if r["bench"] == "gateway_latency":
+        d, m, a = r["grpc_direct_us"], r["mcp_search_vectors_us"], r["added_us"]
+        print(f"search latency, {r['n']} x {r['dim']}, k={r['k']}: gRPC p50 {d['p50']:.0f} us p99 {d['p99']:.0f} us; "
+              f"MCP p50 {m['p50']:.0f} us p99 {m['p99']:.0f} us; gateway adds p50 {a['p50']:.0f} us p99 {a['p99']:.0f} us")
     if r["bench"] == "insert":
         print(f"insert {r['path']:10} n={r['n']} dim={r['dim']} batch={r['batch']} WAL on: {r['vectors_per_s']:,.0f} vectors/s")
 PY

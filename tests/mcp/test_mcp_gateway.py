@@ -217,3 +217,34 @@ def test_origin_is_validated(server):
 
 def test_health(server):
     assert httpx2.get(server.mcp_url.replace("/mcp", "/healthz")).json() == {"status": "ok"}
+
+
+def test_malformed_json_rpc_gets_json_rpc_errors(server):
+    h = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    r = httpx2.post(server.mcp_url, content=b'{"jsonrpc": "2.0", broken', headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32700
+    r = httpx2.post(server.mcp_url, content=b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]', headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32600
+    r = httpx2.post(server.mcp_url, content=b'42', headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32600
+
+
+def test_protocol_2025_06_18_is_negotiated(server):
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    r = httpx2.post(server.mcp_url, json=init, headers={"Accept": "application/json, text/event-stream"})
+    assert r.status_code == 200
+    data = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+    assert data[0]["result"]["protocolVersion"] == "2025-06-18"
+    assert r.headers.get("mcp-session-id")
+
+
+def test_2026_headers_must_match_the_body(server):
+    body = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}
+    h = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28"}
+    r = httpx2.post(server.mcp_url, json=body, headers=h)  # no Mcp-Method header
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32020
+    h["Mcp-Method"] = "tools/call"  # does not match the body's method
+    r = httpx2.post(server.mcp_url, json=body, headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32020

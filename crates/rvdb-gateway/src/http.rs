@@ -83,8 +83,12 @@ pub fn router(gateway: Arc<Gateway>, options: &HttpOptions, shutdown: Cancellati
         config,
     );
     let auth = AuthState { token: options.bearer_token.as_deref().map(Arc::from) };
-    let mcp =
-        Router::new().nest_service("/mcp", service).layer(axum::middleware::from_fn_with_state(auth, require_bearer));
+    let limit = BodyLimit(options.max_body_bytes);
+    // Layers run outside-in: auth first (nothing is parsed for an unauthenticated caller), then JSON checks.
+    let mcp = Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(limit, require_json_rpc))
+        .layer(axum::middleware::from_fn_with_state(auth, require_bearer));
     Router::new()
         .merge(mcp)
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
@@ -104,6 +108,49 @@ async fn protected_resource(headers: HeaderMap) -> Json<serde_json::Value> {
         "bearer_methods_supported": ["header"],
         "resource_name": "rvdb MCP gateway",
     }))
+}
+
+#[derive(Clone, Copy)]
+struct BodyLimit(usize);
+
+fn json_rpc_error(status: StatusCode, code: i64, message: String) -> Response {
+    (status, Json(serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}})))
+        .into_response()
+}
+
+/// rmcp answers a body that is not JSON with a plain-text 415 and has no JSON-RPC batches; the spec wants a
+/// JSON-RPC error. So POST bodies are checked here first: not JSON → -32700 (parse error), an array (a batch,
+/// which we do not advertise: no 2025-03-26) or a non-object → -32600 (invalid request). Too large → 413.
+async fn require_json_rpc(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit.0).await {
+        Ok(b) => b,
+        Err(_) => {
+            return json_rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                format!("request body is larger than the limit of {} bytes", limit.0),
+            );
+        }
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Err(e) => return json_rpc_error(StatusCode::BAD_REQUEST, -32700, format!("Parse error: {e}")),
+        Ok(serde_json::Value::Array(_)) => {
+            return json_rpc_error(StatusCode::BAD_REQUEST, -32600, "JSON-RPC batches are not supported".into());
+        }
+        Ok(serde_json::Value::Object(_)) => {}
+        Ok(_) => {
+            return json_rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Invalid Request: expected a JSON-RPC object".into(),
+            );
+        }
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from response times.
