@@ -24,6 +24,7 @@ def rvdb_bin() -> str:
 class Server:
     def __init__(self, data_dir, extra_args=(), env=None):
         self.data_dir = str(data_dir)
+        self.backup_dir = str(data_dir) + "-backups"
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, RVDB_LOG="warn", **(env or {}))
         self.proc = None
@@ -32,8 +33,8 @@ class Server:
 
     def start(self, timeout=60):
         self.proc = subprocess.Popen(
-            [rvdb_bin(), "serve", "--persistence-dir", self.data_dir, "--grpc-addr", "127.0.0.1:0", "--mcp-port", "0",
-             *self.extra_args],
+            [rvdb_bin(), "serve", "--persistence-dir", self.data_dir, "--backup-dir", self.backup_dir,
+             "--grpc-addr", "127.0.0.1:0", "--mcp-port", "0", *self.extra_args],
             stdout=subprocess.PIPE, stderr=None, env=self.env, text=True)
         ready = threading.Event()
 

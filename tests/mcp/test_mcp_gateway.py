@@ -15,8 +15,9 @@ from conftest import rvdb_bin
 
 MODES = ["legacy", "2026-07-28"]  # legacy = initialize handshake, negotiates 2025-11-25
 
-EXPECTED_TOOLS = ["create_store", "insert_vector", "search_vectors", "sync_store", "list_stores", "describe_store",
-                  "delete_store", "get_vector", "delete_vector", "insert_vectors"]
+EXPECTED_TOOLS = ["create_store", "insert_vector", "search_vectors", "sync_store", "backup_store", "restore_store",
+                  "list_backups", "list_stores", "describe_store", "delete_store", "get_vector", "delete_vector",
+                  "insert_vectors", "export_store", "import_store"]
 
 
 def run(coro):
@@ -171,7 +172,8 @@ def test_data_written_over_mcp_survives_a_kill(make_server):
 
 
 def test_stdio_transport(tmp_path):
-    params = StdioServerParameters(command=rvdb_bin(), args=["mcp-stdio", "--persistence-dir", str(tmp_path / "d")],
+    params = StdioServerParameters(command=rvdb_bin(), args=["mcp-stdio", "--persistence-dir", str(tmp_path / "d"),
+                                                             "--backup-dir", str(tmp_path / "b")],
                                    env={"RVDB_LOG": "info"})
 
     async def go():

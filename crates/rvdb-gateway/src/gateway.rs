@@ -182,6 +182,10 @@ impl Gateway {
         })
     }
 
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     pub fn store_names(&self) -> Vec<String> {
         self.table().stores.keys().cloned().collect()
     }
@@ -512,6 +516,29 @@ impl Gateway {
             stats.disk_bytes += s.disk_bytes;
         }
         Ok(stats)
+    }
+
+    /// Opens a scan of one shard on the first replica that answers. The node takes its RocksDB snapshot when the
+    /// scan opens, so the stream is a consistent view of the shard as of this call.
+    pub async fn scan_shard(
+        &self,
+        store: &str,
+        shard: u32,
+        with_vector: bool,
+    ) -> Result<tonic::Streaming<pb::ScanChunk>> {
+        let route = self.route(store)?;
+        let req = pb::ScanRequest {
+            shard: Some(pb::ShardId { store: store.to_string(), shard }),
+            start_after: String::new(),
+            chunk_size: 1000,
+            with_vector,
+            with_metadata: true,
+        };
+        self.read_shard(&route, shard, |mut c| {
+            let req = req.clone();
+            async move { c.scan(req).await.map(tonic::Response::into_inner) }
+        })
+        .await
     }
 
     /// Flushes every replica of every shard of `store` and fsyncs their WALs.

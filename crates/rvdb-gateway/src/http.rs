@@ -19,6 +19,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use crate::backup::BackupManager;
 use crate::{Gateway, McpServer};
 
 #[derive(Debug, Clone)]
@@ -63,7 +64,12 @@ struct AuthState {
 }
 
 /// The axum router serving MCP and health. `shutdown` ends open MCP streams when cancelled.
-pub fn router(gateway: Arc<Gateway>, options: &HttpOptions, shutdown: CancellationToken) -> Router {
+pub fn router(
+    gateway: Arc<Gateway>,
+    backups: Arc<BackupManager>,
+    options: &HttpOptions,
+    shutdown: CancellationToken,
+) -> Router {
     let mut config = StreamableHttpServerConfig::default()
         .with_allowed_origins(options.allowed_origins.clone())
         .with_max_request_body_bytes(options.max_body_bytes)
@@ -78,7 +84,7 @@ pub fn router(gateway: Arc<Gateway>, options: &HttpOptions, shutdown: Cancellati
     }
     let mcp_gateway = gateway.clone();
     let service = StreamableHttpService::new(
-        move || Ok(McpServer::new(mcp_gateway.clone())),
+        move || Ok(McpServer::new(mcp_gateway.clone(), backups.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -3,10 +3,12 @@
 //! - [`gateway`]: the domain — store operations over the routing table and the storage nodes' gRPC API
 //!   (validation, versioning, replica writes, scatter-gather search).
 //! - [`routing`]: the routing table and the point → shard hash.
+//! - [`backup`]: checksummed, portable backups; restore into a new store; JSON Lines export / import; schedule.
 //! - [`mcp`] + [`tools`]: the MCP server (rmcp) and its tool catalogue.
 //! - [`http`]: the HTTP listener: MCP over Streamable HTTP at `/mcp`, with Origin checks, bearer auth and size
 //!   limits; `/healthz`.
 
+pub mod backup;
 pub mod error;
 pub mod gateway;
 pub mod http;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::backup::BackupManager;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, PointInput};
 use crate::tools;
@@ -25,12 +26,52 @@ const TOOLS_TTL_MS: u64 = 300_000;
 #[derive(Debug, Clone)]
 pub struct McpServer {
     gateway: Arc<Gateway>,
+    backups: Arc<BackupManager>,
 }
 
 impl McpServer {
-    pub fn new(gateway: Arc<Gateway>) -> Self {
-        Self { gateway }
+    pub fn new(gateway: Arc<Gateway>, backups: Arc<BackupManager>) -> Self {
+        Self { gateway, backups }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupArgs {
+    store: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreArgs {
+    backup: String,
+    store: String,
+    #[serde(default)]
+    shards: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListBackupsArgs {
+    #[serde(default)]
+    store: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportArgs {
+    store: String,
+    #[serde(default)]
+    file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportArgs {
+    file: String,
+    store: String,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +282,67 @@ impl McpServer {
                 let n = gw.delete(&a.store, vec![a.id.clone()]).await?;
                 Ok(json!({"store": a.store, "id": a.id, "deleted": n > 0}))
             }
+            "backup_store" => {
+                let a: BackupArgs = parse(name, args)?;
+                let progress = ProgressReporter::new(context);
+                let ct = context.ct.clone();
+                let info = self
+                    .backups
+                    .backup(&a.store, a.name, |done| {
+                        progress.report(done, 0);
+                        !ct.is_cancelled()
+                    })
+                    .await?;
+                progress.finish().await;
+                Ok(serde_json::to_value(info).unwrap_or_default())
+            }
+            "restore_store" => {
+                let a: RestoreArgs = parse(name, args)?;
+                let progress = ProgressReporter::new(context);
+                let ct = context.ct.clone();
+                let info = self
+                    .backups
+                    .restore(&a.backup, &a.store, a.shards, |done, total| {
+                        progress.report(done, total);
+                        !ct.is_cancelled()
+                    })
+                    .await?;
+                progress.finish().await;
+                Ok(serde_json::to_value(info).unwrap_or_default())
+            }
+            "list_backups" => {
+                let a: ListBackupsArgs = parse(name, args)?;
+                let backups = self.backups.list(a.store.as_deref())?;
+                Ok(json!({"backups": backups}))
+            }
+            "export_store" => {
+                let a: ExportArgs = parse(name, args)?;
+                let progress = ProgressReporter::new(context);
+                let ct = context.ct.clone();
+                let info = self
+                    .backups
+                    .export(&a.store, a.file, |done| {
+                        progress.report(done, 0);
+                        !ct.is_cancelled()
+                    })
+                    .await?;
+                progress.finish().await;
+                Ok(serde_json::to_value(info).unwrap_or_default())
+            }
+            "import_store" => {
+                let a: ImportArgs = parse(name, args)?;
+                let progress = ProgressReporter::new(context);
+                let ct = context.ct.clone();
+                let info = self
+                    .backups
+                    .import(&a.file, &a.store, |done| {
+                        progress.report(done, 0);
+                        !ct.is_cancelled()
+                    })
+                    .await?;
+                progress.finish().await;
+                Ok(serde_json::to_value(info).unwrap_or_default())
+            }
             _ => unreachable!("unknown tools are refused before dispatch"),
         }
     }
@@ -260,8 +362,12 @@ impl ProgressReporter {
         let task = tokio::spawn(async move {
             while let Some((done, total)) = rx.recv().await {
                 let mut p = ProgressNotificationParam::new(token.clone(), done as f64);
-                p.total = Some(total as f64);
-                p.message = Some(format!("{done} of {total} vectors written"));
+                if total > 0 {
+                    p.total = Some(total as f64);
+                    p.message = Some(format!("{done} of {total} vectors"));
+                } else {
+                    p.message = Some(format!("{done} vectors"));
+                }
                 if peer.notify_progress(p).await.is_err() {
                     break;
                 }

@@ -57,6 +57,18 @@ fn stats_schema() -> Value {
     })
 }
 
+fn backup_info() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"}, "store": {"type": "string"}, "points": {"type": "integer"},
+            "bytes": {"type": "integer"}, "created_at": {"type": "string"}, "rvdb_version": {"type": "string"},
+            "path": {"type": "string"},
+        },
+        "required": ["name", "store", "points", "bytes", "created_at"],
+    })
+}
+
 fn output(properties: Value, required: &[&str]) -> Arc<JsonObject> {
     obj(json!({"type": "object", "properties": properties, "required": required}))
 }
@@ -165,6 +177,48 @@ pub fn catalogue() -> Vec<Tool> {
             annotations("Sync store to disk", false, false, true),
         ),
         tool(
+            "backup_store",
+            "Back up a store",
+            "Write a consistent, checksummed, compressed backup of a store into the server's backup directory while \
+             writes continue. Returns the backup's name (use it with restore_store). Sends progress notifications.",
+            schema(
+                json!({"store": store_prop(),
+                       "name": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$", "description": "Backup name; default <store>-<time>."}}),
+                &["store"],
+            ),
+            obj(backup_info()),
+            annotations("Back up a store", false, false, false),
+        ),
+        tool(
+            "restore_store",
+            "Restore a backup",
+            "Restore a backup (by name, from list_backups) into a NEW store; the original store is not touched. The \
+             backup is verified (checksums, counts) before anything is created; if it is damaged nothing is restored. \
+             `shards` may differ from the original. Sends progress notifications.",
+            schema(
+                json!({"backup": {"type": "string", "minLength": 1, "description": "Backup name as list_backups shows it."},
+                       "store": {"type": "string", "pattern": STORE_NAME_PATTERN, "description": "Name of the new store to create."},
+                       "shards": {"type": "integer", "minimum": 1, "maximum": 1024}}),
+                &["backup", "store"],
+            ),
+            output(
+                json!({"backup": {"type": "string"}, "store": {"type": "string"}, "points": {"type": "integer"}, "shards": {"type": "integer"}}),
+                &["backup", "store", "points", "shards"],
+            ),
+            annotations("Restore a backup", false, false, false),
+        ),
+        tool(
+            "list_backups",
+            "List backups",
+            "List the backups in the server's backup directory, newest first, with their store, number of vectors, size and time.",
+            schema(
+                json!({"store": {"type": "string", "pattern": STORE_NAME_PATTERN, "description": "Only backups of this store."}}),
+                &[],
+            ),
+            output(json!({"backups": {"type": "array", "items": backup_info()}}), &["backups"]),
+            annotations("List backups", true, false, true),
+        ),
+        tool(
             "list_stores",
             "List vector stores",
             "List every vector store with its dimension, metric and number of vectors.",
@@ -235,6 +289,37 @@ pub fn catalogue() -> Vec<Tool> {
                 &["store", "inserted", "stale"],
             ),
             annotations("Insert many vectors", false, true, true),
+        ),
+        tool(
+            "export_store",
+            "Export a store to JSON",
+            "Export every vector of a store with its metadata as JSON Lines (a header line, then one point per line) \
+             into the server's export directory. Vectors round-trip exactly. Sends progress notifications.",
+            schema(
+                json!({"store": store_prop(),
+                       "file": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$", "description": "File name; default <store>-<time>.jsonl."}}),
+                &["store"],
+            ),
+            output(
+                json!({"store": {"type": "string"}, "file": {"type": "string"}, "points": {"type": "integer"}, "bytes": {"type": "integer"}}),
+                &["store", "file", "points", "bytes"],
+            ),
+            annotations("Export a store to JSON", false, false, false),
+        ),
+        tool(
+            "import_store",
+            "Import a store from JSON",
+            "Create a NEW store from a JSON Lines export file (by file name, in the server's export directory). Every \
+             line is checked; on an error the new store is removed again and the error names the line.",
+            schema(
+                json!({"file": {"type": "string", "minLength": 1}, "store": {"type": "string", "pattern": STORE_NAME_PATTERN, "description": "Name of the new store."}}),
+                &["file", "store"],
+            ),
+            output(
+                json!({"backup": {"type": "string"}, "store": {"type": "string"}, "points": {"type": "integer"}, "shards": {"type": "integer"}}),
+                &["store", "points"],
+            ),
+            annotations("Import a store from JSON", false, false, false),
         ),
     ]
 }

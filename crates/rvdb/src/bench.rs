@@ -261,8 +261,13 @@ async fn gateway_latency(count: usize, dimension: usize, queries: usize, k: u32)
     let gateway = Arc::new(rvdb_gateway::Gateway::connect(vec![node_url.clone()], Default::default()).await?);
     let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mcp_url = format!("http://{}/mcp", http_listener.local_addr()?);
-    let app =
-        rvdb_gateway::http::router(gateway.clone(), &Default::default(), tokio_util::sync::CancellationToken::new());
+    let backups = Arc::new(rvdb_gateway::backup::BackupManager::new(gateway.clone(), dir.join("backups")));
+    let app = rvdb_gateway::http::router(
+        gateway.clone(),
+        backups,
+        &Default::default(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     tokio::spawn(rvdb_gateway::http::serve(http_listener, app, std::future::pending()));
 
     let mut rng = rand::rng();

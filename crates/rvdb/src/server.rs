@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rmcp::ServiceExt;
+use rvdb_gateway::backup::BackupManager;
 use rvdb_gateway::http::HttpOptions;
 use rvdb_gateway::{Gateway, GatewayOptions, McpServer};
 use rvdb_node::service::{DEFAULT_MAX_REQUEST_BYTES, StorageNodeService};
@@ -65,6 +66,42 @@ pub struct GatewayArgs {
     /// Host header values accepted on /mcp (comma-separated); `*` accepts any (behind a proxy, in containers).
     #[arg(long, env = "RVDB_ALLOWED_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
     pub allowed_hosts: Vec<String>,
+    #[command(flatten)]
+    pub backup: BackupArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackupArgs {
+    /// Where backups and JSON exports are written (the seed's `backup_dir`).
+    #[arg(long, env = "RVDB_BACKUP_DIR", default_value = "backups")]
+    pub backup_dir: PathBuf,
+    /// Back up every store on a schedule (the seed's `auto_backup_enabled`).
+    #[arg(long, env = "RVDB_AUTO_BACKUP_ENABLED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auto_backup_enabled: bool,
+    /// Milliseconds between automatic backups (the seed's `auto_backup_interval`).
+    #[arg(long, env = "RVDB_AUTO_BACKUP_INTERVAL", default_value_t = 3_600_000)]
+    pub auto_backup_interval: u64,
+    /// Automatic backups kept per store; older ones are deleted (manual backups never are).
+    #[arg(long, env = "RVDB_AUTO_BACKUP_RETENTION", default_value_t = 24)]
+    pub auto_backup_retention: usize,
+}
+
+impl BackupArgs {
+    /// The backup manager, with its schedule started when enabled.
+    fn start(&self, gateway: Arc<Gateway>, shutdown: CancellationToken) -> anyhow::Result<Arc<BackupManager>> {
+        let manager = Arc::new(BackupManager::new(gateway, &self.backup_dir));
+        if self.auto_backup_enabled {
+            anyhow::ensure!(self.auto_backup_interval >= 1000, "auto_backup_interval must be at least 1000 ms");
+            anyhow::ensure!(self.auto_backup_retention >= 1, "auto_backup_retention must be at least 1");
+            tracing::info!(every_ms = self.auto_backup_interval, keep = self.auto_backup_retention, dir = %self.backup_dir.display(), "automatic backups on");
+            tokio::spawn(manager.clone().run_schedule(
+                Duration::from_millis(self.auto_backup_interval),
+                self.auto_backup_retention,
+                shutdown,
+            ));
+        }
+        Ok(manager)
+    }
 }
 
 impl GatewayArgs {
@@ -124,6 +161,8 @@ pub struct McpStdioArgs {
     /// Most stores this deployment holds (the seed's `max_vector_stores`).
     #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
     pub max_vector_stores: usize,
+    #[command(flatten)]
+    pub backup: BackupArgs,
 }
 
 /// A running storage node.
@@ -194,7 +233,8 @@ async fn start_gateway(
         .await
         .with_context(|| format!("binding MCP address {}:{}", args.mcp_host, args.mcp_port))?;
     let addr = listener.local_addr()?;
-    let app = rvdb_gateway::http::router(gateway, &http, shutdown.child_token());
+    let backups = args.backup.start(gateway.clone(), shutdown.child_token())?;
+    let app = rvdb_gateway::http::router(gateway, backups, &http, shutdown.child_token());
     let server = tokio::spawn(rvdb_gateway::http::serve(listener, app, async move { shutdown.cancelled().await }));
     let url = format!("http://{addr}/mcp");
     tracing::info!(%url, auth = http.bearer_token.is_some(), "MCP gateway serving Streamable HTTP");
@@ -246,7 +286,9 @@ pub async fn mcp_stdio(args: McpStdioArgs) -> anyhow::Result<()> {
     };
     let options = GatewayOptions { max_vector_stores: args.max_vector_stores, ..GatewayOptions::default() };
     let gateway = Arc::new(Gateway::connect(nodes, options).await.context("connecting the gateway to the nodes")?);
-    let service = McpServer::new(gateway).serve(rmcp::transport::stdio()).await.context("starting MCP on stdio")?;
+    let backups = args.backup.start(gateway.clone(), shutdown.child_token())?;
+    let service =
+        McpServer::new(gateway, backups).serve(rmcp::transport::stdio()).await.context("starting MCP on stdio")?;
     service.waiting().await.context("MCP stdio session")?;
     shutdown.cancel();
     if let Some(node) = embedded {
