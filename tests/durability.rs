@@ -16,7 +16,8 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = NodeProcess::start(dir.path());
     let mut c = node.client().await;
-    let config = pb::StoreConfig { name: "d".into(), dimension: 16, metric: pb::Metric::Euclidean as i32, ..Default::default() };
+    let config =
+        pb::StoreConfig { name: "d".into(), dimension: 16, metric: pb::Metric::Euclidean as i32, ..Default::default() };
     c.create_shard(pb::CreateShardRequest { shard: shard("d"), config: Some(config) }).await.unwrap();
 
     // Two writers stream batches (inserts, overwrites and deletes); each records what the node acknowledged.
@@ -54,7 +55,10 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
                             a.remove(id);
                         }
                     }
-                    if c.delete(pb::DeleteRequest { shard: shard("d"), ids: doomed.clone(), version: 0, sync: false }).await.is_err() {
+                    if c.delete(pb::DeleteRequest { shard: shard("d"), ids: doomed.clone(), version: 0, sync: false })
+                        .await
+                        .is_err()
+                    {
                         return round;
                     }
                     let mut a = acked.lock().unwrap();

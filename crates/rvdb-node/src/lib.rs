@@ -18,5 +18,5 @@ pub mod service;
 pub mod shard;
 
 pub use error::NodeError;
-pub use node::{Node, NodeOptions};
+pub use node::{Compression, Node, NodeOptions};
 pub use shard::{ShardKey, ShardStats};

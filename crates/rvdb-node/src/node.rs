@@ -32,11 +32,43 @@ pub struct NodeOptions {
     pub data_dir: PathBuf,
     /// Shared block cache for all column families.
     pub block_cache_bytes: usize,
+    /// The seed's `persistence_enabled`: false keeps RocksDB in memory (an in-memory `Env`), nothing on disk.
+    pub persistence: bool,
+    pub compression: Compression,
 }
 
 impl NodeOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), block_cache_bytes: 256 << 20 }
+        Self {
+            data_dir: data_dir.into(),
+            block_cache_bytes: 256 << 20,
+            persistence: true,
+            compression: Compression::Auto,
+        }
+    }
+}
+
+/// Compression of stored vectors (per column family, so per store-shard replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    None,
+    Lz4,
+    Zstd,
+    /// LZ4 on the upper levels (cheap, hot data), ZSTD at the bottom level (most bytes, cold).
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Compression::None),
+            "lz4" => Ok(Compression::Lz4),
+            "zstd" => Ok(Compression::Zstd),
+            "auto" => Ok(Compression::Auto),
+            other => Err(format!("unknown compression {other:?}: use none, lz4, zstd or auto")),
+        }
     }
 }
 
@@ -49,6 +81,8 @@ struct ShardMeta {
 
 pub struct Node {
     db: Arc<Db>,
+    /// False for an in-memory node (`persistence_enabled = false`): no WAL, no fsync.
+    durable: bool,
     cf_options: Options,
     clock: Arc<HybridClock>,
     shards: RwLock<HashMap<ShardKey, Arc<Shard>>>,
@@ -66,18 +100,26 @@ impl Node {
     /// Opens (or creates) the node's RocksDB under `options.data_dir` and loads every shard replica in it.
     pub fn open(options: &NodeOptions) -> Result<Node, NodeError> {
         PANIC_ON_ID.get_or_init(|| std::env::var("RVDB_FAULT_PANIC_ID").ok().filter(|s| !s.is_empty()));
-        std::fs::create_dir_all(&options.data_dir).map_err(|e| {
-            NodeError::BadRequest(format!("cannot create data dir {}: {e}", options.data_dir.display()))
-        })?;
         let cache = Cache::new_lru_cache(options.block_cache_bytes);
-        let cf_options = column_family_options(&cache);
+        let cf_options = column_family_options(&cache, options.compression);
         let mut db_options = Options::default();
+        if options.persistence {
+            std::fs::create_dir_all(&options.data_dir).map_err(|e| {
+                NodeError::BadRequest(format!("cannot create data dir {}: {e}", options.data_dir.display()))
+            })?;
+        } else {
+            db_options.set_env(&rocksdb::Env::mem_env()?);
+        }
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         db_options.set_max_background_jobs(2);
         db_options.set_keep_log_file_num(4);
         let path = db_path(&options.data_dir);
-        let existing = if path.join("CURRENT").exists() { Db::list_cf(&db_options, &path)? } else { Vec::new() };
+        let existing = if options.persistence && path.join("CURRENT").exists() {
+            Db::list_cf(&db_options, &path)?
+        } else {
+            Vec::new()
+        };
         let descriptors = existing
             .iter()
             .filter(|n| n.as_str() != "default")
@@ -97,11 +139,18 @@ impl Node {
                 db.create_cf(&cf, &cf_options)?;
             }
             let started = std::time::Instant::now();
-            let shard = Shard::load(db.clone(), clock.clone(), key.clone(), meta.config)?;
+            let shard = Shard::load(db.clone(), options.persistence, clock.clone(), key.clone(), meta.config)?;
             tracing::info!(shard = %key, elapsed_ms = started.elapsed().as_millis() as u64, "loaded shard");
             shards.insert(key, Arc::new(shard));
         }
-        Ok(Node { db, cf_options, clock, shards: RwLock::new(shards), admin: Mutex::new(()) })
+        Ok(Node {
+            db,
+            durable: options.persistence,
+            cf_options,
+            clock,
+            shards: RwLock::new(shards),
+            admin: Mutex::new(()),
+        })
     }
 
     pub fn clock(&self) -> &HybridClock {
@@ -133,9 +182,9 @@ impl Node {
         self.db.create_cf(&cf, &self.cf_options)?;
         let meta = ShardMeta { store: key.store.clone(), shard: key.shard, config: config.clone() };
         let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(self.durable);
         self.db.put_opt(meta_key(&cf), serde_json::to_vec(&meta).unwrap_or_default(), &wo)?;
-        let shard = Shard::load(self.db.clone(), self.clock.clone(), key.clone(), config)?;
+        let shard = Shard::load(self.db.clone(), self.durable, self.clock.clone(), key.clone(), config)?;
         self.shard_map_mut().insert(key, Arc::new(shard));
         Ok(())
     }
@@ -148,7 +197,7 @@ impl Node {
         let _writes = shard.lock_writes();
         let cf = key.cf_name();
         let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(self.durable);
         self.db.delete_opt(meta_key(&cf), &wo)?;
         self.db.drop_cf(&cf)?;
         Ok(())
@@ -195,7 +244,7 @@ impl Node {
         }
         old.retire();
         let _writes = old.lock_writes();
-        let fresh = Shard::load(self.db.clone(), self.clock.clone(), key.clone(), old.config().clone())?;
+        let fresh = Shard::load(self.db.clone(), self.durable, self.clock.clone(), key.clone(), old.config().clone())?;
         self.shard_map_mut().insert(key.clone(), Arc::new(fresh));
         tracing::info!(shard = %key, "shard reloaded after panic");
         Ok(())
@@ -203,7 +252,9 @@ impl Node {
 
     /// Fsyncs the WAL: every acknowledged write of every shard is durable afterwards.
     pub fn sync_wal(&self) -> Result<(), NodeError> {
-        self.db.flush_wal(true)?;
+        if self.durable {
+            self.db.flush_wal(true)?;
+        }
         Ok(())
     }
 
@@ -243,17 +294,23 @@ fn read_metas(db: &Db) -> Result<BTreeMap<String, ShardMeta>, NodeError> {
     Ok(out)
 }
 
-/// Per-column-family options: LZ4 on upper levels, ZSTD at the bottom (where most bytes live), bloom filters for
-/// point reads, a block cache shared by all shards.
-fn column_family_options(cache: &Cache) -> Options {
+/// Per-column-family options: compression as configured (default LZ4 on upper levels, ZSTD at the bottom, where
+/// most bytes live), bloom filters for point reads, a block cache shared by all shards.
+fn column_family_options(cache: &Cache, compression: Compression) -> Options {
     let mut block = BlockBasedOptions::default();
     block.set_block_cache(cache);
     block.set_bloom_filter(10.0, false);
     block.set_cache_index_and_filter_blocks(true);
     let mut o = Options::default();
     o.set_block_based_table_factory(&block);
-    o.set_compression_type(DBCompressionType::Lz4);
-    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    let (upper, bottom) = match compression {
+        Compression::None => (DBCompressionType::None, DBCompressionType::None),
+        Compression::Lz4 => (DBCompressionType::Lz4, DBCompressionType::Lz4),
+        Compression::Zstd => (DBCompressionType::Zstd, DBCompressionType::Zstd),
+        Compression::Auto => (DBCompressionType::Lz4, DBCompressionType::Zstd),
+    };
+    o.set_compression_type(upper);
+    o.set_bottommost_compression_type(bottom);
     o.set_write_buffer_size(32 << 20);
     o
 }
@@ -350,6 +407,40 @@ mod tests {
         assert_eq!(node.with_shard(&a, |s| s.stats()).unwrap().points, 1);
         assert_eq!(node.with_shard(&b, |s| s.stats()).unwrap().points, 1);
         node.with_shard(&a, |s| s.upsert(vec![point("q", &[1.0, 1.0], 0)], false)).unwrap();
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.path().is_dir() {
+                    out.extend(walk(&e.path()));
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn without_persistence_nothing_reaches_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("mem");
+        let mut opts = NodeOptions::new(&data);
+        opts.persistence = false;
+        let key = ShardKey::new("m", 0);
+        {
+            let node = Node::open(&opts).unwrap();
+            node.create_shard(key.clone(), StoreConfig::new("m", 2, Metric::Dot)).unwrap();
+            node.with_shard(&key, |s| s.upsert(vec![point("a", &[1.0, 2.0], 0)], true)).unwrap();
+            node.with_shard(&key, |s| s.flush()).unwrap();
+            assert_eq!(node.with_shard(&key, |s| s.search(&[1.0, 0.0], 1, false, false)).unwrap().0[0].id, "a");
+        }
+        let listing: Vec<_> = walk(&data);
+        assert!(listing.is_empty(), "an in-memory node must not write files: {listing:?}");
+        let node = Node::open(&opts).unwrap();
+        assert!(node.list_shards().is_empty(), "in-memory data does not survive a restart");
     }
 
     #[test]

@@ -127,6 +127,8 @@ pub(crate) static PANIC_ON_ID: std::sync::OnceLock<Option<String>> = std::sync::
 
 pub struct Shard {
     key: ShardKey,
+    /// False for an in-memory node: writes skip the WAL and nothing is fsynced.
+    durable: bool,
     config: StoreConfig,
     cf_name: String,
     db: Arc<Db>,
@@ -146,6 +148,7 @@ impl Shard {
     /// Loads a shard from its column family, rebuilding the index from every stored record.
     pub(crate) fn load(
         db: Arc<Db>,
+        durable: bool,
         clock: Arc<HybridClock>,
         key: ShardKey,
         config: StoreConfig,
@@ -185,6 +188,7 @@ impl Shard {
         clock.observe(state.max_version);
         Ok(Shard {
             key,
+            durable,
             config,
             cf_name,
             db,
@@ -321,7 +325,8 @@ impl Shard {
             return Ok(());
         }
         let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
+        opts.set_sync(sync && self.durable);
+        opts.disable_wal(!self.durable);
         self.db.write_opt(batch, &opts)?;
         Ok(())
     }
@@ -437,7 +442,18 @@ impl Shard {
     pub fn flush(&self) -> Result<(), NodeError> {
         let cf = self.cf()?;
         self.db.flush_cf(&cf)?;
-        self.db.flush_wal(true)?;
+        if self.durable {
+            self.db.flush_wal(true)?;
+        }
+        Ok(())
+    }
+
+    /// Compacts the whole column family (after a flush): every SST rewritten at the bottom level with its
+    /// bottommost compression. Used by benchmarks to report on-disk size; RocksDB compacts on its own otherwise.
+    pub fn compact(&self) -> Result<(), NodeError> {
+        let cf = self.cf()?;
+        self.db.flush_cf(&cf)?;
+        self.db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
         Ok(())
     }
 

@@ -51,6 +51,23 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// On-disk size of a store under each compression setting (after a full compaction).
+    Compression {
+        /// Data set directory (base.npy); without it, random vectors.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 200_000)]
+        count: usize,
+        #[arg(long, default_value_t = 128)]
+        dimension: usize,
+    },
+    /// Backup and restore of a large store through the gateway: time and size.
+    Backup {
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+        #[arg(long, default_value_t = 128)]
+        dimension: usize,
+    },
     /// Latency a `search_vectors` MCP call adds over a direct gRPC search to the node (median, p99).
     GatewayLatency {
         #[arg(long, default_value_t = 10_000)]
@@ -73,6 +90,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::GatewayLatency { count, dimension, queries, k } => {
             gateway_latency(count, dimension, queries, k).await
         }
+        BenchCommand::Compression { data, count, dimension } => {
+            tokio::task::spawn_blocking(move || compression(data, count, dimension)).await?
+        }
+        BenchCommand::Backup { count, dimension } => backup(count, dimension).await,
     }
 }
 
@@ -123,6 +144,115 @@ fn flat(data: PathBuf, metrics: Vec<String>, queries: usize, k: usize) -> anyhow
             })
         );
     }
+    Ok(())
+}
+
+fn load_vectors(data: &Option<PathBuf>, count: usize, dimension: usize) -> anyhow::Result<Vec<Vec<f32>>> {
+    Ok(match data {
+        Some(d) => {
+            let base = npy::read_f32(&d.join("base.npy"))?;
+            (0..count.min(base.rows)).map(|i| base.row(i).to_vec()).collect()
+        }
+        None => {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..count).map(|_| (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect()
+        }
+    })
+}
+
+fn compression(data: Option<PathBuf>, count: usize, dimension: usize) -> anyhow::Result<()> {
+    let vectors = load_vectors(&data, count, dimension)?;
+    let dim = vectors.first().map_or(dimension, Vec::len);
+    let raw = (vectors.len() * dim * 4) as u64;
+    for mode in ["none", "lz4", "zstd", "auto"] {
+        let dir = std::env::temp_dir().join(format!("rvdb-bench-compression-{}-{mode}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut options = NodeOptions::new(&dir);
+        options.compression = mode.parse().map_err(anyhow::Error::msg)?;
+        let node = Node::open(&options)?;
+        let key = ShardKey::new("c", 0);
+        node.create_shard(key.clone(), StoreConfig::new("c", dim as u32, Metric::Euclidean))?;
+        for (b, chunk) in vectors.chunks(1000).enumerate() {
+            let points = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| PointData {
+                    id: format!("p{}", b * 1000 + i),
+                    vector: v.clone(),
+                    metadata: String::new(),
+                    version: 0,
+                })
+                .collect();
+            node.with_shard(&key, |s| s.upsert(points, false))?;
+        }
+        node.with_shard(&key, |s| s.compact())?;
+        let stats = node.with_shard(&key, |s| s.stats())?;
+        println!(
+            "{}",
+            json!({"bench": "compression", "compression": mode, "n": vectors.len(), "dim": dim,
+                   "vector_bytes": raw, "disk_bytes": stats.disk_bytes,
+                   "disk_per_vector_bytes": stats.disk_bytes as f64 / vectors.len() as f64,
+                   "ratio_vs_raw_vectors": stats.disk_bytes as f64 / raw as f64})
+        );
+        drop(node);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+async fn backup(count: usize, dimension: usize) -> anyhow::Result<()> {
+    use rvdb_gateway::gateway::PointInput;
+    let dir = std::env::temp_dir().join(format!("rvdb-bench-backup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = Arc::new(
+        tokio::task::spawn_blocking({
+            let dir = dir.join("data");
+            move || Node::open(&NodeOptions::new(dir))
+        })
+        .await??,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let node_url = format!("http://{}", listener.local_addr()?);
+    let service = rvdb_node::service::StorageNodeService::new(node.clone()).into_server(256 << 20);
+    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming(listener)));
+    let gateway = Arc::new(rvdb_gateway::Gateway::connect(vec![node_url], Default::default()).await?);
+    let backups = rvdb_gateway::backup::BackupManager::new(gateway.clone(), dir.join("backups"));
+    gateway.create_store(StoreConfig::new("big", dimension as u32, Metric::Cosine)).await?;
+    let t = Instant::now();
+    for start in (0..count).step_by(10_000) {
+        let points: Vec<PointInput> = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (start..(start + 10_000).min(count))
+                .map(|i| PointInput {
+                    id: format!("p{i}"),
+                    vector: (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                    metadata: json!({"i": i}),
+                })
+                .collect()
+        };
+        gateway.upsert("big", points, |_, _| true).await?;
+    }
+    let insert_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let info = backups.backup("big", Some("big-backup".into()), |_| true).await?;
+    let backup_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let path = dir.join("backups").join("big-backup");
+    tokio::task::spawn_blocking(move || rvdb_gateway::backup::verify(&path)).await??;
+    let verify_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let restored = backups.restore("big-backup", "big_restored", None, |_, _| true).await?;
+    let restore_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(restored.points == count as u64, "restored {} of {count}", restored.points);
+    println!(
+        "{}",
+        json!({"bench": "backup", "n": count, "dim": dimension, "insert_s": insert_s, "backup_s": backup_s,
+               "backup_bytes": info.bytes, "verify_s": verify_s, "restore_s": restore_s,
+               "restore_vectors_per_s": count as f64 / restore_s, "restore_includes_verify": true})
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -36,6 +36,12 @@ pub struct NodeArgs {
     /// RocksDB block cache shared by all stores, in MiB.
     #[arg(long, env = "RVDB_BLOCK_CACHE_MB", default_value_t = 256)]
     pub block_cache_mb: usize,
+    /// The seed's `persistence_enabled`: false keeps everything in memory (lost on exit).
+    #[arg(long, env = "RVDB_PERSISTENCE_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub persistence_enabled: bool,
+    /// Compression of stored vectors: none, lz4, zstd, or auto (LZ4 upper levels, ZSTD bottom level).
+    #[arg(long, env = "RVDB_COMPRESSION", default_value = "auto")]
+    pub compression: rvdb_node::Compression,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -175,6 +181,11 @@ struct RunningNode {
 async fn start_node(args: &NodeArgs, shutdown: CancellationToken) -> anyhow::Result<RunningNode> {
     let mut options = NodeOptions::new(&args.persistence_dir);
     options.block_cache_bytes = args.block_cache_mb << 20;
+    options.persistence = args.persistence_enabled;
+    options.compression = args.compression;
+    if !args.persistence_enabled {
+        tracing::warn!("persistence_enabled=false: data lives in memory only and is lost when rvdb stops");
+    }
     let started = std::time::Instant::now();
     let node = tokio::task::spawn_blocking(move || Node::open(&options))
         .await?
