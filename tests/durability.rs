@@ -96,16 +96,15 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
     }
     let mut lost = 0;
     for (id, want) in &acked {
-        match want {
-            // The acknowledged value, or a later one whose ack was cut off by the kill (never an older one).
-            Some(tag) => match stored.get(id) {
+        // The acknowledged value, or a later one whose ack was cut off by the kill (never an older one, never none).
+        if let Some(tag) = want {
+            match stored.get(id) {
                 Some(got) if got >= tag => {}
                 other => {
                     lost += 1;
                     eprintln!("{id}: acknowledged {tag}, found {other:?}");
                 }
-            },
-            None => {}
+            }
         }
     }
     assert_eq!(lost, 0, "acknowledged writes lost after SIGKILL ({} acknowledged ids)", acked.len());
