@@ -250,3 +250,12 @@ def test_2026_headers_must_match_the_body(server):
     h["Mcp-Method"] = "tools/call"  # does not match the body's method
     r = httpx2.post(server.mcp_url, json=body, headers=h)
     assert r.status_code == 400 and r.json()["error"]["code"] == -32020
+
+
+def test_request_size_limit(make_server):
+    s = make_server(extra_args=["--mcp-max-body-bytes", "100000"])
+    big = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "insert_vector", "arguments": {
+        "store": "x", "id": "a", "vector": [0.5] * 40000}}}
+    r = httpx2.post(s.mcp_url, json=big, headers={"Accept": "application/json, text/event-stream"})
+    assert r.status_code == 413 and "larger than the limit" in r.json()["error"]["message"]
+    assert httpx2.get(s.mcp_url.replace("/mcp", "/healthz")).status_code == 200

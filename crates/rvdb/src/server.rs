@@ -72,6 +72,9 @@ pub struct GatewayArgs {
     /// Host header values accepted on /mcp (comma-separated); `*` accepts any (behind a proxy, in containers).
     #[arg(long, env = "RVDB_ALLOWED_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
     pub allowed_hosts: Vec<String>,
+    /// Largest accepted MCP request body, in bytes (larger ones get 413 with a JSON-RPC error).
+    #[arg(long, env = "RVDB_MCP_MAX_BODY_BYTES", default_value_t = 64 << 20)]
+    pub mcp_max_body_bytes: usize,
     #[command(flatten)]
     pub backup: BackupArgs,
 }
@@ -131,7 +134,7 @@ impl GatewayArgs {
             allowed_origins: self.allowed_origins.clone(),
             allowed_hosts,
             bearer_token: token,
-            max_body_bytes: 64 << 20,
+            max_body_bytes: self.mcp_max_body_bytes,
         })
     }
 
