@@ -2,6 +2,7 @@
 //! with SIMD into a bounded top-k. Deletes swap the last vector into the hole, so the array stays dense and the
 //! scan never skips tombstones. Cosine vectors are stored normalised, so a cosine scan is a dot-product scan.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::Metric;
@@ -14,6 +15,17 @@ use crate::topk::TopK;
 pub struct SearchHit {
     pub id: String,
     pub distance: f32,
+}
+
+/// The vector as the index stores and scans it: normalised for cosine, untouched otherwise.
+fn prepare(metric: Metric, v: &[f32]) -> Cow<'_, [f32]> {
+    if metric.normalizes() {
+        let mut owned = v.to_vec();
+        kernels::normalize(&mut owned);
+        Cow::Owned(owned)
+    } else {
+        Cow::Borrowed(v)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -59,21 +71,11 @@ impl FlatIndex {
     /// Inserts or replaces `id`. The vector must have been validated (`types::validate_vector`).
     pub fn upsert(&mut self, id: &str, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
-        let normalized;
-        let vector = if self.metric.normalizes() {
-            normalized = {
-                let mut v = vector.to_vec();
-                kernels::normalize(&mut v);
-                v
-            };
-            &normalized[..]
-        } else {
-            vector
-        };
+        let vector = prepare(self.metric, vector);
         match self.slots.get(id) {
-            Some(&slot) => self.vectors.set(slot as usize, vector),
+            Some(&slot) => self.vectors.set(slot as usize, &vector),
             None => {
-                let slot = self.vectors.push(vector);
+                let slot = self.vectors.push(&vector);
                 self.ids.push(id.into());
                 self.slots.insert(id.into(), slot as u32);
             }
@@ -97,17 +99,8 @@ impl FlatIndex {
         if query.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        let prepared;
-        let query = if self.metric.normalizes() {
-            prepared = {
-                let mut q = query.to_vec();
-                kernels::normalize(&mut q);
-                q
-            };
-            &prepared[..]
-        } else {
-            query
-        };
+        let query = prepare(self.metric, query);
+        let query = &query[..];
         let mut top = TopK::new(k);
         match accept {
             Some(f) => self.vectors.scan(self.metric.scan_op(), query, &mut top, &mut |s| f(&self.ids[s as usize])),

@@ -310,41 +310,50 @@ impl Gateway {
         shard: u32,
         points: Vec<pb::Point>,
     ) -> Result<pb::UpsertResponse> {
+        let req = pb::UpsertRequest {
+            shard: Some(pb::ShardId { store: route.config.name.clone(), shard }),
+            points,
+            sync: false,
+        };
+        let mut acks = self
+            .on_replicas(route, shard, |mut c| {
+                let req = req.clone();
+                async move { c.upsert(req).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        Ok(acks.swap_remove(0))
+    }
+
+    /// Runs `call` on every replica of `shard` in parallel and returns once the store's write consistency is met
+    /// (the other replicas finish in the background), with the answers received so far; or the last error when
+    /// too few replicas answered.
+    async fn on_replicas<T, F, Fut>(&self, route: &StoreRoute, shard: u32, call: F) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Fn(StorageNodeClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
+    {
         let replicas = &route.shards[shard as usize];
         let needed = required_acks(route.config.write_consistency, replicas.len());
         let mut calls = JoinSet::new();
         for url in replicas {
-            let mut client = self.client(url)?;
-            let req = pb::UpsertRequest {
-                shard: Some(pb::ShardId { store: route.config.name.clone(), shard }),
-                points: points.clone(),
-                sync: false,
-            };
-            calls.spawn(async move { client.upsert(req).await.map(tonic::Response::into_inner) });
+            calls.spawn(call(self.client(url)?));
         }
-        let (mut ok, mut first_ok, mut last_err) = (0, None, None);
+        let (mut acks, mut last_err) = (Vec::with_capacity(replicas.len()), None);
         while let Some(joined) = calls.join_next().await {
             match joined {
-                Ok(Ok(resp)) => {
-                    ok += 1;
-                    first_ok.get_or_insert(resp);
-                    if ok >= needed {
-                        // The remaining replicas finish in the background; the write is acknowledged.
+                Ok(Ok(answer)) => {
+                    acks.push(answer);
+                    if acks.len() >= needed {
                         calls.detach_all();
-                        break;
+                        return Ok(acks);
                     }
                 }
                 Ok(Err(status)) => last_err = Some(GatewayError::from_status(status)),
-                Err(e) => last_err = Some(GatewayError::Backend(format!("replica write task failed: {e}"))),
+                Err(e) => last_err = Some(GatewayError::Backend(format!("replica task failed: {e}"))),
             }
         }
-        match first_ok {
-            Some(resp) if ok >= needed => Ok(resp),
-            _ => {
-                Err(last_err
-                    .unwrap_or_else(|| GatewayError::Unavailable(format!("shard {shard}: no replica answered"))))
-            }
-        }
+        Err(last_err.unwrap_or_else(|| GatewayError::Unavailable(format!("shard {shard}: no replica answered"))))
     }
 
     pub async fn get(&self, store: &str, ids: Vec<String>, with_vector: bool) -> Result<Vec<PointOutput>> {
@@ -396,34 +405,19 @@ impl Gateway {
         }
         let mut deleted = 0u64;
         for (shard, ids) in by_shard {
-            let replicas = &route.shards[shard as usize];
-            let needed = required_acks(route.config.write_consistency, replicas.len());
-            let mut calls = JoinSet::new();
-            for url in replicas {
-                let mut client = self.client(url)?;
-                let req = pb::DeleteRequest {
-                    shard: Some(pb::ShardId { store: store.to_string(), shard }),
-                    ids: ids.clone(),
-                    version,
-                    sync: false,
-                };
-                calls.spawn(async move { client.delete(req).await.map(tonic::Response::into_inner) });
-            }
-            let (mut ok, mut best, mut last_err) = (0, 0u32, None);
-            while let Some(joined) = calls.join_next().await {
-                match joined {
-                    Ok(Ok(r)) => {
-                        ok += 1;
-                        best = best.max(r.deleted);
-                    }
-                    Ok(Err(s)) => last_err = Some(GatewayError::from_status(s)),
-                    Err(e) => last_err = Some(GatewayError::Backend(format!("replica delete task failed: {e}"))),
-                }
-            }
-            if ok < needed {
-                return Err(last_err.unwrap_or_else(|| GatewayError::Unavailable("no replica answered".into())));
-            }
-            deleted += best as u64;
+            let req = pb::DeleteRequest {
+                shard: Some(pb::ShardId { store: store.to_string(), shard }),
+                ids,
+                version,
+                sync: false,
+            };
+            let acks = self
+                .on_replicas(&route, shard, |mut c| {
+                    let req = req.clone();
+                    async move { c.delete(req).await.map(tonic::Response::into_inner) }
+                })
+                .await?;
+            deleted += acks.iter().map(|r| r.deleted).max().unwrap_or(0) as u64;
         }
         Ok(deleted)
     }

@@ -228,13 +228,7 @@ impl McpServer {
                     points.push(PointInput { id: p.id, vector: p.vector, metadata });
                 }
                 let progress = ProgressReporter::new(context);
-                let ct = context.ct.clone();
-                let s = gw
-                    .upsert(&a.store, points, |done, total| {
-                        progress.report(done, total);
-                        !ct.is_cancelled()
-                    })
-                    .await?;
+                let s = gw.upsert(&a.store, points, |done, total| progress.tick(done, total)).await?;
                 progress.finish().await;
                 Ok(json!({"store": a.store, "inserted": s.inserted, "stale": s.stale}))
             }
@@ -285,27 +279,16 @@ impl McpServer {
             "backup_store" => {
                 let a: BackupArgs = parse(name, args)?;
                 let progress = ProgressReporter::new(context);
-                let ct = context.ct.clone();
-                let info = self
-                    .backups
-                    .backup(&a.store, a.name, |done| {
-                        progress.report(done, 0);
-                        !ct.is_cancelled()
-                    })
-                    .await?;
+                let info = self.backups.backup(&a.store, a.name, |done| progress.tick(done, 0)).await?;
                 progress.finish().await;
                 Ok(serde_json::to_value(info).unwrap_or_default())
             }
             "restore_store" => {
                 let a: RestoreArgs = parse(name, args)?;
                 let progress = ProgressReporter::new(context);
-                let ct = context.ct.clone();
                 let info = self
                     .backups
-                    .restore(&a.backup, &a.store, a.shards, |done, total| {
-                        progress.report(done, total);
-                        !ct.is_cancelled()
-                    })
+                    .restore(&a.backup, &a.store, a.shards, |done, total| progress.tick(done, total))
                     .await?;
                 progress.finish().await;
                 Ok(serde_json::to_value(info).unwrap_or_default())
@@ -318,28 +301,14 @@ impl McpServer {
             "export_store" => {
                 let a: ExportArgs = parse(name, args)?;
                 let progress = ProgressReporter::new(context);
-                let ct = context.ct.clone();
-                let info = self
-                    .backups
-                    .export(&a.store, a.file, |done| {
-                        progress.report(done, 0);
-                        !ct.is_cancelled()
-                    })
-                    .await?;
+                let info = self.backups.export(&a.store, a.file, |done| progress.tick(done, 0)).await?;
                 progress.finish().await;
                 Ok(serde_json::to_value(info).unwrap_or_default())
             }
             "import_store" => {
                 let a: ImportArgs = parse(name, args)?;
                 let progress = ProgressReporter::new(context);
-                let ct = context.ct.clone();
-                let info = self
-                    .backups
-                    .import(&a.file, &a.store, |done| {
-                        progress.report(done, 0);
-                        !ct.is_cancelled()
-                    })
-                    .await?;
+                let info = self.backups.import(&a.file, &a.store, |done| progress.tick(done, 0)).await?;
                 progress.finish().await;
                 Ok(serde_json::to_value(info).unwrap_or_default())
             }
@@ -348,15 +317,18 @@ impl McpServer {
     }
 }
 
-/// Forwards progress to the client in order, from a synchronous callback, when the request carries a token.
+/// Forwards progress to the client in order, from a synchronous callback, when the request carries a token, and
+/// tells the long-running operation whether the client cancelled the request.
 struct ProgressReporter {
     tx: Option<tokio::sync::mpsc::UnboundedSender<(u64, u64)>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    cancelled: tokio_util::sync::CancellationToken,
 }
 
 impl ProgressReporter {
     fn new(context: &RequestContext<RoleServer>) -> Self {
-        let Some(token) = context.meta.get_progress_token() else { return Self { tx: None, task: None } };
+        let cancelled = context.ct.clone();
+        let Some(token) = context.meta.get_progress_token() else { return Self { tx: None, task: None, cancelled } };
         let peer = context.peer.clone();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
         let task = tokio::spawn(async move {
@@ -373,13 +345,15 @@ impl ProgressReporter {
                 }
             }
         });
-        Self { tx: Some(tx), task: Some(task) }
+        Self { tx: Some(tx), task: Some(task), cancelled }
     }
 
-    fn report(&self, done: u64, total: u64) {
+    /// Reports `done` of `total` (0 = unknown); returns false once the client has cancelled.
+    fn tick(&self, done: u64, total: u64) -> bool {
         if let Some(tx) = &self.tx {
             let _ = tx.send((done, total));
         }
+        !self.cancelled.is_cancelled()
     }
 
     /// Waits until every notification is sent, so they all precede the result.

@@ -147,6 +147,20 @@ fn flat(data: PathBuf, metrics: Vec<String>, queries: usize, k: usize) -> anyhow
     Ok(())
 }
 
+/// A real node (RocksDB, WAL on) in `dir`.
+async fn open_node(dir: PathBuf) -> anyhow::Result<Arc<Node>> {
+    Ok(Arc::new(tokio::task::spawn_blocking(move || Node::open(&NodeOptions::new(dir))).await??))
+}
+
+/// Serves `node` over gRPC on a free loopback port; returns its URL.
+async fn serve_node(node: Arc<Node>) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let service = rvdb_node::service::StorageNodeService::new(node).into_server(256 << 20);
+    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming(listener)));
+    Ok(url)
+}
+
 fn load_vectors(data: &Option<PathBuf>, count: usize, dimension: usize) -> anyhow::Result<Vec<Vec<f32>>> {
     Ok(match data {
         Some(d) => {
@@ -205,17 +219,8 @@ async fn backup(count: usize, dimension: usize) -> anyhow::Result<()> {
     use rvdb_gateway::gateway::PointInput;
     let dir = std::env::temp_dir().join(format!("rvdb-bench-backup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let node = Arc::new(
-        tokio::task::spawn_blocking({
-            let dir = dir.join("data");
-            move || Node::open(&NodeOptions::new(dir))
-        })
-        .await??,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let node_url = format!("http://{}", listener.local_addr()?);
-    let service = rvdb_node::service::StorageNodeService::new(node.clone()).into_server(256 << 20);
-    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming(listener)));
+    let node = open_node(dir.join("data")).await?;
+    let node_url = serve_node(node.clone()).await?;
     let gateway = Arc::new(rvdb_gateway::Gateway::connect(vec![node_url], Default::default()).await?);
     let backups = rvdb_gateway::backup::BackupManager::new(gateway.clone(), dir.join("backups"));
     gateway.create_store(StoreConfig::new("big", dimension as u32, Metric::Cosine)).await?;
@@ -263,17 +268,7 @@ async fn insert(
     batch: usize,
     dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let vectors: Vec<Vec<f32>> = match &data {
-        Some(d) => {
-            let base = npy::read_f32(&d.join("base.npy"))?;
-            (0..count.min(base.rows)).map(|i| base.row(i).to_vec()).collect()
-        }
-        None => {
-            use rand::Rng;
-            let mut rng = rand::rng();
-            (0..count).map(|_| (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect()
-        }
-    };
+    let vectors = load_vectors(&data, count, dimension)?;
     let dim = vectors.first().map_or(dimension, Vec::len);
     let tmp;
     let dir = match dir {
@@ -284,13 +279,7 @@ async fn insert(
         }
     };
     let _ = std::fs::remove_dir_all(&dir);
-    let node = Arc::new(
-        tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            move || Node::open(&NodeOptions::new(dir))
-        })
-        .await??,
-    );
+    let node = open_node(dir.clone()).await?;
     let vectors = Arc::new(vectors);
 
     // 1. In process: the node's own write path (validation, WriteBatch with WAL, index update).
@@ -320,11 +309,8 @@ async fn insert(
     report("in_process", vectors.len(), dim, batch, secs);
 
     // 2. Over gRPC on loopback, one client, batches in sequence.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let service = rvdb_node::service::StorageNodeService::new(node.clone()).into_server(256 << 20);
-    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming(listener)));
-    let mut client = rvdb_proto::v1::storage_node_client::StorageNodeClient::connect(format!("http://{addr}"))
+    let url = serve_node(node.clone()).await?;
+    let mut client = rvdb_proto::v1::storage_node_client::StorageNodeClient::connect(url)
         .await
         .context("connecting to the bench node")?;
     let config = pb::StoreConfig {
@@ -376,17 +362,8 @@ async fn gateway_latency(count: usize, dimension: usize, queries: usize, k: u32)
 
     let dir = std::env::temp_dir().join(format!("rvdb-bench-gw-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let node = Arc::new(
-        tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            move || Node::open(&NodeOptions::new(dir))
-        })
-        .await??,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let node_url = format!("http://{}", listener.local_addr()?);
-    let service = rvdb_node::service::StorageNodeService::new(node.clone()).into_server(256 << 20);
-    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming(listener)));
+    let node = open_node(dir.clone()).await?;
+    let node_url = serve_node(node.clone()).await?;
 
     let gateway = Arc::new(rvdb_gateway::Gateway::connect(vec![node_url.clone()], Default::default()).await?);
     let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
