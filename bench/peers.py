@@ -50,6 +50,70 @@ def flat(args):
                           "recall": recall(found, gt, args.k), "build_s": build}), flush=True)
 
 
+def hnsw(args):
+    """hnswlib, faiss IndexHNSWFlat and usearch with the same M / efConstruction, one thread, one query per call."""
+    base = np.load(os.path.join(args.data, "base.npy"))
+    query = np.load(os.path.join(args.data, "query.npy"))[: args.queries]
+    gt = np.load(os.path.join(args.data, f"gt_{args.metric}_ids.npy"))
+    n = len(base) if args.limit == 0 else min(args.limit, len(base))
+    base = base[:n]
+    if n != len(np.load(os.path.join(args.data, "base.npy"), mmap_mode="r")):
+        raise SystemExit("--limit needs brute-force ground truth: use the full base for peers")
+    d, k = base.shape[1], 10
+    efs = [int(e) for e in args.ef.split(",")]
+    if args.metric != "cosine":
+        raise SystemExit("peers: only cosine is wired")
+    nb = (base / np.linalg.norm(base, axis=1, keepdims=True)).astype(np.float32)
+    nq = (query / np.linalg.norm(query, axis=1, keepdims=True)).astype(np.float32)
+
+    def report(engine, build_s, ef, secs, found):
+        print(json.dumps({"bench": "hnsw", "engine": engine, "metric": args.metric, "n": n, "dim": d, "m": args.m,
+                          "ef_construction": args.ef_construction, "ef": ef, "queries": len(query),
+                          "qps": len(query) / secs, "recall": recall(found, gt, k), "build_s": build_s,
+                          "build_vectors_per_s": n / build_s}), flush=True)
+
+    if "hnswlib" in args.engines:
+        import hnswlib
+        idx = hnswlib.Index(space="cosine", dim=d)
+        idx.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construction, random_seed=1)
+        idx.set_num_threads(1)
+        t = time.time(); idx.add_items(base, np.arange(n), num_threads=1); build = time.time() - t
+        for ef in efs:
+            idx.set_ef(ef)
+            found = np.empty((len(query), k), dtype=np.int64)
+            t = time.perf_counter()
+            for i in range(len(query)):
+                labels, _ = idx.knn_query(query[i:i + 1], k=k, num_threads=1)
+                found[i] = labels[0]
+            report("hnswlib-0.8.0", build, ef, time.perf_counter() - t, found)
+    if "faiss" in args.engines:
+        import faiss
+        faiss.omp_set_num_threads(1)
+        idx = faiss.IndexHNSWFlat(d, args.m, faiss.METRIC_INNER_PRODUCT)
+        idx.hnsw.efConstruction = args.ef_construction
+        t = time.time(); idx.add(nb); build = time.time() - t
+        for ef in efs:
+            idx.hnsw.efSearch = ef
+            found = np.empty((len(query), k), dtype=np.int64)
+            t = time.perf_counter()
+            for i in range(len(query)):
+                _, I = idx.search(nq[i:i + 1], k)
+                found[i] = I[0]
+            report(f"faiss-hnsw-{faiss.__version__}", build, ef, time.perf_counter() - t, found)
+    if "usearch" in args.engines:
+        from usearch.index import Index
+        idx = Index(ndim=d, metric="cos", connectivity=args.m, expansion_add=args.ef_construction)
+        t = time.time(); idx.add(np.arange(n), base, threads=1); build = time.time() - t
+        for ef in efs:
+            idx.expansion_search = ef
+            found = np.empty((len(query), k), dtype=np.int64)
+            t = time.perf_counter()
+            for i in range(len(query)):
+                m = idx.search(query[i], k, threads=1)
+                found[i, :len(m.keys)] = m.keys
+            report("usearch-2.26.6", build, ef, time.perf_counter() - t, found)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -58,8 +122,17 @@ def main():
     f.add_argument("--metrics", default="cosine,l2,l1,dot")
     f.add_argument("--queries", type=int, default=1000)
     f.add_argument("-k", type=int, default=10)
+    h = sub.add_parser("hnsw")
+    h.add_argument("--data", required=True)
+    h.add_argument("--metric", default="cosine")
+    h.add_argument("--m", type=int, default=16)
+    h.add_argument("--ef-construction", type=int, default=200)
+    h.add_argument("--ef", default="10,20,40,80,160,320")
+    h.add_argument("--queries", type=int, default=1000)
+    h.add_argument("--limit", type=int, default=0)
+    h.add_argument("--engines", default="hnswlib,faiss,usearch")
     args = p.parse_args()
-    {"flat": flat}[args.cmd](args)
+    {"flat": flat, "hnsw": hnsw}[args.cmd](args)
 
 
 if __name__ == "__main__":

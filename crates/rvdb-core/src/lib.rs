@@ -8,6 +8,7 @@ pub mod blocked;
 pub mod clock;
 pub mod error;
 pub mod flat;
+pub mod hnsw;
 pub mod kernels;
 pub mod metric;
 pub mod topk;

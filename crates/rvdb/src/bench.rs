@@ -34,6 +34,25 @@ pub enum BenchCommand {
         #[arg(short, long, default_value_t = 10)]
         k: usize,
     },
+    /// HNSW: single-thread build time, then recall@10 and QPS at each ef.
+    Hnsw {
+        #[arg(long)]
+        data: PathBuf,
+        /// cosine, l2, l1 or dot.
+        #[arg(long, default_value = "cosine")]
+        metric: String,
+        #[arg(long, default_value_t = 16)]
+        m: u32,
+        #[arg(long, default_value_t = 200)]
+        ef_construction: u32,
+        #[arg(long, value_delimiter = ',', default_value = "10,20,40,80,160,320")]
+        ef: Vec<usize>,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Index only the first N base vectors (0 = all); recall is then against brute force over those.
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
     /// Insert throughput into a node with the WAL on.
     Insert {
         /// Data set directory (base.npy); without it, random vectors.
@@ -90,6 +109,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::GatewayLatency { count, dimension, queries, k } => {
             gateway_latency(count, dimension, queries, k).await
         }
+        BenchCommand::Hnsw { data, metric, m, ef_construction, ef, queries, limit } => {
+            tokio::task::spawn_blocking(move || hnsw(data, metric, m, ef_construction, ef, queries, limit)).await?
+        }
         BenchCommand::Compression { data, count, dimension } => {
             tokio::task::spawn_blocking(move || compression(data, count, dimension)).await?
         }
@@ -142,6 +164,67 @@ fn flat(data: PathBuf, metrics: Vec<String>, queries: usize, k: usize) -> anyhow
                 "queries": nq, "k": k, "qps": nq as f64 / secs, "recall": hits as f64 / (nq * k) as f64,
                 "build_s": build_s, "simd": format!("{:?}", rvdb_core::kernels::level()),
             })
+        );
+    }
+    Ok(())
+}
+
+fn hnsw(
+    data: PathBuf,
+    metric_name: String,
+    m: u32,
+    ef_c: u32,
+    efs: Vec<usize>,
+    queries: usize,
+    limit: usize,
+) -> anyhow::Result<()> {
+    use rvdb_core::hnsw::HnswIndex;
+    let metric = metric_of(&metric_name)?;
+    let base = npy::read_f32(&data.join("base.npy"))?;
+    let query = npy::read_f32(&data.join("query.npy"))?;
+    let n = if limit == 0 { base.rows } else { limit.min(base.rows) };
+    let nq = queries.min(query.rows);
+    let k = 10;
+    // Ground truth: the data set's for the full base, exact flat search for a prefix.
+    let truth: Vec<Vec<i32>> = if n == base.rows {
+        let gt = npy::read_i32(&data.join(format!("gt_{metric_name}_ids.npy")))?;
+        (0..nq).map(|q| gt.row(q)[..k].to_vec()).collect()
+    } else {
+        let mut flat = FlatIndex::new(base.cols, metric);
+        for i in 0..n {
+            flat.upsert(&i.to_string(), base.row(i));
+        }
+        (0..nq)
+            .map(|q| flat.search(query.row(q), k, None).iter().map(|h| h.id.parse().unwrap_or(-1)).collect())
+            .collect()
+    };
+    let params = rvdb_core::HnswParams { m, ef_construction: ef_c, ef_search: 64 };
+    let mut index = HnswIndex::new(base.cols, metric, params);
+    index.reserve(n);
+    let t = Instant::now();
+    for i in 0..n {
+        index.insert(&i.to_string(), base.row(i));
+    }
+    let build_s = t.elapsed().as_secs_f64();
+    eprintln!("hnsw: built {n} x {} in {build_s:.1} s ({:.0} vectors/s)", base.cols, n as f64 / build_s);
+    for ef in efs {
+        let _ = index.search(query.row(0), k, Some(ef));
+        let t = Instant::now();
+        let mut results = Vec::with_capacity(nq);
+        for qi in 0..nq {
+            results.push(index.search(query.row(qi), k, Some(ef)));
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let mut hits = 0usize;
+        for (qi, res) in results.iter().enumerate() {
+            hits += res.iter().filter(|h| h.id.parse::<i32>().is_ok_and(|id| truth[qi].contains(&id))).count();
+        }
+        println!(
+            "{}",
+            json!({"bench": "hnsw", "engine": "rvdb", "metric": metric_name, "n": n, "dim": base.cols, "m": m,
+                   "ef_construction": ef_c, "ef": ef, "queries": nq, "qps": nq as f64 / secs,
+                   "recall": hits as f64 / (nq * k) as f64, "build_s": build_s,
+                   "build_vectors_per_s": n as f64 / build_s, "memory_bytes": index.memory_bytes()})
         );
     }
     Ok(())

@@ -1,0 +1,424 @@
+//! HNSW (Malkov & Yashunin, 2016): approximate k-NN over a layered proximity graph.
+//!
+//! Layout, chosen for cache behaviour: vectors are row-major in one `Vec<f32>`; level-0 links — where nearly all of
+//! a search's time goes — live in one flat `Vec<u32>` with a fixed stride of `1 + 2m` per node (count, then
+//! neighbours), so following a link is one multiply; the rare upper-level links are per node. Neighbours are
+//! chosen with the heuristic of the paper (keep a candidate only if it is closer to the new node than to every
+//! neighbour kept so far), which keeps the graph navigable on clustered data. Visited sets come from a pool of
+//! epoch-stamped arrays, so a search never clears memory.
+//!
+//! This is the index kernel: single-writer (`&mut self` inserts), many readers (`&self` searches). Deletes are
+//! tombstones skipped by searches. Persistence, concurrent inserts and per-store wiring come with the rest of
+//! the HNSW issue.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Mutex;
+
+use crate::kernels::{self, SimdLevel};
+use crate::metric::ScanOp;
+use crate::{HnswParams, Metric, SearchHit};
+
+#[derive(Clone, Copy, PartialEq)]
+struct Near(f32, u32);
+impl Eq for Near {}
+impl PartialOrd for Near {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Near {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// An epoch-stamped visited set: `mark` is O(1), reset is one increment.
+struct Visited {
+    stamp: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn reset(&mut self, n: usize) {
+        if self.stamp.len() < n {
+            self.stamp.resize(n, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.epoch = 1;
+        }
+    }
+    /// Marks `i`; returns true if it was not marked yet.
+    #[inline]
+    fn insert(&mut self, i: u32) -> bool {
+        let s = &mut self.stamp[i as usize];
+        if *s == self.epoch {
+            false
+        } else {
+            *s = self.epoch;
+            true
+        }
+    }
+}
+
+pub struct HnswIndex {
+    dim: usize,
+    metric: Metric,
+    op: ScanOp,
+    simd: SimdLevel,
+    m: usize,
+    m0: usize,
+    ef_construction: usize,
+    ef_search: usize,
+    ml: f64,
+    vectors: Vec<f32>,
+    levels: Vec<u8>,
+    links0: Vec<u32>,
+    upper: Vec<Vec<u32>>,
+    entry: Option<u32>,
+    max_level: usize,
+    ids: Vec<Box<str>>,
+    slots: HashMap<Box<str>, u32>,
+    deleted: Vec<bool>,
+    live: usize,
+    rng: u64,
+    visited: Mutex<Vec<Visited>>,
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex").field("len", &self.live).field("m", &self.m).finish_non_exhaustive()
+    }
+}
+
+impl HnswIndex {
+    pub fn new(dim: usize, metric: Metric, params: HnswParams) -> Self {
+        let m = (params.m as usize).max(2);
+        Self {
+            dim,
+            metric,
+            op: metric.scan_op(),
+            simd: kernels::level(),
+            m,
+            m0: 2 * m,
+            ef_construction: (params.ef_construction as usize).max(m),
+            ef_search: (params.ef_search as usize).max(1),
+            ml: 1.0 / (m as f64).ln(),
+            vectors: Vec::new(),
+            levels: Vec::new(),
+            links0: Vec::new(),
+            upper: Vec::new(),
+            entry: None,
+            max_level: 0,
+            ids: Vec::new(),
+            slots: HashMap::new(),
+            deleted: Vec::new(),
+            live: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+            visited: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.vectors.reserve(n * self.dim);
+        self.links0.reserve(n * (1 + self.m0));
+        self.levels.reserve(n);
+        self.ids.reserve(n);
+        self.slots.reserve(n);
+    }
+
+    /// Approximate bytes held by vectors and links.
+    pub fn memory_bytes(&self) -> usize {
+        self.vectors.capacity() * 4
+            + self.links0.capacity() * 4
+            + self.upper.iter().map(|u| u.capacity() * 4 + 24).sum::<usize>()
+            + self.ids.iter().map(|s| 2 * s.len() + 40).sum::<usize>()
+    }
+
+    #[inline]
+    fn vector(&self, i: u32) -> &[f32] {
+        let s = i as usize * self.dim;
+        &self.vectors[s..s + self.dim]
+    }
+
+    #[inline]
+    fn dist(&self, q: &[f32], i: u32) -> f32 {
+        kernels::raw_at(self.simd, self.op, q, self.vector(i)).unwrap_or(f32::INFINITY)
+    }
+
+    #[inline]
+    fn links(&self, i: u32, level: usize) -> &[u32] {
+        if level == 0 {
+            let s = i as usize * (1 + self.m0);
+            let n = self.links0[s] as usize;
+            &self.links0[s + 1..s + 1 + n]
+        } else {
+            let stride = 1 + self.m;
+            let s = (level - 1) * stride;
+            let u = &self.upper[i as usize];
+            let n = u[s] as usize;
+            &u[s + 1..s + 1 + n]
+        }
+    }
+
+    fn set_links(&mut self, i: u32, level: usize, to: &[u32]) {
+        if level == 0 {
+            let s = i as usize * (1 + self.m0);
+            self.links0[s] = to.len() as u32;
+            self.links0[s + 1..s + 1 + to.len()].copy_from_slice(to);
+        } else {
+            let stride = 1 + self.m;
+            let s = (level - 1) * stride;
+            let u = &mut self.upper[i as usize];
+            u[s] = to.len() as u32;
+            u[s + 1..s + 1 + to.len()].copy_from_slice(to);
+        }
+    }
+
+    fn random_level(&mut self) -> usize {
+        // xorshift64*: deterministic, so builds are reproducible.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let u = ((r >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        ((-u.ln() * self.ml) as usize).min(32)
+    }
+
+    fn take_visited(&self) -> Visited {
+        let mut v = self
+            .visited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or(Visited { stamp: Vec::new(), epoch: 0 });
+        v.reset(self.levels.len());
+        v
+    }
+
+    fn give_visited(&self, v: Visited) {
+        self.visited.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+    }
+
+    fn greedy(&self, q: &[f32], mut ep: u32, mut d: f32, level: usize) -> (u32, f32) {
+        loop {
+            let mut changed = false;
+            for &n in self.links(ep, level) {
+                let dn = self.dist(q, n);
+                if dn < d {
+                    d = dn;
+                    ep = n;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return (ep, d);
+            }
+        }
+    }
+
+    /// Beam search on one level: the `ef` nearest found, as a max-heap.
+    fn search_layer(&self, q: &[f32], ep: Near, ef: usize, level: usize, visited: &mut Visited) -> BinaryHeap<Near> {
+        let mut candidates = BinaryHeap::new(); // min-heap via Reverse
+        let mut found = BinaryHeap::with_capacity(ef + 1);
+        visited.insert(ep.1);
+        candidates.push(std::cmp::Reverse(ep));
+        found.push(ep);
+        while let Some(std::cmp::Reverse(c)) = candidates.pop() {
+            let worst = found.peek().map_or(f32::INFINITY, |w: &Near| w.0);
+            if c.0 > worst && found.len() >= ef {
+                break;
+            }
+            for &n in self.links(c.1, level) {
+                if !visited.insert(n) {
+                    continue;
+                }
+                let d = self.dist(q, n);
+                let worst = found.peek().map_or(f32::INFINITY, |w| w.0);
+                if found.len() < ef || d < worst {
+                    candidates.push(std::cmp::Reverse(Near(d, n)));
+                    found.push(Near(d, n));
+                    if found.len() > ef {
+                        found.pop();
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The paper's neighbour-selection heuristic over candidates sorted nearest first.
+    fn select(&self, sorted: &[Near], m: usize) -> Vec<u32> {
+        let mut kept: Vec<u32> = Vec::with_capacity(m);
+        for c in sorted {
+            if kept.len() >= m {
+                break;
+            }
+            let v = self.vector(c.1);
+            if kept.iter().all(|&k| self.dist(v, k) > c.0) {
+                kept.push(c.1);
+            }
+        }
+        kept
+    }
+
+    fn prepared(&self, v: &[f32]) -> Vec<f32> {
+        let mut v = v.to_vec();
+        if self.metric.normalizes() {
+            kernels::normalize(&mut v);
+        }
+        v
+    }
+
+    /// Inserts `id` (a re-used id is replaced: the old node becomes a tombstone).
+    pub fn insert(&mut self, id: &str, vector: &[f32]) {
+        debug_assert_eq!(vector.len(), self.dim);
+        self.remove(id);
+        let q = self.prepared(vector);
+        let i = self.levels.len() as u32;
+        let level = self.random_level();
+        self.vectors.extend_from_slice(&q);
+        self.levels.push(level as u8);
+        self.links0.resize(self.links0.len() + 1 + self.m0, 0);
+        self.upper.push(if level > 0 { vec![0; level * (1 + self.m)] } else { Vec::new() });
+        self.ids.push(id.into());
+        self.slots.insert(id.into(), i);
+        self.deleted.push(false);
+        self.live += 1;
+        let Some(entry) = self.entry else {
+            self.entry = Some(i);
+            self.max_level = level;
+            return;
+        };
+        let mut visited = self.take_visited();
+        let mut ep = Near(self.dist(&q, entry), entry);
+        for lc in (level + 1..=self.max_level).rev() {
+            let (e, d) = self.greedy(&q, ep.1, ep.0, lc);
+            ep = Near(d, e);
+        }
+        for lc in (0..=level.min(self.max_level)).rev() {
+            visited.reset(self.levels.len());
+            let found = self.search_layer(&q, ep, self.ef_construction, lc, &mut visited);
+            let sorted = found.into_sorted_vec();
+            let neighbours = self.select(&sorted, self.m);
+            self.set_links(i, lc, &neighbours);
+            let cap = if lc == 0 { self.m0 } else { self.m };
+            for &n in &neighbours {
+                let mut theirs: Vec<u32> = self.links(n, lc).to_vec();
+                if theirs.len() < cap {
+                    theirs.push(i);
+                    self.set_links(n, lc, &theirs);
+                } else {
+                    let nv = self.vector(n).to_vec();
+                    let mut cands: Vec<Near> = theirs.iter().map(|&t| Near(self.dist(&nv, t), t)).collect();
+                    cands.push(Near(self.dist(&nv, i), i));
+                    cands.sort();
+                    let kept = self.select(&cands, cap);
+                    self.set_links(n, lc, &kept);
+                }
+            }
+            if let Some(best) = sorted.first() {
+                ep = *best;
+            }
+        }
+        self.give_visited(visited);
+        if level > self.max_level {
+            self.max_level = level;
+            self.entry = Some(i);
+        }
+    }
+
+    /// Marks `id` deleted; searches skip it (its node keeps routing traffic until a rebuild).
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Some(slot) = self.slots.remove(id) else { return false };
+        self.deleted[slot as usize] = true;
+        self.live -= 1;
+        true
+    }
+
+    /// Approximate top-`k`; `ef` (≥ k) trades speed for recall (`None` = the index's `ef_search`).
+    pub fn search(&self, query: &[f32], k: usize, ef: Option<usize>) -> Vec<SearchHit> {
+        let Some(entry) = self.entry else { return Vec::new() };
+        if query.len() != self.dim || k == 0 {
+            return Vec::new();
+        }
+        let q = self.prepared(query);
+        let mut ep = Near(self.dist(&q, entry), entry);
+        for lc in (1..=self.max_level).rev() {
+            let (e, d) = self.greedy(&q, ep.1, ep.0, lc);
+            ep = Near(d, e);
+        }
+        let mut visited = self.take_visited();
+        let ef = ef.unwrap_or(self.ef_search).max(k);
+        let found = self.search_layer(&q, ep, ef, 0, &mut visited);
+        self.give_visited(visited);
+        let mut hits: Vec<SearchHit> = found
+            .into_sorted_vec()
+            .into_iter()
+            .filter(|n| !self.deleted[n.1 as usize])
+            .take(k)
+            .map(|n| SearchHit { id: self.ids[n.1 as usize].to_string(), distance: self.metric.finish(n.0) })
+            .collect();
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FlatIndex;
+    use rand::{Rng, SeedableRng};
+
+    fn recall(metric: Metric, n: usize, dim: usize, ef: usize) -> f64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut h = HnswIndex::new(dim, metric, HnswParams { m: 16, ef_construction: 100, ef_search: ef as u32 });
+        let mut f = FlatIndex::new(dim, metric);
+        for i in 0..n {
+            let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+            h.insert(&i.to_string(), &v);
+            f.upsert(&i.to_string(), &v);
+        }
+        let mut hits = 0;
+        for _ in 0..50 {
+            let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let want: std::collections::HashSet<String> = f.search(&q, 10, None).into_iter().map(|h| h.id).collect();
+            hits += h.search(&q, 10, None).into_iter().filter(|h| want.contains(&h.id)).count();
+        }
+        hits as f64 / 500.0
+    }
+
+    #[test]
+    fn recall_is_high_for_every_metric() {
+        for metric in Metric::ALL {
+            let r = recall(metric, 3000, 16, 64);
+            assert!(r >= 0.95, "{metric}: recall@10 {r}");
+        }
+    }
+
+    #[test]
+    fn deletes_and_replacements_are_honoured() {
+        let mut h = HnswIndex::new(2, Metric::Euclidean, HnswParams::default());
+        for i in 0..200 {
+            h.insert(&i.to_string(), &[i as f32, 0.0]);
+        }
+        assert!(h.remove("0"));
+        assert!(!h.remove("0"));
+        let ids: Vec<String> = h.search(&[0.0, 0.0], 3, Some(50)).into_iter().map(|h| h.id).collect();
+        assert_eq!(ids, vec!["1", "2", "3"]);
+        h.insert("1", &[500.0, 0.0]);
+        let ids: Vec<String> = h.search(&[0.0, 0.0], 2, Some(50)).into_iter().map(|h| h.id).collect();
+        assert_eq!(ids, vec!["2", "3"]);
+        assert_eq!(h.len(), 199);
+    }
+}
