@@ -2,7 +2,8 @@
 //!
 //! The binary is `$RVDB_BIN`, or `rvdb` next to the test executable's `deps/` directory (the same cargo target
 //! dir; the test command builds it first). A process prints `RVDB_READY grpc=<url>` on stdout when it serves;
-//! the harness waits for that line, so tests never guess ports or sleep.
+//! the harness waits for that line, so tests never guess ports or sleep. `rvdb serve` adds `mcp=` and
+//! `gateway_grpc=` to it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rvdb_proto::v1::backup_service_client::BackupServiceClient;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use tonic::transport::Channel;
 
@@ -26,6 +28,74 @@ pub fn rvdb_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A running `rvdb serve` process (node + gateway). Killed when dropped.
+#[derive(Debug)]
+pub struct ServeProcess {
+    child: Child,
+    /// The storage node's gRPC URL.
+    pub node_url: String,
+    /// The gateway's gRPC URL (`BackupService`).
+    pub gateway_url: String,
+    pub mcp_url: String,
+}
+
+impl ServeProcess {
+    pub fn start(data_dir: &Path, backup_dir: &Path) -> ServeProcess {
+        let mut cmd = Command::new(rvdb_bin());
+        cmd.args(["serve", "--grpc-addr", "127.0.0.1:0", "--mcp-port", "0", "--gateway-grpc-addr", "127.0.0.1:0"])
+            .arg("--persistence-dir")
+            .arg(data_dir)
+            .arg("--backup-dir")
+            .arg(backup_dir)
+            .env("RVDB_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn rvdb serve");
+        let line = wait_ready(&mut child);
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_string))
+                .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+        };
+        ServeProcess { node_url: field("grpc"), gateway_url: field("gateway_grpc"), mcp_url: field("mcp"), child }
+    }
+
+    pub async fn node(&self) -> StorageNodeClient<Channel> {
+        StorageNodeClient::connect(self.node_url.clone()).await.expect("connect to node")
+    }
+
+    pub async fn backups(&self) -> BackupServiceClient<Channel> {
+        BackupServiceClient::connect(self.gateway_url.clone()).await.expect("connect to gateway")
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for the `RVDB_READY …` line on the child's stdout and returns it.
+fn wait_ready(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("RVDB_READY ") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("rvdb did not become ready within 120 s");
+        }
+    }
 }
 
 /// A running `rvdb node` process. Killed (SIGKILL) when dropped.
@@ -55,22 +125,8 @@ impl NodeProcess {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn rvdb node");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("RVDB_READY grpc=") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("rvdb node did not become ready within 120 s");
-            }
-        };
+        let line = wait_ready(&mut child);
+        let url = line.trim_start_matches("RVDB_READY grpc=").to_string();
         NodeProcess { child, url, data_dir: data_dir.to_path_buf(), env }
     }
 

@@ -34,7 +34,7 @@ class Server:
     def start(self, timeout=60):
         self.proc = subprocess.Popen(
             [rvdb_bin(), "serve", "--persistence-dir", self.data_dir, "--backup-dir", self.backup_dir,
-             "--grpc-addr", "127.0.0.1:0", "--mcp-port", "0", *self.extra_args],
+             "--grpc-addr", "127.0.0.1:0", "--mcp-port", "0", "--gateway-grpc-addr", "127.0.0.1:0", *self.extra_args],
             stdout=subprocess.PIPE, stderr=None, env=self.env, text=True)
         ready = threading.Event()
 

@@ -236,7 +236,7 @@ impl BackupManager {
         name: Option<String>,
         mut progress: impl FnMut(u64) -> bool,
     ) -> Result<BackupInfo> {
-        let route = self.gateway.route(store)?;
+        let route = self.gateway.resolve(store).await?;
         let (created_at, created_unix_ms) = now();
         let name = name.unwrap_or_else(|| format!("{store}-{}", created_at.replace([':', '.'], "-")));
         validate_file_name("backup", &name)?;
@@ -526,7 +526,7 @@ impl BackupManager {
         file: Option<String>,
         mut progress: impl FnMut(u64) -> bool,
     ) -> Result<ExportInfo> {
-        let route = self.gateway.route(store)?;
+        let route = self.gateway.resolve(store).await?;
         let (exported_at, ms) = now();
         let file = file.unwrap_or_else(|| format!("{store}-{ms}.jsonl"));
         validate_file_name("export file", &file)?;

@@ -182,6 +182,18 @@ impl Gateway {
         })
     }
 
+    /// Like [`Self::route`], but a store this gateway does not know yet (created through another gateway, or
+    /// directly on the nodes) triggers one refresh of the table from the nodes before NotFound.
+    pub async fn resolve(&self, store: &str) -> Result<StoreRoute> {
+        match self.route(store) {
+            Err(GatewayError::NotFound(_)) => {
+                self.refresh().await?;
+                self.route(store)
+            }
+            other => other,
+        }
+    }
+
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
@@ -242,7 +254,7 @@ impl Gateway {
 
     pub async fn drop_store(&self, store: &str) -> Result<()> {
         let _catalog = self.catalog_lock.lock().await;
-        let route = self.route(store)?;
+        let route = self.resolve(store).await?;
         for (shard, replicas) in route.shards.iter().enumerate() {
             for url in replicas {
                 let shard = Some(pb::ShardId { store: store.to_string(), shard: shard as u32 });
@@ -267,7 +279,7 @@ impl Gateway {
         points: Vec<PointInput>,
         mut progress: impl FnMut(u64, u64) -> bool,
     ) -> Result<UpsertSummary> {
-        let route = self.route(store)?;
+        let route = self.resolve(store).await?;
         let (dim, metric) = (route.config.dimension, route.config.metric);
         if points.is_empty() {
             return Err(GatewayError::InvalidArgument("no points given: send at least one".into()));
@@ -357,7 +369,7 @@ impl Gateway {
     }
 
     pub async fn get(&self, store: &str, ids: Vec<String>, with_vector: bool) -> Result<Vec<PointOutput>> {
-        let route = self.route(store)?;
+        let route = self.resolve(store).await?;
         for (i, id) in ids.iter().enumerate() {
             validate_point_id(id).map_err(|e| GatewayError::InvalidArgument(format!("ids[{i}]: {e}")))?;
         }
@@ -391,7 +403,7 @@ impl Gateway {
     }
 
     pub async fn delete(&self, store: &str, ids: Vec<String>) -> Result<u64> {
-        let route = self.route(store)?;
+        let route = self.resolve(store).await?;
         if ids.is_empty() {
             return Err(GatewayError::InvalidArgument("no ids given: send at least one".into()));
         }
@@ -431,7 +443,7 @@ impl Gateway {
         with_vector: bool,
         with_metadata: bool,
     ) -> Result<Vec<SearchHit>> {
-        let route = self.route(store)?;
+        let route = self.resolve(store).await?;
         validate_vector(&vector, route.config.dimension, route.config.metric)
             .map_err(|e| GatewayError::InvalidArgument(format!("vector: {e}")))?;
         validate_k(k).map_err(|e| GatewayError::InvalidArgument(format!("k: {e}")))?;
@@ -480,7 +492,7 @@ impl Gateway {
     }
 
     pub async fn stats(&self, store: &str) -> Result<StoreStats> {
-        let route = self.route(store)?;
+        let route = self.resolve(store).await?;
         let c = &route.config;
         let mut stats = StoreStats {
             name: c.name.clone(),
@@ -520,7 +532,7 @@ impl Gateway {
         shard: u32,
         with_vector: bool,
     ) -> Result<tonic::Streaming<pb::ScanChunk>> {
-        let route = self.route(store)?;
+        let route = self.resolve(store).await?;
         let req = pb::ScanRequest {
             shard: Some(pb::ShardId { store: store.to_string(), shard }),
             start_after: String::new(),
@@ -537,7 +549,7 @@ impl Gateway {
 
     /// Flushes every replica of every shard of `store` and fsyncs their WALs.
     pub async fn sync(&self, store: &str) -> Result<()> {
-        let route = self.route(store)?;
+        let route = self.resolve(store).await?;
         for (shard, replicas) in route.shards.iter().enumerate() {
             for url in replicas {
                 let shard = Some(pb::ShardId { store: store.to_string(), shard: shard as u32 });

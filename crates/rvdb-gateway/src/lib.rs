@@ -5,12 +5,14 @@
 //! - [`routing`]: the routing table and the point → shard hash.
 //! - [`backup`]: checksummed, portable backups; restore into a new store; JSON Lines export / import; schedule.
 //! - [`mcp`] + [`tools`]: the MCP server (rmcp) and its tool catalogue.
+//! - [`grpc`]: the gRPC `BackupService` over the same backup manager.
 //! - [`http`]: the HTTP listener: MCP over Streamable HTTP at `/mcp`, with Origin checks, bearer auth and size
 //!   limits; `/healthz`.
 
 pub mod backup;
 pub mod error;
 pub mod gateway;
+pub mod grpc;
 pub mod http;
 pub mod mcp;
 pub mod routing;

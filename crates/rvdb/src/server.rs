@@ -72,6 +72,9 @@ pub struct GatewayArgs {
     /// Host header values accepted on /mcp (comma-separated); `*` accepts any (behind a proxy, in containers).
     #[arg(long, env = "RVDB_ALLOWED_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
     pub allowed_hosts: Vec<String>,
+    /// gRPC address of the gateway's own API (`rvdb.v1.BackupService`); port 0 picks a free one.
+    #[arg(long, env = "RVDB_GATEWAY_GRPC_ADDR", default_value = "127.0.0.1:50052")]
+    pub gateway_grpc_addr: SocketAddr,
     /// Largest accepted MCP request body, in bytes (larger ones get 413 with a JSON-RPC error).
     #[arg(long, env = "RVDB_MCP_MAX_BODY_BYTES", default_value_t = 64 << 20)]
     pub mcp_max_body_bytes: usize,
@@ -235,11 +238,27 @@ impl RunningNode {
     }
 }
 
+/// A running gateway: MCP over HTTP and its gRPC API.
+struct RunningGateway {
+    mcp_url: String,
+    grpc_url: String,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningGateway {
+    async fn wait(self) -> anyhow::Result<()> {
+        self.http.await??;
+        self.grpc.await??;
+        Ok(())
+    }
+}
+
 async fn start_gateway(
     nodes: Vec<String>,
     args: &GatewayArgs,
     shutdown: CancellationToken,
-) -> anyhow::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+) -> anyhow::Result<RunningGateway> {
     let http = args.http_options()?;
     let gateway =
         Arc::new(Gateway::connect(nodes, args.gateway_options()).await.context("connecting the gateway to the nodes")?);
@@ -248,21 +267,30 @@ async fn start_gateway(
         .with_context(|| format!("binding MCP address {}:{}", args.mcp_host, args.mcp_port))?;
     let addr = listener.local_addr()?;
     let backups = args.backup.start(gateway.clone(), shutdown.child_token())?;
+    let grpc_listener = tokio::net::TcpListener::bind(args.gateway_grpc_addr)
+        .await
+        .with_context(|| format!("binding gateway gRPC address {}", args.gateway_grpc_addr))?;
+    let grpc_url = format!("http://{}", grpc_listener.local_addr()?);
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(rvdb_gateway::grpc::BackupGrpc::new(backups.clone()).into_server())
+            .serve_with_incoming_shutdown(incoming(grpc_listener), shutdown.clone().cancelled_owned()),
+    );
     let app = rvdb_gateway::http::router(gateway, backups, &http, shutdown.child_token());
     let server = tokio::spawn(rvdb_gateway::http::serve(listener, app, async move { shutdown.cancelled().await }));
-    let url = format!("http://{addr}/mcp");
-    tracing::info!(%url, auth = http.bearer_token.is_some(), "MCP gateway serving Streamable HTTP");
-    Ok((url, server))
+    let mcp_url = format!("http://{addr}/mcp");
+    tracing::info!(%mcp_url, %grpc_url, auth = http.bearer_token.is_some(), "gateway serving MCP (Streamable HTTP) and gRPC");
+    Ok(RunningGateway { mcp_url, grpc_url, http: server, grpc })
 }
 
 /// `rvdb serve`: node + gateway in one process.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
     let node = start_node(&args.node, shutdown.clone()).await?;
-    let (mcp_url, gateway) = start_gateway(vec![node.url.clone()], &args.gateway, shutdown.clone()).await?;
+    let gateway = start_gateway(vec![node.url.clone()], &args.gateway, shutdown.clone()).await?;
     // One machine-readable line on stdout: test harnesses and scripts wait for it.
-    println!("RVDB_READY grpc={} mcp={mcp_url}", node.url);
-    gateway.await??;
+    println!("RVDB_READY grpc={} mcp={} gateway_grpc={}", node.url, gateway.mcp_url, gateway.grpc_url);
+    gateway.wait().await?;
     node.stop().await?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -281,9 +309,9 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
 /// `rvdb gateway`: a gateway alone, over the given nodes.
 pub async fn gateway(args: GatewayCommand) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
-    let (mcp_url, server) = start_gateway(args.nodes, &args.gateway, shutdown).await?;
-    println!("RVDB_READY mcp={mcp_url}");
-    server.await??;
+    let gateway = start_gateway(args.nodes, &args.gateway, shutdown).await?;
+    println!("RVDB_READY mcp={} gateway_grpc={}", gateway.mcp_url, gateway.grpc_url);
+    gateway.wait().await?;
     Ok(())
 }
 
