@@ -35,6 +35,8 @@ pub const FORMAT: &str = "rvdb-backup";
 pub const FORMAT_VERSION: u32 = 1;
 const EXPORT_VERSION: u32 = 1;
 const AUTO_PREFIX: &str = "auto-";
+/// Upsert batches a restore keeps in flight.
+const RESTORE_BATCHES_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BackupFile {
@@ -494,15 +496,32 @@ impl BackupManager {
                 }
             }
         });
+        // A backup holds every id once (one scan per shard, ids hashed to one shard), so batches are independent
+        // and several can be in flight: the nodes' write paths overlap with decoding and the network.
         let mut done = 0u64;
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut finish_one = |joined: Option<std::result::Result<Result<u64>, tokio::task::JoinError>>| -> Result<()> {
+            if let Some(joined) = joined {
+                done += joined.map_err(|e| GatewayError::Backend(format!("restore task failed: {e}")))??;
+                if !progress(done, total) {
+                    return Err(GatewayError::Cancelled);
+                }
+            }
+            Ok(())
+        };
         while let Some(batch) = rx.recv().await {
             let batch = batch.map_err(|e| GatewayError::InvalidArgument(format!("backup is corrupted: {e}")))?;
-            let n = batch.len() as u64;
-            self.gateway.upsert(store, batch, |_, _| true).await?;
-            done += n;
-            if !progress(done, total) {
-                return Err(GatewayError::Cancelled);
+            if in_flight.len() >= RESTORE_BATCHES_IN_FLIGHT {
+                finish_one(in_flight.join_next().await)?;
             }
+            let (gateway, store) = (self.gateway.clone(), store.to_string());
+            in_flight.spawn(async move {
+                let n = batch.len() as u64;
+                gateway.upsert(&store, batch, |_, _| true).await.map(|_| n)
+            });
+        }
+        while !in_flight.is_empty() {
+            finish_one(in_flight.join_next().await)?;
         }
         let _ = reader.await;
         if done != total {
