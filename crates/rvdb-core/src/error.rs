@@ -22,6 +22,8 @@ pub enum CoreError {
     InvalidMetadata(String),
     #[error("invalid store config: {0}")]
     InvalidConfig(String),
+    #[error("invalid filter at {0}")]
+    InvalidFilter(String),
     #[error("unknown metric {0:?}: expected one of cosine, euclidean, manhattan, dot")]
     UnknownMetric(String),
 }

@@ -7,6 +7,7 @@
 pub mod blocked;
 pub mod clock;
 pub mod error;
+pub mod filter;
 pub mod flat;
 pub mod hnsw;
 pub mod kernels;
