@@ -259,3 +259,26 @@ def test_request_size_limit(make_server):
     r = httpx2.post(s.mcp_url, json=big, headers={"Accept": "application/json, text/event-stream"})
     assert r.status_code == 413 and "larger than the limit" in r.json()["error"]["message"]
     assert httpx2.get(s.mcp_url.replace("/mcp", "/healthz")).status_code == 200
+
+
+def test_cancellation_stops_a_long_insert(server):
+    import anyio
+    n = 60000
+
+    async def go():
+        async with Client(server.mcp_url, mode="legacy") as c:
+            call_ok(await c.call_tool("create_store", {"store": "cx", "dimension": 4}))
+            pts = [{"id": f"c{i}", "vector": [1.0, float(i % 7), 2.0, 3.0]} for i in range(n)]
+            with anyio.CancelScope() as scope:
+                async def on_progress(p, total, message):
+                    scope.cancel()  # cancel as soon as the server reports the first written batch
+                await c.call_tool("insert_vectors", {"store": "cx", "points": pts}, progress_callback=on_progress)
+            assert scope.cancel_called
+            await anyio.sleep(0.5)
+            written = call_ok(await c.call_tool("describe_store", {"store": "cx"}))["points"]
+            assert 0 < written < n, f"cancellation should stop the insert early, {written} of {n} written"
+            print(f"cancelled after {written} of {n} points")
+            # the server keeps serving, and what was written is consistent
+            out = call_ok(await c.call_tool("search_vectors", {"store": "cx", "vector": [1, 0, 2, 3], "k": 1}))
+            assert out["results"]
+    run(go())
