@@ -18,7 +18,7 @@ pub struct SearchHit {
 }
 
 /// The vector as the index stores and scans it: normalised for cosine, untouched otherwise.
-fn prepare(metric: Metric, v: &[f32]) -> Cow<'_, [f32]> {
+pub(crate) fn prepare(metric: Metric, v: &[f32]) -> Cow<'_, [f32]> {
     if metric.normalizes() {
         let mut owned = v.to_vec();
         kernels::normalize(&mut owned);

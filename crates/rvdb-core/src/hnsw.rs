@@ -15,6 +15,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Mutex;
 
+use crate::flat::prepare;
 use crate::kernels::{self, PairFn};
 use crate::{HnswParams, Metric, SearchHit};
 
@@ -307,21 +308,13 @@ impl HnswIndex {
         kept
     }
 
-    fn prepared(&self, v: &[f32]) -> Vec<f32> {
-        let mut v = v.to_vec();
-        if self.metric.normalizes() {
-            kernels::normalize(&mut v);
-        }
-        v
-    }
-
     /// Inserts `id` (a re-used id is replaced: the old node becomes a tombstone).
     ///
     /// Panics if `vector` does not have the index's dimension (the unchecked distance kernels rely on it).
     pub fn insert(&mut self, id: &str, vector: &[f32]) {
         assert_eq!(vector.len(), self.dim, "HnswIndex::insert: wrong dimension");
         self.remove(id);
-        let q = self.prepared(vector);
+        let q = prepare(self.metric, vector);
         let i = self.levels.len() as u32;
         let level = self.random_level();
         self.level0.resize(self.level0.len() + 1 + self.m0, 0);
@@ -389,7 +382,7 @@ impl HnswIndex {
         if query.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        let q = self.prepared(query);
+        let q = prepare(self.metric, query);
         let mut ep = Near(self.dist(&q, entry), entry);
         for lc in (1..=self.max_level).rev() {
             let (e, d) = self.greedy(&q, ep.1, ep.0, lc);
