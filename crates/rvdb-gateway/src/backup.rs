@@ -321,21 +321,8 @@ impl BackupManager {
                 file.sync_all()?;
                 Ok(BackupFile { name: file_name, points, bytes: hashing.bytes, sha256: hex(&hashing.hash.finalize()) })
             });
-            loop {
-                match stream.message().await {
-                    Ok(Some(chunk)) => {
-                        total += chunk.points.len() as u64;
-                        if tx.send(chunk.points).await.is_err() {
-                            break; // the writer failed; its error is reported below
-                        }
-                        if !progress(total) {
-                            return Err(GatewayError::Cancelled);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(status) => return Err(GatewayError::from_status(status)),
-                }
-            }
+            // A writer that hung up failed; its own error is reported below.
+            forward(&mut stream, &tx, &mut total, progress).await?;
             drop(tx);
             let file = writer
                 .await
@@ -438,10 +425,7 @@ impl BackupManager {
         if let Some(s) = shards {
             config.shards = s;
         }
-        if config.replication_factor as usize > self.gateway.node_count() {
-            config.replication_factor = self.gateway.node_count() as u32;
-            config.write_consistency = config.write_consistency.min(config.replication_factor);
-        }
+        fit_replication(&mut config, self.gateway.node_count());
         let route = self.gateway.create_store(config).await?;
         let total = manifest.point_count;
         let outcome = self.load_points(&path, &manifest, new_store, total, &mut progress).await;
@@ -584,24 +568,13 @@ impl BackupManager {
         });
         let mut seen = 0u64;
         let mut failure = None;
-        'outer: for mut stream in streams {
-            loop {
-                match stream.message().await {
-                    Ok(Some(chunk)) => {
-                        seen += chunk.points.len() as u64;
-                        if tx.send(chunk.points).await.is_err() {
-                            break 'outer;
-                        }
-                        if !progress(seen) {
-                            failure = Some(GatewayError::Cancelled);
-                            break 'outer;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(s) => {
-                        failure = Some(GatewayError::from_status(s));
-                        break 'outer;
-                    }
+        for mut stream in streams {
+            match forward(&mut stream, &tx, &mut seen, &mut progress).await {
+                Ok(true) => {}
+                Ok(false) => break, // the writer failed; its error is reported below
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
             }
         }
@@ -643,8 +616,7 @@ impl BackupManager {
         }
         let mut config = header.store;
         config.name = store.to_string();
-        config.replication_factor = config.replication_factor.min(self.gateway.node_count() as u32).max(1);
-        config.write_consistency = config.write_consistency.min(config.replication_factor);
+        fit_replication(&mut config, self.gateway.node_count());
         self.gateway.create_store(config.clone()).await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Vec<PointInput>, String>>(4);
         let reader = tokio::task::spawn_blocking(move || {
@@ -745,6 +717,33 @@ impl BackupManager {
             }
         }
     }
+}
+
+/// Forwards one shard scan's chunks to a file writer, counting points into `seen` and reporting progress (false
+/// from `progress` cancels). Returns false when the writer hung up (it failed; its own error tells why).
+async fn forward(
+    stream: &mut tonic::Streaming<rvdb_proto::v1::ScanChunk>,
+    tx: &tokio::sync::mpsc::Sender<Vec<rvdb_proto::v1::Point>>,
+    seen: &mut u64,
+    progress: &mut impl FnMut(u64) -> bool,
+) -> Result<bool> {
+    while let Some(chunk) = stream.message().await.map_err(GatewayError::from_status)? {
+        *seen += chunk.points.len() as u64;
+        if tx.send(chunk.points).await.is_err() {
+            return Ok(false);
+        }
+        if !progress(*seen) {
+            return Err(GatewayError::Cancelled);
+        }
+    }
+    Ok(true)
+}
+
+/// A restored or imported store keeps its replication factor where this deployment has enough nodes, and is
+/// capped at the node count (with its write consistency) where it has not.
+fn fit_replication(config: &mut StoreConfig, nodes: usize) {
+    config.replication_factor = config.replication_factor.min(nodes as u32).max(1);
+    config.write_consistency = config.write_consistency.min(config.replication_factor);
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest> {

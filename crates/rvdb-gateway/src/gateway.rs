@@ -456,21 +456,11 @@ impl Gateway {
                 with_vector,
                 with_metadata,
             };
-            let candidates = self.replica_clients(&route, shard)?;
-            tasks.spawn(async move {
-                let mut last = None;
-                for mut c in candidates {
-                    match c.search(req.clone()).await {
-                        Ok(r) => return Ok(r.into_inner().results),
-                        Err(s) if is_retryable(&s) => last = Some(s),
-                        Err(s) => return Err(GatewayError::from_status(s)),
-                    }
-                }
-                Err(last.map_or_else(
-                    || GatewayError::Unavailable(format!("shard {shard} has no replica")),
-                    GatewayError::from_status,
-                ))
-            });
+            let replicas = self.replica_clients(&route, shard)?;
+            tasks.spawn(first_replica(replicas, shard, move |mut c| {
+                let req = req.clone();
+                async move { c.search(req).await.map(|r| r.into_inner().results) }
+            }));
         }
         let mut all = Vec::new();
         while let Some(joined) = tasks.join_next().await {
@@ -563,25 +553,33 @@ impl Gateway {
         route.shards[shard as usize].iter().map(|url| self.client(url)).collect()
     }
 
-    /// Runs a read on the first replica that answers (fails over on unavailable / deadline errors).
+    /// Runs a read on the first replica of `shard` that answers.
     async fn read_shard<T, F, Fut>(&self, route: &StoreRoute, shard: u32, call: F) -> Result<T>
     where
         F: Fn(StorageNodeClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
     {
-        let mut last = None;
-        for client in self.replica_clients(route, shard)? {
-            match call(client).await {
-                Ok(v) => return Ok(v),
-                Err(s) if is_retryable(&s) => last = Some(s),
-                Err(s) => return Err(s.into()),
-            }
-        }
-        Err(last.map_or_else(
-            || GatewayError::Unavailable(format!("shard {shard} has no replica")),
-            GatewayError::from_status,
-        ))
+        first_replica(self.replica_clients(route, shard)?, shard, call).await
     }
+}
+
+/// Tries `call` on each replica in order until one answers; fails over on unavailable / deadline errors, returns
+/// any other error at once. Owns its clients, so scatter-gather can spawn it per shard.
+async fn first_replica<T, F, Fut>(replicas: Vec<StorageNodeClient<Channel>>, shard: u32, call: F) -> Result<T>
+where
+    F: Fn(StorageNodeClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+{
+    let mut last = None;
+    for client in replicas {
+        match call(client).await {
+            Ok(v) => return Ok(v),
+            Err(s) if is_retryable(&s) => last = Some(s),
+            Err(s) => return Err(s.into()),
+        }
+    }
+    Err(last
+        .map_or_else(|| GatewayError::Unavailable(format!("shard {shard} has no replica")), GatewayError::from_status))
 }
 
 fn is_retryable(s: &tonic::Status) -> bool {
