@@ -153,10 +153,6 @@ impl Node {
         })
     }
 
-    pub fn clock(&self) -> &HybridClock {
-        &self.clock
-    }
-
     pub fn create_shard(&self, key: ShardKey, config: StoreConfig) -> Result<(), NodeError> {
         config.validate()?;
         if config.name != key.store {
