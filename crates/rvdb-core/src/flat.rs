@@ -116,6 +116,46 @@ impl FlatIndex {
         hits
     }
 
+    /// Exact top-`k` among the given ids only (unknown ids are skipped; `accept` re-checks each): the plan for a
+    /// selective filter whose candidates an index already knows.
+    pub fn search_among<'a>(
+        &self,
+        query: &[f32],
+        k: usize,
+        ids: impl IntoIterator<Item = &'a str>,
+        accept: &dyn Fn(&str) -> bool,
+    ) -> (Vec<SearchHit>, u64) {
+        if query.len() != self.dim || k == 0 {
+            return (Vec::new(), 0);
+        }
+        let query = prepare(self.metric, query);
+        let dist = kernels::pair_fn(kernels::level(), self.metric.scan_op());
+        let mut top = TopK::new(k);
+        let mut scanned = 0;
+        for id in ids {
+            let Some(&slot) = self.slots.get(id) else { continue };
+            if !accept(id) {
+                continue;
+            }
+            scanned += 1;
+            let v = self.vectors.get(slot as usize);
+            // SAFETY: `dist` comes from `pair_fn` with the detected level; both slices have `dim` elements.
+            top.push(unsafe { dist(&query, &v) }, slot);
+        }
+        let mut hits: Vec<SearchHit> = top
+            .into_sorted()
+            .into_iter()
+            .map(|c| SearchHit { id: self.ids[c.slot as usize].to_string(), distance: self.metric.finish(c.distance) })
+            .collect();
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
+        (hits, scanned)
+    }
+
+    /// Every point: its id and its vector as stored (normalised for cosine).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Vec<f32>)> + '_ {
+        self.ids.iter().enumerate().map(|(slot, id)| (&**id, self.vectors.get(slot)))
+    }
+
     /// Bytes held: vectors, ids (twice: slot table and lookup map) and map overhead, approximately.
     pub fn memory_bytes(&self) -> usize {
         let ids: usize = self.ids.iter().map(|s| s.len()).sum();

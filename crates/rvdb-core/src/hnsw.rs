@@ -8,8 +8,8 @@
 //! epoch-stamped arrays, so a search never clears memory.
 //!
 //! This is the index kernel: single-writer (`&mut self` inserts), many readers (`&self` searches). Deletes are
-//! tombstones skipped by searches. Persistence, concurrent inserts and per-store wiring come with the rest of
-//! the HNSW issue.
+//! tombstones: they still route searches but never appear in results. Filters are applied inside the traversal.
+//! [`HnswIndex::write_to`] / [`HnswIndex::read_from`] persist the graph, so a restart does not rebuild it.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -105,6 +105,9 @@ pub struct HnswIndex {
     max_level: usize,
     ids: Vec<Box<str>>,
     slots: HashMap<Box<str>, u32>,
+    /// Per node: an opaque value the owner gives at insert (the node stores the point's version there), so that a
+    /// persisted graph can be reconciled with the store it indexes.
+    tags: Vec<u64>,
     deleted: Vec<bool>,
     live: usize,
     rng: u64,
@@ -137,6 +140,7 @@ impl HnswIndex {
             max_level: 0,
             ids: Vec::new(),
             slots: HashMap::new(),
+            tags: Vec::new(),
             deleted: Vec::new(),
             live: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
@@ -156,6 +160,8 @@ impl HnswIndex {
         self.level0.reserve(n * self.stride0);
         self.levels.reserve(n);
         self.ids.reserve(n);
+        self.tags.reserve(n);
+        self.deleted.reserve(n);
         self.slots.reserve(n);
     }
 
@@ -254,16 +260,32 @@ impl HnswIndex {
         }
     }
 
-    /// Beam search on one level: the `ef` nearest found, as a max-heap.
-    fn search_layer(&self, q: &[f32], ep: Near, ef: usize, level: usize, visited: &mut Visited) -> BinaryHeap<Near> {
+    /// Beam search on one level: the `ef` nearest nodes that `accept` lets through, as a max-heap.
+    ///
+    /// Every node is traversed, accepted or not, so the graph stays navigable under a filter; only accepted nodes
+    /// enter the result (this is filtering inside the traversal, not a post-filter). The search ends when the
+    /// nearest unexpanded candidate is farther than the worst of `ef` accepted results, so a selective filter
+    /// automatically makes the search explore further.
+    fn search_layer<F: Fn(u32) -> bool>(
+        &self,
+        q: &[f32],
+        ep: Near,
+        ef: usize,
+        level: usize,
+        visited: &mut Visited,
+        accept: F,
+    ) -> BinaryHeap<Near> {
         let mut candidates = BinaryHeap::new(); // min-heap via Reverse
         let mut found = BinaryHeap::with_capacity(ef + 1);
         visited.insert(ep.1);
         candidates.push(std::cmp::Reverse(ep));
-        found.push(ep);
+        if accept(ep.1) {
+            found.push(ep);
+        }
+        let bound = |found: &BinaryHeap<Near>| if found.len() >= ef { found.peek().map_or(f32::INFINITY, |w| w.0) } else { f32::INFINITY };
+        let mut worst = bound(&found);
         while let Some(std::cmp::Reverse(c)) = candidates.pop() {
-            let worst = found.peek().map_or(f32::INFINITY, |w: &Near| w.0);
-            if c.0 > worst && found.len() >= ef {
+            if c.0 > worst {
                 break;
             }
             // Mark and prefetch every unvisited neighbour first, then compute: the memory loads of all
@@ -280,12 +302,14 @@ impl HnswIndex {
             }
             for &n in &fresh[..nf] {
                 let d = self.dist(q, n);
-                let worst = found.peek().map_or(f32::INFINITY, |w| w.0);
-                if found.len() < ef || d < worst {
+                if d < worst {
                     candidates.push(std::cmp::Reverse(Near(d, n)));
-                    found.push(Near(d, n));
-                    if found.len() > ef {
-                        found.pop();
+                    if accept(n) {
+                        found.push(Near(d, n));
+                        if found.len() > ef {
+                            found.pop();
+                        }
+                        worst = bound(&found);
                     }
                 }
             }
@@ -311,7 +335,7 @@ impl HnswIndex {
     /// Inserts `id` (a re-used id is replaced: the old node becomes a tombstone).
     ///
     /// Panics if `vector` does not have the index's dimension (the unchecked distance kernels rely on it).
-    pub fn insert(&mut self, id: &str, vector: &[f32]) {
+    pub fn insert(&mut self, id: &str, vector: &[f32], tag: u64) {
         assert_eq!(vector.len(), self.dim, "HnswIndex::insert: wrong dimension");
         self.remove(id);
         let q = prepare(self.metric, vector);
@@ -323,6 +347,7 @@ impl HnswIndex {
         self.upper.push(if level > 0 { vec![0; level * (1 + self.m)] } else { Vec::new() });
         self.ids.push(id.into());
         self.slots.insert(id.into(), i);
+        self.tags.push(tag);
         self.deleted.push(false);
         self.live += 1;
         let Some(entry) = self.entry else {
@@ -338,7 +363,7 @@ impl HnswIndex {
         }
         for lc in (0..=level.min(self.max_level)).rev() {
             visited.reset(self.levels.len());
-            let found = self.search_layer(&q, ep, self.ef_construction, lc, &mut visited);
+            let found = self.search_layer(&q, ep, self.ef_construction, lc, &mut visited, |_| true);
             let sorted = found.into_sorted_vec();
             let neighbours = self.select(&sorted, self.m);
             self.set_links(i, lc, &neighbours);
@@ -376,8 +401,15 @@ impl HnswIndex {
         true
     }
 
-    /// Approximate top-`k`; `ef` (≥ k) trades speed for recall (`None` = the index's `ef_search`).
-    pub fn search(&self, query: &[f32], k: usize, ef: Option<usize>) -> Vec<SearchHit> {
+    /// Approximate top-`k`; `ef` (≥ k) trades speed for recall (`None` = the index's `ef_search`); `accept(id)`
+    /// restricts the result to the points it lets through, applied during the traversal.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        accept: Option<&dyn Fn(&str) -> bool>,
+    ) -> Vec<SearchHit> {
         let Some(entry) = self.entry else { return Vec::new() };
         if query.len() != self.dim || k == 0 {
             return Vec::new();
@@ -390,17 +422,216 @@ impl HnswIndex {
         }
         let mut visited = self.take_visited();
         let ef = ef.unwrap_or(self.ef_search).max(k);
-        let found = self.search_layer(&q, ep, ef, 0, &mut visited);
+        let found = match accept {
+            None => self.search_layer(&q, ep, ef, 0, &mut visited, |n| !self.deleted[n as usize]),
+            Some(f) => self.search_layer(&q, ep, ef, 0, &mut visited, |n| {
+                !self.deleted[n as usize] && f(&self.ids[n as usize])
+            }),
+        };
         self.give_visited(visited);
         let mut hits: Vec<SearchHit> = found
             .into_sorted_vec()
             .into_iter()
-            .filter(|n| !self.deleted[n.1 as usize])
             .take(k)
             .map(|n| SearchHit { id: self.ids[n.1 as usize].to_string(), distance: self.metric.finish(n.0) })
             .collect();
         hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
         hits
+    }
+
+    /// The tag given to `id`'s live node at insert, if `id` is in the graph.
+    pub fn tag(&self, id: &str) -> Option<u64> {
+        self.slots.get(id).map(|&s| self.tags[s as usize])
+    }
+
+    /// Every live node: `(id, tag)`.
+    pub fn live(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.slots.iter().map(|(id, &s)| (&**id, self.tags[s as usize]))
+    }
+
+    /// Nodes held, deleted ones included: what a search may traverse and what memory is spent on.
+    pub fn slots_used(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Writes the whole graph (a snapshot that [`HnswIndex::read_from`] restores bit for bit), ending with a
+    /// checksum over everything before it.
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut w = persist::Writer::new(w);
+        w.bytes(persist::MAGIC)?;
+        for x in [self.dim, self.m, self.ef_construction, self.ef_search, self.levels.len(), self.max_level, self.live] {
+            w.u64(x as u64)?;
+        }
+        w.u64(Metric::ALL.iter().position(|&m| m == self.metric).unwrap_or(0) as u64)?;
+        w.u64(self.entry.map_or(u64::MAX, u64::from))?;
+        w.u64(self.rng)?;
+        w.u32s(&self.level0)?;
+        w.bytes(&self.levels)?;
+        for u in self.upper.iter().filter(|u| !u.is_empty()) {
+            w.u32s(u)?;
+        }
+        for (i, id) in self.ids.iter().enumerate() {
+            w.u64(self.tags[i])?;
+            w.u64(id.len() as u64 | (u64::from(self.deleted[i]) << 63))?;
+            w.bytes(id.as_bytes())?;
+        }
+        w.finish()
+    }
+
+    /// Reads a snapshot written by [`HnswIndex::write_to`]; refuses one whose checksum, shape, dimension or metric
+    /// does not match.
+    pub fn read_from(r: &mut impl std::io::Read, dim: usize, metric: Metric) -> std::io::Result<HnswIndex> {
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("HNSW snapshot: {m}"));
+        let mut r = persist::Reader::new(r);
+        if r.bytes(persist::MAGIC.len())? != persist::MAGIC {
+            return Err(bad("not an rvdb HNSW snapshot (wrong magic)"));
+        }
+        let mut head = [0usize; 7];
+        for h in &mut head {
+            *h = usize::try_from(r.u64()?).map_err(|_| bad("a size does not fit"))?;
+        }
+        let [d, m, ef_construction, ef_search, n, max_level, live] = head;
+        let stored_metric = Metric::ALL.get(r.u64()? as usize).copied();
+        if d != dim || stored_metric != Some(metric) {
+            return Err(bad("written for another dimension or metric"));
+        }
+        if !(2..=MAX_LINKS / 2).contains(&m) || n > u32::MAX as usize || max_level > 32 {
+            return Err(bad("implausible header"));
+        }
+        let params = HnswParams { m: m as u32, ef_construction: ef_construction as u32, ef_search: ef_search as u32 };
+        let mut h = HnswIndex::new(dim, metric, params);
+        let entry = r.u64()?;
+        h.entry = (entry != u64::MAX).then_some(entry as u32);
+        h.rng = r.u64()?;
+        h.max_level = max_level;
+        h.level0 = r.u32s(n * h.stride0)?;
+        h.levels = r.bytes(n)?;
+        h.upper = Vec::with_capacity(n);
+        for &l in &h.levels {
+            h.upper.push(if l > 0 { r.u32s(l as usize * (1 + h.m))? } else { Vec::new() });
+        }
+        h.ids.reserve(n);
+        h.tags.reserve(n);
+        h.deleted.reserve(n);
+        for i in 0..n {
+            h.tags.push(r.u64()?);
+            let word = r.u64()?;
+            let len = (word & !(1 << 63)) as usize;
+            if len > 4096 {
+                return Err(bad("implausible id length"));
+            }
+            let id: Box<str> =
+                String::from_utf8(r.bytes(len)?).map_err(|_| bad("an id is not UTF-8"))?.into_boxed_str();
+            let deleted = word >> 63 == 1;
+            if !deleted {
+                h.slots.insert(id.clone(), i as u32);
+            }
+            h.ids.push(id);
+            h.deleted.push(deleted);
+        }
+        r.finish()?;
+        h.live = h.slots.len();
+        let links_ok = (0..n).all(|i| {
+            let c = h.level0[i * h.stride0] as usize;
+            c <= h.m0 && h.level0[i * h.stride0 + 1..][..c].iter().all(|&l| (l as usize) < n)
+        }) && h.upper.iter().all(|u| u.chunks(1 + h.m).all(|c| (c[0] as usize) <= h.m && c[1..=c[0] as usize].iter().all(|&l| (l as usize) < n)));
+        if h.live != live || h.entry.is_some_and(|e| e as usize >= n) || !links_ok {
+            return Err(bad("inconsistent contents"));
+        }
+        Ok(h)
+    }
+}
+
+/// Little-endian encoding with a running FNV-1a-64 checksum (over 8-byte words, so hashing costs little next to
+/// the disk write).
+mod persist {
+    use std::io::{self, Read, Write};
+
+    pub const MAGIC: &[u8] = b"RVDBHNSW\x01";
+
+    struct Sum(u64);
+    impl Sum {
+        fn add(&mut self, bytes: &[u8]) {
+            let mut chunks = bytes.chunks_exact(8);
+            for c in &mut chunks {
+                self.0 = (self.0 ^ u64::from_le_bytes(c.try_into().unwrap_or_default())).wrapping_mul(0x100_0000_01b3);
+            }
+            for &b in chunks.remainder() {
+                self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+    pub struct Writer<'a, W: Write> {
+        w: io::BufWriter<&'a mut W>,
+        sum: Sum,
+    }
+    impl<'a, W: Write> Writer<'a, W> {
+        pub fn new(w: &'a mut W) -> Self {
+            Self { w: io::BufWriter::with_capacity(1 << 20, w), sum: Sum(SEED) }
+        }
+        pub fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
+            self.sum.add(b);
+            self.w.write_all(b)
+        }
+        pub fn u64(&mut self, x: u64) -> io::Result<()> {
+            self.bytes(&x.to_le_bytes())
+        }
+        pub fn u32s(&mut self, xs: &[u32]) -> io::Result<()> {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            for chunk in xs.chunks(16 * 1024) {
+                buf.clear();
+                chunk.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+                self.bytes(&buf)?;
+            }
+            Ok(())
+        }
+        pub fn finish(mut self) -> io::Result<()> {
+            let sum = self.sum.0;
+            self.w.write_all(&sum.to_le_bytes())?;
+            self.w.flush()
+        }
+    }
+
+    pub struct Reader<'a, R: Read> {
+        r: io::BufReader<&'a mut R>,
+        sum: Sum,
+    }
+    impl<'a, R: Read> Reader<'a, R> {
+        pub fn new(r: &'a mut R) -> Self {
+            Self { r: io::BufReader::with_capacity(1 << 20, r), sum: Sum(SEED) }
+        }
+        pub fn bytes(&mut self, n: usize) -> io::Result<Vec<u8>> {
+            let mut b = Vec::new();
+            (&mut self.r).take(n as u64).read_to_end(&mut b)?;
+            if b.len() != n {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "HNSW snapshot: truncated"));
+            }
+            self.sum.add(&b);
+            Ok(b)
+        }
+        pub fn u64(&mut self) -> io::Result<u64> {
+            Ok(u64::from_le_bytes(self.bytes(8)?.try_into().unwrap_or_default()))
+        }
+        pub fn u32s(&mut self, n: usize) -> io::Result<Vec<u32>> {
+            let mut out = Vec::with_capacity(n);
+            while out.len() < n {
+                let take = (n - out.len()).min(16 * 1024);
+                let b = self.bytes(take * 4)?;
+                out.extend(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default())));
+            }
+            Ok(out)
+        }
+        pub fn finish(mut self) -> io::Result<()> {
+            let want = self.sum.0;
+            let mut b = [0u8; 8];
+            self.r.read_exact(&mut b)?;
+            if u64::from_le_bytes(b) != want {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "HNSW snapshot: checksum mismatch"));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -416,14 +647,14 @@ mod tests {
         let mut f = FlatIndex::new(dim, metric);
         for i in 0..n {
             let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-            h.insert(&i.to_string(), &v);
+            h.insert(&i.to_string(), &v, i as u64);
             f.upsert(&i.to_string(), &v);
         }
         let mut hits = 0;
         for _ in 0..50 {
             let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
             let want: std::collections::HashSet<String> = f.search(&q, 10, None).into_iter().map(|h| h.id).collect();
-            hits += h.search(&q, 10, None).into_iter().filter(|h| want.contains(&h.id)).count();
+            hits += h.search(&q, 10, None, None).into_iter().filter(|h| want.contains(&h.id)).count();
         }
         hits as f64 / 500.0
     }
@@ -440,15 +671,64 @@ mod tests {
     fn deletes_and_replacements_are_honoured() {
         let mut h = HnswIndex::new(2, Metric::Euclidean, HnswParams::default());
         for i in 0..200 {
-            h.insert(&i.to_string(), &[i as f32, 0.0]);
+            h.insert(&i.to_string(), &[i as f32, 0.0], 0);
         }
         assert!(h.remove("0"));
         assert!(!h.remove("0"));
-        let ids: Vec<String> = h.search(&[0.0, 0.0], 3, Some(50)).into_iter().map(|h| h.id).collect();
+        let ids: Vec<String> = h.search(&[0.0, 0.0], 3, Some(50), None).into_iter().map(|h| h.id).collect();
         assert_eq!(ids, vec!["1", "2", "3"]);
-        h.insert("1", &[500.0, 0.0]);
-        let ids: Vec<String> = h.search(&[0.0, 0.0], 2, Some(50)).into_iter().map(|h| h.id).collect();
+        h.insert("1", &[500.0, 0.0], 0);
+        let ids: Vec<String> = h.search(&[0.0, 0.0], 2, Some(50), None).into_iter().map(|h| h.id).collect();
         assert_eq!(ids, vec!["2", "3"]);
         assert_eq!(h.len(), 199);
+    }
+
+    #[test]
+    fn filters_apply_inside_the_traversal() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut h = HnswIndex::new(8, Metric::Euclidean, HnswParams { m: 8, ef_construction: 64, ef_search: 32 });
+        let mut f = FlatIndex::new(8, Metric::Euclidean);
+        for i in 0..4000 {
+            let v: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0..1.0)).collect();
+            h.insert(&i.to_string(), &v, 0);
+            f.upsert(&i.to_string(), &v);
+        }
+        // 1% selectivity: only ids divisible by 100.
+        let sel = |id: &str| id.parse::<u32>().unwrap() % 100 == 0;
+        let mut hits = 0;
+        for _ in 0..20 {
+            let q: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let got = h.search(&q, 10, Some(64), Some(&sel));
+            assert!(got.iter().all(|g| sel(&g.id)) && got.len() == 10);
+            let want: std::collections::HashSet<String> =
+                f.search(&q, 10, Some(&sel)).into_iter().map(|h| h.id).collect();
+            hits += got.iter().filter(|g| want.contains(&g.id)).count();
+        }
+        assert!(hits >= 190, "filtered recall {hits}/200");
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_refuse_damage() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut h = HnswIndex::new(5, Metric::Cosine, HnswParams::default());
+        for i in 0..500 {
+            let v: Vec<f32> = (0..5).map(|_| rng.random_range(-1.0..1.0)).collect();
+            h.insert(&format!("p{i}"), &v, i);
+        }
+        h.remove("p7");
+        let mut buf = Vec::new();
+        h.write_to(&mut buf).unwrap();
+        let back = HnswIndex::read_from(&mut buf.as_slice(), 5, Metric::Cosine).unwrap();
+        assert_eq!((back.len(), back.tag("p9"), back.tag("p7")), (499, Some(9), None));
+        let q = [0.3, -0.2, 0.9, 0.1, 0.0];
+        assert_eq!(back.search(&q, 10, None, None), h.search(&q, 10, None, None));
+        let mut again = Vec::new();
+        back.write_to(&mut again).unwrap();
+        assert_eq!(again, buf, "a reloaded graph writes the same bytes");
+        assert!(HnswIndex::read_from(&mut buf.as_slice(), 6, Metric::Cosine).is_err());
+        assert!(HnswIndex::read_from(&mut buf[..buf.len() - 9].as_ref(), 5, Metric::Cosine).is_err());
+        let mid = buf.len() / 2;
+        buf[mid] ^= 1;
+        assert!(HnswIndex::read_from(&mut buf.as_slice(), 5, Metric::Cosine).is_err());
     }
 }

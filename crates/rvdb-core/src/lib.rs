@@ -2,16 +2,19 @@
 //!
 //! It owns no I/O: distance kernels ([`kernels`], SIMD with runtime dispatch), the exact flat index
 //! ([`flat::FlatIndex`]) and its bounded top-k ([`topk::TopK`]), the store and point types with their validation
-//! ([`types`]), and the hybrid logical clock that versions writes ([`clock::HybridClock`]).
+//! ([`types`]), the HNSW graph ([`hnsw`]), metadata filters with their inverted index ([`filter`],
+//! [`payload`]), a shard's search engine and planner ([`engine`]), and the hybrid logical clock that versions writes ([`clock::HybridClock`]).
 
 pub mod blocked;
 pub mod clock;
+pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod flat;
 pub mod hnsw;
 pub mod kernels;
 pub mod metric;
+pub mod payload;
 pub mod topk;
 pub mod types;
 

@@ -1,0 +1,429 @@
+//! A shard's search engine: the exact index, the optional HNSW graph, the metadata with its inverted index, and
+//! the planner that picks how each search runs.
+//!
+//! The flat index always holds every vector at full precision: it answers exact searches, it serves every search
+//! while the graph is being built, and it is what a build starts from. The graph is a navigation structure on top.
+//! Builds run off the shard's locks ([`BuildJob`]): [`ShardIndex::begin_build`] snapshots the points, writes that
+//! arrive meanwhile are queued, and [`ShardIndex::install`] replays the queue and switches searches to the graph.
+//!
+//! Plans (chosen per search, reported in [`SearchResult::plan`]):
+//! - no filter: the graph if ready (and not `exact`), else the flat scan;
+//! - a filter whose `must` has an indexed match narrowing the points to a few ([`PayloadIndex::candidates`]):
+//!   exact distances over those candidates only — exact results, and far cheaper than a traversal at 1%;
+//! - any other filter: the graph with the filter applied inside the traversal, else the flat scan with the filter.
+
+use serde_json::Value;
+
+use crate::filter::Filter;
+use crate::hnsw::HnswIndex;
+use crate::payload::PayloadIndex;
+use crate::{FlatIndex, IndexKind, IndexSpec, Metric, SearchHit};
+
+/// At most this share of the points (1/16) as indexed candidates, or at most [`CANDIDATES_ALWAYS`], and the
+/// planner scores the candidates exactly instead of traversing the graph.
+const CANDIDATES_SHARE: usize = 16;
+const CANDIDATES_ALWAYS: usize = 4096;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SearchRequest<'a> {
+    pub query: &'a [f32],
+    pub k: usize,
+    /// Beam width of a graph search (`None` = the store's `ef_search`).
+    pub ef: Option<usize>,
+    pub filter: Option<&'a Filter>,
+    /// Force an exact search even when a graph is ready.
+    pub exact: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    Flat,
+    FilteredFlat,
+    Candidates,
+    Graph,
+    FilteredGraph,
+}
+
+impl Plan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Flat => "flat",
+            Plan::FilteredFlat => "filtered_flat",
+            Plan::Candidates => "candidates",
+            Plan::Graph => "hnsw",
+            Plan::FilteredGraph => "filtered_hnsw",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    pub hits: Vec<SearchHit>,
+    /// Vectors compared exactly (0 for graph plans, whose work is not a count of the store).
+    pub scanned: u64,
+    pub plan: Plan,
+}
+
+/// Where the graph of an HNSW store stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphStatus {
+    /// A flat store.
+    None,
+    /// Being built; searches use the flat index meanwhile.
+    Building,
+    Ready,
+}
+
+impl GraphStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GraphStatus::None => "none",
+            GraphStatus::Building => "building",
+            GraphStatus::Ready => "ready",
+        }
+    }
+}
+
+/// A write the graph has yet to see.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Upsert { id: Box<str>, vector: Vec<f32>, tag: u64 },
+    Remove(Box<str>),
+}
+
+#[derive(Debug)]
+enum Graph {
+    Off,
+    Building { generation: u64, pending: Vec<Op> },
+    Ready(HnswIndex),
+}
+
+/// A graph build running off the shard's locks: apply [`BuildJob::run`], then hand it to [`ShardIndex::install`].
+#[derive(Debug)]
+pub struct BuildJob {
+    generation: u64,
+    graph: HnswIndex,
+    ops: Vec<Op>,
+}
+
+impl BuildJob {
+    /// Applies the queued writes; returns false (and stops early) if `cancelled` turns true.
+    pub fn run(&mut self, cancelled: &dyn Fn() -> bool) -> bool {
+        let ops = std::mem::take(&mut self.ops);
+        self.graph.reserve(ops.iter().filter(|o| matches!(o, Op::Upsert { .. })).count());
+        for (i, op) in ops.into_iter().enumerate() {
+            if i % 1024 == 0 && cancelled() {
+                return false;
+            }
+            apply(&mut self.graph, op);
+        }
+        true
+    }
+
+    /// Writes that arrived while the job ran (from [`ShardIndex::take_pending`]).
+    pub fn extend(&mut self, ops: Vec<Op>) {
+        self.ops.extend(ops);
+    }
+
+    pub fn graph(&self) -> &HnswIndex {
+        &self.graph
+    }
+}
+
+fn apply(graph: &mut HnswIndex, op: Op) {
+    match op {
+        Op::Upsert { id, vector, tag } => graph.insert(&id, &vector, tag),
+        Op::Remove(id) => {
+            graph.remove(&id);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ShardIndex {
+    spec: IndexSpec,
+    flat: FlatIndex,
+    payload: PayloadIndex,
+    graph: Graph,
+    generation: u64,
+    /// Graph changes since the last snapshot was taken (see [`ShardIndex::mark_persisted`]).
+    dirty: u64,
+}
+
+impl ShardIndex {
+    pub fn new(dim: usize, metric: Metric, spec: IndexSpec) -> Self {
+        Self {
+            spec,
+            flat: FlatIndex::new(dim, metric),
+            payload: PayloadIndex::new(),
+            graph: Graph::Off,
+            generation: 0,
+            dirty: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flat.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flat.is_empty()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.flat.contains(id)
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.flat.reserve(n);
+    }
+
+    pub fn spec(&self) -> &IndexSpec {
+        &self.spec
+    }
+
+    pub fn graph_status(&self) -> GraphStatus {
+        match self.graph {
+            Graph::Off if self.spec.kind == IndexKind::Hnsw => GraphStatus::Building,
+            Graph::Off => GraphStatus::None,
+            Graph::Building { .. } => GraphStatus::Building,
+            Graph::Ready(_) => GraphStatus::Ready,
+        }
+    }
+
+    /// Inserts or replaces a point (the vector must have been validated); `tag` is kept with its graph node.
+    pub fn upsert(&mut self, id: &str, vector: &[f32], metadata: Value, tag: u64) {
+        self.flat.upsert(id, vector);
+        self.payload.set(id, metadata);
+        match &mut self.graph {
+            Graph::Off => {}
+            Graph::Building { pending, .. } => pending.push(Op::Upsert { id: id.into(), vector: vector.to_vec(), tag }),
+            Graph::Ready(g) => {
+                g.insert(id, vector, tag);
+                self.dirty += 1;
+            }
+        }
+    }
+
+    /// Removes a point; returns whether it was present.
+    pub fn remove(&mut self, id: &str) -> bool {
+        if !self.flat.remove(id) {
+            return false;
+        }
+        self.payload.remove(id);
+        match &mut self.graph {
+            Graph::Off => {}
+            Graph::Building { pending, .. } => pending.push(Op::Remove(id.into())),
+            Graph::Ready(g) => {
+                g.remove(id);
+                self.dirty += 1;
+            }
+        }
+        true
+    }
+
+    pub fn search(&self, req: &SearchRequest<'_>) -> SearchResult {
+        let n = self.flat.len() as u64;
+        let graph = match &self.graph {
+            Graph::Ready(g) if !req.exact => Some(g),
+            _ => None,
+        };
+        let Some(filter) = req.filter else {
+            return match graph {
+                Some(g) => SearchResult { hits: g.search(req.query, req.k, req.ef, None), scanned: 0, plan: Plan::Graph },
+                None => SearchResult { hits: self.flat.search(req.query, req.k, None), scanned: n, plan: Plan::Flat },
+            };
+        };
+        let accept = |id: &str| self.payload.matches(id, filter);
+        if let Some(cands) = self.payload.candidates(filter)
+            && (cands.len() <= CANDIDATES_ALWAYS || cands.len() * CANDIDATES_SHARE <= self.flat.len() || graph.is_none())
+        {
+            let (hits, scanned) = self.flat.search_among(req.query, req.k, cands, &accept);
+            return SearchResult { hits, scanned, plan: Plan::Candidates };
+        }
+        match graph {
+            Some(g) => {
+                SearchResult { hits: g.search(req.query, req.k, req.ef, Some(&accept)), scanned: 0, plan: Plan::FilteredGraph }
+            }
+            None => SearchResult { hits: self.flat.search(req.query, req.k, Some(&accept)), scanned: n, plan: Plan::FilteredFlat },
+        }
+    }
+
+    /// Starts a graph build if this is an HNSW store: from `base` (a persisted graph, reconciled here with the
+    /// points by their tags: `tag_of(id)` is the tag each live point must carry) or from scratch. Searches keep
+    /// using the current graph, or the flat index, until [`ShardIndex::install`].
+    pub fn begin_build(&mut self, base: Option<HnswIndex>, tag_of: &dyn Fn(&str) -> u64) -> Option<BuildJob> {
+        if self.spec.kind != IndexKind::Hnsw {
+            return None;
+        }
+        self.generation += 1;
+        let mut ops = Vec::new();
+        let graph = match base {
+            Some(g) => {
+                for (id, tag) in g.live() {
+                    if !self.flat.contains(id) || tag_of(id) != tag {
+                        ops.push(Op::Remove(id.into()));
+                    }
+                }
+                for (id, vector) in self.flat.iter() {
+                    let tag = tag_of(id);
+                    if g.tag(id) != Some(tag) {
+                        ops.push(Op::Upsert { id: id.into(), vector, tag });
+                    }
+                }
+                g
+            }
+            None => {
+                ops = self.flat.iter().map(|(id, vector)| Op::Upsert { id: id.into(), tag: tag_of(id), vector }).collect();
+                HnswIndex::new(self.flat.dim(), self.flat.metric(), self.spec.hnsw)
+            }
+        };
+        // A graph already serving keeps serving (and its writes go to the queue, as the new one will need them).
+        if let Graph::Ready(_) = self.graph {
+            self.dirty = 0;
+        }
+        self.graph = Graph::Building { generation: self.generation, pending: Vec::new() };
+        Some(BuildJob { generation: self.generation, graph, ops })
+    }
+
+    /// The writes queued for `job` so far, or `None` if a newer build replaced it.
+    pub fn take_pending(&mut self, job: &BuildJob) -> Option<Vec<Op>> {
+        match &mut self.graph {
+            Graph::Building { generation, pending } if *generation == job.generation => Some(std::mem::take(pending)),
+            _ => None,
+        }
+    }
+
+    /// Applies the last queued writes to the job's graph and makes it serve; false if a newer build replaced it.
+    pub fn install(&mut self, mut job: BuildJob) -> bool {
+        let Some(pending) = self.take_pending(&job) else { return false };
+        job.extend(pending);
+        job.run(&|| false);
+        self.graph = Graph::Ready(job.graph);
+        self.dirty = 1;
+        true
+    }
+
+    /// The graph when it is ready and has changed since the last [`ShardIndex::mark_persisted`].
+    pub fn graph_to_persist(&self) -> Option<&HnswIndex> {
+        match &self.graph {
+            Graph::Ready(g) if self.dirty > 0 => Some(g),
+            _ => None,
+        }
+    }
+
+    pub fn mark_persisted(&mut self) {
+        self.dirty = 0;
+    }
+
+    /// Bytes held by vectors, graph links and metadata, approximately.
+    pub fn memory_bytes(&self) -> usize {
+        let graph = match &self.graph {
+            Graph::Ready(g) => g.memory_bytes(),
+            Graph::Building { pending, .. } => pending.len() * (self.flat.dim() * 4 + 48),
+            Graph::Off => 0,
+        };
+        self.flat.memory_bytes() + graph + self.payload.memory_bytes()
+    }
+
+    /// Metadata of a point as held in memory (`Null` when it has none).
+    pub fn metadata(&self, id: &str) -> &Value {
+        self.payload.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HnswParams;
+    use rand::{Rng, SeedableRng};
+    use serde_json::json;
+
+    fn hnsw() -> IndexSpec {
+        IndexSpec { kind: IndexKind::Hnsw, hnsw: HnswParams { m: 8, ef_construction: 64, ef_search: 64 }, ..IndexSpec::default() }
+    }
+
+    fn ids(r: &SearchResult) -> Vec<String> {
+        r.hits.iter().map(|h| h.id.clone()).collect()
+    }
+
+    #[test]
+    fn builds_in_the_background_without_losing_writes_and_plans_filters() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut idx = ShardIndex::new(4, Metric::Euclidean, hnsw());
+        let vec = |rng: &mut rand::rngs::StdRng| -> Vec<f32> { (0..4).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        for i in 0..3000 {
+            idx.upsert(&format!("p{i}"), &vec(&mut rng), json!({"bucket": i % 100, "even": i % 2 == 0}), i);
+        }
+        assert_eq!(idx.graph_status(), GraphStatus::Building, "an HNSW store without a graph is waiting for one");
+        let q = vec(&mut rng);
+        let req = SearchRequest { query: &q, k: 10, ef: None, filter: None, exact: false };
+        assert_eq!(idx.search(&req).plan, Plan::Flat);
+
+        let mut job = idx.begin_build(None, &|id| id[1..].parse().unwrap()).unwrap();
+        assert!(job.run(&|| false));
+        // Writes while the job ran: a delete, a replacement, a new point.
+        idx.remove("p0");
+        idx.upsert("p1", &[9.0, 9.0, 9.0, 9.0], json!({}), 5000);
+        idx.upsert("new", &q, json!({"bucket": 7}), 5001);
+        let mut pending = idx.take_pending(&job).unwrap();
+        job.extend(std::mem::take(&mut pending));
+        assert!(job.run(&|| false));
+        assert!(idx.install(job));
+        assert_eq!(idx.graph_status(), GraphStatus::Ready);
+
+        let graph = idx.search(&req);
+        assert_eq!(graph.plan, Plan::Graph);
+        assert_eq!(graph.hits[0].id, "new");
+        let exact = idx.search(&SearchRequest { exact: true, ..req });
+        assert_eq!((exact.plan, ids(&exact)), (Plan::Flat, ids(&graph)));
+        assert!(!ids(&graph).contains(&"p0".to_string()));
+
+        // 1%: candidates from the payload index, exact.
+        let one = Filter::parse(&json!({"must": [{"key": "bucket", "match": {"value": 7}}]}), "f").unwrap();
+        let r = idx.search(&SearchRequest { filter: Some(&one), ..req });
+        assert_eq!(r.plan, Plan::Candidates);
+        let flat = idx.flat.search(&q, 10, Some(&|id: &str| idx.payload.matches(id, &one)));
+        assert_eq!(ids(&r), flat.iter().map(|h| h.id.clone()).collect::<Vec<_>>());
+        // 50%, not indexable by match: inside the traversal.
+        let half = Filter::parse(&json!({"must": [{"key": "bucket", "range": {"lt": 50}}]}), "f").unwrap();
+        let r = idx.search(&SearchRequest { filter: Some(&half), ..req });
+        assert_eq!(r.plan, Plan::FilteredGraph);
+        assert!(r.hits.iter().all(|h| idx.metadata(&h.id)["bucket"].as_u64().unwrap() < 50));
+    }
+
+    #[test]
+    fn a_persisted_graph_is_reconciled_by_tags() {
+        let mut a = ShardIndex::new(2, Metric::Euclidean, hnsw());
+        for i in 0..200u64 {
+            a.upsert(&i.to_string(), &[i as f32, 0.0], Value::Null, i);
+        }
+        let mut job = a.begin_build(None, &|id| id.parse().unwrap()).unwrap();
+        job.run(&|| false);
+        assert!(a.install(job));
+        let mut snapshot = Vec::new();
+        a.graph_to_persist().unwrap().write_to(&mut snapshot).unwrap();
+        a.mark_persisted();
+        assert!(a.graph_to_persist().is_none());
+
+        // After the snapshot: "5" moved (new tag), "6" deleted, "900" added.
+        let mut b = ShardIndex::new(2, Metric::Euclidean, hnsw());
+        for i in 0..200u64 {
+            match i {
+                5 => b.upsert("5", &[1000.0, 0.0], Value::Null, 777),
+                6 => {}
+                _ => b.upsert(&i.to_string(), &[i as f32, 0.0], Value::Null, i),
+            }
+        }
+        b.upsert("900", &[6.2, 0.0], Value::Null, 900);
+        let tags = |id: &str| if id == "5" { 777 } else { id.parse().unwrap() };
+        let base = HnswIndex::read_from(&mut snapshot.as_slice(), 2, Metric::Euclidean).unwrap();
+        let mut job = b.begin_build(Some(base), &tags).unwrap();
+        assert_eq!(job.ops.len(), 3 + 1, "remove 5 and 6, insert 5 and 900");
+        job.run(&|| false);
+        assert!(b.install(job));
+        let q = [6.0, 0.0];
+        let r = b.search(&SearchRequest { query: &q, k: 3, ef: Some(50), filter: None, exact: false });
+        assert_eq!(ids(&r), ["900", "7", "4"].map(String::from));
+    }
+}

@@ -1,0 +1,201 @@
+//! Point metadata held in memory for filtered search, with an inverted index over its scalar values.
+//!
+//! Every string, integer-valued number and boolean in a point's metadata (at any depth of objects, and inside
+//! arrays) is indexed under its dotted key path, so `{"key": "lang", "match": {"value": "en"}}` finds its points
+//! without looking at the others. The search planner uses [`PayloadIndex::candidates`] to learn how selective a
+//! filter is before it chooses between an exact scan of the candidates and a filtered graph traversal; the
+//! candidates are always re-checked with the full filter, so the index only has to be a superset.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::filter::{Condition, Filter};
+
+/// An indexed scalar. Numbers are keyed by their f64 bits (1 and 1.0 are the same key, as in filter matching).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Scalar {
+    Str(Box<str>),
+    Num(u64),
+    Bool(bool),
+}
+
+fn scalar_key(v: &Value) -> Option<Scalar> {
+    match v {
+        Value::String(s) => Some(Scalar::Str(s.as_str().into())),
+        Value::Bool(b) => Some(Scalar::Bool(*b)),
+        Value::Number(n) => n.as_f64().map(|x| Scalar::Num(if x == 0.0 { 0 } else { x.to_bits() })),
+        _ => None,
+    }
+}
+
+/// Deepest object nesting that is indexed (filters on deeper paths still work, by evaluation).
+const MAX_DEPTH: usize = 4;
+
+fn walk(prefix: &mut String, v: &Value, depth: usize, out: &mut Vec<(String, Scalar)>) {
+    match v {
+        Value::Object(m) if depth < MAX_DEPTH => {
+            for (k, child) in m {
+                let len = prefix.len();
+                if !prefix.is_empty() {
+                    prefix.push('.');
+                }
+                prefix.push_str(k);
+                walk(prefix, child, depth + 1, out);
+                prefix.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                if let Some(s) = scalar_key(item) {
+                    out.push((prefix.clone(), s));
+                }
+            }
+        }
+        _ => {
+            if !prefix.is_empty()
+                && let Some(s) = scalar_key(v)
+            {
+                out.push((prefix.clone(), s));
+            }
+        }
+    }
+}
+
+fn entries(doc: &Value) -> Vec<(String, Scalar)> {
+    let mut out = Vec::new();
+    walk(&mut String::new(), doc, 0, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[derive(Debug, Default)]
+pub struct PayloadIndex {
+    /// Non-empty metadata only: a point without metadata filters as `{}`.
+    docs: HashMap<Box<str>, Value>,
+    postings: HashMap<String, HashMap<Scalar, HashSet<Box<str>>>>,
+}
+
+static EMPTY: Value = Value::Null;
+
+impl PayloadIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `id`'s metadata (`Null` or `{}` = none).
+    pub fn set(&mut self, id: &str, doc: Value) {
+        self.remove(id);
+        let empty = match &doc {
+            Value::Null => true,
+            Value::Object(m) => m.is_empty(),
+            _ => false,
+        };
+        if empty {
+            return;
+        }
+        for (key, s) in entries(&doc) {
+            self.postings.entry(key).or_default().entry(s).or_default().insert(id.into());
+        }
+        self.docs.insert(id.into(), doc);
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        let Some(old) = self.docs.remove(id) else { return };
+        for (key, s) in entries(&old) {
+            if let Some(values) = self.postings.get_mut(&key) {
+                if let Some(ids) = values.get_mut(&s) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        values.remove(&s);
+                    }
+                }
+                if values.is_empty() {
+                    self.postings.remove(&key);
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> &Value {
+        self.docs.get(id).unwrap_or(&EMPTY)
+    }
+
+    /// Whether `id`'s metadata satisfies `filter`.
+    pub fn matches(&self, id: &str, filter: &Filter) -> bool {
+        filter.matches(self.get(id))
+    }
+
+    /// A superset of the points that can match `filter`, when a `must` condition is an indexed match: the
+    /// smallest such posting list (or union, for `match.any`). `None` when no condition narrows the search.
+    pub fn candidates(&self, filter: &Filter) -> Option<Vec<&str>> {
+        let mut best: Option<Vec<&str>> = None;
+        for c in &filter.must {
+            let set: Vec<&str> = match c {
+                Condition::Match { key, value } => self.posting(key, value).map(|s| s.collect()).unwrap_or_default(),
+                Condition::MatchAny { key, values } => {
+                    let mut all: Vec<&str> = values.iter().filter_map(|v| self.posting(key, v)).flatten().collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    all
+                }
+                _ => continue,
+            };
+            if best.as_ref().is_none_or(|b| set.len() < b.len()) {
+                best = Some(set);
+            }
+        }
+        best
+    }
+
+    fn posting(&self, key: &str, value: &Value) -> Option<impl Iterator<Item = &str>> {
+        let s = scalar_key(value)?;
+        Some(self.postings.get(key)?.get(&s)?.iter().map(|id| &**id))
+    }
+
+    /// Approximate bytes held (documents are estimated from their JSON length).
+    pub fn memory_bytes(&self) -> usize {
+        let docs: usize = self.docs.iter().map(|(k, v)| k.len() + 48 + 2 * v.to_string().len()).sum();
+        let postings: usize =
+            self.postings.values().flat_map(|m| m.values()).map(|ids| ids.len() * 24 + 48).sum::<usize>()
+                + self.docs.keys().map(|k| k.len()).sum::<usize>();
+        docs + postings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn filter(v: Value) -> Filter {
+        Filter::parse(&v, "filter").unwrap()
+    }
+
+    #[test]
+    fn candidates_are_a_superset_and_track_updates() {
+        let mut p = PayloadIndex::new();
+        p.set("a", json!({"lang": "en", "n": 1, "tags": ["x", "y"], "author": {"name": "ada"}}));
+        p.set("b", json!({"lang": "de", "n": 1.0}));
+        p.set("c", json!({}));
+        fn ids_of(p: &PayloadIndex, f: Value) -> Vec<String> {
+            let mut v: Vec<String> = p.candidates(&filter(f)).unwrap().into_iter().map(String::from).collect();
+            v.sort();
+            v
+        }
+        assert_eq!(ids_of(&p, json!({"must": [{"key": "lang", "match": {"value": "en"}}]})), ["a"]);
+        assert_eq!(ids_of(&p, json!({"must": [{"key": "n", "match": {"value": 1}}]})), ["a", "b"]);
+        assert_eq!(ids_of(&p, json!({"must": [{"key": "tags", "match": {"any": ["y", "z"]}}]})), ["a"]);
+        assert_eq!(ids_of(&p, json!({"must": [{"key": "author.name", "match": {"value": "ada"}}]})), ["a"]);
+        assert!(ids_of(&p, json!({"must": [{"key": "lang", "match": {"value": "fr"}}]})).is_empty());
+        assert!(p.candidates(&filter(json!({"must": [{"key": "n", "range": {"gt": 0}}]}))).is_none());
+        p.set("a", json!({"lang": "fr"}));
+        assert!(ids_of(&p, json!({"must": [{"key": "lang", "match": {"value": "en"}}]})).is_empty());
+        assert_eq!(ids_of(&p, json!({"must": [{"key": "lang", "match": {"value": "fr"}}]})), ["a"]);
+        p.remove("a");
+        p.remove("b");
+        assert!(p.postings.is_empty() && p.docs.is_empty(), "removing every point leaves nothing behind");
+        assert!(p.matches("c", &filter(json!({"must": [{"key": "lang", "exists": false}]}))));
+    }
+}
