@@ -77,13 +77,7 @@ async fn search_ids(
     k: u32,
 ) -> Vec<(String, f32)> {
     let r = client
-        .search(pb::SearchRequest {
-            shard: shard(store),
-            vector: q.to_vec(),
-            k,
-            with_vector: false,
-            with_metadata: false,
-        })
+        .search(pb::SearchRequest { shard: shard(store), vector: q.to_vec(), k, ..Default::default() })
         .await
         .expect("search")
         .into_inner();

@@ -17,7 +17,8 @@ use serde_json::Value;
 use crate::filter::Filter;
 use crate::hnsw::HnswIndex;
 use crate::payload::PayloadIndex;
-use crate::{FlatIndex, IndexKind, IndexSpec, Metric, SearchHit};
+use crate::sq8::Sq8;
+use crate::{FlatIndex, IndexKind, IndexSpec, Metric, Quantization, SearchHit};
 
 /// At most this share of the points (1/16) as indexed candidates, or at most [`CANDIDATES_ALWAYS`], and the
 /// planner scores the candidates exactly instead of traversing the graph.
@@ -94,7 +95,12 @@ pub enum Op {
 #[derive(Debug)]
 enum Graph {
     Off,
-    Building { generation: u64, pending: Vec<Op> },
+    /// `serving`: the previous graph during a rebuild, kept up to date and searched until the new one is ready.
+    Building {
+        generation: u64,
+        pending: Vec<Op>,
+        serving: Option<HnswIndex>,
+    },
     Ready(HnswIndex),
 }
 
@@ -104,12 +110,23 @@ pub struct BuildJob {
     generation: u64,
     graph: HnswIndex,
     ops: Vec<Op>,
+    info: BuildInfo,
+}
+
+/// What the last installed build did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// Started from a persisted graph rather than from scratch.
+    pub resumed: bool,
+    /// Writes the build applied to the graph (inserts and deletes), the catch-up queue included.
+    pub ops: usize,
 }
 
 impl BuildJob {
     /// Applies the queued writes; returns false (and stops early) if `cancelled` turns true.
     pub fn run(&mut self, cancelled: &dyn Fn() -> bool) -> bool {
         let ops = std::mem::take(&mut self.ops);
+        self.info.ops += ops.len();
         self.graph.reserve(ops.iter().filter(|o| matches!(o, Op::Upsert { .. })).count());
         for (i, op) in ops.into_iter().enumerate() {
             if i % 1024 == 0 && cancelled() {
@@ -148,6 +165,7 @@ pub struct ShardIndex {
     generation: u64,
     /// Graph changes since the last snapshot was taken (see [`ShardIndex::mark_persisted`]).
     dirty: u64,
+    last_build: Option<BuildInfo>,
 }
 
 impl ShardIndex {
@@ -159,6 +177,7 @@ impl ShardIndex {
             graph: Graph::Off,
             generation: 0,
             dirty: 0,
+            last_build: None,
         }
     }
 
@@ -197,7 +216,12 @@ impl ShardIndex {
         self.payload.set(id, metadata);
         match &mut self.graph {
             Graph::Off => {}
-            Graph::Building { pending, .. } => pending.push(Op::Upsert { id: id.into(), vector: vector.to_vec(), tag }),
+            Graph::Building { pending, serving, .. } => {
+                if let Some(g) = serving {
+                    g.insert(id, vector, tag);
+                }
+                pending.push(Op::Upsert { id: id.into(), vector: vector.to_vec(), tag })
+            }
             Graph::Ready(g) => {
                 g.insert(id, vector, tag);
                 self.dirty += 1;
@@ -213,7 +237,12 @@ impl ShardIndex {
         self.payload.remove(id);
         match &mut self.graph {
             Graph::Off => {}
-            Graph::Building { pending, .. } => pending.push(Op::Remove(id.into())),
+            Graph::Building { pending, serving, .. } => {
+                if let Some(g) = serving {
+                    g.remove(id);
+                }
+                pending.push(Op::Remove(id.into()))
+            }
             Graph::Ready(g) => {
                 g.remove(id);
                 self.dirty += 1;
@@ -225,28 +254,58 @@ impl ShardIndex {
     pub fn search(&self, req: &SearchRequest<'_>) -> SearchResult {
         let n = self.flat.len() as u64;
         let graph = match &self.graph {
-            Graph::Ready(g) if !req.exact => Some(g),
+            Graph::Ready(g) | Graph::Building { serving: Some(g), .. } if !req.exact => Some(g),
             _ => None,
         };
         let Some(filter) = req.filter else {
             return match graph {
-                Some(g) => SearchResult { hits: g.search(req.query, req.k, req.ef, None), scanned: 0, plan: Plan::Graph },
+                Some(g) => SearchResult { hits: self.graph_search(g, req, None), scanned: 0, plan: Plan::Graph },
                 None => SearchResult { hits: self.flat.search(req.query, req.k, None), scanned: n, plan: Plan::Flat },
             };
         };
         let accept = |id: &str| self.payload.matches(id, filter);
         if let Some(cands) = self.payload.candidates(filter)
-            && (cands.len() <= CANDIDATES_ALWAYS || cands.len() * CANDIDATES_SHARE <= self.flat.len() || graph.is_none())
+            && (cands.len() <= CANDIDATES_ALWAYS
+                || cands.len() * CANDIDATES_SHARE <= self.flat.len()
+                || graph.is_none())
         {
             let (hits, scanned) = self.flat.search_among(req.query, req.k, cands, &accept);
             return SearchResult { hits, scanned, plan: Plan::Candidates };
         }
         match graph {
             Some(g) => {
-                SearchResult { hits: g.search(req.query, req.k, req.ef, Some(&accept)), scanned: 0, plan: Plan::FilteredGraph }
+                SearchResult { hits: self.graph_search(g, req, Some(&accept)), scanned: 0, plan: Plan::FilteredGraph }
             }
-            None => SearchResult { hits: self.flat.search(req.query, req.k, Some(&accept)), scanned: n, plan: Plan::FilteredFlat },
+            None => SearchResult {
+                hits: self.flat.search(req.query, req.k, Some(&accept)),
+                scanned: n,
+                plan: Plan::FilteredFlat,
+            },
         }
+    }
+
+    /// A graph search; on an SQ8 graph every candidate found (`ef` of them) is re-scored on its full vector, so
+    /// the order and distances returned are exact among the candidates.
+    fn graph_search(
+        &self,
+        g: &HnswIndex,
+        req: &SearchRequest<'_>,
+        accept: Option<&dyn Fn(&str) -> bool>,
+    ) -> Vec<SearchHit> {
+        if g.quantizer().is_none() {
+            return g.search(req.query, req.k, req.ef, accept);
+        }
+        let ef = req.ef.unwrap_or(self.spec.hnsw.ef_search as usize).max(req.k);
+        let found = g.search(req.query, ef, Some(ef), accept);
+        self.flat.search_among(req.query, req.k, found.iter().map(|h| h.id.as_str()), &|_| true).0
+    }
+
+    /// Whether the graph should be rebuilt: tombstones outnumber live nodes, or an SQ8 grid was fitted on far
+    /// fewer points than the store now holds.
+    pub fn needs_rebuild(&self) -> bool {
+        let Graph::Ready(g) = &self.graph else { return false };
+        g.slots_used() > 2 * g.len() + 1024
+            || g.quantizer().is_some_and(|q| g.len() >= 1024 && q.trained_on() * 4 < g.len())
     }
 
     /// Starts a graph build if this is an HNSW store: from `base` (a persisted graph, reconciled here with the
@@ -258,6 +317,7 @@ impl ShardIndex {
         }
         self.generation += 1;
         let mut ops = Vec::new();
+        let resumed = base.is_some();
         let graph = match base {
             Some(g) => {
                 for (id, tag) in g.live() {
@@ -274,22 +334,39 @@ impl ShardIndex {
                 g
             }
             None => {
-                ops = self.flat.iter().map(|(id, vector)| Op::Upsert { id: id.into(), tag: tag_of(id), vector }).collect();
-                HnswIndex::new(self.flat.dim(), self.flat.metric(), self.spec.hnsw)
+                ops = self
+                    .flat
+                    .iter()
+                    .map(|(id, vector)| Op::Upsert { id: id.into(), tag: tag_of(id), vector })
+                    .collect();
+                let sq8 = (self.spec.quantization == Quantization::Sq8).then(|| {
+                    Sq8::train(
+                        self.flat.dim(),
+                        ops.iter().filter_map(|o| match o {
+                            Op::Upsert { vector, .. } => Some(vector.as_slice()),
+                            Op::Remove(_) => None,
+                        }),
+                    )
+                });
+                HnswIndex::with_quantizer(self.flat.dim(), self.flat.metric(), self.spec.hnsw, sq8)
             }
         };
-        // A graph already serving keeps serving (and its writes go to the queue, as the new one will need them).
-        if let Graph::Ready(_) = self.graph {
-            self.dirty = 0;
-        }
-        self.graph = Graph::Building { generation: self.generation, pending: Vec::new() };
-        Some(BuildJob { generation: self.generation, graph, ops })
+        // A graph already serving keeps serving (kept current) until the new one replaces it.
+        let serving = match std::mem::replace(&mut self.graph, Graph::Off) {
+            Graph::Ready(g) => Some(g),
+            Graph::Building { serving, .. } => serving,
+            Graph::Off => None,
+        };
+        self.graph = Graph::Building { generation: self.generation, pending: Vec::new(), serving };
+        Some(BuildJob { generation: self.generation, graph, ops, info: BuildInfo { resumed, ops: 0 } })
     }
 
     /// The writes queued for `job` so far, or `None` if a newer build replaced it.
     pub fn take_pending(&mut self, job: &BuildJob) -> Option<Vec<Op>> {
         match &mut self.graph {
-            Graph::Building { generation, pending } if *generation == job.generation => Some(std::mem::take(pending)),
+            Graph::Building { generation, pending, .. } if *generation == job.generation => {
+                Some(std::mem::take(pending))
+            }
             _ => None,
         }
     }
@@ -299,9 +376,14 @@ impl ShardIndex {
         let Some(pending) = self.take_pending(&job) else { return false };
         job.extend(pending);
         job.run(&|| false);
+        self.last_build = Some(job.info);
         self.graph = Graph::Ready(job.graph);
         self.dirty = 1;
         true
+    }
+
+    pub fn last_build(&self) -> Option<BuildInfo> {
+        self.last_build
     }
 
     /// The graph when it is ready and has changed since the last [`ShardIndex::mark_persisted`].
@@ -320,7 +402,9 @@ impl ShardIndex {
     pub fn memory_bytes(&self) -> usize {
         let graph = match &self.graph {
             Graph::Ready(g) => g.memory_bytes(),
-            Graph::Building { pending, .. } => pending.len() * (self.flat.dim() * 4 + 48),
+            Graph::Building { pending, serving, .. } => {
+                pending.len() * (self.flat.dim() * 4 + 48) + serving.as_ref().map_or(0, HnswIndex::memory_bytes)
+            }
             Graph::Off => 0,
         };
         self.flat.memory_bytes() + graph + self.payload.memory_bytes()
@@ -340,7 +424,11 @@ mod tests {
     use serde_json::json;
 
     fn hnsw() -> IndexSpec {
-        IndexSpec { kind: IndexKind::Hnsw, hnsw: HnswParams { m: 8, ef_construction: 64, ef_search: 64 }, ..IndexSpec::default() }
+        IndexSpec {
+            kind: IndexKind::Hnsw,
+            hnsw: HnswParams { m: 8, ef_construction: 64, ef_search: 64 },
+            ..IndexSpec::default()
+        }
     }
 
     fn ids(r: &SearchResult) -> Vec<String> {
@@ -390,6 +478,39 @@ mod tests {
         let r = idx.search(&SearchRequest { filter: Some(&half), ..req });
         assert_eq!(r.plan, Plan::FilteredGraph);
         assert!(r.hits.iter().all(|h| idx.metadata(&h.id)["bucket"].as_u64().unwrap() < 50));
+    }
+
+    #[test]
+    fn sq8_graphs_rescore_on_full_vectors() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        for metric in Metric::ALL {
+            let spec = IndexSpec { quantization: Quantization::Sq8, ..hnsw() };
+            let mut idx = ShardIndex::new(16, metric, spec);
+            for i in 0..3000 {
+                let v: Vec<f32> = (0..16).map(|_| rng.random_range(-2.0..2.0)).collect();
+                idx.upsert(&i.to_string(), &v, Value::Null, 0);
+            }
+            let mut job = idx.begin_build(None, &|_| 0).unwrap();
+            job.run(&|| false);
+            assert!(job.graph().quantizer().is_some());
+            assert!(idx.install(job));
+            let mut hits = 0;
+            for _ in 0..30 {
+                let q: Vec<f32> = (0..16).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let req = SearchRequest { query: &q, k: 10, ef: Some(64), filter: None, exact: false };
+                let approx = idx.search(&req);
+                let exact = idx.search(&SearchRequest { exact: true, ..req });
+                assert_eq!(approx.plan, Plan::Graph);
+                // Re-scored: a hit's distance is its exact distance.
+                for h in &approx.hits {
+                    if let Some(e) = exact.hits.iter().find(|e| e.id == h.id) {
+                        assert!((e.distance - h.distance).abs() < 1e-4, "{metric}");
+                    }
+                }
+                hits += approx.hits.iter().filter(|h| exact.hits.iter().any(|e| e.id == h.id)).count();
+            }
+            assert!(hits >= 270, "{metric}: SQ8 recall@10 {hits}/300");
+        }
     }
 
     #[test]

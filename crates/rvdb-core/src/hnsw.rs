@@ -15,16 +15,25 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Mutex;
 
+use std::borrow::Cow;
+
 use crate::flat::prepare;
 use crate::kernels::{self, PairFn};
+use crate::sq8::{Sq8, Sq8Query};
 use crate::{HnswParams, Metric, SearchHit};
+
+/// A query as the graph compares it: the prepared f32 vector, or that vector folded with the SQ8 grid.
+enum Prepared<'a> {
+    F32(Cow<'a, [f32]>),
+    Sq8(Sq8Query),
+}
 
 /// Most links a node holds on one level (2 × the largest accepted m).
 const MAX_LINKS: usize = 256;
 
 /// Asks the CPU to start loading a vector's cache lines.
 #[inline(always)]
-fn prefetch(v: &[f32]) {
+fn prefetch(v: &[u32]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -96,8 +105,11 @@ pub struct HnswIndex {
     ef_construction: usize,
     ef_search: usize,
     ml: f64,
-    /// Per node: `[count, links × m0, vector bits × dim]`.
+    /// Per node: `[count, links × m0, vector]`, the vector as f32 bits (`dim` words) or as SQ8 codes
+    /// (`dim` bytes in `⌈dim / 4⌉` words).
     level0: Vec<u32>,
+    vec_words: usize,
+    sq8: Option<Sq8>,
     stride0: usize,
     levels: Vec<u8>,
     upper: Vec<Vec<u32>>,
@@ -122,7 +134,14 @@ impl std::fmt::Debug for HnswIndex {
 
 impl HnswIndex {
     pub fn new(dim: usize, metric: Metric, params: HnswParams) -> Self {
+        Self::with_quantizer(dim, metric, params, None)
+    }
+
+    /// A graph that stores SQ8 codes instead of f32 vectors when `sq8` is given (distances in the graph are then
+    /// approximate: re-score the results on full vectors).
+    pub fn with_quantizer(dim: usize, metric: Metric, params: HnswParams, sq8: Option<Sq8>) -> Self {
         let m = (params.m as usize).clamp(2, MAX_LINKS / 2);
+        let vec_words = if sq8.is_some() { dim.div_ceil(4) } else { dim };
         Self {
             dim,
             metric,
@@ -133,7 +152,9 @@ impl HnswIndex {
             ef_search: (params.ef_search as usize).max(1),
             ml: 1.0 / (m as f64).ln(),
             level0: Vec::new(),
-            stride0: 1 + 2 * m + dim,
+            vec_words,
+            sq8,
+            stride0: 1 + 2 * m + vec_words,
             levels: Vec::new(),
             upper: Vec::new(),
             entry: None,
@@ -172,21 +193,61 @@ impl HnswIndex {
             + self.ids.iter().map(|s| 2 * s.len() + 40).sum::<usize>()
     }
 
+    pub fn quantizer(&self) -> Option<&Sq8> {
+        self.sq8.as_ref()
+    }
+
+    /// The words holding node `i`'s vector.
+    #[inline]
+    fn region(&self, i: u32) -> &[u32] {
+        let s = i as usize * self.stride0 + 1 + self.m0;
+        &self.level0[s..s + self.vec_words]
+    }
+
+    /// Node `i`'s f32 vector (graphs without a quantizer).
     #[inline]
     fn vector(&self, i: u32) -> &[f32] {
-        let s = i as usize * self.stride0 + 1 + self.m0;
-        let bits = &self.level0[s..s + self.dim];
+        let bits = self.region(i);
         // SAFETY: u32 and f32 have the same size and alignment, and every bit pattern is a valid f32.
         unsafe { std::slice::from_raw_parts(bits.as_ptr() as *const f32, bits.len()) }
     }
 
-    /// Raw distance from a prepared vector of this index's dimension (`q.len() == dim`, checked at every entry).
+    /// Node `i`'s SQ8 codes (graphs with a quantizer).
     #[inline]
-    fn dist(&self, q: &[f32], i: u32) -> f32 {
-        let v = self.vector(i);
-        debug_assert_eq!(q.len(), v.len());
-        // SAFETY: `dist_fn` comes from `pair_fn` with the detected level, and both slices have `dim` elements.
-        unsafe { (self.dist_fn)(q, v) }
+    fn codes(&self, i: u32) -> &[u8] {
+        let words = self.region(i);
+        // SAFETY: the region holds `vec_words * 4 >= dim` initialised bytes; u8 has alignment 1.
+        unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, self.dim) }
+    }
+
+    /// A prepared (normalised for cosine) vector as a query against this graph.
+    fn query_of<'a>(&self, q: Cow<'a, [f32]>) -> Prepared<'a> {
+        match &self.sq8 {
+            None => Prepared::F32(q),
+            Some(sq) => Prepared::Sq8(sq.query(self.metric.scan_op(), &q)),
+        }
+    }
+
+    /// Node `i`'s own vector as a query (for neighbour selection).
+    fn node_query(&self, i: u32) -> Prepared<'_> {
+        match &self.sq8 {
+            None => Prepared::F32(Cow::Borrowed(self.vector(i))),
+            Some(sq) => Prepared::Sq8(sq.query(self.metric.scan_op(), &sq.decode(self.codes(i)))),
+        }
+    }
+
+    /// Raw distance from a prepared query of this index's dimension (`q.len() == dim`, checked at every entry).
+    #[inline]
+    fn dist(&self, q: &Prepared<'_>, i: u32) -> f32 {
+        match q {
+            Prepared::F32(q) => {
+                let v = self.vector(i);
+                debug_assert_eq!(q.len(), v.len());
+                // SAFETY: `dist_fn` comes from `pair_fn` with the detected level; both slices have `dim` elements.
+                unsafe { (self.dist_fn)(q, v) }
+            }
+            Prepared::Sq8(q) => q.distance(self.codes(i)),
+        }
     }
 
     #[inline]
@@ -243,7 +304,7 @@ impl HnswIndex {
         self.visited.lock().unwrap_or_else(|p| p.into_inner()).push(v);
     }
 
-    fn greedy(&self, q: &[f32], mut ep: u32, mut d: f32, level: usize) -> (u32, f32) {
+    fn greedy(&self, q: &Prepared<'_>, mut ep: u32, mut d: f32, level: usize) -> (u32, f32) {
         loop {
             let mut changed = false;
             for &n in self.links(ep, level) {
@@ -268,7 +329,7 @@ impl HnswIndex {
     /// automatically makes the search explore further.
     fn search_layer<F: Fn(u32) -> bool>(
         &self,
-        q: &[f32],
+        q: &Prepared<'_>,
         ep: Near,
         ef: usize,
         level: usize,
@@ -282,7 +343,9 @@ impl HnswIndex {
         if accept(ep.1) {
             found.push(ep);
         }
-        let bound = |found: &BinaryHeap<Near>| if found.len() >= ef { found.peek().map_or(f32::INFINITY, |w| w.0) } else { f32::INFINITY };
+        let bound = |found: &BinaryHeap<Near>| {
+            if found.len() >= ef { found.peek().map_or(f32::INFINITY, |w| w.0) } else { f32::INFINITY }
+        };
         let mut worst = bound(&found);
         while let Some(std::cmp::Reverse(c)) = candidates.pop() {
             if c.0 > worst {
@@ -295,7 +358,7 @@ impl HnswIndex {
             let mut nf = 0;
             for &n in links {
                 if visited.insert(n) {
-                    prefetch(self.vector(n));
+                    prefetch(self.region(n));
                     fresh[nf] = n;
                     nf += 1;
                 }
@@ -324,8 +387,8 @@ impl HnswIndex {
             if kept.len() >= m {
                 break;
             }
-            let v = self.vector(c.1);
-            if kept.iter().all(|&k| self.dist(v, k) > c.0) {
+            let v = self.node_query(c.1);
+            if kept.iter().all(|&k| self.dist(&v, k) > c.0) {
                 kept.push(c.1);
             }
         }
@@ -338,11 +401,19 @@ impl HnswIndex {
     pub fn insert(&mut self, id: &str, vector: &[f32], tag: u64) {
         assert_eq!(vector.len(), self.dim, "HnswIndex::insert: wrong dimension");
         self.remove(id);
-        let q = prepare(self.metric, vector);
+        let prepared = prepare(self.metric, vector);
         let i = self.levels.len() as u32;
         let level = self.random_level();
         self.level0.resize(self.level0.len() + 1 + self.m0, 0);
-        self.level0.extend(q.iter().map(|x| x.to_bits()));
+        match &self.sq8 {
+            None => self.level0.extend(prepared.iter().map(|x| x.to_bits())),
+            Some(sq) => {
+                let mut bytes = vec![0u8; self.vec_words * 4];
+                sq.encode(&prepared, &mut bytes);
+                self.level0.extend(bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+            }
+        }
+        let q = self.query_of(Cow::Owned(prepared.into_owned()));
         self.levels.push(level as u8);
         self.upper.push(if level > 0 { vec![0; level * (1 + self.m)] } else { Vec::new() });
         self.ids.push(id.into());
@@ -374,7 +445,7 @@ impl HnswIndex {
                     theirs.push(i);
                     self.set_links(n, lc, &theirs);
                 } else {
-                    let nv = self.vector(n).to_vec();
+                    let nv = self.node_query(n);
                     let mut cands: Vec<Near> = theirs.iter().map(|&t| Near(self.dist(&nv, t), t)).collect();
                     cands.push(Near(self.dist(&nv, i), i));
                     cands.sort();
@@ -414,7 +485,7 @@ impl HnswIndex {
         if query.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        let q = prepare(self.metric, query);
+        let q = self.query_of(prepare(self.metric, query));
         let mut ep = Near(self.dist(&q, entry), entry);
         for lc in (1..=self.max_level).rev() {
             let (e, d) = self.greedy(&q, ep.1, ep.0, lc);
@@ -424,9 +495,8 @@ impl HnswIndex {
         let ef = ef.unwrap_or(self.ef_search).max(k);
         let found = match accept {
             None => self.search_layer(&q, ep, ef, 0, &mut visited, |n| !self.deleted[n as usize]),
-            Some(f) => self.search_layer(&q, ep, ef, 0, &mut visited, |n| {
-                !self.deleted[n as usize] && f(&self.ids[n as usize])
-            }),
+            Some(f) => self
+                .search_layer(&q, ep, ef, 0, &mut visited, |n| !self.deleted[n as usize] && f(&self.ids[n as usize])),
         };
         self.give_visited(visited);
         let mut hits: Vec<SearchHit> = found
@@ -459,12 +529,20 @@ impl HnswIndex {
     pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         let mut w = persist::Writer::new(w);
         w.bytes(persist::MAGIC)?;
-        for x in [self.dim, self.m, self.ef_construction, self.ef_search, self.levels.len(), self.max_level, self.live] {
+        for x in [self.dim, self.m, self.ef_construction, self.ef_search, self.levels.len(), self.max_level, self.live]
+        {
             w.u64(x as u64)?;
         }
         w.u64(Metric::ALL.iter().position(|&m| m == self.metric).unwrap_or(0) as u64)?;
         w.u64(self.entry.map_or(u64::MAX, u64::from))?;
         w.u64(self.rng)?;
+        match &self.sq8 {
+            None => w.u64(u64::MAX)?,
+            Some(sq) => {
+                w.u64(sq.trained_on() as u64)?;
+                w.u32s(&sq.lo().iter().chain(sq.step()).map(|x| x.to_bits()).collect::<Vec<u32>>())?;
+            }
+        }
         w.u32s(&self.level0)?;
         w.bytes(&self.levels)?;
         for u in self.upper.iter().filter(|u| !u.is_empty()) {
@@ -499,10 +577,19 @@ impl HnswIndex {
             return Err(bad("implausible header"));
         }
         let params = HnswParams { m: m as u32, ef_construction: ef_construction as u32, ef_search: ef_search as u32 };
-        let mut h = HnswIndex::new(dim, metric, params);
         let entry = r.u64()?;
+        let rng = r.u64()?;
+        let trained_on = r.u64()?;
+        let sq8 = if trained_on == u64::MAX {
+            None
+        } else {
+            let grid: Vec<f32> = r.u32s(2 * dim)?.into_iter().map(f32::from_bits).collect();
+            let (lo, step) = grid.split_at(dim);
+            Some(Sq8::from_parts(lo.to_vec(), step.to_vec(), trained_on as usize).ok_or_else(|| bad("bad SQ8 grid"))?)
+        };
+        let mut h = HnswIndex::with_quantizer(dim, metric, params, sq8);
         h.entry = (entry != u64::MAX).then_some(entry as u32);
-        h.rng = r.u64()?;
+        h.rng = rng;
         h.max_level = max_level;
         h.level0 = r.u32s(n * h.stride0)?;
         h.levels = r.bytes(n)?;
@@ -534,7 +621,9 @@ impl HnswIndex {
         let links_ok = (0..n).all(|i| {
             let c = h.level0[i * h.stride0] as usize;
             c <= h.m0 && h.level0[i * h.stride0 + 1..][..c].iter().all(|&l| (l as usize) < n)
-        }) && h.upper.iter().all(|u| u.chunks(1 + h.m).all(|c| (c[0] as usize) <= h.m && c[1..=c[0] as usize].iter().all(|&l| (l as usize) < n)));
+        }) && h.upper.iter().all(|u| {
+            u.chunks(1 + h.m).all(|c| (c[0] as usize) <= h.m && c[1..=c[0] as usize].iter().all(|&l| (l as usize) < n))
+        });
         if h.live != live || h.entry.is_some_and(|e| e as usize >= n) || !links_ok {
             return Err(bad("inconsistent contents"));
         }

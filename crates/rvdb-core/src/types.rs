@@ -174,8 +174,13 @@ pub fn validate_k(k: u32) -> Result<(), CoreError> {
 /// Parses metadata sent as JSON text: empty means `{}`; anything but an object, or more than 256 KiB, is refused.
 /// Returns the canonical (compact) serialisation that is stored.
 pub fn canonical_metadata(json: &str) -> Result<String, CoreError> {
+    parse_metadata(json).map(|v| v.to_string())
+}
+
+/// Parses and checks point metadata: a JSON object of at most [`MAX_METADATA_BYTES`]; empty text is `{}`.
+pub fn parse_metadata(json: &str) -> Result<serde_json::Value, CoreError> {
     if json.trim().is_empty() {
-        return Ok("{}".to_string());
+        return Ok(serde_json::Value::Object(Default::default()));
     }
     if json.len() > MAX_METADATA_BYTES {
         return Err(CoreError::InvalidMetadata(format!(
@@ -188,7 +193,7 @@ pub fn canonical_metadata(json: &str) -> Result<String, CoreError> {
     if !value.is_object() {
         return Err(CoreError::InvalidMetadata(format!("must be a JSON object, got {}", json_kind(&value))));
     }
-    Ok(value.to_string())
+    Ok(value)
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

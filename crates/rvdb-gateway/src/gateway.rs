@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use rvdb_core::StoreConfig;
 use rvdb_core::clock::HybridClock;
 use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_store_name, validate_vector};
+use rvdb_core::{IndexKind, StoreConfig};
 use rvdb_proto::convert::{config_from_pb, config_to_pb};
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
@@ -34,11 +34,18 @@ pub struct GatewayOptions {
     pub call_timeout: Duration,
     /// Points per upsert request sent to a node.
     pub write_batch: usize,
+    /// The seed's `default_index_type`: the index of a store created without one.
+    pub default_index: IndexKind,
 }
 
 impl Default for GatewayOptions {
     fn default() -> Self {
-        Self { max_vector_stores: 100, call_timeout: Duration::from_secs(30), write_batch: 1000 }
+        Self {
+            max_vector_stores: 100,
+            call_timeout: Duration::from_secs(30),
+            write_batch: 1000,
+            default_index: IndexKind::Flat,
+        }
     }
 }
 
@@ -71,6 +78,20 @@ pub struct SearchHit {
     pub vector: Option<Vec<f32>>,
 }
 
+/// What a search asks for beyond the query vector.
+#[derive(Debug, Clone, Default)]
+pub struct SearchParams {
+    pub k: u32,
+    pub with_vector: bool,
+    pub with_metadata: bool,
+    /// A metadata filter (see `rvdb_core::filter`), checked here so that a bad one fails before any node is asked.
+    pub filter: Option<serde_json::Value>,
+    /// HNSW beam width for this search (`None` = the store's `ef_search`).
+    pub ef: Option<u32>,
+    /// Exact search even on an HNSW store.
+    pub exact: bool,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StoreStats {
     pub name: String,
@@ -82,7 +103,12 @@ pub struct StoreStats {
     pub points: u64,
     pub deleted_points: u64,
     pub memory_bytes: u64,
+    /// In-memory bytes per live vector (vectors, graph links, metadata, ids).
+    pub memory_bytes_per_vector: u64,
     pub disk_bytes: u64,
+    /// `none` (flat), `building` (some shard's graph is being built: its searches are exact meanwhile), `ready`.
+    pub index_status: String,
+    pub quantization: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
@@ -196,6 +222,10 @@ impl Gateway {
 
     pub fn node_count(&self) -> usize {
         self.nodes.len()
+    }
+
+    pub fn options(&self) -> &GatewayOptions {
+        &self.options
     }
 
     pub fn store_names(&self) -> Vec<String> {
@@ -434,19 +464,23 @@ impl Gateway {
         Ok(deleted)
     }
 
-    /// Exact k-NN over every shard, merged into the global top-k.
-    pub async fn search(
-        &self,
-        store: &str,
-        vector: Vec<f32>,
-        k: u32,
-        with_vector: bool,
-        with_metadata: bool,
-    ) -> Result<Vec<SearchHit>> {
+    /// k-NN over every shard (each by its own plan: exact, candidates or HNSW), merged into the global top-k.
+    pub async fn search(&self, store: &str, vector: Vec<f32>, params: &SearchParams) -> Result<Vec<SearchHit>> {
+        let SearchParams { k, with_vector, with_metadata, .. } = *params;
         let route = self.resolve(store).await?;
         validate_vector(&vector, route.config.dimension, route.config.metric)
             .map_err(|e| GatewayError::InvalidArgument(format!("vector: {e}")))?;
         validate_k(k).map_err(|e| GatewayError::InvalidArgument(format!("k: {e}")))?;
+        let filter_json = match &params.filter {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(f) => {
+                rvdb_core::filter::Filter::parse(f, "filter")?;
+                f.to_string()
+            }
+        };
+        if params.ef.is_some_and(|ef| ef == 0 || ef > 100_000) {
+            return Err(GatewayError::InvalidArgument("ef must be between 1 and 100000".into()));
+        }
         let mut tasks = JoinSet::new();
         for shard in 0..route.shards.len() as u32 {
             let req = pb::SearchRequest {
@@ -455,6 +489,9 @@ impl Gateway {
                 k,
                 with_vector,
                 with_metadata,
+                filter_json: filter_json.clone(),
+                ef: params.ef.unwrap_or(0),
+                exact: params.exact,
             };
             let replicas = self.replica_clients(&route, shard)?;
             tasks.spawn(first_replica(replicas, shard, move |mut c| {
@@ -494,8 +531,12 @@ impl Gateway {
             points: 0,
             deleted_points: 0,
             memory_bytes: 0,
+            memory_bytes_per_vector: 0,
             disk_bytes: 0,
+            index_status: String::new(),
+            quantization: format!("{:?}", c.index.quantization).to_lowercase(),
         };
+        let mut statuses = Vec::new();
         for shard in 0..route.shards.len() as u32 {
             let req = pb::StatsRequest { shard: Some(pb::ShardId { store: store.to_string(), shard }) };
             let s = self
@@ -510,7 +551,14 @@ impl Gateway {
             stats.deleted_points += s.tombstones;
             stats.memory_bytes += s.index_memory_bytes;
             stats.disk_bytes += s.disk_bytes;
+            statuses.push(s.index_status);
         }
+        stats.memory_bytes_per_vector = stats.memory_bytes.checked_div(stats.points).unwrap_or(0);
+        stats.index_status = ["building", "ready", "none"]
+            .into_iter()
+            .find(|st| statuses.iter().any(|s| s == st))
+            .unwrap_or("none")
+            .to_string();
         Ok(stats)
     }
 

@@ -10,14 +10,14 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use rvdb_core::{Metric, StoreConfig};
+use rvdb_core::{IndexKind, Metric, Quantization, StoreConfig};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::backup::BackupManager;
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, PointInput};
+use crate::gateway::{Gateway, PointInput, SearchParams};
 use crate::tools;
 
 /// How long clients may cache `tools/list` (the catalogue only changes with a new rvdb version).
@@ -85,6 +85,16 @@ struct CreateStoreArgs {
     shards: Option<u32>,
     #[serde(default)]
     replication_factor: Option<u32>,
+    #[serde(default)]
+    index: Option<String>,
+    #[serde(default)]
+    m: Option<u32>,
+    #[serde(default)]
+    ef_construction: Option<u32>,
+    #[serde(default)]
+    ef_search: Option<u32>,
+    #[serde(default)]
+    quantization: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +147,12 @@ struct SearchArgs {
     with_vector: bool,
     #[serde(default = "yes")]
     with_metadata: bool,
+    #[serde(default)]
+    filter: Option<Value>,
+    #[serde(default)]
+    ef: Option<u32>,
+    #[serde(default)]
+    exact: bool,
 }
 
 #[derive(Deserialize)]
@@ -207,11 +223,29 @@ impl McpServer {
                 let mut config = StoreConfig::new(a.store, a.dimension, metric);
                 config.shards = a.shards.unwrap_or(1);
                 config.replication_factor = a.replication_factor.unwrap_or(1);
+                config.index.kind = match a.index.as_deref() {
+                    None => gw.options().default_index,
+                    Some("flat") => IndexKind::Flat,
+                    Some("hnsw") => IndexKind::Hnsw,
+                    Some(other) => {
+                        return Err(GatewayError::InvalidArgument(format!("index {other:?}: use flat or hnsw")));
+                    }
+                };
+                config.index.quantization = match a.quantization.as_deref() {
+                    None | Some("none") => Quantization::None,
+                    Some("sq8") => Quantization::Sq8,
+                    Some(other) => {
+                        return Err(GatewayError::InvalidArgument(format!("quantization {other:?}: use none or sq8")));
+                    }
+                };
+                let h = &mut config.index.hnsw;
+                h.m = a.m.unwrap_or(h.m);
+                h.ef_construction = a.ef_construction.unwrap_or(h.ef_construction);
+                h.ef_search = a.ef_search.unwrap_or(h.ef_search);
                 let route = gw.create_store(config).await?;
                 let c = route.config;
-                Ok(
-                    json!({"store": c.name, "dimension": c.dimension, "metric": c.metric.as_str(), "shards": c.shards, "replication_factor": c.replication_factor}),
-                )
+                Ok(json!({"store": c.name, "dimension": c.dimension, "metric": c.metric.as_str(), "shards": c.shards,
+                          "replication_factor": c.replication_factor, "index": format!("{:?}", c.index.kind).to_lowercase()}))
             }
             "insert_vector" => {
                 let a: InsertVectorArgs = parse(name, args)?;
@@ -234,7 +268,15 @@ impl McpServer {
             }
             "search_vectors" => {
                 let a: SearchArgs = parse(name, args)?;
-                let hits = gw.search(&a.store, a.vector, a.k, a.with_vector, a.with_metadata).await?;
+                let params = SearchParams {
+                    k: a.k,
+                    with_vector: a.with_vector,
+                    with_metadata: a.with_metadata,
+                    filter: a.filter,
+                    ef: a.ef,
+                    exact: a.exact,
+                };
+                let hits = gw.search(&a.store, a.vector, &params).await?;
                 Ok(json!({"store": a.store, "results": hits}))
             }
             "sync_store" => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rand::{Rng, SeedableRng};
 use rvdb_core::kernels::reference;
 use rvdb_core::{Metric, StoreConfig};
-use rvdb_gateway::gateway::PointInput;
+use rvdb_gateway::gateway::{PointInput, SearchParams};
 use rvdb_gateway::{Gateway, GatewayError, GatewayOptions};
 use rvdb_node::service::StorageNodeService;
 use rvdb_node::{Node, NodeOptions};
@@ -81,8 +81,13 @@ async fn sharded_replicated_store_is_exact_and_survives_a_lost_node() {
 
     let queries: Vec<Vec<f32>> = (0..20).map(|_| (0..16).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
     for q in &queries {
-        let got: Vec<String> =
-            gw.search("sharded", q.clone(), 10, false, true).await.unwrap().into_iter().map(|h| h.id).collect();
+        let got: Vec<String> = gw
+            .search("sharded", q.clone(), &SearchParams { k: 10, with_metadata: true, ..Default::default() })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
         assert_eq!(got, brute(&points, q, 10));
     }
     let got = gw.get("sharded", vec!["id-5".into(), "nope".into(), "id-7".into()], true).await.unwrap();
@@ -99,8 +104,13 @@ async fn sharded_replicated_store_is_exact_and_survives_a_lost_node() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let live: Vec<(String, Vec<f32>)> = points.iter().filter(|(id, _)| id != "id-5").cloned().collect();
     for q in &queries[..5] {
-        let got: Vec<String> =
-            gw.search("sharded", q.clone(), 10, false, false).await.unwrap().into_iter().map(|h| h.id).collect();
+        let got: Vec<String> = gw
+            .search("sharded", q.clone(), &SearchParams { k: 10, ..Default::default() })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
         assert_eq!(got, brute(&live, q, 10));
     }
     // Writes that need both replicas of a shard on the lost node fail clearly instead of half-succeeding silently.

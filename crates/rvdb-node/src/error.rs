@@ -23,6 +23,8 @@ pub enum NodeError {
     Reloading(ShardKey),
     #[error("storage error: {0}")]
     Storage(#[from] rocksdb::Error),
+    #[error("file error: {0}")]
+    Io(#[from] std::io::Error),
     #[error("corrupt data in store shard {key}: {message}")]
     Corrupt { key: ShardKey, message: String },
 }
@@ -33,7 +35,7 @@ impl From<NodeError> for Status {
             NodeError::Invalid(_) | NodeError::InvalidPoint { .. } | NodeError::BadRequest(_) => Code::InvalidArgument,
             NodeError::ShardNotFound(_) => Code::NotFound,
             NodeError::ShardExists(_) => Code::AlreadyExists,
-            NodeError::ShardPanicked { .. } | NodeError::Storage(_) => Code::Internal,
+            NodeError::ShardPanicked { .. } | NodeError::Storage(_) | NodeError::Io(_) => Code::Internal,
             NodeError::Reloading(_) => Code::Unavailable,
             NodeError::Corrupt { .. } => Code::DataLoss,
         };

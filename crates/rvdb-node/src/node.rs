@@ -83,6 +83,8 @@ pub struct Node {
     db: Arc<Db>,
     /// False for an in-memory node (`persistence_enabled = false`): no WAL, no fsync.
     durable: bool,
+    /// Where HNSW graph snapshots are kept (`<data_dir>/hnsw/<cf>.hnsw`); `None` without persistence.
+    graph_dir: Option<PathBuf>,
     cf_options: Options,
     clock: Arc<HybridClock>,
     shards: RwLock<HashMap<ShardKey, Arc<Shard>>>,
@@ -132,6 +134,11 @@ impl Node {
             tracing::warn!(cf = %orphan, "dropping column family without shard meta (interrupted create or drop)");
             db.drop_cf(orphan)?;
         }
+        let graph_dir = options.persistence.then(|| options.data_dir.join("hnsw"));
+        if let Some(dir) = &graph_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| NodeError::BadRequest(format!("cannot create {}: {e}", dir.display())))?;
+        }
         let mut shards = HashMap::new();
         for (cf, meta) in metas {
             let key = ShardKey::new(meta.store, meta.shard);
@@ -139,13 +146,22 @@ impl Node {
                 db.create_cf(&cf, &cf_options)?;
             }
             let started = std::time::Instant::now();
-            let shard = Shard::load(db.clone(), options.persistence, clock.clone(), key.clone(), meta.config)?;
+            let shard = Shard::load(
+                db.clone(),
+                options.persistence,
+                clock.clone(),
+                graph_dir.as_deref(),
+                key.clone(),
+                meta.config,
+            )?;
             tracing::info!(shard = %key, elapsed_ms = started.elapsed().as_millis() as u64, "loaded shard");
-            shards.insert(key, Arc::new(shard));
+            shard.start_graph_build();
+            shards.insert(key, shard);
         }
         Ok(Node {
             db,
             durable: options.persistence,
+            graph_dir,
             cf_options,
             clock,
             shards: RwLock::new(shards),
@@ -180,8 +196,17 @@ impl Node {
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(self.durable);
         self.db.put_opt(meta_key(&cf), serde_json::to_vec(&meta).unwrap_or_default(), &wo)?;
-        let shard = Shard::load(self.db.clone(), self.durable, self.clock.clone(), key.clone(), config)?;
-        self.shard_map_mut().insert(key, Arc::new(shard));
+        let shard = Shard::load(
+            self.db.clone(),
+            self.durable,
+            self.clock.clone(),
+            self.graph_dir.as_deref(),
+            key.clone(),
+            config,
+        )?;
+        shard.remove_graph_snapshot(); // a leftover of an earlier store of this name
+        shard.start_graph_build();
+        self.shard_map_mut().insert(key, shard);
         Ok(())
     }
 
@@ -196,6 +221,7 @@ impl Node {
         wo.set_sync(self.durable);
         self.db.delete_opt(meta_key(&cf), &wo)?;
         self.db.drop_cf(&cf)?;
+        shard.remove_graph_snapshot();
         Ok(())
     }
 
@@ -240,8 +266,16 @@ impl Node {
         }
         old.retire();
         let _writes = old.lock_writes();
-        let fresh = Shard::load(self.db.clone(), self.durable, self.clock.clone(), key.clone(), old.config().clone())?;
-        self.shard_map_mut().insert(key.clone(), Arc::new(fresh));
+        let fresh = Shard::load(
+            self.db.clone(),
+            self.durable,
+            self.clock.clone(),
+            self.graph_dir.as_deref(),
+            key.clone(),
+            old.config().clone(),
+        )?;
+        fresh.start_graph_build();
+        self.shard_map_mut().insert(key.clone(), fresh);
         tracing::info!(shard = %key, "shard reloaded after panic");
         Ok(())
     }
@@ -324,7 +358,7 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::PointData;
+    use crate::shard::{PointData, ScoredPoint, SearchOptions};
     use rvdb_core::Metric;
 
     fn point(id: &str, v: &[f32], version: u64) -> PointData {
@@ -351,7 +385,8 @@ mod tests {
         let node = open(dir.path());
         let stats = node.with_shard(&key, |s| s.stats()).unwrap();
         assert_eq!((stats.points, stats.tombstones), (1, 2));
-        let (hits, _) = node.with_shard(&key, |s| s.search(&[0.0, 0.0], 5, true, true)).unwrap();
+        let opts = SearchOptions { k: 5, with_vector: true, with_metadata: true, ..Default::default() };
+        let hits = node.with_shard(&key, |s| s.search(&[0.0, 0.0], &opts)).unwrap().points;
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].id, "b");
         assert_eq!(hits[0].metadata.as_deref(), Some(r#"{"id":"b"}"#));
@@ -431,7 +466,8 @@ mod tests {
             node.create_shard(key.clone(), StoreConfig::new("m", 2, Metric::Dot)).unwrap();
             node.with_shard(&key, |s| s.upsert(vec![point("a", &[1.0, 2.0], 0)], true)).unwrap();
             node.with_shard(&key, |s| s.flush()).unwrap();
-            assert_eq!(node.with_shard(&key, |s| s.search(&[1.0, 0.0], 1, false, false)).unwrap().0[0].id, "a");
+            let opts = SearchOptions { k: 1, ..Default::default() };
+            assert_eq!(node.with_shard(&key, |s| s.search(&[1.0, 0.0], &opts)).unwrap().points[0].id, "a");
         }
         let listing: Vec<_> = walk(&data);
         assert!(listing.is_empty(), "an in-memory node must not write files: {listing:?}");
@@ -462,5 +498,72 @@ mod tests {
         }
         let node = open(dir.path());
         assert_eq!(node.list_shards().len(), 1);
+    }
+
+    fn wait_ready(node: &Node, key: &ShardKey) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while node.shard(key).unwrap().stats().unwrap().index_status != rvdb_core::engine::GraphStatus::Ready {
+            assert!(std::time::Instant::now() < deadline, "the graph was never ready");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn hnsw_graphs_build_in_the_background_persist_and_resume_after_restart() {
+        use rvdb_core::{IndexKind, IndexSpec};
+        let dir = tempfile::tempdir().unwrap();
+        let key = ShardKey::new("h", 0);
+        let mut config = StoreConfig::new("h", 8, Metric::Cosine);
+        config.index = IndexSpec { kind: IndexKind::Hnsw, ..IndexSpec::default() };
+        let vec_of =
+            |i: usize| -> Vec<f32> { (0..8).map(|j| ((i * 7919 + j * 104_729) % 10_007) as f32 - 5000.0).collect() };
+        let batch = |range: std::ops::Range<usize>| -> Vec<PointData> {
+            range
+                .map(|i| PointData {
+                    id: format!("p{i}"),
+                    vector: vec_of(i),
+                    metadata: format!(r#"{{"bucket":{}}}"#, i % 10),
+                    version: 0,
+                })
+                .collect()
+        };
+        let q = vec_of(12345);
+        let filter = rvdb_core::filter::Filter::parse(
+            &serde_json::json!({"must": [{"key": "bucket", "match": {"value": 3}}]}),
+            "filter",
+        )
+        .unwrap();
+        let opts = SearchOptions { k: 5, ..Default::default() };
+        let filtered = SearchOptions { k: 5, filter: Some(filter), ..Default::default() };
+        let (before, before_filtered) = {
+            let node = open(dir.path());
+            node.create_shard(key.clone(), config.clone()).unwrap();
+            node.with_shard(&key, |s| s.upsert(batch(0..3000), false)).unwrap();
+            wait_ready(&node, &key);
+            let first = node.shard(&key).unwrap().last_graph_build().unwrap();
+            assert!(!first.resumed);
+            node.with_shard(&key, |s| s.flush()).unwrap(); // writes the snapshot
+            assert!(dir.path().join("hnsw").join("h#0.hnsw").exists());
+            // Written after the snapshot: a SIGKILL-like stop leaves the snapshot behind the store.
+            node.with_shard(&key, |s| s.upsert(batch(3000..3100), false)).unwrap();
+            node.with_shard(&key, |s| s.delete(&["p1".to_string(), "p2".to_string()], 0, false)).unwrap();
+            let out = node.with_shard(&key, |s| s.search(&q, &opts)).unwrap();
+            assert_eq!(out.plan, rvdb_core::engine::Plan::Graph);
+            let f = node.with_shard(&key, |s| s.search(&q, &filtered)).unwrap();
+            (out.points, f.points)
+        };
+        let node = open(dir.path());
+        wait_ready(&node, &key);
+        let resumed = node.shard(&key).unwrap().last_graph_build().unwrap();
+        assert!(resumed.resumed, "the persisted graph was loaded");
+        assert_eq!(resumed.ops, 100 + 2, "only the writes after the snapshot were applied: {resumed:?}");
+        let after = node.with_shard(&key, |s| s.search(&q, &opts)).unwrap().points;
+        let ids = |v: &[ScoredPoint]| v.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&after), ids(&before));
+        let f = node.with_shard(&key, |s| s.search(&q, &filtered)).unwrap();
+        assert_eq!(ids(&f.points), ids(&before_filtered));
+        assert!(f.points.len() == 5 && f.points.iter().all(|p| p.id[1..].parse::<usize>().unwrap() % 10 == 3));
+        node.drop_shard(&key).unwrap();
+        assert!(!dir.path().join("hnsw").join("h#0.hnsw").exists(), "dropping a store removes its snapshot");
     }
 }

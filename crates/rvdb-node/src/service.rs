@@ -11,8 +11,9 @@ use rvdb_proto::v1::storage_node_server::{StorageNode, StorageNodeServer};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::shard::{PointData, ScoredPoint};
+use crate::shard::{PointData, ScoredPoint, SearchOptions};
 use crate::{Node, NodeError, ShardKey, ShardStats};
+use rvdb_core::filter::Filter;
 
 /// Default cap on one decoded request (the whole upsert batch): large enough for 100k × 128-d points.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
@@ -54,6 +55,16 @@ fn shard_key(id: Option<pb::ShardId>) -> Result<ShardKey, Status> {
     Ok(ShardKey::new(id.store, id.shard))
 }
 
+/// A filter from its JSON text (empty = none); errors name the offending path.
+fn parse_filter(json: &str) -> Result<Option<Filter>, Status> {
+    if json.trim().is_empty() {
+        return Ok(None);
+    }
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Status::invalid_argument(format!("filter_json is not valid JSON: {e}")))?;
+    Filter::parse(&value, "filter").map(Some).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
 fn stats_to_pb(s: ShardStats) -> pb::ShardStats {
     pb::ShardStats {
         shard: Some(pb::ShardId { store: s.key.store, shard: s.key.shard }),
@@ -63,6 +74,7 @@ fn stats_to_pb(s: ShardStats) -> pb::ShardStats {
         max_version: s.max_version,
         index_memory_bytes: s.index_memory_bytes,
         disk_bytes: s.disk_bytes,
+        index_status: s.index_status.as_str().to_string(),
     }
 }
 
@@ -162,9 +174,21 @@ impl StorageNode for StorageNodeService {
         let key = shard_key(req.shard)?;
         record_shard(&key);
         tracing::Span::current().record("k", req.k);
-        let (vector, k, wv, wm) = (req.vector, req.k, req.with_vector, req.with_metadata);
-        let (results, scanned) = self.blocking(move |n| n.with_shard(&key, |s| s.search(&vector, k, wv, wm))).await?;
-        Ok(Response::new(pb::SearchResponse { results: results.into_iter().map(scored_to_pb).collect(), scanned }))
+        let opts = SearchOptions {
+            k: req.k,
+            ef: (req.ef > 0).then_some(req.ef),
+            filter: parse_filter(&req.filter_json)?,
+            exact: req.exact,
+            with_vector: req.with_vector,
+            with_metadata: req.with_metadata,
+        };
+        let vector = req.vector;
+        let out = self.blocking(move |n| n.with_shard(&key, |s| s.search(&vector, &opts))).await?;
+        Ok(Response::new(pb::SearchResponse {
+            results: out.points.into_iter().map(scored_to_pb).collect(),
+            scanned: out.scanned,
+            plan: out.plan.as_str().to_string(),
+        }))
     }
 
     type ScanStream = ScanStream;

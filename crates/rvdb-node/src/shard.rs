@@ -7,13 +7,18 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use rocksdb::{BoundColumnFamily, Direction, IteratorMode, WriteBatch, WriteOptions};
 use rvdb_core::clock::HybridClock;
-use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_vector};
-use rvdb_core::{FlatIndex, StoreConfig};
+use rvdb_core::engine::{GraphStatus, Plan, SearchRequest, ShardIndex};
+use rvdb_core::filter::Filter;
+use rvdb_core::hnsw::HnswIndex;
+use rvdb_core::types::{parse_metadata, validate_k, validate_point_id, validate_vector};
+use rvdb_core::{IndexKind, StoreConfig};
 
 use crate::NodeError;
 use crate::node::Db;
@@ -79,6 +84,25 @@ pub struct ShardStats {
     pub max_version: u64,
     pub index_memory_bytes: u64,
     pub disk_bytes: u64,
+    pub index_status: GraphStatus,
+}
+
+/// How to search, beyond the query vector.
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    pub k: u32,
+    pub ef: Option<u32>,
+    pub filter: Option<Filter>,
+    pub exact: bool,
+    pub with_vector: bool,
+    pub with_metadata: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchOutcome {
+    pub points: Vec<ScoredPoint>,
+    pub scanned: u64,
+    pub plan: Plan,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +112,7 @@ struct VersionEntry {
 }
 
 struct ShardState {
-    index: FlatIndex,
+    index: ShardIndex,
     /// Version of every id ever written (live points and tombstones): what last-write-wins compares against.
     versions: HashMap<Box<str>, VersionEntry>,
     tombstones: u64,
@@ -96,11 +120,12 @@ struct ShardState {
 }
 
 impl ShardState {
-    fn apply(&mut self, id: &str, version: u64, vector: Option<&[f32]>) {
+    fn apply(&mut self, id: &str, version: u64, vector: Option<(&[f32], serde_json::Value)>) {
         let was_tombstone = self.versions.get(id).is_some_and(|e| !e.live);
+        let live = vector.is_some();
         match vector {
-            Some(v) => {
-                self.index.upsert(id, v);
+            Some((v, metadata)) => {
+                self.index.upsert(id, v, metadata, version);
                 if was_tombstone {
                     self.tombstones -= 1;
                 }
@@ -112,7 +137,7 @@ impl ShardState {
                 }
             }
         }
-        self.versions.insert(id.into(), VersionEntry { version, live: vector.is_some() });
+        self.versions.insert(id.into(), VersionEntry { version, live });
         self.max_version = self.max_version.max(version);
     }
 
@@ -126,7 +151,13 @@ impl ShardState {
 pub(crate) static PANIC_ON_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 pub struct Shard {
+    /// This shard's own `Arc`, for starting background builds from `&self`.
+    me: std::sync::Weak<Shard>,
+    /// A graph build thread is running.
+    building: AtomicBool,
     key: ShardKey,
+    /// The HNSW snapshot file; `None` on an in-memory node.
+    graph_path: Option<PathBuf>,
     /// False for an in-memory node: writes skip the WAL and nothing is fsynced.
     durable: bool,
     config: StoreConfig,
@@ -150,12 +181,13 @@ impl Shard {
         db: Arc<Db>,
         durable: bool,
         clock: Arc<HybridClock>,
+        graph_dir: Option<&Path>,
         key: ShardKey,
         config: StoreConfig,
-    ) -> Result<Shard, NodeError> {
+    ) -> Result<Arc<Shard>, NodeError> {
         let cf_name = key.cf_name();
         let mut state = ShardState {
-            index: FlatIndex::new(config.dimension as usize, config.metric),
+            index: ShardIndex::new(config.dimension as usize, config.metric, config.index),
             versions: HashMap::new(),
             tombstones: 0,
             max_version: 0,
@@ -172,21 +204,27 @@ impl Shard {
                 match Record::decode(&v)
                     .map_err(|m| NodeError::Corrupt { key: key.clone(), message: format!("point {id:?}: {m}") })?
                 {
-                    Record::Live { version, vector, .. } => {
+                    Record::Live { version, vector, metadata } => {
                         if vector.len() != config.dimension as usize {
                             return Err(NodeError::Corrupt {
                                 key: key.clone(),
                                 message: format!("point {id:?} has {} dimensions", vector.len()),
                             });
                         }
-                        state.apply(id, version, Some(&vector));
+                        // Stored metadata was checked when written; unreadable metadata filters as `{}`.
+                        let metadata = serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null);
+                        state.apply(id, version, Some((&vector, metadata)));
                     }
                     Record::Tombstone { version } => state.apply(id, version, None),
                 }
             }
         }
         clock.observe(state.max_version);
-        Ok(Shard {
+        let graph_path = graph_dir.map(|d| d.join(format!("{cf_name}.hnsw")));
+        Ok(Arc::new_cyclic(|me| Shard {
+            me: me.clone(),
+            building: AtomicBool::new(false),
+            graph_path,
             key,
             durable,
             config,
@@ -196,7 +234,118 @@ impl Shard {
             write_lock: Mutex::new(()),
             state: RwLock::new(state),
             retired: AtomicBool::new(false),
-        })
+        }))
+    }
+
+    /// For an HNSW store, builds its graph on a background thread — from the persisted snapshot when there is one
+    /// (only the points written after it are inserted), from scratch otherwise. Searches use the flat index until
+    /// the graph is ready; writes meanwhile are queued for it. A retired shard's build stops.
+    pub(crate) fn start_graph_build(&self) {
+        self.spawn_build(true);
+    }
+
+    /// Starts a build thread unless one is running; `from_snapshot` false rebuilds from the points alone.
+    fn spawn_build(&self, from_snapshot: bool) {
+        if self.config.index.kind != IndexKind::Hnsw
+            || self.building.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err()
+        {
+            return;
+        }
+        let Some(shard) = self.me.upgrade() else { return };
+        let spawned = std::thread::Builder::new().name(format!("hnsw-{}", self.cf_name)).spawn(move || {
+            if let Err(e) = shard.build_graph(from_snapshot) {
+                tracing::error!(shard = %shard.key, error = %e, "HNSW build failed; searches stay exact");
+            }
+            shard.building.store(false, Ordering::SeqCst);
+        });
+        if let Err(e) = spawned {
+            self.building.store(false, Ordering::SeqCst);
+            tracing::error!(shard = %self.key, error = %e, "cannot start the HNSW build thread");
+        }
+    }
+
+    fn build_graph(&self, from_snapshot: bool) -> Result<(), NodeError> {
+        let started = Instant::now();
+        let (dim, metric) = (self.config.dimension as usize, self.config.metric);
+        let base = match self.graph_path.as_ref().filter(|_| from_snapshot) {
+            Some(path) => match std::fs::File::open(path) {
+                Ok(mut f) => match HnswIndex::read_from(&mut f, dim, metric) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        tracing::warn!(shard = %self.key, error = %e, "ignoring the HNSW snapshot; rebuilding");
+                        None
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let resumed = base.is_some();
+        let job = {
+            let mut state = self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?;
+            let ShardState { index, versions, .. } = &mut *state;
+            index.begin_build(base, &|id| versions.get(id).map_or(0, |e| e.version))
+        };
+        let Some(mut job) = job else { return Ok(()) };
+        let cancelled = || self.retired.load(Ordering::SeqCst);
+        if !job.run(&cancelled) {
+            return Ok(());
+        }
+        // Catch up with the writes queued meanwhile, off the lock, until few are left; install those under it.
+        loop {
+            let mut state = self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?;
+            if cancelled() {
+                return Ok(());
+            }
+            let Some(pending) = state.index.take_pending(&job) else { return Ok(()) };
+            let few = pending.len() <= 256;
+            job.extend(pending);
+            if few {
+                state.index.install(job);
+                break;
+            }
+            drop(state);
+            if !job.run(&cancelled) {
+                return Ok(());
+            }
+        }
+        tracing::info!(shard = %self.key, resumed, elapsed_ms = started.elapsed().as_millis() as u64, "HNSW graph ready");
+        self.persist_graph()?;
+        Ok(())
+    }
+
+    /// Writes the HNSW graph to its snapshot file if it changed since the last snapshot: a temporary file,
+    /// fsynced, then renamed over the old one, so a crash leaves either snapshot whole. Writers wait meanwhile
+    /// (the snapshot's tags must match the versions it is reconciled with); searches do not.
+    pub fn persist_graph(&self) -> Result<bool, NodeError> {
+        let Some(path) = &self.graph_path else { return Ok(false) };
+        let _writes = self.begin_write()?;
+        {
+            let state = self.read_state()?;
+            let Some(graph) = state.index.graph_to_persist() else { return Ok(false) };
+            let tmp = path.with_extension("hnsw.tmp");
+            let mut file = std::fs::File::create(&tmp)?;
+            graph.write_to(&mut file)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+        }
+        self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?.index.mark_persisted();
+        Ok(true)
+    }
+
+    /// What the last installed graph build did (tests and diagnostics).
+    pub fn last_graph_build(&self) -> Option<rvdb_core::engine::BuildInfo> {
+        self.read_state().ok()?.index.last_build()
+    }
+
+    pub(crate) fn remove_graph_snapshot(&self) {
+        if let Some(path) = &self.graph_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     pub fn key(&self) -> &ShardKey {
@@ -241,8 +390,8 @@ impl Shard {
             let invalid = |source| NodeError::InvalidPoint { index, source };
             validate_point_id(&p.id).map_err(invalid)?;
             validate_vector(&p.vector, self.config.dimension, self.config.metric).map_err(invalid)?;
-            let metadata = canonical_metadata(&p.metadata).map_err(invalid)?;
-            prepared.push((p, metadata));
+            let value = parse_metadata(&p.metadata).map_err(invalid)?;
+            prepared.push((p, value.to_string(), value));
         }
         let _guard = self.begin_write()?;
         let mut outcome = UpsertOutcome::default();
@@ -252,7 +401,7 @@ impl Shard {
             let state = self.read_state()?;
             let mut in_batch: HashMap<&str, u64> = HashMap::new();
             let cf = self.cf()?;
-            for (i, (p, metadata)) in prepared.iter().enumerate() {
+            for (i, (p, metadata, _)) in prepared.iter().enumerate() {
                 let version = if p.version == 0 {
                     self.clock.now()
                 } else {
@@ -273,12 +422,16 @@ impl Shard {
         self.write_batch(batch, sync)?;
         let mut state = self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?;
         for (i, version) in accepted {
-            let p = &prepared[i].0;
+            let (p, _, value) = &mut prepared[i];
             if PANIC_ON_ID.get().is_some_and(|hook| hook.as_deref() == Some(p.id.as_str())) {
                 panic!("fault injection: panic while indexing point {:?}", p.id);
             }
-            state.apply(&p.id, version, Some(&p.vector));
+            state.apply(&p.id, version, Some((&p.vector, std::mem::take(value))));
             outcome.applied += 1;
+        }
+        if state.index.needs_rebuild() {
+            drop(state);
+            self.spawn_build(false);
         }
         Ok(outcome)
     }
@@ -317,6 +470,10 @@ impl Shard {
             }
             state.apply(id, version, None);
         }
+        if state.index.needs_rebuild() {
+            drop(state);
+            self.spawn_build(false);
+        }
         Ok(deleted)
     }
 
@@ -331,25 +488,28 @@ impl Shard {
         Ok(())
     }
 
-    /// Exact top-k; vectors and metadata, when asked for, are read from RocksDB for the hits only.
-    pub fn search(
-        &self,
-        query: &[f32],
-        k: u32,
-        with_vector: bool,
-        with_metadata: bool,
-    ) -> Result<(Vec<ScoredPoint>, u64), NodeError> {
+    /// Top-k by the plan the engine chooses (see `rvdb_core::engine`); vectors and metadata, when asked for, are
+    /// read from RocksDB for the hits only.
+    pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<SearchOutcome, NodeError> {
         validate_vector(query, self.config.dimension, self.config.metric)?;
-        validate_k(k)?;
-        let (hits, versions, scanned) = {
+        validate_k(opts.k)?;
+        let (result, versions) = {
             let state = self.read_state()?;
-            let hits = state.index.search(query, k as usize, None);
-            let versions: Vec<u64> = hits.iter().map(|h| state.current_version(&h.id).unwrap_or(0)).collect();
-            (hits, versions, state.index.len() as u64)
+            let result = state.index.search(&SearchRequest {
+                query,
+                k: opts.k as usize,
+                ef: opts.ef.map(|e| e as usize),
+                filter: opts.filter.as_ref(),
+                exact: opts.exact,
+            });
+            let versions: Vec<u64> = result.hits.iter().map(|h| state.current_version(&h.id).unwrap_or(0)).collect();
+            (result, versions)
         };
-        if !with_vector && !with_metadata {
+        let (scanned, plan) = (result.scanned, result.plan);
+        let hits = result.hits;
+        if !opts.with_vector && !opts.with_metadata {
             // Ids, distances and versions all come from memory: no disk read on the plain search path.
-            let out = hits
+            let points = hits
                 .into_iter()
                 .zip(versions)
                 .map(|(h, version)| ScoredPoint {
@@ -360,23 +520,23 @@ impl Shard {
                     metadata: None,
                 })
                 .collect();
-            return Ok((out, scanned));
+            return Ok(SearchOutcome { points, scanned, plan });
         }
         let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
         let records = self.read_records(&ids)?;
-        let mut out = Vec::with_capacity(hits.len());
+        let mut points = Vec::with_capacity(hits.len());
         for (hit, record) in hits.into_iter().zip(records) {
             // A point deleted between the scan and the read is left out rather than returned half-filled.
             let Some(Record::Live { version, vector, metadata }) = record else { continue };
-            out.push(ScoredPoint {
+            points.push(ScoredPoint {
                 id: hit.id,
                 distance: hit.distance,
                 version,
-                vector: with_vector.then_some(vector),
-                metadata: with_metadata.then_some(metadata),
+                vector: opts.with_vector.then_some(vector),
+                metadata: opts.with_metadata.then_some(metadata),
             });
         }
-        Ok((out, scanned))
+        Ok(SearchOutcome { points, scanned, plan })
     }
 
     /// Live points by id, in request order; missing or deleted ids are left out.
@@ -438,13 +598,14 @@ impl Shard {
         Ok(())
     }
 
-    /// Flushes the memtable to an SST and fsyncs the WAL.
+    /// Flushes the memtable to an SST, fsyncs the WAL and writes the HNSW snapshot if the graph changed.
     pub fn flush(&self) -> Result<(), NodeError> {
         let cf = self.cf()?;
         self.db.flush_cf(&cf)?;
         if self.durable {
             self.db.flush_wal(true)?;
         }
+        self.persist_graph()?;
         Ok(())
     }
 
@@ -463,6 +624,7 @@ impl Shard {
             let version_map = s.versions.capacity() as u64 * 32;
             (s.index.len() as u64, s.tombstones, s.max_version, s.index.memory_bytes() as u64 + version_map)
         };
+        let index_status = self.read_state()?.index.graph_status();
         let cf = self.cf()?;
         let prop = |name: &str| self.db.property_int_value_cf(&cf, name).ok().flatten().unwrap_or(0);
         let disk_bytes = prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables");
@@ -474,6 +636,7 @@ impl Shard {
             max_version,
             index_memory_bytes: mem,
             disk_bytes,
+            index_status,
         })
     }
 }

@@ -52,6 +52,12 @@ pub enum BenchCommand {
         /// Index only the first N base vectors (0 = all); recall is then against brute force over those.
         #[arg(long, default_value_t = 0)]
         limit: usize,
+        /// none or sq8 (graph on 8-bit codes, results re-scored on the full vectors).
+        #[arg(long, default_value = "none")]
+        quantization: String,
+        /// Also run filtered searches (10% and 1% selectivity, exact ground truth) at these ef values.
+        #[arg(long, value_delimiter = ',', default_value = "64")]
+        filtered_ef: Vec<usize>,
     },
     /// Insert throughput into a node with the WAL on.
     Insert {
@@ -109,8 +115,14 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::GatewayLatency { count, dimension, queries, k } => {
             gateway_latency(count, dimension, queries, k).await
         }
-        BenchCommand::Hnsw { data, metric, m, ef_construction, ef, queries, limit } => {
-            tokio::task::spawn_blocking(move || hnsw(data, metric, m, ef_construction, ef, queries, limit)).await?
+        BenchCommand::Hnsw { data, metric, m, ef_construction, ef, queries, limit, quantization, filtered_ef } => {
+            let q = match quantization.as_str() {
+                "none" => rvdb_core::Quantization::None,
+                "sq8" => rvdb_core::Quantization::Sq8,
+                other => anyhow::bail!("--quantization {other:?}: use none or sq8"),
+            };
+            let run = HnswRun { data, metric_name: metric, m, ef_c: ef_construction, efs: ef, queries, limit };
+            tokio::task::spawn_blocking(move || hnsw(run, q, filtered_ef)).await?
         }
         BenchCommand::Compression { data, count, dimension } => {
             tokio::task::spawn_blocking(move || compression(data, count, dimension)).await?
@@ -169,7 +181,7 @@ fn flat(data: PathBuf, metrics: Vec<String>, queries: usize, k: usize) -> anyhow
     Ok(())
 }
 
-fn hnsw(
+struct HnswRun {
     data: PathBuf,
     metric_name: String,
     m: u32,
@@ -177,55 +189,111 @@ fn hnsw(
     efs: Vec<usize>,
     queries: usize,
     limit: usize,
-) -> anyhow::Result<()> {
-    use rvdb_core::hnsw::HnswIndex;
+}
+
+/// The store's own search engine (`ShardIndex`: flat + graph + payload index + planner), built the way a node
+/// builds it (one background job, single thread), then searched one query at a time.
+fn hnsw(run: HnswRun, quantization: rvdb_core::Quantization, filtered_efs: Vec<usize>) -> anyhow::Result<()> {
+    use rvdb_core::engine::{SearchRequest, ShardIndex};
+    use rvdb_core::filter::Filter;
+    let HnswRun { data, metric_name, m, ef_c, efs, queries, limit } = run;
     let metric = metric_of(&metric_name)?;
     let base = npy::read_f32(&data.join("base.npy"))?;
     let query = npy::read_f32(&data.join("query.npy"))?;
     let n = if limit == 0 { base.rows } else { limit.min(base.rows) };
     let nq = queries.min(query.rows);
     let k = 10;
+    let spec = rvdb_core::IndexSpec {
+        kind: rvdb_core::IndexKind::Hnsw,
+        hnsw: rvdb_core::HnswParams { m, ef_construction: ef_c, ef_search: 64 },
+        quantization,
+    };
+    let mut index = ShardIndex::new(base.cols, metric, spec);
+    index.reserve(n);
+    // Metadata for the filtered runs: `b10` (10% per value), `b100` (1%), and `r` for a range filter that no
+    // inverted index answers (1%), so the filter has to be applied inside the graph traversal.
+    for i in 0..n {
+        let r = ((i * 7919) % 10_000) as f64 / 10_000.0;
+        index.upsert(&i.to_string(), base.row(i), json!({"b10": i % 10, "b100": (i * 31) % 100, "r": r}), 0);
+    }
+    let flat_bytes = index.memory_bytes();
+    let t = Instant::now();
+    let mut job = index.begin_build(None, &|_| 0).ok_or_else(|| anyhow::anyhow!("not an HNSW spec"))?;
+    job.run(&|| false);
+    let build_s = t.elapsed().as_secs_f64();
+    let graph_bytes = job.graph().memory_bytes();
+    index.install(job);
+    let q_name = format!("{quantization:?}").to_lowercase();
+    eprintln!("hnsw ({q_name}): built {n} x {} in {build_s:.1} s ({:.0} vectors/s)", base.cols, n as f64 / build_s);
     // Ground truth: the data set's for the full base, exact flat search for a prefix.
     let truth: Vec<Vec<i32>> = if n == base.rows {
         let gt = npy::read_i32(&data.join(format!("gt_{metric_name}_ids.npy")))?;
         (0..nq).map(|q| gt.row(q)[..k].to_vec()).collect()
     } else {
-        let mut flat = FlatIndex::new(base.cols, metric);
-        for i in 0..n {
-            flat.upsert(&i.to_string(), base.row(i));
-        }
         (0..nq)
-            .map(|q| flat.search(query.row(q), k, None).iter().map(|h| h.id.parse().unwrap_or(-1)).collect())
+            .map(|q| {
+                let req = SearchRequest { query: query.row(q), k, ef: None, filter: None, exact: true };
+                index.search(&req).hits.iter().map(|h| h.id.parse().unwrap_or(-1)).collect()
+            })
             .collect()
     };
-    let params = rvdb_core::HnswParams { m, ef_construction: ef_c, ef_search: 64 };
-    let mut index = HnswIndex::new(base.cols, metric, params);
-    index.reserve(n);
-    let t = Instant::now();
-    for i in 0..n {
-        index.insert(&i.to_string(), base.row(i));
-    }
-    let build_s = t.elapsed().as_secs_f64();
-    eprintln!("hnsw: built {n} x {} in {build_s:.1} s ({:.0} vectors/s)", base.cols, n as f64 / build_s);
-    for ef in efs {
-        let _ = index.search(query.row(0), k, Some(ef));
-        let t = Instant::now();
-        let mut results = Vec::with_capacity(nq);
-        for qi in 0..nq {
-            results.push(index.search(query.row(qi), k, Some(ef)));
-        }
-        let secs = t.elapsed().as_secs_f64();
+    let recall = |results: &[Vec<rvdb_core::SearchHit>], truth: &[Vec<i32>]| {
         let mut hits = 0usize;
         for (qi, res) in results.iter().enumerate() {
             hits += res.iter().filter(|h| h.id.parse::<i32>().is_ok_and(|id| truth[qi].contains(&id))).count();
         }
+        hits as f64 / (results.len() * k) as f64
+    };
+    let memory = index.memory_bytes();
+    for ef in efs {
+        let req = |qi: usize| SearchRequest { query: query.row(qi), k, ef: Some(ef), filter: None, exact: false };
+        let _ = index.search(&req(0));
+        let t = Instant::now();
+        let results: Vec<_> = (0..nq).map(|qi| index.search(&req(qi)).hits).collect();
+        let secs = t.elapsed().as_secs_f64();
         println!(
             "{}",
-            json!({"bench": "hnsw", "engine": "rvdb", "metric": metric_name, "n": n, "dim": base.cols, "m": m,
-                   "ef_construction": ef_c, "ef": ef, "queries": nq, "qps": nq as f64 / secs,
-                   "recall": hits as f64 / (nq * k) as f64, "build_s": build_s,
-                   "build_vectors_per_s": n as f64 / build_s, "memory_bytes": index.memory_bytes()})
+            json!({"bench": "hnsw", "engine": "rvdb", "quantization": q_name, "metric": metric_name, "n": n,
+                   "dim": base.cols, "m": m, "ef_construction": ef_c, "ef": ef, "queries": nq,
+                   "qps": nq as f64 / secs, "recall": recall(&results, &truth), "build_s": build_s,
+                   "build_vectors_per_s": n as f64 / build_s, "memory_bytes": memory,
+                   "graph_bytes_per_vector": graph_bytes / n.max(1),
+                   "bytes_per_vector": memory / n.max(1), "flat_bytes_per_vector": flat_bytes / n.max(1)})
         );
+    }
+    // Filtered: exact ground truth by a flat scan under the same filter.
+    let fq = nq.min(200);
+    for (name, json_filter) in [
+        ("match 10%", json!({"must": [{"key": "b10", "match": {"value": 3}}]})),
+        ("match 1%", json!({"must": [{"key": "b100", "match": {"value": 42}}]})),
+        ("range 1%", json!({"must": [{"key": "r", "range": {"gte": 0.5, "lt": 0.51}}]})),
+    ] {
+        let filter = Filter::parse(&json_filter, "filter")?;
+        let truth: Vec<Vec<i32>> = (0..fq)
+            .map(|qi| {
+                let req = SearchRequest { query: query.row(qi), k, ef: None, filter: Some(&filter), exact: true };
+                index.search(&req).hits.iter().map(|h| h.id.parse().unwrap_or(-1)).collect()
+            })
+            .collect();
+        for &ef in &filtered_efs {
+            let req = |qi: usize| SearchRequest {
+                query: query.row(qi),
+                k,
+                ef: Some(ef),
+                filter: Some(&filter),
+                exact: false,
+            };
+            let plan = index.search(&req(0)).plan;
+            let t = Instant::now();
+            let results: Vec<_> = (0..fq).map(|qi| index.search(&req(qi)).hits).collect();
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                json!({"bench": "hnsw_filtered", "engine": "rvdb", "quantization": q_name, "metric": metric_name,
+                       "n": n, "filter": name, "plan": plan.as_str(), "ef": ef, "queries": fq,
+                       "qps": fq as f64 / secs, "recall": recall(&results, &truth)})
+            );
+        }
     }
     Ok(())
 }
@@ -484,8 +552,8 @@ async fn gateway_latency(count: usize, dimension: usize, queries: usize, k: u32)
                 shard: shard.clone(),
                 vector: q.clone(),
                 k,
-                with_vector: false,
                 with_metadata: true,
+                ..Default::default()
             })
             .await?;
         if i >= 50 {

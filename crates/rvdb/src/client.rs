@@ -27,6 +27,12 @@ pub enum ClientCommand {
         /// cosine, euclidean, manhattan or dot.
         #[arg(long, default_value = "cosine")]
         metric: String,
+        /// flat (exact) or hnsw (approximate graph, built in the background).
+        #[arg(long, default_value = "flat")]
+        index: String,
+        /// none or sq8 (HNSW graph on 8-bit codes, re-scored on full vectors).
+        #[arg(long, default_value = "none")]
+        quantization: String,
         #[command(flatten)]
         target: Target,
     },
@@ -94,6 +100,15 @@ pub enum ClientCommand {
         k: u32,
         #[arg(long)]
         with_vector: bool,
+        /// Metadata filter (JSON), e.g. '{"must":[{"key":"lang","match":{"value":"en"}}]}'.
+        #[arg(long)]
+        filter: Option<String>,
+        /// HNSW beam width for this search.
+        #[arg(long)]
+        ef: Option<u32>,
+        /// Exact search even on an HNSW store.
+        #[arg(long)]
+        exact: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -127,7 +142,7 @@ fn stats_json(s: &pb::ShardStats) -> Value {
     json!({
         "store": c.name, "dimension": c.dimension, "metric": metric_name(c.metric),
         "points": s.points, "tombstones": s.tombstones, "max_version": s.max_version,
-        "index_memory_bytes": s.index_memory_bytes, "disk_bytes": s.disk_bytes,
+        "index_memory_bytes": s.index_memory_bytes, "disk_bytes": s.disk_bytes, "index_status": s.index_status,
     })
 }
 
@@ -137,12 +152,23 @@ fn print(v: Value) {
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
-        ClientCommand::CreateStore { name, dimension, metric, target } => {
+        ClientCommand::CreateStore { name, dimension, metric, index, quantization, target } => {
             let metric: Metric = metric.parse()?;
+            let kind = match index.as_str() {
+                "flat" => pb::IndexKind::Flat,
+                "hnsw" => pb::IndexKind::Hnsw,
+                other => anyhow::bail!("--index {other:?}: use flat or hnsw"),
+            };
+            let quantization = match quantization.as_str() {
+                "none" => pb::Quantization::None,
+                "sq8" => pb::Quantization::Sq8,
+                other => anyhow::bail!("--quantization {other:?}: use none or sq8"),
+            };
             let config = pb::StoreConfig {
                 name: name.clone(),
                 dimension,
                 metric: rvdb_proto::convert::metric_to_pb(metric) as i32,
+                index: Some(pb::IndexSpec { kind: kind as i32, hnsw: None, quantization: quantization as i32 }),
                 ..Default::default()
             };
             connect(&target)
@@ -235,7 +261,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 .into_inner();
             print(json!({"deleted": r.deleted}));
         }
-        ClientCommand::Search { store, vector, k, with_vector, target } => {
+        ClientCommand::Search { store, vector, k, with_vector, filter, ef, exact, target } => {
             let r = connect(&target)
                 .await?
                 .search(pb::SearchRequest {
@@ -244,6 +270,9 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     k,
                     with_vector,
                     with_metadata: true,
+                    filter_json: filter.unwrap_or_default(),
+                    ef: ef.unwrap_or(0),
+                    exact,
                 })
                 .await?
                 .into_inner();

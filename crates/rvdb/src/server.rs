@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rmcp::ServiceExt;
+use rvdb_core::IndexKind;
 use rvdb_gateway::backup::BackupManager;
 use rvdb_gateway::http::HttpOptions;
 use rvdb_gateway::{Gateway, GatewayOptions, McpServer};
@@ -55,6 +56,9 @@ pub struct GatewayArgs {
     /// Most stores this deployment holds (the seed's `max_vector_stores`).
     #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
     pub max_vector_stores: usize,
+    /// Index of a store created without one (the seed's `default_index_type`): flat or hnsw.
+    #[arg(long, env = "RVDB_DEFAULT_INDEX_TYPE", default_value = "flat", value_parser = parse_index_kind)]
+    pub default_index_type: IndexKind,
     /// Bearer token required on /mcp. Prefer RVDB_API_TOKEN or --api-token-file over the command line.
     #[arg(long, env = "RVDB_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
@@ -142,7 +146,11 @@ impl GatewayArgs {
     }
 
     fn gateway_options(&self) -> GatewayOptions {
-        GatewayOptions { max_vector_stores: self.max_vector_stores, ..GatewayOptions::default() }
+        GatewayOptions {
+            max_vector_stores: self.max_vector_stores,
+            default_index: self.default_index_type,
+            ..GatewayOptions::default()
+        }
     }
 }
 
@@ -173,8 +181,19 @@ pub struct McpStdioArgs {
     /// Most stores this deployment holds (the seed's `max_vector_stores`).
     #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
     pub max_vector_stores: usize,
+    /// Index of a store created without one (the seed's `default_index_type`): flat or hnsw.
+    #[arg(long, env = "RVDB_DEFAULT_INDEX_TYPE", default_value = "flat", value_parser = parse_index_kind)]
+    pub default_index_type: IndexKind,
     #[command(flatten)]
     pub backup: BackupArgs,
+}
+
+fn parse_index_kind(s: &str) -> Result<IndexKind, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "flat" => Ok(IndexKind::Flat),
+        "hnsw" => Ok(IndexKind::Hnsw),
+        other => Err(format!("unknown index type {other:?}: use flat or hnsw")),
+    }
 }
 
 /// A running storage node.
@@ -326,7 +345,11 @@ pub async fn mcp_stdio(args: McpStdioArgs) -> anyhow::Result<()> {
     } else {
         (args.nodes.clone(), None)
     };
-    let options = GatewayOptions { max_vector_stores: args.max_vector_stores, ..GatewayOptions::default() };
+    let options = GatewayOptions {
+        max_vector_stores: args.max_vector_stores,
+        default_index: args.default_index_type,
+        ..GatewayOptions::default()
+    };
     let gateway = Arc::new(Gateway::connect(nodes, options).await.context("connecting the gateway to the nodes")?);
     let backups = args.backup.start(gateway.clone(), shutdown.child_token())?;
     let service =
