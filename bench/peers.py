@@ -78,6 +78,14 @@ def hnsw(args):
         idx.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construction, random_seed=1)
         idx.set_num_threads(1)
         t = time.time(); idx.add_items(base, np.arange(n), num_threads=1); build = time.time() - t
+        if args.build_threads > 1:  # the parallel build, for the build-throughput comparison only
+            par = hnswlib.Index(space="cosine", dim=d)
+            par.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construction, random_seed=1)
+            t = time.time(); par.add_items(base, np.arange(n), num_threads=args.build_threads)
+            par_s = time.time() - t
+            print(json.dumps({"bench": "hnsw_build", "engine": "hnswlib-0.8.0", "n": n, "build_threads": args.build_threads,
+                              "build_s": par_s, "build_vectors_per_s": n / par_s}), flush=True)
+            del par
         for ef in efs:
             idx.set_ef(ef)
             found = np.empty((len(query), k), dtype=np.int64)
@@ -131,6 +139,7 @@ def main():
     h.add_argument("--queries", type=int, default=1000)
     h.add_argument("--limit", type=int, default=0)
     h.add_argument("--engines", default="hnswlib,faiss,usearch")
+    h.add_argument("--build-threads", type=int, default=1)
     args = p.parse_args()
     {"flat": flat, "hnsw": hnsw}[args.cmd](args)
 

@@ -151,6 +151,11 @@ impl FlatIndex {
         (hits, scanned)
     }
 
+    /// The id in `slot` (< len).
+    pub fn id_at(&self, slot: usize) -> &str {
+        &self.ids[slot]
+    }
+
     /// Every point: its id and its vector as stored (normalised for cosine).
     pub fn iter(&self) -> impl Iterator<Item = (&str, Vec<f32>)> + '_ {
         self.ids.iter().enumerate().map(|(slot, id)| (&**id, self.vectors.get(slot)))

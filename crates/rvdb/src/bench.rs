@@ -58,6 +58,9 @@ pub enum BenchCommand {
         /// Also run filtered searches (10% and 1% selectivity, exact ground truth) at these ef values.
         #[arg(long, value_delimiter = ',', default_value = "64")]
         filtered_ef: Vec<usize>,
+        /// Threads of the graph build (searches are always one thread, one query at a time).
+        #[arg(long, default_value_t = 1)]
+        build_threads: usize,
     },
     /// Insert throughput into a node with the WAL on.
     Insert {
@@ -115,13 +118,25 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::GatewayLatency { count, dimension, queries, k } => {
             gateway_latency(count, dimension, queries, k).await
         }
-        BenchCommand::Hnsw { data, metric, m, ef_construction, ef, queries, limit, quantization, filtered_ef } => {
+        BenchCommand::Hnsw {
+            data,
+            metric,
+            m,
+            ef_construction,
+            ef,
+            queries,
+            limit,
+            quantization,
+            filtered_ef,
+            build_threads,
+        } => {
             let q = match quantization.as_str() {
                 "none" => rvdb_core::Quantization::None,
                 "sq8" => rvdb_core::Quantization::Sq8,
                 other => anyhow::bail!("--quantization {other:?}: use none or sq8"),
             };
-            let run = HnswRun { data, metric_name: metric, m, ef_c: ef_construction, efs: ef, queries, limit };
+            let run =
+                HnswRun { data, metric_name: metric, m, ef_c: ef_construction, efs: ef, queries, limit, build_threads };
             tokio::task::spawn_blocking(move || hnsw(run, q, filtered_ef)).await?
         }
         BenchCommand::Compression { data, count, dimension } => {
@@ -189,6 +204,7 @@ struct HnswRun {
     efs: Vec<usize>,
     queries: usize,
     limit: usize,
+    build_threads: usize,
 }
 
 /// The store's own search engine (`ShardIndex`: flat + graph + payload index + planner), built the way a node
@@ -196,7 +212,7 @@ struct HnswRun {
 fn hnsw(run: HnswRun, quantization: rvdb_core::Quantization, filtered_efs: Vec<usize>) -> anyhow::Result<()> {
     use rvdb_core::engine::{SearchRequest, ShardIndex};
     use rvdb_core::filter::Filter;
-    let HnswRun { data, metric_name, m, ef_c, efs, queries, limit } = run;
+    let HnswRun { data, metric_name, m, ef_c, efs, queries, limit, build_threads } = run;
     let metric = metric_of(&metric_name)?;
     let base = npy::read_f32(&data.join("base.npy"))?;
     let query = npy::read_f32(&data.join("query.npy"))?;
@@ -219,12 +235,17 @@ fn hnsw(run: HnswRun, quantization: rvdb_core::Quantization, filtered_efs: Vec<u
     let flat_bytes = index.memory_bytes();
     let t = Instant::now();
     let mut job = index.begin_build(None, &|_| 0).ok_or_else(|| anyhow::anyhow!("not an HNSW spec"))?;
+    job.set_threads(build_threads);
     job.run(&|| false);
     let build_s = t.elapsed().as_secs_f64();
     let graph_bytes = job.graph().memory_bytes();
     index.install(job);
     let q_name = format!("{quantization:?}").to_lowercase();
-    eprintln!("hnsw ({q_name}): built {n} x {} in {build_s:.1} s ({:.0} vectors/s)", base.cols, n as f64 / build_s);
+    eprintln!(
+        "hnsw ({q_name}, {build_threads} build threads): built {n} x {} in {build_s:.1} s ({:.0} vectors/s)",
+        base.cols,
+        n as f64 / build_s
+    );
     // Ground truth: the data set's for the full base, exact flat search for a prefix.
     let truth: Vec<Vec<i32>> = if n == base.rows {
         let gt = npy::read_i32(&data.join(format!("gt_{metric_name}_ids.npy")))?;
@@ -254,7 +275,7 @@ fn hnsw(run: HnswRun, quantization: rvdb_core::Quantization, filtered_efs: Vec<u
         println!(
             "{}",
             json!({"bench": "hnsw", "engine": "rvdb", "quantization": q_name, "metric": metric_name, "n": n,
-                   "dim": base.cols, "m": m, "ef_construction": ef_c, "ef": ef, "queries": nq,
+                   "dim": base.cols, "m": m, "ef_construction": ef_c, "ef": ef, "queries": nq, "build_threads": build_threads,
                    "qps": nq as f64 / secs, "recall": recall(&results, &truth), "build_s": build_s,
                    "build_vectors_per_s": n as f64 / build_s, "memory_bytes": memory,
                    "graph_bytes_per_vector": graph_bytes / n.max(1),
