@@ -35,8 +35,15 @@ if [ "$what" = insert ] || [ "$what" = all ]; then
 fi
 
 if [ "$what" = hnsw ] || [ "$what" = all ]; then
-  "$bin" bench hnsw --data "$data" --queries "$queries" | tee -a "$out"
-  "$venv/bin/python" bench/peers.py hnsw --data "$data" --queries "$queries" | tee -a "$out"
+  threads="${RVDB_BENCH_BUILD_THREADS:-2}"
+  # rvdb's store engine (flat + graph + metadata + planner), one build thread and then $threads (build only),
+  # f32 graph and SQ8 graph; filtered runs with exact ground truth.
+  "$bin" bench hnsw --data "$data" --queries "$queries" --filtered-ef 64 | tee -a "$out"
+  "$bin" bench hnsw --data "$data" --queries "$queries" --quantization sq8 --filtered-ef 64 | tee -a "$out"
+  "$bin" bench hnsw --data "$data" --queries "$queries" --build-threads "$threads" --ef 20,40,80 --filtered-ef 0 \
+    | tee -a "$out"
+  "$venv/bin/python" bench/peers.py hnsw --data "$data" --queries "$queries" --build-threads "$threads" | tee -a "$out"
+  "$venv/bin/python" bench/summary.py "$out"
 fi
 if [ "$what" = gateway ] || [ "$what" = all ]; then
   "$bin" bench gateway-latency --count 10000 --dimension 128 --queries 2000 | tee -a "$out"
@@ -55,7 +62,7 @@ if flat:
         if r and f:
             print(f"{m:8} {r['qps']:10.1f} {f['qps']:10.1f} {r['qps']/f['qps']:6.2f} {r['recall']:12.4f} {f['recall']:12.4f}")
 hn = [r for r in rows if r["bench"] == "hnsw"]
-if hn:
+if False:  # bench/summary.py prints the HNSW tables
     print("\nHNSW, single thread, k=10, M=16, efC=200, GloVe cosine: recall / QPS per ef")
     engines = sorted({r["engine"] for r in hn}, key=lambda e: (e != "rvdb", e))
     for e in engines:

@@ -55,7 +55,7 @@ pub enum BenchCommand {
         /// none or sq8 (graph on 8-bit codes, results re-scored on the full vectors).
         #[arg(long, default_value = "none")]
         quantization: String,
-        /// Also run filtered searches (10% and 1% selectivity, exact ground truth) at these ef values.
+        /// Also run filtered searches (10% and 1% selectivity, exact ground truth) at these ef values (0 = none).
         #[arg(long, value_delimiter = ',', default_value = "64")]
         filtered_ef: Vec<usize>,
         /// Threads of the graph build (searches are always one thread, one query at a time).
@@ -296,7 +296,7 @@ fn hnsw(run: HnswRun, quantization: rvdb_core::Quantization, filtered_efs: Vec<u
                 index.search(&req).hits.iter().map(|h| h.id.parse().unwrap_or(-1)).collect()
             })
             .collect();
-        for &ef in &filtered_efs {
+        for &ef in filtered_efs.iter().filter(|&&ef| ef > 0) {
             let req = |qi: usize| SearchRequest {
                 query: query.row(qi),
                 k,
