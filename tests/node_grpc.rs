@@ -378,3 +378,79 @@ async fn scan_delete_flush_list_and_drop_over_grpc() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].shard.as_ref().unwrap().store, "t");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hnsw_store_over_grpc_filters_rebuilds_and_resumes_its_graph_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path());
+    let mut client = node.client().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let points = random_points(&mut rng, 5000, 32);
+    let mut cfg = config("g", 32, pb::Metric::Euclidean).unwrap();
+    cfg.index = Some(pb::IndexSpec { kind: pb::IndexKind::Hnsw as i32, hnsw: None, quantization: 0 });
+    client.create_shard(pb::CreateShardRequest { shard: shard("g"), config: Some(cfg) }).await.unwrap();
+    client
+        .create_shard(pb::CreateShardRequest { shard: shard("f"), config: config("f", 32, pb::Metric::Euclidean) })
+        .await
+        .unwrap();
+    insert_all(&mut client, "g", &points).await;
+    async fn wait_ready(
+        client: &mut rvdb_proto::v1::storage_node_client::StorageNodeClient<tonic::transport::Channel>,
+    ) {
+        for _ in 0..600 {
+            let s = client.stats(pb::StatsRequest { shard: shard("g") }).await.unwrap().into_inner().stats.unwrap();
+            if s.index_status == "ready" {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the graph was never ready");
+    }
+    wait_ready(&mut client).await;
+    let q: Vec<f32> = (0..32).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let search = |filter: &str, ef: u32, exact: bool| pb::SearchRequest {
+        shard: shard("g"),
+        vector: q.clone(),
+        k: 10,
+        with_metadata: true,
+        filter_json: filter.into(),
+        ef,
+        exact,
+        ..Default::default()
+    };
+    let graph = client.search(search("", 400, false)).await.unwrap().into_inner();
+    assert_eq!(graph.plan, "hnsw");
+    let exact = client.search(search("", 0, true)).await.unwrap().into_inner();
+    assert_eq!(exact.plan, "flat");
+    let ids = |r: &pb::SearchResponse| r.results.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+    let want: Vec<String> = brute_force(pb::Metric::Euclidean, &points, &q, 10).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids(&exact), want);
+    assert!(ids(&graph).iter().filter(|id| want.contains(id)).count() >= 9);
+    // A filter on a metadata value: exactly the one point carrying it.
+    let one = client.search(search(r#"{"must":[{"key":"id","match":{"value":"pt-00042"}}]}"#, 0, false)).await.unwrap();
+    let one = one.into_inner();
+    assert_eq!((ids(&one), one.plan.as_str()), (vec!["pt-00042".to_string()], "candidates"));
+    assert_eq!(one.results[0].metadata_json, r#"{"id":"pt-00042"}"#);
+    assert_status(
+        client.search(search(r#"{"must":[{"key":"id","range":{"gt":"a"}}]}"#, 0, false)).await,
+        &[Code::InvalidArgument],
+        "filter.must[0].range.gt",
+    );
+    assert_status(client.search(search("{not json", 0, false)).await, &[Code::InvalidArgument], "filter_json");
+    // Index lifecycle: a rebuild runs in the background; a flat store has nothing to rebuild.
+    let r = client.rebuild_index(pb::RebuildIndexRequest { shard: shard("g") }).await.unwrap().into_inner();
+    assert!(r.started);
+    assert_status(
+        client.rebuild_index(pb::RebuildIndexRequest { shard: shard("f") }).await,
+        &[Code::InvalidArgument],
+        "flat index",
+    );
+    wait_ready(&mut client).await;
+    client.flush(pb::FlushRequest { shard: shard("g") }).await.unwrap();
+    assert!(dir.path().join("hnsw").join("g#0.hnsw").exists(), "sync writes the graph snapshot");
+    drop(client);
+    let node = node.restart_after_kill();
+    let mut client = node.client().await;
+    wait_ready(&mut client).await;
+    assert_eq!(ids(&client.search(search("", 400, false)).await.unwrap().into_inner()), ids(&graph));
+}

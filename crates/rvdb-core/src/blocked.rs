@@ -101,7 +101,20 @@ impl BlockedVectors {
     /// Pushes `(raw distance, slot)` of every vector that `accept` lets through into `top`. `accept` is asked only
     /// for candidates that would enter the top-k.
     pub fn scan(&self, op: ScanOp, query: &[f32], top: &mut TopK, accept: &mut dyn FnMut(u32) -> bool) {
-        self.scan_at(level(), op, query, top, accept)
+        self.scan_at(level(), op, query, None, top, accept)
+    }
+
+    /// [`BlockedVectors::scan`] over the listed blocks only (block `b` holds slots `16b .. 16b + 15`; ascending,
+    /// without repeats): for a filter whose passing slots are known, only their blocks are read.
+    pub fn scan_blocks(
+        &self,
+        op: ScanOp,
+        query: &[f32],
+        blocks: &[u32],
+        top: &mut TopK,
+        accept: &mut dyn FnMut(u32) -> bool,
+    ) {
+        self.scan_at(level(), op, query, Some(blocks), top, accept)
     }
 
     pub fn scan_at(
@@ -109,19 +122,24 @@ impl BlockedVectors {
         level: SimdLevel,
         op: ScanOp,
         query: &[f32],
+        blocks: Option<&[u32]>,
         top: &mut TopK,
         accept: &mut dyn FnMut(u32) -> bool,
     ) {
         if query.len() != self.dim || self.len == 0 {
             return;
         }
+        let n = self.data.len() / (BLOCK * self.dim);
+        let mut all = 0..n;
+        let mut listed = blocks.unwrap_or(&[]).iter().map(|&b| b as usize).filter(|&b| b < n);
+        let it: &mut dyn Iterator<Item = usize> = if blocks.is_some() { &mut listed } else { &mut all };
         match level {
-            SimdLevel::Portable => portable::scan(op, query, &self.data, self.len, top, accept),
+            SimdLevel::Portable => portable::scan(op, query, &self.data, self.len, it, top, accept),
             // SAFETY: a level is only ever one that `is_x86_feature_detected!` confirmed on this CPU.
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => unsafe { avx2::scan(op, query, &self.data, self.len, top, accept) },
+            SimdLevel::Avx2 => unsafe { avx2::scan(op, query, &self.data, self.len, it, top, accept) },
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => unsafe { avx512::scan(op, query, &self.data, self.len, top, accept) },
+            SimdLevel::Avx512 => unsafe { avx512::scan(op, query, &self.data, self.len, it, top, accept) },
         }
     }
 }
@@ -172,11 +190,13 @@ mod portable {
         q: &[f32],
         data: &[f32],
         len: usize,
+        blocks: &mut dyn Iterator<Item = usize>,
         top: &mut TopK,
         accept: &mut dyn FnMut(u32) -> bool,
     ) {
-        for (b, blk) in data.chunks_exact(BLOCK * q.len()).enumerate() {
-            let d = block(op, q, blk);
+        let stride = BLOCK * q.len();
+        for b in blocks {
+            let d = block(op, q, &data[b * stride..(b + 1) * stride]);
             let thr = top.threshold();
             let lanes = d.iter().enumerate().fold(0u32, |m, (l, x)| m | (((*x < thr) as u32) << l));
             offer(&d, lanes, b, len, top, accept);
@@ -218,13 +238,14 @@ mod avx512 {
         q: &[f32],
         data: &[f32],
         len: usize,
+        blocks: &mut dyn Iterator<Item = usize>,
         top: &mut TopK,
         accept: &mut dyn FnMut(u32) -> bool,
         dists: impl Fn(*const f32) -> __m512,
     ) {
         let stride = BLOCK * q.len();
         let mut out = [0.0f32; BLOCK];
-        for b in 0..data.len() / stride {
+        for b in blocks {
             // SAFETY: block b spans data[b*stride .. (b+1)*stride].
             let d = dists(unsafe { data.as_ptr().add(b * stride) });
             let lanes = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(d, _mm512_set1_ps(top.threshold())) as u32;
@@ -242,20 +263,21 @@ mod avx512 {
         q: &[f32],
         data: &[f32],
         len: usize,
+        blocks: &mut dyn Iterator<Item = usize>,
         top: &mut TopK,
         accept: &mut dyn FnMut(u32) -> bool,
     ) {
         match op {
-            ScanOp::NegDot => run(q, data, len, top, accept, |p| {
+            ScanOp::NegDot => run(q, data, len, blocks, top, accept, |p| {
                 _mm512_sub_ps(_mm512_setzero_ps(), block(q, p, |acc, qj, x| _mm512_fmadd_ps(qj, x, acc)))
             }),
-            ScanOp::L2Squared => run(q, data, len, top, accept, |p| {
+            ScanOp::L2Squared => run(q, data, len, blocks, top, accept, |p| {
                 block(q, p, |acc, qj, x| {
                     let d = _mm512_sub_ps(x, qj);
                     _mm512_fmadd_ps(d, d, acc)
                 })
             }),
-            ScanOp::L1 => run(q, data, len, top, accept, |p| {
+            ScanOp::L1 => run(q, data, len, blocks, top, accept, |p| {
                 block(q, p, |acc, qj, x| _mm512_add_ps(acc, _mm512_abs_ps(_mm512_sub_ps(x, qj))))
             }),
         }
@@ -300,13 +322,14 @@ mod avx2 {
         q: &[f32],
         data: &[f32],
         len: usize,
+        blocks: &mut dyn Iterator<Item = usize>,
         top: &mut TopK,
         accept: &mut dyn FnMut(u32) -> bool,
         dists: impl Fn(*const f32) -> (__m256, __m256),
     ) {
         let stride = BLOCK * q.len();
         let mut out = [0.0f32; BLOCK];
-        for b in 0..data.len() / stride {
+        for b in blocks {
             // SAFETY: block b spans data[b*stride .. (b+1)*stride].
             let (lo, hi) = dists(unsafe { data.as_ptr().add(b * stride) });
             let thr = _mm256_set1_ps(top.threshold());
@@ -329,6 +352,7 @@ mod avx2 {
         q: &[f32],
         data: &[f32],
         len: usize,
+        blocks: &mut dyn Iterator<Item = usize>,
         top: &mut TopK,
         accept: &mut dyn FnMut(u32) -> bool,
     ) {
@@ -338,15 +362,15 @@ mod avx2 {
         };
         match op {
             ScanOp::NegDot => {
-                run(q, data, len, top, accept, |p| neg(block(q, p, |acc, qj, x| _mm256_fmadd_ps(qj, x, acc))))
+                run(q, data, len, blocks, top, accept, |p| neg(block(q, p, |acc, qj, x| _mm256_fmadd_ps(qj, x, acc))))
             }
-            ScanOp::L2Squared => run(q, data, len, top, accept, |p| {
+            ScanOp::L2Squared => run(q, data, len, blocks, top, accept, |p| {
                 block(q, p, |acc, qj, x| {
                     let d = _mm256_sub_ps(x, qj);
                     _mm256_fmadd_ps(d, d, acc)
                 })
             }),
-            ScanOp::L1 => run(q, data, len, top, accept, |p| {
+            ScanOp::L1 => run(q, data, len, blocks, top, accept, |p| {
                 let sign = _mm256_set1_ps(-0.0);
                 block(q, p, |acc, qj, x| _mm256_add_ps(acc, _mm256_andnot_ps(sign, _mm256_sub_ps(x, qj))))
             }),
@@ -392,7 +416,7 @@ mod tests {
                 want.sort_by(f64::total_cmp);
                 for lvl in available_levels() {
                     let mut top = TopK::new(k);
-                    bv.scan_at(lvl, op, &q, &mut top, &mut |_| true);
+                    bv.scan_at(lvl, op, &q, None, &mut top, &mut |_| true);
                     let got = top.into_sorted();
                     prop_assert_eq!(got.len(), k.min(rows.len()));
                     for (g, w) in got.iter().zip(&want) {
@@ -418,7 +442,7 @@ mod tests {
         for lvl in available_levels() {
             let mut top = TopK::new(10);
             // the zero padding lanes (slots 5..16) would be the nearest to -1 under L1 if they leaked
-            bv.scan_at(lvl, ScanOp::L1, &[-1.0], &mut top, &mut |s| s != 2);
+            bv.scan_at(lvl, ScanOp::L1, &[-1.0], None, &mut top, &mut |s| s != 2);
             let slots: Vec<u32> = top.into_sorted().iter().map(|c| c.slot).collect();
             assert_eq!(slots, vec![0, 1, 3, 4], "{lvl:?}");
         }

@@ -22,11 +22,11 @@ use crate::payload::PayloadIndex;
 use crate::sq8::Sq8;
 use crate::{FlatIndex, IndexKind, IndexSpec, Metric, Quantization, SearchHit};
 
-/// Planner cost units, relative to one random-access distance: a blocked SIMD scan step (per point), an exact
-/// candidate (hash lookup, gather, distance, filter check), an expanded neighbour of a filtered traversal
-/// (distance and filter check). Measured with `rvdb bench hnsw` on GloVe-50.
+/// Planner cost units, relative to one random-access distance: a blocked SIMD scan step (per point), a candidate
+/// (hash lookup, sort, filter check), an expanded neighbour of a filtered traversal (distance and filter check).
+/// Measured with `rvdb bench hnsw` on GloVe-50.
 const FLAT_UNIT: f64 = 0.7;
-const CANDIDATE_UNIT: f64 = 18.0;
+const CANDIDATE_UNIT: f64 = 4.0;
 const FILTERED_GRAPH_UNIT: f64 = 4.0;
 /// Points sampled to estimate a filter's selectivity when no inverted index answers it.
 const SAMPLE: usize = 512;
@@ -290,7 +290,10 @@ impl ShardIndex {
         // Costs in units of one random-access distance computation (calibrated on GloVe-50, see the README).
         let ef = req.ef.unwrap_or(self.spec.hnsw.ef_search as usize).max(req.k) as f64;
         let flat_cost = self.flat.len() as f64 * FLAT_UNIT;
-        let cand_cost = cands.as_ref().map_or(f64::INFINITY, |c| c.len() as f64 * CANDIDATE_UNIT);
+        // The candidates' blocks of 16 are scanned: a block is read when any of its points is a candidate.
+        let cand_cost = cands.as_ref().map_or(f64::INFINITY, |c| {
+            c.len() as f64 * CANDIDATE_UNIT + flat_cost * (1.0 - (1.0 - share.min(1.0)).powi(16))
+        });
         let graph_cost =
             graph.map_or(f64::INFINITY, |_| ef / share.max(1e-6) * 2.0 * self.spec.hnsw.m as f64 * FILTERED_GRAPH_UNIT);
         if let Some(cands) = cands

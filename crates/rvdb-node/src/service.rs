@@ -168,6 +168,17 @@ impl StorageNode for StorageNodeService {
         Ok(Response::new(pb::DeleteResponse { deleted }))
     }
 
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn rebuild_index(
+        &self,
+        req: Request<pb::RebuildIndexRequest>,
+    ) -> Result<Response<pb::RebuildIndexResponse>, Status> {
+        let key = shard_key(req.into_inner().shard)?;
+        record_shard(&key);
+        let started = self.blocking(move |n| n.with_shard(&key, |s| s.rebuild_graph())).await?;
+        Ok(Response::new(pb::RebuildIndexResponse { started }))
+    }
+
     #[tracing::instrument(skip_all, fields(store, shard, k))]
     async fn search(&self, req: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
         let req = req.into_inner();

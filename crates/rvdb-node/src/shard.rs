@@ -241,17 +241,32 @@ impl Shard {
     /// (only the points written after it are inserted), from scratch otherwise. Searches use the flat index until
     /// the graph is ready; writes meanwhile are queued for it. A retired shard's build stops.
     pub(crate) fn start_graph_build(&self) {
-        self.spawn_build(true);
+        let _ = self.spawn_build(true);
     }
 
-    /// Starts a build thread unless one is running; `from_snapshot` false rebuilds from the points alone.
-    fn spawn_build(&self, from_snapshot: bool) {
+    /// Rebuilds the HNSW graph from the points in the background; false if a build is already running.
+    pub fn rebuild_graph(&self) -> Result<bool, NodeError> {
+        if self.config.index.kind != IndexKind::Hnsw {
+            return Err(NodeError::BadRequest(format!(
+                "store shard {} has a flat index: there is no graph to rebuild",
+                self.key
+            )));
+        }
+        Ok(self.spawn_build(false))
+    }
+
+    /// Starts a build thread unless one is running (returns whether it started); `from_snapshot` false rebuilds
+    /// from the points alone.
+    fn spawn_build(&self, from_snapshot: bool) -> bool {
         if self.config.index.kind != IndexKind::Hnsw
             || self.building.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err()
         {
-            return;
+            return false;
         }
-        let Some(shard) = self.me.upgrade() else { return };
+        let Some(shard) = self.me.upgrade() else {
+            self.building.store(false, Ordering::SeqCst);
+            return false;
+        };
         let spawned = std::thread::Builder::new().name(format!("hnsw-{}", self.cf_name)).spawn(move || {
             if let Err(e) = shard.build_graph(from_snapshot) {
                 tracing::error!(shard = %shard.key, error = %e, "HNSW build failed; searches stay exact");
@@ -261,7 +276,9 @@ impl Shard {
         if let Err(e) = spawned {
             self.building.store(false, Ordering::SeqCst);
             tracing::error!(shard = %self.key, error = %e, "cannot start the HNSW build thread");
+            return false;
         }
+        true
     }
 
     fn build_graph(&self, from_snapshot: bool) -> Result<(), NodeError> {
@@ -431,7 +448,7 @@ impl Shard {
         }
         if state.index.needs_rebuild() {
             drop(state);
-            self.spawn_build(false);
+            let _ = self.spawn_build(false);
         }
         Ok(outcome)
     }
@@ -472,7 +489,7 @@ impl Shard {
         }
         if state.index.needs_rebuild() {
             drop(state);
-            self.spawn_build(false);
+            let _ = self.spawn_build(false);
         }
         Ok(deleted)
     }

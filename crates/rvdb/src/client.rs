@@ -53,6 +53,12 @@ pub enum ClientCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Rebuild an HNSW store's graph from its points in the background (searches keep using the current graph).
+    RebuildIndex {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Insert (or replace) one point.
     Insert {
         store: String,
@@ -188,6 +194,14 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Stats { name, target } => {
             let r = connect(&target).await?.stats(pb::StatsRequest { shard: shard(&name) }).await?.into_inner();
             print(r.stats.as_ref().map(stats_json).unwrap_or(Value::Null));
+        }
+        ClientCommand::RebuildIndex { name, target } => {
+            let r = connect(&target)
+                .await?
+                .rebuild_index(pb::RebuildIndexRequest { shard: shard(&name) })
+                .await?
+                .into_inner();
+            print(json!({"store": name, "started": r.started}));
         }
         ClientCommand::Insert { store, id, vector, metadata, target } => {
             let point = pb::Point { id, vector: parse_vector(&vector)?, metadata_json: metadata, version: 0 };
