@@ -133,16 +133,14 @@ impl FlatIndex {
         let mut slots: Vec<u32> = ids.into_iter().filter_map(|id| self.slots.get(id).copied()).collect();
         slots.sort_unstable();
         slots.dedup();
-        let mut mask = vec![0u64; self.ids.len().div_ceil(64)];
-        for &s in &slots {
-            mask[s as usize / 64] |= 1 << (s % 64);
-        }
         let mut blocks: Vec<u32> = slots.iter().map(|s| s / BLOCK as u32).collect();
         blocks.dedup();
         let query = prepare(self.metric, query);
         let mut top = TopK::new(k);
         self.vectors.scan_blocks(self.metric.scan_op(), &query, &blocks, &mut top, &mut |s| {
-            mask[s as usize / 64] >> (s % 64) & 1 == 1 && accept(&self.ids[s as usize])
+            // Asked only for lanes that would enter the top-k: a binary search there is cheaper than building a
+            // bitmap of the whole index per query.
+            slots.binary_search(&s).is_ok() && accept(&self.ids[s as usize])
         });
         let mut hits: Vec<SearchHit> = top
             .into_sorted()
