@@ -106,12 +106,16 @@ impl FlatIndex {
             Some(f) => self.vectors.scan(self.metric.scan_op(), query, &mut top, &mut |s| f(&self.ids[s as usize])),
             None => self.vectors.scan(self.metric.scan_op(), query, &mut top, &mut |_| true),
         }
+        self.hits(top)
+    }
+
+    /// A top-k as results, in a stable, replica-independent order: by distance, then id.
+    fn hits(&self, top: TopK) -> Vec<SearchHit> {
         let mut hits: Vec<SearchHit> = top
             .into_sorted()
             .into_iter()
             .map(|c| SearchHit { id: self.ids[c.slot as usize].to_string(), distance: self.metric.finish(c.distance) })
             .collect();
-        // Stable, replica-independent order: by distance, then id.
         hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
         hits
     }
@@ -142,13 +146,7 @@ impl FlatIndex {
             // bitmap of the whole index per query.
             slots.binary_search(&s).is_ok() && accept(&self.ids[s as usize])
         });
-        let mut hits: Vec<SearchHit> = top
-            .into_sorted()
-            .into_iter()
-            .map(|c| SearchHit { id: self.ids[c.slot as usize].to_string(), distance: self.metric.finish(c.distance) })
-            .collect();
-        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
-        (hits, slots.len() as u64)
+        (self.hits(top), slots.len() as u64)
     }
 
     /// The id in `slot` (< len).

@@ -196,16 +196,8 @@ impl Node {
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(self.durable);
         self.db.put_opt(meta_key(&cf), serde_json::to_vec(&meta).unwrap_or_default(), &wo)?;
-        let shard = Shard::load(
-            self.db.clone(),
-            self.durable,
-            self.clock.clone(),
-            self.graph_dir.as_deref(),
-            key.clone(),
-            config,
-        )?;
-        shard.remove_graph_snapshot(); // a leftover of an earlier store of this name
-        shard.start_graph_build();
+        self.remove_graph_snapshot(&key); // a leftover of an earlier store of this name
+        let shard = self.load_shard(key.clone(), config)?;
         self.shard_map_mut().insert(key, shard);
         Ok(())
     }
@@ -221,7 +213,7 @@ impl Node {
         wo.set_sync(self.durable);
         self.db.delete_opt(meta_key(&cf), &wo)?;
         self.db.drop_cf(&cf)?;
-        shard.remove_graph_snapshot();
+        self.remove_graph_snapshot(key);
         Ok(())
     }
 
@@ -266,18 +258,24 @@ impl Node {
         }
         old.retire();
         let _writes = old.lock_writes();
-        let fresh = Shard::load(
-            self.db.clone(),
-            self.durable,
-            self.clock.clone(),
-            self.graph_dir.as_deref(),
-            key.clone(),
-            old.config().clone(),
-        )?;
-        fresh.start_graph_build();
+        let fresh = self.load_shard(key.clone(), old.config().clone())?;
         self.shard_map_mut().insert(key.clone(), fresh);
         tracing::info!(shard = %key, "shard reloaded after panic");
         Ok(())
+    }
+
+    /// Loads a shard from its column family and starts its graph build (HNSW stores).
+    fn load_shard(&self, key: ShardKey, config: StoreConfig) -> Result<Arc<Shard>, NodeError> {
+        let shard =
+            Shard::load(self.db.clone(), self.durable, self.clock.clone(), self.graph_dir.as_deref(), key, config)?;
+        shard.start_graph_build();
+        Ok(shard)
+    }
+
+    fn remove_graph_snapshot(&self, key: &ShardKey) {
+        if let Some(dir) = &self.graph_dir {
+            let _ = std::fs::remove_file(crate::shard::graph_file(dir, key));
+        }
     }
 
     /// Fsyncs the WAL: every acknowledged write of every shard is durable afterwards.

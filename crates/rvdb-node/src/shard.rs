@@ -24,6 +24,11 @@ use crate::NodeError;
 use crate::node::Db;
 use crate::record::{Record, encode_live, encode_tombstone};
 
+/// Where a shard's HNSW snapshot lives inside the node's graph directory.
+pub(crate) fn graph_file(dir: &Path, key: &ShardKey) -> PathBuf {
+    dir.join(format!("{}.hnsw", key.cf_name()))
+}
+
 /// Which shard of which store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardKey {
@@ -220,7 +225,7 @@ impl Shard {
             }
         }
         clock.observe(state.max_version);
-        let graph_path = graph_dir.map(|d| d.join(format!("{cf_name}.hnsw")));
+        let graph_path = graph_dir.map(|d| graph_file(d, &key));
         Ok(Arc::new_cyclic(|me| Shard {
             me: me.clone(),
             building: AtomicBool::new(false),
@@ -357,12 +362,6 @@ impl Shard {
     /// What the last installed graph build did (tests and diagnostics).
     pub fn last_graph_build(&self) -> Option<rvdb_core::engine::BuildInfo> {
         self.read_state().ok()?.index.last_build()
-    }
-
-    pub(crate) fn remove_graph_snapshot(&self) {
-        if let Some(path) = &self.graph_path {
-            let _ = std::fs::remove_file(path);
-        }
     }
 
     pub fn key(&self) -> &ShardKey {
