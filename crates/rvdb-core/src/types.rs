@@ -28,6 +28,46 @@ pub enum Quantization {
     Sq8,
 }
 
+impl IndexKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexKind::Flat => "flat",
+            IndexKind::Hnsw => "hnsw",
+        }
+    }
+}
+
+impl std::str::FromStr for IndexKind {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        match s.to_ascii_lowercase().as_str() {
+            "flat" => Ok(IndexKind::Flat),
+            "hnsw" => Ok(IndexKind::Hnsw),
+            _ => Err(CoreError::InvalidConfig(format!("index {s:?}: use flat or hnsw"))),
+        }
+    }
+}
+
+impl Quantization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantization::None => "none",
+            Quantization::Sq8 => "sq8",
+        }
+    }
+}
+
+impl std::str::FromStr for Quantization {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Quantization::None),
+            "sq8" => Ok(Quantization::Sq8),
+            _ => Err(CoreError::InvalidConfig(format!("quantization {s:?}: use none or sq8"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HnswParams {
     pub m: u32,

@@ -525,7 +525,7 @@ impl Gateway {
             name: c.name.clone(),
             dimension: c.dimension,
             metric: c.metric.to_string(),
-            index: format!("{:?}", c.index.kind).to_lowercase(),
+            index: c.index.kind.as_str().to_string(),
             shards: c.shards,
             replication_factor: c.replication_factor,
             points: 0,
@@ -534,7 +534,7 @@ impl Gateway {
             memory_bytes_per_vector: 0,
             disk_bytes: 0,
             index_status: String::new(),
-            quantization: format!("{:?}", c.index.quantization).to_lowercase(),
+            quantization: c.index.quantization.as_str().to_string(),
         };
         let mut statuses = Vec::new();
         for shard in 0..route.shards.len() as u32 {

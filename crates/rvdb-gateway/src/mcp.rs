@@ -10,7 +10,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use rvdb_core::{IndexKind, Metric, Quantization, StoreConfig};
+use rvdb_core::{Metric, StoreConfig};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -225,19 +225,11 @@ impl McpServer {
                 config.replication_factor = a.replication_factor.unwrap_or(1);
                 config.index.kind = match a.index.as_deref() {
                     None => gw.options().default_index,
-                    Some("flat") => IndexKind::Flat,
-                    Some("hnsw") => IndexKind::Hnsw,
-                    Some(other) => {
-                        return Err(GatewayError::InvalidArgument(format!("index {other:?}: use flat or hnsw")));
-                    }
+                    Some(kind) => kind.parse()?,
                 };
-                config.index.quantization = match a.quantization.as_deref() {
-                    None | Some("none") => Quantization::None,
-                    Some("sq8") => Quantization::Sq8,
-                    Some(other) => {
-                        return Err(GatewayError::InvalidArgument(format!("quantization {other:?}: use none or sq8")));
-                    }
-                };
+                if let Some(q) = a.quantization.as_deref() {
+                    config.index.quantization = q.parse()?;
+                }
                 let h = &mut config.index.hnsw;
                 h.m = a.m.unwrap_or(h.m);
                 h.ef_construction = a.ef_construction.unwrap_or(h.ef_construction);
@@ -245,7 +237,7 @@ impl McpServer {
                 let route = gw.create_store(config).await?;
                 let c = route.config;
                 Ok(json!({"store": c.name, "dimension": c.dimension, "metric": c.metric.as_str(), "shards": c.shards,
-                          "replication_factor": c.replication_factor, "index": format!("{:?}", c.index.kind).to_lowercase()}))
+                          "replication_factor": c.replication_factor, "index": c.index.kind.as_str()}))
             }
             "insert_vector" => {
                 let a: InsertVectorArgs = parse(name, args)?;

@@ -130,11 +130,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             filtered_ef,
             build_threads,
         } => {
-            let q = match quantization.as_str() {
-                "none" => rvdb_core::Quantization::None,
-                "sq8" => rvdb_core::Quantization::Sq8,
-                other => anyhow::bail!("--quantization {other:?}: use none or sq8"),
-            };
+            let q: rvdb_core::Quantization = quantization.parse()?;
             let run =
                 HnswRun { data, metric_name: metric, m, ef_c: ef_construction, efs: ef, queries, limit, build_threads };
             tokio::task::spawn_blocking(move || hnsw(run, q, filtered_ef)).await?
@@ -240,7 +236,7 @@ fn hnsw(run: HnswRun, quantization: rvdb_core::Quantization, filtered_efs: Vec<u
     let build_s = t.elapsed().as_secs_f64();
     let graph_bytes = job.graph().memory_bytes();
     index.install(job);
-    let q_name = format!("{quantization:?}").to_lowercase();
+    let q_name = quantization.as_str();
     eprintln!(
         "hnsw ({q_name}, {build_threads} build threads): built {n} x {} in {build_s:.1} s ({:.0} vectors/s)",
         base.cols,

@@ -160,23 +160,10 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::CreateStore { name, dimension, metric, index, quantization, target } => {
             let metric: Metric = metric.parse()?;
-            let kind = match index.as_str() {
-                "flat" => pb::IndexKind::Flat,
-                "hnsw" => pb::IndexKind::Hnsw,
-                other => anyhow::bail!("--index {other:?}: use flat or hnsw"),
-            };
-            let quantization = match quantization.as_str() {
-                "none" => pb::Quantization::None,
-                "sq8" => pb::Quantization::Sq8,
-                other => anyhow::bail!("--quantization {other:?}: use none or sq8"),
-            };
-            let config = pb::StoreConfig {
-                name: name.clone(),
-                dimension,
-                metric: rvdb_proto::convert::metric_to_pb(metric) as i32,
-                index: Some(pb::IndexSpec { kind: kind as i32, hnsw: None, quantization: quantization as i32 }),
-                ..Default::default()
-            };
+            let mut config = rvdb_core::StoreConfig::new(name.clone(), dimension, metric);
+            config.index.kind = index.parse()?;
+            config.index.quantization = quantization.parse()?;
+            let config = rvdb_proto::convert::config_to_pb(&config);
             connect(&target)
                 .await?
                 .create_shard(pb::CreateShardRequest { shard: shard(&name), config: Some(config) })

@@ -57,7 +57,7 @@ pub struct GatewayArgs {
     #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
     pub max_vector_stores: usize,
     /// Index of a store created without one (the seed's `default_index_type`): flat or hnsw.
-    #[arg(long, env = "RVDB_DEFAULT_INDEX_TYPE", default_value = "flat", value_parser = parse_index_kind)]
+    #[arg(long, env = "RVDB_DEFAULT_INDEX_TYPE", default_value = "flat")]
     pub default_index_type: IndexKind,
     /// Bearer token required on /mcp. Prefer RVDB_API_TOKEN or --api-token-file over the command line.
     #[arg(long, env = "RVDB_API_TOKEN", hide_env_values = true)]
@@ -182,18 +182,10 @@ pub struct McpStdioArgs {
     #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
     pub max_vector_stores: usize,
     /// Index of a store created without one (the seed's `default_index_type`): flat or hnsw.
-    #[arg(long, env = "RVDB_DEFAULT_INDEX_TYPE", default_value = "flat", value_parser = parse_index_kind)]
+    #[arg(long, env = "RVDB_DEFAULT_INDEX_TYPE", default_value = "flat")]
     pub default_index_type: IndexKind,
     #[command(flatten)]
     pub backup: BackupArgs,
-}
-
-fn parse_index_kind(s: &str) -> Result<IndexKind, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "flat" => Ok(IndexKind::Flat),
-        "hnsw" => Ok(IndexKind::Hnsw),
-        other => Err(format!("unknown index type {other:?}: use flat or hnsw")),
-    }
 }
 
 /// A running storage node.
