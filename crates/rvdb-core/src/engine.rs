@@ -288,7 +288,7 @@ impl ShardIndex {
             None => self.estimate_share(filter),
         };
         // Costs in units of one random-access distance computation (calibrated on GloVe-50, see the README).
-        let ef = req.ef.unwrap_or(self.spec.hnsw.ef_search as usize).max(req.k) as f64;
+        let ef = self.ef(req) as f64;
         let flat_cost = self.flat.len() as f64 * FLAT_UNIT;
         // The candidates' blocks of 16 are scanned: a block is read when any of its points is a candidate.
         let cand_cost = cands.as_ref().map_or(f64::INFINITY, |c| {
@@ -315,6 +315,11 @@ impl ShardIndex {
         }
     }
 
+    /// The beam width a graph search of `req` uses: its `ef`, else the store's `ef_search`, never below `k`.
+    fn ef(&self, req: &SearchRequest<'_>) -> usize {
+        req.ef.unwrap_or(self.spec.hnsw.ef_search as usize).max(req.k)
+    }
+
     /// The share of points that pass `filter`, estimated on up to [`SAMPLE`] evenly spaced points (never 0, so
     /// that an unlucky sample does not make a traversal look free).
     fn estimate_share(&self, filter: &Filter) -> f64 {
@@ -338,7 +343,7 @@ impl ShardIndex {
         if g.quantizer().is_none() {
             return g.search(req.query, req.k, req.ef, accept);
         }
-        let ef = req.ef.unwrap_or(self.spec.hnsw.ef_search as usize).max(req.k);
+        let ef = self.ef(req);
         let found = g.search(req.query, ef, Some(ef), accept);
         self.flat.search_among(req.query, req.k, found.iter().map(|h| h.id.as_str()), &|_| true).0
     }
@@ -368,10 +373,12 @@ impl ShardIndex {
                         ops.push(Op::Remove(id.into()));
                     }
                 }
-                for (id, vector) in self.flat.iter() {
+                // Only the points the snapshot lacks or holds at another version are read out of the flat index.
+                for slot in 0..self.flat.len() {
+                    let id = self.flat.id_at(slot);
                     let tag = tag_of(id);
                     if g.tag(id) != Some(tag) {
-                        ops.push(Op::Upsert { id: id.into(), vector, tag });
+                        ops.push(Op::Upsert { id: id.into(), vector: self.flat.vector_at(slot), tag });
                     }
                 }
                 g

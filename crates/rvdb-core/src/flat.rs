@@ -154,9 +154,15 @@ impl FlatIndex {
         &self.ids[slot]
     }
 
+    /// The vector in `slot` (< len) as stored (normalised for cosine); a strided gather, so callers that may not
+    /// need it ask for it only then.
+    pub fn vector_at(&self, slot: usize) -> Vec<f32> {
+        self.vectors.get(slot)
+    }
+
     /// Every point: its id and its vector as stored (normalised for cosine).
     pub fn iter(&self) -> impl Iterator<Item = (&str, Vec<f32>)> + '_ {
-        self.ids.iter().enumerate().map(|(slot, id)| (&**id, self.vectors.get(slot)))
+        (0..self.ids.len()).map(|slot| (self.id_at(slot), self.vector_at(slot)))
     }
 
     /// Bytes held: vectors, ids (twice: slot table and lookup map) and map overhead, approximately.

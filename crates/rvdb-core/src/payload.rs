@@ -75,6 +75,23 @@ pub struct PayloadIndex {
     /// Non-empty metadata only: a point without metadata filters as `{}`.
     docs: HashMap<Box<str>, Value>,
     postings: HashMap<String, HashMap<Scalar, HashSet<Box<str>>>>,
+    /// Approximate bytes held, kept current by `set` / `remove` so that stats never walk the documents.
+    bytes: usize,
+}
+
+/// Approximate heap bytes of a JSON value (serde_json's `Value` nodes, strings, maps).
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 32 + s.len(),
+        Value::Array(items) => 32 + items.iter().map(value_bytes).sum::<usize>(),
+        Value::Object(m) => 48 + m.iter().map(|(k, v)| 24 + k.len() + value_bytes(v)).sum::<usize>(),
+        _ => 32,
+    }
+}
+
+/// Approximate bytes one point's metadata costs: its document, its map entry, and one posting per indexed value.
+fn footprint(id: &str, doc: &Value, postings: usize) -> usize {
+    48 + id.len() + value_bytes(doc) + postings * (24 + id.len())
 }
 
 static EMPTY: Value = Value::Null;
@@ -95,7 +112,9 @@ impl PayloadIndex {
         if empty {
             return;
         }
-        for (key, s) in entries(&doc) {
+        let entries = entries(&doc);
+        self.bytes += footprint(id, &doc, entries.len());
+        for (key, s) in entries {
             self.postings.entry(key).or_default().entry(s).or_default().insert(id.into());
         }
         self.docs.insert(id.into(), doc);
@@ -103,7 +122,9 @@ impl PayloadIndex {
 
     pub fn remove(&mut self, id: &str) {
         let Some(old) = self.docs.remove(id) else { return };
-        for (key, s) in entries(&old) {
+        let entries = entries(&old);
+        self.bytes -= footprint(id, &old, entries.len());
+        for (key, s) in entries {
             if let Some(values) = self.postings.get_mut(&key) {
                 if let Some(ids) = values.get_mut(&s) {
                     ids.remove(id);
@@ -154,13 +175,9 @@ impl PayloadIndex {
         Some(self.postings.get(key)?.get(&s)?.iter().map(|id| &**id))
     }
 
-    /// Approximate bytes held (documents are estimated from their JSON length).
+    /// Approximate bytes held: documents, map entries, postings (kept as a running total).
     pub fn memory_bytes(&self) -> usize {
-        let docs: usize = self.docs.iter().map(|(k, v)| k.len() + 48 + 2 * v.to_string().len()).sum();
-        let postings: usize =
-            self.postings.values().flat_map(|m| m.values()).map(|ids| ids.len() * 24 + 48).sum::<usize>()
-                + self.docs.keys().map(|k| k.len()).sum::<usize>();
-        docs + postings
+        self.bytes
     }
 }
 
@@ -196,6 +213,7 @@ mod tests {
         p.remove("a");
         p.remove("b");
         assert!(p.postings.is_empty() && p.docs.is_empty(), "removing every point leaves nothing behind");
+        assert_eq!(p.memory_bytes(), 0, "the running byte count returns to zero");
         assert!(p.matches("c", &filter(json!({"must": [{"key": "lang", "exists": false}]}))));
     }
 }

@@ -155,7 +155,6 @@ impl Node {
                 meta.config,
             )?;
             tracing::info!(shard = %key, elapsed_ms = started.elapsed().as_millis() as u64, "loaded shard");
-            shard.start_graph_build();
             shards.insert(key, shard);
         }
         Ok(Node {
@@ -264,12 +263,9 @@ impl Node {
         Ok(())
     }
 
-    /// Loads a shard from its column family and starts its graph build (HNSW stores).
+    /// Loads a shard from its column family (which starts its graph build, for an HNSW store).
     fn load_shard(&self, key: ShardKey, config: StoreConfig) -> Result<Arc<Shard>, NodeError> {
-        let shard =
-            Shard::load(self.db.clone(), self.durable, self.clock.clone(), self.graph_dir.as_deref(), key, config)?;
-        shard.start_graph_build();
-        Ok(shard)
+        Shard::load(self.db.clone(), self.durable, self.clock.clone(), self.graph_dir.as_deref(), key, config)
     }
 
     fn remove_graph_snapshot(&self, key: &ShardKey) {

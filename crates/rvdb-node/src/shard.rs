@@ -181,7 +181,8 @@ impl fmt::Debug for Shard {
 }
 
 impl Shard {
-    /// Loads a shard from its column family, rebuilding the index from every stored record.
+    /// Loads a shard from its column family, rebuilding the exact index from every stored record, and starts
+    /// the graph build of an HNSW store.
     pub(crate) fn load(
         db: Arc<Db>,
         durable: bool,
@@ -226,7 +227,7 @@ impl Shard {
         }
         clock.observe(state.max_version);
         let graph_path = graph_dir.map(|d| graph_file(d, &key));
-        Ok(Arc::new_cyclic(|me| Shard {
+        let shard = Arc::new_cyclic(|me| Shard {
             me: me.clone(),
             building: AtomicBool::new(false),
             graph_path,
@@ -239,14 +240,12 @@ impl Shard {
             write_lock: Mutex::new(()),
             state: RwLock::new(state),
             retired: AtomicBool::new(false),
-        }))
-    }
-
-    /// For an HNSW store, builds its graph on a background thread — from the persisted snapshot when there is one
-    /// (only the points written after it are inserted), from scratch otherwise. Searches use the flat index until
-    /// the graph is ready; writes meanwhile are queued for it. A retired shard's build stops.
-    pub(crate) fn start_graph_build(&self) {
-        let _ = self.spawn_build(true);
+        });
+        // An HNSW store builds its graph on a background thread — from the persisted snapshot when there is one
+        // (only the points written after it are inserted), from scratch otherwise. Searches use the flat index
+        // until the graph is ready; writes meanwhile are queued for it. A retired shard's build stops.
+        let _ = shard.spawn_build(true);
+        Ok(shard)
     }
 
     /// Rebuilds the HNSW graph from the points in the background; false if a build is already running.
@@ -305,7 +304,7 @@ impl Shard {
         };
         let resumed = base.is_some();
         let job = {
-            let mut state = self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?;
+            let mut state = self.write_state()?;
             let ShardState { index, versions, .. } = &mut *state;
             index.begin_build(base, &|id| versions.get(id).map_or(0, |e| e.version))
         };
@@ -316,7 +315,7 @@ impl Shard {
         }
         // Catch up with the writes queued meanwhile, off the lock, until few are left; install those under it.
         loop {
-            let mut state = self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?;
+            let mut state = self.write_state()?;
             if cancelled() {
                 return Ok(());
             }
@@ -355,7 +354,7 @@ impl Shard {
                 std::fs::File::open(dir)?.sync_all()?;
             }
         }
-        self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?.index.mark_persisted();
+        self.write_state()?.index.mark_persisted();
         Ok(true)
     }
 
@@ -383,6 +382,10 @@ impl Shard {
 
     fn cf(&self) -> Result<Arc<BoundColumnFamily<'_>>, NodeError> {
         self.db.cf_handle(&self.cf_name).ok_or_else(|| NodeError::ShardNotFound(self.key.clone()))
+    }
+
+    fn write_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, ShardState>, NodeError> {
+        self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))
     }
 
     fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, ShardState>, NodeError> {
@@ -436,7 +439,7 @@ impl Shard {
             }
         }
         self.write_batch(batch, sync)?;
-        let mut state = self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?;
+        let mut state = self.write_state()?;
         for (i, version) in accepted {
             let (p, _, value) = &mut prepared[i];
             if PANIC_ON_ID.get().is_some_and(|hook| hook.as_deref() == Some(p.id.as_str())) {
@@ -445,10 +448,7 @@ impl Shard {
             state.apply(&p.id, version, Some((&p.vector, std::mem::take(value))));
             outcome.applied += 1;
         }
-        if state.index.needs_rebuild() {
-            drop(state);
-            let _ = self.spawn_build(false);
-        }
+        self.rebuild_if_needed(state);
         Ok(outcome)
     }
 
@@ -478,7 +478,7 @@ impl Shard {
             }
         }
         self.write_batch(batch, sync)?;
-        let mut state = self.state.write().map_err(|_| NodeError::Reloading(self.key.clone()))?;
+        let mut state = self.write_state()?;
         let mut deleted = 0;
         for id in doomed {
             if state.index.contains(id) {
@@ -486,11 +486,17 @@ impl Shard {
             }
             state.apply(id, version, None);
         }
-        if state.index.needs_rebuild() {
-            drop(state);
+        self.rebuild_if_needed(state);
+        Ok(deleted)
+    }
+
+    /// After a write: starts a background rebuild when the graph has decayed (see `ShardIndex::needs_rebuild`).
+    fn rebuild_if_needed(&self, state: std::sync::RwLockWriteGuard<'_, ShardState>) {
+        let decayed = state.index.needs_rebuild();
+        drop(state);
+        if decayed {
             let _ = self.spawn_build(false);
         }
-        Ok(deleted)
     }
 
     fn write_batch(&self, batch: WriteBatch, sync: bool) -> Result<(), NodeError> {
@@ -635,12 +641,12 @@ impl Shard {
     }
 
     pub fn stats(&self) -> Result<ShardStats, NodeError> {
-        let (points, tombstones, max_version, mem) = {
+        let (points, tombstones, max_version, mem, index_status) = {
             let s = self.read_state()?;
             let version_map = s.versions.capacity() as u64 * 32;
-            (s.index.len() as u64, s.tombstones, s.max_version, s.index.memory_bytes() as u64 + version_map)
+            let mem = s.index.memory_bytes() as u64 + version_map;
+            (s.index.len() as u64, s.tombstones, s.max_version, mem, s.index.graph_status())
         };
-        let index_status = self.read_state()?.index.graph_status();
         let cf = self.cf()?;
         let prop = |name: &str| self.db.property_int_value_cf(&cf, name).ok().flatten().unwrap_or(0);
         let disk_bytes = prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables");
