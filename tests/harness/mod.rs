@@ -169,3 +169,211 @@ impl Drop for NodeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Starts `rvdb <args>` and waits for its `RVDB_READY` line; returns the child and the line's `key=value` fields.
+fn spawn_ready(args: &[String], env: &[(String, String)]) -> (Child, std::collections::HashMap<String, String>) {
+    let mut cmd = Command::new(rvdb_bin());
+    cmd.args(args).env("RVDB_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn rvdb {args:?}: {e}"));
+    let line = wait_ready(&mut child);
+    let fields = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    (child, fields)
+}
+
+/// A running `rvdb manager` (the index manager). Killed when dropped.
+#[derive(Debug)]
+pub struct ManagerProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl ManagerProcess {
+    /// A manager with fast failure detection: heartbeats every `heartbeat_ms`, down after `timeout_ms`.
+    pub fn start(data_dir: &Path, heartbeat_ms: u64, timeout_ms: u64) -> ManagerProcess {
+        let args: Vec<String> = vec![
+            "manager".into(),
+            "--grpc-addr".into(),
+            "127.0.0.1:0".into(),
+            "--persistence-dir".into(),
+            data_dir.display().to_string(),
+            "--heartbeat-interval".into(),
+            heartbeat_ms.to_string(),
+            "--node-timeout".into(),
+            timeout_ms.to_string(),
+        ];
+        let (child, fields) = spawn_ready(&args, &[]);
+        ManagerProcess { child, url: fields["grpc"].clone() }
+    }
+
+    pub async fn client(&self) -> rvdb_proto::v1::index_manager_client::IndexManagerClient<Channel> {
+        rvdb_proto::v1::index_manager_client::IndexManagerClient::connect(self.url.clone())
+            .await
+            .expect("connect to manager")
+            .max_decoding_message_size(usize::MAX)
+    }
+}
+
+impl Drop for ManagerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A storage node that is part of a cluster (`rvdb node --manager`). Killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct ClusterNode {
+    child: Option<Child>,
+    pub node_id: String,
+    pub url: String,
+    pub data_dir: PathBuf,
+    manager_url: String,
+}
+
+impl ClusterNode {
+    pub fn start(data_dir: &Path, manager_url: &str, node_id: &str) -> ClusterNode {
+        let mut n = ClusterNode {
+            child: None,
+            node_id: node_id.to_string(),
+            url: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            manager_url: manager_url.to_string(),
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let args: Vec<String> = vec![
+            "node".into(),
+            "--grpc-addr".into(),
+            "127.0.0.1:0".into(),
+            "--persistence-dir".into(),
+            self.data_dir.display().to_string(),
+            "--manager".into(),
+            self.manager_url.clone(),
+            "--node-id".into(),
+            self.node_id.clone(),
+        ];
+        let (child, fields) = spawn_ready(&args, &[]);
+        self.url = fields["grpc"].clone();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the node again on its data (a new port; it registers again).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running `rvdb gateway --manager`. Killed when dropped.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    child: Child,
+    pub mcp_url: String,
+}
+
+impl GatewayProcess {
+    pub fn start(manager_url: &str, backup_dir: &Path) -> GatewayProcess {
+        let args: Vec<String> = vec![
+            "gateway".into(),
+            "--manager".into(),
+            manager_url.into(),
+            "--mcp-port".into(),
+            "0".into(),
+            "--gateway-grpc-addr".into(),
+            "127.0.0.1:0".into(),
+            "--backup-dir".into(),
+            backup_dir.display().to_string(),
+        ];
+        let (child, fields) = spawn_ready(&args, &[]);
+        GatewayProcess { child, mcp_url: fields["mcp"].clone() }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal MCP client: stateless Streamable HTTP (protocol 2026-07-28), one `tools/call` per POST.
+#[derive(Debug, Clone)]
+pub struct Mcp {
+    url: String,
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl Mcp {
+    pub fn new(url: &str) -> Mcp {
+        let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        Mcp { url: url.to_string(), http }
+    }
+
+    /// Calls a tool; `Ok(structuredContent)` or `Err(text)` for an `isError` result or a transport failure.
+    pub async fn call(&self, tool: &str, arguments: serde_json::Value) -> Result<serde_json::Value, String> {
+        use http_body_util::BodyExt;
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {
+                "name": tool, "arguments": arguments,
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "rvdb-it", "version": "1"},
+                },
+            },
+        });
+        let req = hyper::Request::post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .map_err(|e| e.to_string())?;
+        let resp = self.http.request(req).await.map_err(|e| format!("transport: {e}"))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        // JSON, or one SSE `data:` line carrying the JSON-RPC response
+        let json_text = text.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim).unwrap_or(&text);
+        let v: serde_json::Value =
+            serde_json::from_str(json_text).map_err(|e| format!("HTTP {status}: not JSON ({e}): {text}"))?;
+        if let Some(err) = v.get("error") {
+            return Err(format!("JSON-RPC error: {err}"));
+        }
+        let result = &v["result"];
+        if result["isError"] == serde_json::json!(true) {
+            return Err(result["content"][0]["text"].as_str().unwrap_or("error").to_string());
+        }
+        Ok(result["structuredContent"].clone())
+    }
+}

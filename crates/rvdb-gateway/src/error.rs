@@ -29,7 +29,7 @@ impl GatewayError {
     pub fn from_status(status: tonic::Status) -> Self {
         let msg = status.message().to_string();
         match status.code() {
-            Code::InvalidArgument | Code::OutOfRange => GatewayError::InvalidArgument(msg),
+            Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => GatewayError::InvalidArgument(msg),
             Code::NotFound => GatewayError::NotFound(msg),
             Code::AlreadyExists => GatewayError::AlreadyExists(msg),
             Code::Unavailable | Code::DeadlineExceeded => GatewayError::Unavailable(msg),

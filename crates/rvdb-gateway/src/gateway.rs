@@ -6,8 +6,15 @@
 //!   of the shard in parallel; a shard succeeds after `write_consistency` acks (default: a majority).
 //! - Reads: each shard is asked on one replica, failing over to the next; per-shard top-k lists are merged into
 //!   the global top-k by (distance, id), the same order a single node uses.
-//! - Catalog: until the index manager exists, [`Gateway::connect`] takes a list of nodes, discovers the stores
-//!   already on them, and places new stores' shards round-robin across them.
+//! - Catalog: in a cluster ([`Gateway::connect_manager`]) the routing table comes from the index manager: the
+//!   gateway watches it (a server stream; on a broken stream it re-subscribes, and a store it does not know
+//!   makes it fetch the table once), and sends create / drop to the manager. Replica states from the table
+//!   steer traffic: reads go to UP replicas only (a CATCHING_UP one may miss writes), writes go to every replica
+//!   that is not DOWN, and the default consistency (0) is a majority of those, so a store keeps taking writes
+//!   while a node is down. In the embedded mode ([`Gateway::connect`]) the gateway is given a list of nodes,
+//!   discovers the stores already on them and places new stores' shards round-robin across them.
+//! - Deadlines: every call to a node runs under a tower `Timeout` layer: `read_timeout` for reads (so a slow
+//!   replica fails over to the next one), `call_timeout` for writes and admin calls.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock};
@@ -18,20 +25,28 @@ use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, valida
 use rvdb_core::{IndexKind, StoreConfig};
 use rvdb_proto::convert::{config_from_pb, config_to_pb};
 use rvdb_proto::v1 as pb;
+use rvdb_proto::v1::index_manager_client::IndexManagerClient;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde::Serialize;
+use std::sync::Arc;
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
+use tower::timeout::Timeout;
 
 use crate::error::{GatewayError, Result};
 use crate::routing::{RoutingTable, StoreRoute, place};
+
+/// A storage-node client whose every call has a deadline (tower's `Timeout` layer over the shared channel).
+pub type NodeClient = StorageNodeClient<Timeout<Channel>>;
 
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
     /// The seed's `max_vector_stores`.
     pub max_vector_stores: usize,
-    /// Deadline of one gRPC call to a node.
+    /// Deadline of one write or admin call to a node.
     pub call_timeout: Duration,
+    /// Deadline of one read (search, get, stats) on one replica before the next replica is tried.
+    pub read_timeout: Duration,
     /// Points per upsert request sent to a node.
     pub write_batch: usize,
     /// The seed's `default_index_type`: the index of a store created without one.
@@ -43,6 +58,7 @@ impl Default for GatewayOptions {
         Self {
             max_vector_stores: 100,
             call_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(10),
             write_batch: 1000,
             default_index: IndexKind::Flat,
         }
@@ -118,15 +134,34 @@ pub struct UpsertSummary {
     pub stale: u64,
 }
 
+/// Where the gateway's routing table comes from.
+#[derive(Debug)]
+enum Catalog {
+    /// A fixed list of nodes (embedded mode): the table is derived from what they hold.
+    Nodes(Vec<String>),
+    /// The index manager.
+    Manager(IndexManagerClient<Channel>),
+}
+
 #[derive(Debug)]
 pub struct Gateway {
-    nodes: Vec<String>,
-    table: RwLock<RoutingTable>,
-    clients: Mutex<HashMap<String, StorageNodeClient<Channel>>>,
+    catalog: Catalog,
+    table: Arc<RwLock<RoutingTable>>,
+    channels: Mutex<HashMap<String, Channel>>,
     clock: HybridClock,
     /// Serialises catalog changes (create / drop) made by this gateway.
     catalog_lock: tokio::sync::Mutex<()>,
     options: GatewayOptions,
+    /// The routing-table watch of a cluster gateway, stopped when the gateway is dropped.
+    watcher: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(w) = &self.watcher {
+            w.abort();
+        }
+    }
 }
 
 impl Gateway {
@@ -136,21 +171,54 @@ impl Gateway {
             return Err(GatewayError::InvalidArgument("the gateway needs at least one storage node".into()));
         }
         let gw = Gateway {
-            nodes,
-            table: RwLock::new(RoutingTable::default()),
-            clients: Mutex::new(HashMap::new()),
+            catalog: Catalog::Nodes(nodes),
+            table: Arc::new(RwLock::new(RoutingTable::default())),
+            channels: Mutex::new(HashMap::new()),
             clock: HybridClock::new(),
             catalog_lock: tokio::sync::Mutex::new(()),
             options,
+            watcher: None,
         };
         gw.refresh().await?;
         Ok(gw)
     }
 
-    /// Rebuilds the routing table from what the nodes hold.
+    /// A gateway of a cluster: the routing table comes from the index manager at `manager_url` and is kept
+    /// current by a watch stream. Fails if the manager cannot be reached now.
+    pub async fn connect_manager(manager_url: &str, options: GatewayOptions) -> Result<Gateway> {
+        let channel = Endpoint::from_shared(manager_url.to_string())
+            .map_err(|e| GatewayError::InvalidArgument(format!("bad manager address {manager_url:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(options.call_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let manager = IndexManagerClient::new(channel).max_decoding_message_size(usize::MAX);
+        let mut gw = Gateway {
+            catalog: Catalog::Manager(manager.clone()),
+            table: Arc::new(RwLock::new(RoutingTable::default())),
+            channels: Mutex::new(HashMap::new()),
+            clock: HybridClock::new(),
+            catalog_lock: tokio::sync::Mutex::new(()),
+            options,
+            watcher: None,
+        };
+        gw.refresh().await?;
+        gw.watcher = Some(tokio::spawn(watch_table(manager, gw.table.clone())).abort_handle());
+        Ok(gw)
+    }
+
+    /// Reloads the routing table: from the manager, or from what the nodes hold.
     pub async fn refresh(&self) -> Result<()> {
+        let nodes = match &self.catalog {
+            Catalog::Manager(m) => {
+                let t = m.clone().get_routing_table(pb::GetRoutingTableRequest {}).await?.into_inner();
+                install(&self.table, RoutingTable::from_pb(t));
+                return Ok(());
+            }
+            Catalog::Nodes(nodes) => nodes,
+        };
         let mut stores: BTreeMap<String, StoreRoute> = BTreeMap::new();
-        for url in &self.nodes {
+        for url in nodes {
             let shards = self.client(url)?.list_shards(pb::ListShardsRequest {}).await?.into_inner().shards;
             for s in shards {
                 let (Some(id), Some(config)) = (s.shard, s.config) else { continue };
@@ -177,21 +245,29 @@ impl Gateway {
         self.table.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn client(&self, url: &str) -> Result<StorageNodeClient<Channel>> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(url) {
+    fn channel(&self, url: &str) -> Result<Channel> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(url) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(url.to_string())
+        let channel = Endpoint::from_shared(url.to_string())
             .map_err(|e| GatewayError::InvalidArgument(format!("bad node address {url:?}: {e}")))?
             .tcp_nodelay(true)
-            .timeout(self.options.call_timeout)
-            .connect_timeout(Duration::from_secs(5));
-        let client = StorageNodeClient::new(endpoint.connect_lazy())
+            .connect_timeout(Duration::from_secs(3))
+            .connect_lazy();
+        channels.insert(url.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    fn client_with(&self, url: &str, deadline: Duration) -> Result<NodeClient> {
+        Ok(StorageNodeClient::new(Timeout::new(self.channel(url)?, deadline))
             .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
-        clients.insert(url.to_string(), client.clone());
-        Ok(client)
+            .max_encoding_message_size(usize::MAX))
+    }
+
+    /// A client for writes and admin calls (`call_timeout`).
+    fn client(&self, url: &str) -> Result<NodeClient> {
+        self.client_with(url, self.options.call_timeout)
     }
 
     /// The route of `store`, or a NotFound error that lists what exists.
@@ -220,8 +296,12 @@ impl Gateway {
         }
     }
 
+    /// Storage nodes that can take new replicas (the embedded list, or the cluster's UP nodes).
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        match &self.catalog {
+            Catalog::Nodes(nodes) => nodes.len(),
+            Catalog::Manager(_) => self.table().up_nodes(),
+        }
     }
 
     pub fn options(&self) -> &GatewayOptions {
@@ -235,6 +315,15 @@ impl Gateway {
     pub async fn create_store(&self, config: StoreConfig) -> Result<StoreRoute> {
         config.validate()?;
         let _catalog = self.catalog_lock.lock().await;
+        let nodes = match &self.catalog {
+            Catalog::Manager(m) => {
+                let req = pb::CreateStoreRequest { config: Some(config_to_pb(&config)) };
+                m.clone().create_store(req).await?;
+                self.refresh().await?;
+                return self.route(&config.name);
+            }
+            Catalog::Nodes(nodes) => nodes,
+        };
         {
             let table = self.table();
             if table.stores.contains_key(&config.name) {
@@ -247,14 +336,14 @@ impl Gateway {
                 )));
             }
         }
-        if config.replication_factor as usize > self.nodes.len() {
+        if config.replication_factor as usize > nodes.len() {
             return Err(GatewayError::InvalidArgument(format!(
                 "replication_factor {} needs as many nodes, but only {} are available",
                 config.replication_factor,
-                self.nodes.len()
+                nodes.len()
             )));
         }
-        let route = StoreRoute { shards: place(config.shards, config.replication_factor, &self.nodes), config };
+        let route = StoreRoute { shards: place(config.shards, config.replication_factor, nodes), config };
         let pb_config = config_to_pb(&route.config);
         let mut created: Vec<(String, u32)> = Vec::new();
         for (shard, replicas) in route.shards.iter().enumerate() {
@@ -285,6 +374,10 @@ impl Gateway {
     pub async fn drop_store(&self, store: &str) -> Result<()> {
         let _catalog = self.catalog_lock.lock().await;
         let route = self.resolve(store).await?;
+        if let Catalog::Manager(m) = &self.catalog {
+            m.clone().drop_store(pb::DropStoreRequest { name: store.to_string() }).await?;
+            return self.refresh().await;
+        }
         for (shard, replicas) in route.shards.iter().enumerate() {
             for url in replicas {
                 let shard = Some(pb::ShardId { store: store.to_string(), shard: shard as u32 });
@@ -372,13 +465,22 @@ impl Gateway {
     async fn on_replicas<T, F, Fut>(&self, route: &StoreRoute, shard: u32, call: F) -> Result<Vec<T>>
     where
         T: Send + 'static,
-        F: Fn(StorageNodeClient<Channel>) -> Fut,
+        F: Fn(NodeClient) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
     {
-        let replicas = &route.shards[shard as usize];
+        let placed = route.shards[shard as usize].len();
+        let replicas = self.table().writable(&route.shards[shard as usize]);
         let needed = required_acks(route.config.write_consistency, replicas.len());
+        if needed > replicas.len() || replicas.is_empty() {
+            return Err(GatewayError::Unavailable(format!(
+                "shard {shard} of store '{}' has {} of {placed} replicas up; this write needs {} acks",
+                route.config.name,
+                replicas.len(),
+                needed.max(1)
+            )));
+        }
         let mut calls = JoinSet::new();
-        for url in replicas {
+        for url in &replicas {
             calls.spawn(call(self.client(url)?));
         }
         let (mut acks, mut last_err) = (Vec::with_capacity(replicas.len()), None);
@@ -585,26 +687,29 @@ impl Gateway {
         .await
     }
 
-    /// Flushes every replica of every shard of `store` and fsyncs their WALs.
+    /// Flushes every replica (that is not down) of every shard of `store` and fsyncs their WALs.
     pub async fn sync(&self, store: &str) -> Result<()> {
         let route = self.resolve(store).await?;
         for (shard, replicas) in route.shards.iter().enumerate() {
-            for url in replicas {
+            let writable = self.table().writable(replicas);
+            for url in writable {
                 let shard = Some(pb::ShardId { store: store.to_string(), shard: shard as u32 });
-                self.client(url)?.flush(pb::FlushRequest { shard }).await?;
+                self.client(&url)?.flush(pb::FlushRequest { shard }).await?;
             }
         }
         Ok(())
     }
 
-    fn replica_clients(&self, route: &StoreRoute, shard: u32) -> Result<Vec<StorageNodeClient<Channel>>> {
-        route.shards[shard as usize].iter().map(|url| self.client(url)).collect()
+    /// Clients for the replicas of `shard` that may serve reads, in placement order, with `read_timeout`.
+    fn replica_clients(&self, route: &StoreRoute, shard: u32) -> Result<Vec<NodeClient>> {
+        let readable = self.table().readable(&route.shards[shard as usize]);
+        readable.iter().map(|url| self.client_with(url, self.options.read_timeout)).collect()
     }
 
     /// Runs a read on the first replica of `shard` that answers.
     async fn read_shard<T, F, Fut>(&self, route: &StoreRoute, shard: u32, call: F) -> Result<T>
     where
-        F: Fn(StorageNodeClient<Channel>) -> Fut,
+        F: Fn(NodeClient) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
     {
         first_replica(self.replica_clients(route, shard)?, shard, call).await
@@ -613,9 +718,9 @@ impl Gateway {
 
 /// Tries `call` on each replica in order until one answers; fails over on unavailable / deadline errors, returns
 /// any other error at once. Owns its clients, so scatter-gather can spawn it per shard.
-async fn first_replica<T, F, Fut>(replicas: Vec<StorageNodeClient<Channel>>, shard: u32, call: F) -> Result<T>
+async fn first_replica<T, F, Fut>(replicas: Vec<NodeClient>, shard: u32, call: F) -> Result<T>
 where
-    F: Fn(StorageNodeClient<Channel>) -> Fut,
+    F: Fn(NodeClient) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
 {
     let mut last = None;
@@ -626,8 +731,45 @@ where
             Err(s) => return Err(s.into()),
         }
     }
-    Err(last
-        .map_or_else(|| GatewayError::Unavailable(format!("shard {shard} has no replica")), GatewayError::from_status))
+    Err(last.map_or_else(
+        || GatewayError::Unavailable(format!("shard {shard} has no replica that is up")),
+        GatewayError::from_status,
+    ))
+}
+
+/// Installs `new` unless the table there is already newer (a watch update and a fetch can race).
+fn install(table: &RwLock<RoutingTable>, new: RoutingTable) {
+    let mut t = table.write().unwrap_or_else(|p| p.into_inner());
+    if new.version >= t.version {
+        *t = new;
+    }
+}
+
+/// Follows the manager's routing table for as long as the gateway lives, re-subscribing after errors.
+async fn watch_table(mut manager: IndexManagerClient<Channel>, table: Arc<RwLock<RoutingTable>>) {
+    loop {
+        let known = table.read().unwrap_or_else(|p| p.into_inner()).version;
+        match manager.watch_routing_table(pb::WatchRoutingTableRequest { known_version: known }).await {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(t)) => {
+                            tracing::debug!(version = t.version, "routing table update");
+                            install(&table, RoutingTable::from_pb(t));
+                        }
+                        Ok(None) => break,
+                        Err(s) => {
+                            tracing::warn!(error = %s.message(), "routing table watch broke; re-subscribing");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(s) => tracing::warn!(error = %s.message(), "cannot watch the routing table; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn is_retryable(s: &tonic::Status) -> bool {
@@ -637,7 +779,8 @@ fn is_retryable(s: &tonic::Status) -> bool {
     )
 }
 
-/// Acks a write needs: the configured consistency, or a majority when it is 0.
-pub fn required_acks(write_consistency: u32, replicas: usize) -> usize {
-    if write_consistency == 0 { replicas / 2 + 1 } else { (write_consistency as usize).min(replicas) }
+/// Acks a write needs from the `live` replicas (those not down): the configured consistency, or a majority of
+/// the live ones when it is 0. An explicit consistency is strict: more than `live` makes the write fail.
+pub fn required_acks(write_consistency: u32, live: usize) -> usize {
+    if write_consistency == 0 { live / 2 + 1 } else { write_consistency as usize }
 }

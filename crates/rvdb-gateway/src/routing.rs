@@ -6,9 +6,11 @@
 //! move. The table itself comes from the index manager in a cluster; in the embedded mode the gateway derives it
 //! from the nodes it is given ([`crate::Gateway::connect`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rvdb_core::StoreConfig;
+use rvdb_proto::convert::config_from_pb;
+use rvdb_proto::v1 as pb;
 
 /// Where one store lives.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,10 +26,74 @@ impl StoreRoute {
     }
 }
 
+/// What the index manager says of a node. Nodes of a static node list (embedded mode) count as up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplicaState {
+    #[default]
+    Up,
+    /// Back after being away: takes writes, serves no reads until its replicas have caught up.
+    CatchingUp,
+    /// Missed its heartbeats: neither read from nor waited for.
+    Down,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoutingTable {
     pub version: u64,
     pub stores: BTreeMap<String, StoreRoute>,
+    /// Node URL → state (absent = up).
+    pub states: HashMap<String, ReplicaState>,
+}
+
+impl RoutingTable {
+    /// The table the index manager publishes, with node ids resolved to their URLs. Stores whose config does not
+    /// parse (a newer manager) or that name unknown nodes are left out rather than routed wrongly.
+    pub fn from_pb(t: pb::RoutingTable) -> RoutingTable {
+        let urls: HashMap<&str, &str> = t.nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str())).collect();
+        let states = t
+            .nodes
+            .iter()
+            .map(|n| {
+                let state = match pb::NodeState::try_from(n.state) {
+                    Ok(pb::NodeState::Down) => ReplicaState::Down,
+                    Ok(pb::NodeState::CatchingUp) => ReplicaState::CatchingUp,
+                    _ => ReplicaState::Up,
+                };
+                (n.address.clone(), state)
+            })
+            .collect();
+        let mut stores = BTreeMap::new();
+        for r in t.stores {
+            let Some(Ok(config)) = r.config.map(config_from_pb) else { continue };
+            let shards: Option<Vec<Vec<String>>> = r
+                .shards
+                .iter()
+                .map(|p| p.replica_node_ids.iter().map(|id| urls.get(id.as_str()).map(|u| u.to_string())).collect())
+                .collect();
+            let Some(shards) = shards.filter(|s| s.len() == config.shards as usize) else { continue };
+            stores.insert(config.name.clone(), StoreRoute { config, shards });
+        }
+        RoutingTable { version: t.version, stores, states }
+    }
+
+    pub fn state(&self, url: &str) -> ReplicaState {
+        self.states.get(url).copied().unwrap_or_default()
+    }
+
+    /// Replicas that may serve reads: the up ones, in placement order.
+    pub fn readable(&self, replicas: &[String]) -> Vec<String> {
+        replicas.iter().filter(|u| self.state(u) == ReplicaState::Up).cloned().collect()
+    }
+
+    /// Replicas that take writes: every one that is not down.
+    pub fn writable(&self, replicas: &[String]) -> Vec<String> {
+        replicas.iter().filter(|u| self.state(u) != ReplicaState::Down).cloned().collect()
+    }
+
+    /// Nodes that are up (a static node list: all of them).
+    pub fn up_nodes(&self) -> usize {
+        self.states.values().filter(|s| **s == ReplicaState::Up).count()
+    }
 }
 
 /// FNV-1a, 64 bit.
@@ -86,6 +152,56 @@ mod tests {
     fn growing_shards_moves_few_ids() {
         let moved = (0..10_000).filter(|i| shard_of(&i.to_string(), 4) != shard_of(&i.to_string(), 5)).count();
         assert!((1_500..2_500).contains(&moved), "{moved} of 10000 moved; expected about 1/5");
+    }
+
+    #[test]
+    fn tables_from_the_manager_steer_reads_and_writes_by_node_state() {
+        let node = |id: &str, state: pb::NodeState| pb::NodeInfo {
+            node_id: id.into(),
+            address: format!("http://{id}:1"),
+            state: state as i32,
+            last_heartbeat_unix_ms: 0,
+        };
+        let config = rvdb_proto::convert::config_to_pb(&{
+            let mut c = StoreConfig::new("s", 2, rvdb_core::Metric::Dot);
+            c.shards = 2;
+            c.replication_factor = 2;
+            c
+        });
+        let placement = |shard: u32, ids: &[&str]| pb::ShardPlacement {
+            shard,
+            replica_node_ids: ids.iter().map(|s| s.to_string()).collect(),
+        };
+        let t = RoutingTable::from_pb(pb::RoutingTable {
+            version: 7,
+            nodes: vec![
+                node("a", pb::NodeState::Up),
+                node("b", pb::NodeState::CatchingUp),
+                node("c", pb::NodeState::Down),
+            ],
+            stores: vec![
+                pb::StoreRoute {
+                    config: Some(config.clone()),
+                    shards: vec![placement(0, &["b", "a"]), placement(1, &["c", "a"])],
+                },
+                // a store naming an unknown node is left out rather than routed wrongly
+                pb::StoreRoute {
+                    config: Some(pb::StoreConfig { name: "t".into(), ..config }),
+                    shards: vec![placement(0, &["zz"]), placement(1, &["a"])],
+                },
+            ],
+        });
+        assert_eq!(t.version, 7);
+        assert_eq!(t.stores.keys().collect::<Vec<_>>(), vec!["s"]);
+        let s = &t.stores["s"];
+        assert_eq!(t.readable(&s.shards[0]), vec!["http://a:1"], "a catching-up replica serves no reads");
+        assert_eq!(t.writable(&s.shards[0]), vec!["http://b:1", "http://a:1"], "but takes writes");
+        assert_eq!(t.writable(&s.shards[1]), vec!["http://a:1"], "a down replica takes neither");
+        assert_eq!(t.up_nodes(), 1);
+        // majority of the live replicas by default; an explicit consistency is strict
+        assert_eq!(crate::gateway::required_acks(0, 2), 2);
+        assert_eq!(crate::gateway::required_acks(0, 1), 1);
+        assert_eq!(crate::gateway::required_acks(2, 1), 2);
     }
 
     #[test]

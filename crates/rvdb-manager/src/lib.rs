@@ -1,6 +1,19 @@
-//! `rvdb-manager`: the index manager (filled by the cluster issue).
+//! `rvdb-manager`: the index manager of an rvdb cluster.
 //!
-//! It will own the catalog of stores (dimension, metric, index and quantization settings, shard count,
-//! replication factor, write consistency) in RocksDB, node registration and heartbeats, balanced placement of
-//! shard replicas, the versioned routing table that gateways watch, and index lifecycle commands to nodes. Its
-//! gRPC contract is already fixed in `proto/rvdb/v1/manager.proto` (`rvdb_proto::v1::index_manager_server`).
+//! It owns the metadata, never the data: the catalog of stores (dimension, metric, index and quantization
+//! settings, shard count, replication factor, write consistency) and where each shard's replicas live, the list
+//! of storage nodes and whether each is up, and the routing table built from both, with a version that gateways
+//! watch (server-streaming gRPC) or poll. Data writes go from gateways straight to the nodes.
+//!
+//! - [`manager`]: the state, its persistence in RocksDB, placement, the membership monitor and replica catch-up.
+//! - [`service`]: the gRPC `IndexManager` service.
+//!
+//! The manager is a single process. It is not on the data path, so while it is away reads and writes continue
+//! on the last routing table the gateways hold; only catalog changes and failure handling wait. Making it highly
+//! available (three managers replicating the catalog through `openraft`) is the planned next step.
+
+pub mod manager;
+pub mod service;
+
+pub use manager::{Manager, ManagerOptions};
+pub use service::IndexManagerService;

@@ -9,8 +9,11 @@
 //! - [`shard`]: one shard replica: validation, last-write-wins versions, the index, RocksDB reads and writes.
 //! - [`node`]: the registry of shards on one RocksDB instance, and per-shard fault isolation: a panic while
 //!   serving one shard is caught, that shard alone is reloaded from disk, the others keep serving.
-//! - [`service`]: the gRPC `StorageNode` service, which only converts and delegates.
+//! - [`service`]: the gRPC `StorageNode` service, which only converts and delegates (and pulls a peer's changes
+//!   for `CatchUp`).
+//! - [`agent`]: registration and heartbeats with the index manager, in a cluster.
 
+pub mod agent;
 pub mod error;
 pub mod node;
 pub mod record;

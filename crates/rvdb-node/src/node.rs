@@ -223,6 +223,13 @@ impl Node {
         out
     }
 
+    /// The replicas this node holds, without their stats (what heartbeats report).
+    pub fn shard_keys(&self) -> Vec<ShardKey> {
+        let mut keys: Vec<ShardKey> = self.shard_map().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     pub fn shard(&self, key: &ShardKey) -> Result<Arc<Shard>, NodeError> {
         self.shard_map().get(key).cloned().ok_or_else(|| NodeError::ShardNotFound(key.clone()))
     }
@@ -411,6 +418,72 @@ mod tests {
         // within one batch, the later duplicate wins
         node.with_shard(&key, |s| s.upsert(vec![point("y", &[1.0], 0), point("y", &[2.0], 0)], false)).unwrap();
         assert_eq!(node.with_shard(&key, |s| s.get(&["y".into()])).unwrap()[0].vector, vec![2.0]);
+    }
+
+    #[test]
+    fn equal_versions_converge_by_record_bytes_whatever_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = open(dir.path());
+        let (a, b) = (ShardKey::new("a", 0), ShardKey::new("b", 0));
+        for k in [&a, &b] {
+            node.create_shard(k.clone(), StoreConfig::new(k.store.clone(), 1, Metric::Euclidean)).unwrap();
+        }
+        // two gateways issued version 500 for different writes of "x"; replicas see them in opposite orders
+        let (w1, w2) = (point("x", &[1.0], 500), point("x", &[2.0], 500));
+        node.with_shard(&a, |s| s.upsert(vec![w1.clone()], false)).unwrap();
+        node.with_shard(&a, |s| s.upsert(vec![w2.clone()], false)).unwrap();
+        node.with_shard(&b, |s| s.upsert(vec![w2], false)).unwrap();
+        node.with_shard(&b, |s| s.upsert(vec![w1], false)).unwrap();
+        // and a delete at the same version loses to a live point on both
+        node.with_shard(&a, |s| s.delete(&["x".into()], 500, false)).unwrap();
+        let get = |k: &ShardKey| node.with_shard(k, |s| s.get(&["x".into()])).unwrap();
+        assert_eq!(get(&a), get(&b));
+        assert_eq!(get(&a).len(), 1, "the live point beat the tombstone of the same version");
+        let (da, db) = (node.with_shard(&a, |s| s.digest()).unwrap(), node.with_shard(&b, |s| s.digest()).unwrap());
+        assert_eq!((da.sha256, da.records), (db.sha256, db.records));
+    }
+
+    #[test]
+    fn changes_since_a_version_bring_a_replica_level_with_its_peer() {
+        use crate::shard::Change;
+        let dir = tempfile::tempdir().unwrap();
+        let node = open(dir.path());
+        let (peer, lagging) = (ShardKey::new("p", 0), ShardKey::new("l", 0));
+        for k in [&peer, &lagging] {
+            node.create_shard(k.clone(), StoreConfig::new(k.store.clone(), 2, Metric::Euclidean)).unwrap();
+        }
+        let early: Vec<PointData> = (0..50).map(|i| point(&format!("e{i}"), &[i as f32, 1.0], 100 + i)).collect();
+        for k in [&peer, &lagging] {
+            node.with_shard(k, |s| s.upsert(early.clone(), false)).unwrap();
+        }
+        // the lagging replica misses these: new points, an update, deletes (one of an id it never saw)
+        let late: Vec<PointData> = (0..30).map(|i| point(&format!("l{i}"), &[i as f32, 2.0], 1000 + i)).collect();
+        node.with_shard(&peer, |s| s.upsert(late, false)).unwrap();
+        node.with_shard(&peer, |s| s.upsert(vec![point("e3", &[9.0, 9.0], 2000)], false)).unwrap();
+        node.with_shard(&peer, |s| s.delete(&["e4".into(), "ghost".into()], 2001, false)).unwrap();
+        let since = 149; // the lagging replica's newest version
+        let (mut points, mut tombstones) = (Vec::new(), Vec::new());
+        node.with_shard(&peer, |s| {
+            s.changes(since, |c| {
+                match c {
+                    Change::Point(p) => points.push(p),
+                    Change::Tombstone { id, version } => tombstones.push((id, version)),
+                }
+                true
+            })
+        })
+        .unwrap();
+        assert_eq!((points.len(), tombstones.len()), (31, 2), "only what changed after `since` is streamed");
+        let applied = node.with_shard(&lagging, |s| s.apply_changes(points.clone(), &tombstones, false)).unwrap();
+        assert_eq!(applied, 33);
+        // applying again changes nothing (last write wins)
+        assert_eq!(node.with_shard(&lagging, |s| s.apply_changes(points, &tombstones, false)).unwrap(), 0);
+        let d = |k: &ShardKey| node.with_shard(k, |s| s.digest()).unwrap();
+        assert_eq!(d(&peer), d(&lagging));
+        assert_eq!(d(&peer).records, 50 + 30 + 1);
+        assert!(node.with_shard(&lagging, |s| s.get(&["e4".into()])).unwrap().is_empty());
+        let unversioned = vec![point("z", &[0.0, 0.0], 0)];
+        assert!(node.with_shard(&lagging, |s| s.apply_changes(unversioned, &[], false)).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use rvdb_proto::v1::storage_node_server::{StorageNode, StorageNodeServer};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::shard::{PointData, ScoredPoint, SearchOptions};
+use crate::shard::{Change, PointData, ScoredPoint, SearchOptions};
 use crate::{Node, NodeError, ShardKey, ShardStats};
 use rvdb_core::filter::Filter;
 
@@ -98,6 +98,17 @@ fn scored_to_pb(p: ScoredPoint) -> pb::ScoredPoint {
 }
 
 type ScanStream = Pin<Box<dyn Stream<Item = Result<pb::ScanChunk, Status>> + Send>>;
+type ChangesStream = Pin<Box<dyn Stream<Item = Result<pb::ChangesChunk, Status>> + Send>>;
+
+/// Splits a chunk of streamed changes into points and `(id, version)` tombstones.
+fn changes_from_pb(chunk: pb::ChangesChunk) -> (Vec<PointData>, Vec<(String, u64)>) {
+    let points = chunk
+        .points
+        .into_iter()
+        .map(|p| PointData { id: p.id, vector: p.vector, metadata: p.metadata_json, version: p.version })
+        .collect();
+    (points, chunk.tombstones.into_iter().map(|t| (t.id, t.version)).collect())
+}
 
 #[tonic::async_trait]
 impl StorageNode for StorageNodeService {
@@ -263,6 +274,93 @@ impl StorageNode for StorageNodeService {
         record_shard(&key);
         let stats = self.blocking(move |n| n.with_shard(&key, |s| s.stats())).await?;
         Ok(Response::new(pb::StatsResponse { stats: Some(stats_to_pb(stats)) }))
+    }
+
+    type ChangesStream = ChangesStream;
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn changes(&self, req: Request<pb::ChangesRequest>) -> Result<Response<Self::ChangesStream>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let shard = self.node.shard(&key)?;
+        let chunk_size = if req.chunk_size == 0 { 1000 } else { req.chunk_size.min(100_000) as usize };
+        let since = req.since_version;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ChangesChunk, Status>>(4);
+        tokio::task::spawn_blocking(move || {
+            let mut chunk = pb::ChangesChunk::default();
+            let result = shard.changes(since, |c| {
+                match c {
+                    Change::Point(p) => chunk.points.push(point_to_pb(p, true, true)),
+                    Change::Tombstone { id, version } => {
+                        chunk.tombstones.push(pb::Point { id, version, ..Default::default() })
+                    }
+                }
+                if chunk.points.len() + chunk.tombstones.len() >= chunk_size {
+                    return tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_ok();
+                }
+                true
+            });
+            match result {
+                Ok(()) if !(chunk.points.is_empty() && chunk.tombstones.is_empty()) => {
+                    let _ = tx.blocking_send(Ok(chunk));
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e.into()));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn digest(&self, req: Request<pb::DigestRequest>) -> Result<Response<pb::DigestResponse>, Status> {
+        let key = shard_key(req.into_inner().shard)?;
+        record_shard(&key);
+        let d = self.blocking(move |n| n.with_shard(&key, |s| s.digest())).await?;
+        Ok(Response::new(pb::DigestResponse { sha256: d.sha256, records: d.records, max_version: d.max_version }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard, source))]
+    async fn catch_up(&self, req: Request<pb::CatchUpRequest>) -> Result<Response<pb::CatchUpResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        tracing::Span::current().record("source", req.source_address.as_str());
+        self.node.shard(&key)?; // NOT_FOUND before dialling the peer
+        let started = std::time::Instant::now();
+        let endpoint = tonic::transport::Endpoint::from_shared(req.source_address.clone())
+            .map_err(|e| Status::invalid_argument(format!("bad source_address {:?}: {e}", req.source_address)))?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot reach the source replica {}: {e}", req.source_address)))?;
+        let mut peer =
+            rvdb_proto::v1::storage_node_client::StorageNodeClient::new(channel).max_decoding_message_size(usize::MAX);
+        let shard = Some(pb::ShardId { store: key.store.clone(), shard: key.shard });
+        let mut stream = peer
+            .changes(pb::ChangesRequest { shard, since_version: req.since_version, chunk_size: 2000 })
+            .await?
+            .into_inner();
+        let mut out = pb::CatchUpResponse::default();
+        while let Some(chunk) = stream.message().await? {
+            out.received += (chunk.points.len() + chunk.tombstones.len()) as u64;
+            out.max_version =
+                chunk.points.iter().chain(&chunk.tombstones).map(|p| p.version).fold(out.max_version, u64::max);
+            let (points, tombstones) = changes_from_pb(chunk);
+            let key = key.clone();
+            out.applied +=
+                self.blocking(move |n| n.with_shard(&key, |s| s.apply_changes(points, &tombstones, false))).await?;
+        }
+        // what was applied is on disk before the manager lets this replica serve reads
+        let key2 = key.clone();
+        self.blocking(move |n| n.with_shard(&key2, |_| n.sync_wal())).await?;
+        tracing::info!(shard = %key, received = out.received, applied = out.applied,
+            elapsed_ms = started.elapsed().as_millis() as u64, "caught up from peer");
+        Ok(Response::new(out))
     }
 }
 

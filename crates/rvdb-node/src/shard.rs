@@ -110,6 +110,20 @@ pub struct SearchOutcome {
     pub plan: Plan,
 }
 
+/// One record of a shard as replication sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Point(PointData),
+    Tombstone { id: String, version: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardDigest {
+    pub sha256: String,
+    pub records: u64,
+    pub max_version: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct VersionEntry {
     version: u64,
@@ -418,7 +432,8 @@ impl Shard {
         let mut accepted: Vec<(usize, u64)> = Vec::with_capacity(prepared.len());
         {
             let state = self.read_state()?;
-            let mut in_batch: HashMap<&str, u64> = HashMap::new();
+            // Records of this batch by id: a later duplicate is compared with them, not with the store.
+            let mut in_batch: HashMap<&str, (u64, Vec<u8>)> = HashMap::new();
             let cf = self.cf()?;
             for (i, (p, metadata, _)) in prepared.iter().enumerate() {
                 let version = if p.version == 0 {
@@ -427,13 +442,17 @@ impl Shard {
                     self.clock.observe(p.version);
                     p.version
                 };
-                let current = in_batch.get(p.id.as_str()).copied().or_else(|| state.current_version(&p.id));
-                if current.is_some_and(|c| c >= version) {
+                let record = encode_live(version, &p.vector, metadata);
+                let wins = match in_batch.get(p.id.as_str()) {
+                    Some((v, bytes)) => (version, &record) > (*v, bytes),
+                    None => self.newer_than_stored(&state, &p.id, version, &record)?,
+                };
+                if !wins {
                     outcome.stale += 1;
                     continue;
                 }
-                in_batch.insert(&p.id, version);
-                batch.put_cf(&cf, p.id.as_bytes(), encode_live(version, &p.vector, metadata));
+                batch.put_cf(&cf, p.id.as_bytes(), &record);
+                in_batch.insert(&p.id, (version, record));
                 accepted.push((i, version));
                 outcome.max_version = outcome.max_version.max(version);
             }
@@ -457,37 +476,83 @@ impl Shard {
         for (index, id) in ids.iter().enumerate() {
             validate_point_id(id).map_err(|source| NodeError::InvalidPoint { index, source })?;
         }
+        let version = if version == 0 { self.clock.now() } else { version };
+        let tombstones: Vec<(&str, u64)> = ids.iter().map(|id| (id.as_str(), version)).collect();
+        Ok(self.apply_tombstones(&tombstones, sync)?.0)
+    }
+
+    /// Writes a tombstone for each `(id, version)` that is newer than what is stored (last write wins); returns
+    /// how many ids held a live point and how many tombstones were written. Ids must be valid.
+    fn apply_tombstones(&self, tombstones: &[(&str, u64)], sync: bool) -> Result<(u32, u64), NodeError> {
         let _guard = self.begin_write()?;
-        let version = if version == 0 {
-            self.clock.now()
-        } else {
-            self.clock.observe(version);
-            version
-        };
         let mut batch = WriteBatch::default();
-        let mut doomed = Vec::new();
+        let mut doomed: HashMap<&str, u64> = HashMap::new();
         {
             let state = self.read_state()?;
             let cf = self.cf()?;
-            for id in ids {
-                if state.current_version(id).is_some_and(|c| c >= version) {
-                    continue;
+            for &(id, version) in tombstones {
+                self.clock.observe(version);
+                let record = encode_tombstone(version);
+                let wins = match doomed.get(id) {
+                    Some(v) => version > *v,
+                    None => self.newer_than_stored(&state, id, version, &record)?,
+                };
+                if wins {
+                    batch.put_cf(&cf, id.as_bytes(), &record);
+                    doomed.insert(id, version);
                 }
-                batch.put_cf(&cf, id.as_bytes(), encode_tombstone(version));
-                doomed.push(id.as_str());
             }
         }
         self.write_batch(batch, sync)?;
         let mut state = self.write_state()?;
-        let mut deleted = 0;
-        for id in doomed {
+        let (mut deleted, written) = (0, doomed.len() as u64);
+        for (id, version) in doomed {
             if state.index.contains(id) {
                 deleted += 1;
             }
             state.apply(id, version, None);
         }
         self.rebuild_if_needed(state);
-        Ok(deleted)
+        Ok((deleted, written))
+    }
+
+    /// Last write wins: whether a record at `version` replaces what is stored for `id`. Equal versions (two
+    /// gateways' clocks can issue the same one) are decided by the record bytes, so every replica keeps the same
+    /// record whatever order the writes arrive in (a live point beats a tombstone).
+    fn newer_than_stored(&self, state: &ShardState, id: &str, version: u64, record: &[u8]) -> Result<bool, NodeError> {
+        match state.current_version(id) {
+            None => Ok(true),
+            Some(c) if c != version => Ok(version > c),
+            Some(_) => {
+                let stored = self.db.get_cf(&self.cf()?, id.as_bytes())?;
+                Ok(stored.is_none_or(|s| record > s.as_slice()))
+            }
+        }
+    }
+
+    /// Applies records streamed from a peer replica (catch-up): points and tombstones keep their versions and go
+    /// through last-write-wins like any write. Returns how many were newer than the local ones.
+    pub fn apply_changes(
+        &self,
+        points: Vec<PointData>,
+        tombstones: &[(String, u64)],
+        sync: bool,
+    ) -> Result<u64, NodeError> {
+        let mut applied = 0;
+        if points.iter().any(|p| p.version == 0) || tombstones.iter().any(|t| t.1 == 0) {
+            return Err(NodeError::BadRequest("replicated records must carry their version".into()));
+        }
+        if !points.is_empty() {
+            applied += self.upsert(points, sync)?.applied as u64;
+        }
+        if !tombstones.is_empty() {
+            for (index, (id, _)) in tombstones.iter().enumerate() {
+                validate_point_id(id).map_err(|source| NodeError::InvalidPoint { index, source })?;
+            }
+            let refs: Vec<(&str, u64)> = tombstones.iter().map(|(id, v)| (id.as_str(), *v)).collect();
+            applied += self.apply_tombstones(&refs, sync)?.1;
+        }
+        Ok(applied)
     }
 
     /// After a write: starts a background rebuild when the graph has decayed (see `ShardIndex::needs_rebuild`).
@@ -618,6 +683,61 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// Visits every record (live points and tombstones) with a version above `since`, in id order, from one
+    /// consistent RocksDB view, until `visit` returns false.
+    ///
+    /// Design: this is a scan of the whole column family that skips old records by the version in their first 9
+    /// bytes (no decoding), not a version-ordered index. Such an index would make a catch-up O(changes) instead
+    /// of O(shard) reads on the peer, but would cost every write a second key and a read-modify-write of the old
+    /// one; a catch-up is rare and a RocksDB scan runs at millions of keys per second, so the write path stays
+    /// lean. Tombstones are kept forever for the same reason (a returning replica learns of deletes from them).
+    pub fn changes(&self, since: u64, mut visit: impl FnMut(Change) -> bool) -> Result<(), NodeError> {
+        let cf = self.cf()?;
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            // the version sits right after the tag: skip old records without decoding their vectors
+            if v.len() >= 9 && u64::from_le_bytes(v[1..9].try_into().unwrap_or_default()) <= since {
+                continue;
+            }
+            let id = String::from_utf8(k.into_vec())
+                .map_err(|_| NodeError::Corrupt { key: self.key.clone(), message: "a point id is not UTF-8".into() })?;
+            let record = Record::decode(&v)
+                .map_err(|m| NodeError::Corrupt { key: self.key.clone(), message: format!("point {id:?}: {m}") })?;
+            let change = match record {
+                Record::Live { version, vector, metadata } => {
+                    Change::Point(PointData { id, vector, metadata, version })
+                }
+                Record::Tombstone { version } => Change::Tombstone { id, version },
+            };
+            if !visit(change) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// SHA-256 over `(len(id), id, len(record), record)` of every key in id order, from one consistent view: equal
+    /// digests mean byte-for-byte equal replicas.
+    pub fn digest(&self) -> Result<ShardDigest, NodeError> {
+        use sha2::Digest as _;
+        let cf = self.cf()?;
+        let mut hasher = sha2::Sha256::new();
+        let (mut records, mut max_version) = (0u64, 0u64);
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            hasher.update((k.len() as u32).to_le_bytes());
+            hasher.update(&k);
+            hasher.update((v.len() as u32).to_le_bytes());
+            hasher.update(&v);
+            records += 1;
+            if v.len() >= 9 {
+                max_version = max_version.max(u64::from_le_bytes(v[1..9].try_into().unwrap_or_default()));
+            }
+        }
+        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(ShardDigest { sha256, records, max_version })
     }
 
     /// Flushes the memtable to an SST, fsyncs the WAL and writes the HNSW snapshot if the graph changed.

@@ -3,6 +3,7 @@
 //!
 //! - `flat`: single-thread exact search QPS and recall@10 on a data set from `../shared/bench/make_glove.py`.
 //! - `insert`: insert throughput into a real node (RocksDB, WAL on), in process and over gRPC on loopback.
+//! - `cluster`, `catch-up`: see [`crate::cluster_bench`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,6 +97,31 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 128)]
         dimension: usize,
     },
+    /// A store on a cluster of N nodes (real manager and node processes): insert throughput, search QPS, recall.
+    Cluster {
+        /// Directory written by make_glove.py (base.npy, query.npy, gt_cosine_ids.npy).
+        #[arg(long)]
+        data: PathBuf,
+        /// Cluster sizes to measure, one after the other.
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        nodes: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        shards: u32,
+        #[arg(long, default_value_t = 1)]
+        replication_factor: u32,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Requests in flight (insert batches of 1000, searches).
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Catch-up of a node that missed writes while it was down: time from its restart until it serves again.
+    CatchUp {
+        #[arg(long, default_value_t = 100_000)]
+        missed: usize,
+        #[arg(long, default_value_t = 50)]
+        dimension: usize,
+    },
     /// Latency a `search_vectors` MCP call adds over a direct gRPC search to the node (median, p99).
     GatewayLatency {
         #[arg(long, default_value_t = 10_000)]
@@ -139,6 +165,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || compression(data, count, dimension)).await?
         }
         BenchCommand::Backup { count, dimension } => backup(count, dimension).await,
+        BenchCommand::Cluster { data, nodes, shards, replication_factor, queries, concurrency } => {
+            crate::cluster_bench::cluster(data, nodes, shards, replication_factor, queries, concurrency).await
+        }
+        BenchCommand::CatchUp { missed, dimension } => crate::cluster_bench::catch_up(missed, dimension).await,
     }
 }
 

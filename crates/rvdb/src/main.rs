@@ -2,7 +2,8 @@
 //!
 //! - `rvdb serve`: the embedded all-in-one default, data in `./data`, no setup: a storage node (gRPC on
 //!   127.0.0.1:50051) and the MCP gateway (http://127.0.0.1:8080/mcp); the index manager joins with its issue.
-//! - `rvdb node`, `rvdb gateway`: one service each. `rvdb mcp-stdio`: MCP over stdio.
+//! - `rvdb manager`, `rvdb node --manager URL`, `rvdb gateway --manager URL`: the services of a cluster.
+//!   `rvdb mcp-stdio`: MCP over stdio.
 //! - client commands (`create-store`, `insert`, `search`, …) that talk gRPC to a node.
 //! - `rvdb bench`: the benchmarks whose figures the README reports.
 //!
@@ -10,6 +11,7 @@
 
 mod bench;
 mod client;
+mod cluster_bench;
 mod npy;
 mod server;
 
@@ -32,9 +34,11 @@ struct Cli {
 enum Command {
     /// Run rvdb embedded in one process with local data (the default way to start): storage node + MCP gateway.
     Serve(server::ServeArgs),
-    /// Run a storage node.
-    Node(server::NodeArgs),
-    /// Run an MCP gateway over existing storage nodes.
+    /// Run a storage node (with --manager: as part of a cluster).
+    Node(server::NodeCommand),
+    /// Run the index manager of a cluster (catalog, placement, membership, catch-up).
+    Manager(server::ManagerArgs),
+    /// Run an MCP gateway over a cluster's index manager (--manager) or a list of storage nodes (--nodes).
     Gateway(server::GatewayCommand),
     /// Serve MCP over stdin/stdout (for agents that launch their MCP servers), on an embedded node or given nodes.
     McpStdio(server::McpStdioArgs),
@@ -64,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => server::serve(args).await,
             Command::Node(args) => server::node(args).await,
+            Command::Manager(args) => server::manager(args).await,
             Command::Gateway(args) => server::gateway(args).await,
             Command::McpStdio(args) => server::mcp_stdio(args).await,
             Command::Client(cmd) => client::run(cmd).await,

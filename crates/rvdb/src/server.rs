@@ -164,11 +164,59 @@ pub struct ServeArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct GatewayCommand {
-    /// Storage nodes (gRPC URLs, comma-separated).
-    #[arg(long, env = "RVDB_NODES", value_delimiter = ',', required = true)]
+    /// Storage nodes (gRPC URLs, comma-separated), for a gateway without an index manager.
+    #[arg(
+        long,
+        env = "RVDB_NODES",
+        value_delimiter = ',',
+        required_unless_present = "manager",
+        conflicts_with = "manager"
+    )]
     pub nodes: Vec<String>,
+    /// The index manager's gRPC URL: the gateway of a cluster follows its routing table.
+    #[arg(long, env = "RVDB_MANAGER")]
+    pub manager: Option<String>,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NodeCommand {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The index manager's gRPC URL: the node joins that cluster (registers, heartbeats, takes catch-up
+    /// commands). Without it the node stands alone.
+    #[arg(long, env = "RVDB_MANAGER")]
+    pub manager: Option<String>,
+    /// This node's id in the cluster; default: one generated on first start and kept in the data directory.
+    #[arg(long, env = "RVDB_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The URL others reach this node's gRPC at (default: http://<bound address>); needed when binding 0.0.0.0.
+    #[arg(long, env = "RVDB_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManagerArgs {
+    /// Where the catalog lives.
+    #[arg(long = "persistence-dir", alias = "data-dir", env = "RVDB_PERSISTENCE_DIR", default_value = "manager-data")]
+    pub persistence_dir: PathBuf,
+    /// gRPC listen address of the index manager (port 0 picks a free one).
+    #[arg(long, env = "RVDB_GRPC_ADDR", default_value = "127.0.0.1:50060")]
+    pub grpc_addr: SocketAddr,
+    /// Milliseconds between node heartbeats.
+    #[arg(long, env = "RVDB_HEARTBEAT_INTERVAL", default_value_t = 1_000)]
+    pub heartbeat_interval: u64,
+    /// Milliseconds without a heartbeat after which a node is down.
+    #[arg(long, env = "RVDB_NODE_TIMEOUT", default_value_t = 5_000)]
+    pub node_timeout: u64,
+    /// Most stores the cluster holds (the seed's `max_vector_stores`).
+    #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
+    pub max_vector_stores: usize,
+    /// Milliseconds of versions before a returning replica's newest that its catch-up copies again (covers
+    /// writes in flight and gateway clock skew).
+    #[arg(long, env = "RVDB_CATCH_UP_MARGIN", default_value_t = 60_000)]
+    pub catch_up_margin: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -265,14 +313,27 @@ impl RunningGateway {
     }
 }
 
+/// Where a gateway gets its routing table.
+enum Topology {
+    Nodes(Vec<String>),
+    Manager(String),
+}
+
 async fn start_gateway(
-    nodes: Vec<String>,
+    topology: Topology,
     args: &GatewayArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningGateway> {
     let http = args.http_options()?;
-    let gateway =
-        Arc::new(Gateway::connect(nodes, args.gateway_options()).await.context("connecting the gateway to the nodes")?);
+    let gateway = match topology {
+        Topology::Nodes(nodes) => {
+            Gateway::connect(nodes, args.gateway_options()).await.context("connecting the gateway to the nodes")?
+        }
+        Topology::Manager(url) => Gateway::connect_manager(&url, args.gateway_options())
+            .await
+            .with_context(|| format!("connecting the gateway to the index manager at {url}"))?,
+    };
+    let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind((args.mcp_host, args.mcp_port))
         .await
         .with_context(|| format!("binding MCP address {}:{}", args.mcp_host, args.mcp_port))?;
@@ -298,7 +359,7 @@ async fn start_gateway(
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
     let node = start_node(&args.node, shutdown.clone()).await?;
-    let gateway = start_gateway(vec![node.url.clone()], &args.gateway, shutdown.clone()).await?;
+    let gateway = start_gateway(Topology::Nodes(vec![node.url.clone()]), &args.gateway, shutdown.clone()).await?;
     // One machine-readable line on stdout: test harnesses and scripts wait for it.
     println!("RVDB_READY grpc={} mcp={} gateway_grpc={}", node.url, gateway.mcp_url, gateway.grpc_url);
     gateway.wait().await?;
@@ -307,20 +368,83 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rvdb node`: a storage node alone.
-pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
+/// `rvdb node`: a storage node, alone or in a cluster.
+pub async fn node(args: NodeCommand) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
-    let node = start_node(&args, shutdown).await?;
+    let node = start_node(&args.node, shutdown).await?;
+    let agent = match &args.manager {
+        Some(manager_url) => {
+            let node_id = match &args.node_id {
+                Some(id) => id.clone(),
+                None => persistent_node_id(&args.node.persistence_dir)?,
+            };
+            let options = rvdb_node::agent::AgentOptions {
+                manager_url: manager_url.clone(),
+                node_id: node_id.clone(),
+                advertise_url: args.advertise_url.clone().unwrap_or_else(|| node.url.clone()),
+            };
+            tracing::info!(%node_id, manager = %manager_url, "joining the cluster");
+            Some(tokio::spawn(rvdb_node::agent::run(node.node.clone(), options)))
+        }
+        None => None,
+    };
     println!("RVDB_READY grpc={}", node.url);
     node.stop().await?;
+    if let Some(agent) = agent {
+        agent.abort();
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
-/// `rvdb gateway`: a gateway alone, over the given nodes.
+/// The node id kept in `<data>/node_id`, made on first start.
+fn persistent_node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node_id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let id = format!("node-{:08x}", rand::random::<u32>());
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// `rvdb manager`: the index manager of a cluster.
+pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_token();
+    let mut options = rvdb_manager::ManagerOptions::new(&args.persistence_dir);
+    options.heartbeat_interval = Duration::from_millis(args.heartbeat_interval.max(10));
+    options.node_timeout = Duration::from_millis(args.node_timeout.max(args.heartbeat_interval * 2));
+    options.max_vector_stores = args.max_vector_stores;
+    options.catch_up_margin = Duration::from_millis(args.catch_up_margin);
+    let manager = rvdb_manager::Manager::open(options).map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    let monitor = tokio::spawn(manager.clone().run_monitor());
+    let listener = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC address {}", args.grpc_addr))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tracing::info!(%url, "index manager serving gRPC");
+    println!("RVDB_READY grpc={url}");
+    tonic::transport::Server::builder()
+        .add_service(rvdb_manager::IndexManagerService::new(manager).into_server())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
+        .await?;
+    monitor.abort();
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// `rvdb gateway`: a gateway alone, over the given nodes or a cluster's index manager.
 pub async fn gateway(args: GatewayCommand) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
-    let gateway = start_gateway(args.nodes, &args.gateway, shutdown).await?;
+    let topology = match args.manager {
+        Some(url) => Topology::Manager(url),
+        None => Topology::Nodes(args.nodes),
+    };
+    let gateway = start_gateway(topology, &args.gateway, shutdown).await?;
     println!("RVDB_READY mcp={} gateway_grpc={}", gateway.mcp_url, gateway.grpc_url);
     gateway.wait().await?;
     Ok(())

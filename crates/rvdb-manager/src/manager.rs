@@ -1,0 +1,733 @@
+//! The manager's state and what it does with it.
+//!
+//! **State.** Stores (config + the node ids of each shard's replicas, first = preferred reader) and nodes
+//! (address, state). Both are kept in a RocksDB instance (`store:<name>`, `node:<id>`, `version` keys, synced
+//! writes) so that a restarted manager has the same catalog and routing version. Heartbeat times live in memory
+//! only: after a restart every node gets a fresh timeout.
+//!
+//! **Membership.** A node registers when its process starts and heartbeats every `heartbeat_interval`. Without a
+//! heartbeat for `node_timeout` it is DOWN: gateways stop reading from it and stop waiting for its acks. A node
+//! that registers again (it restarted) or heartbeats again (a partition healed) while it holds replicas is
+//! CATCHING_UP: gateways send it writes but no reads, and the manager catches up each of its replicas from a live
+//! peer (below) before it marks the node UP.
+//!
+//! **Catch-up.** For each replica of the node: create it if missing, read its `max_version`, and send the node
+//! `CatchUp(source = a live peer, since = max_version − catch_up_margin)`; the node pulls the peer's changes
+//! since then (points and tombstones with their versions) and applies them by last-write-wins. The margin covers
+//! writes that were still in flight, or issued by a gateway whose clock lags, when the node went away: those can
+//! carry versions a little below the newest the node holds. A second pass after `heartbeat_interval` picks up
+//! writes that reached the peer from gateways that had not yet learnt the node was writable again.
+//!
+//! **Placement.** A new store's shard replicas go to UP nodes, each shard on distinct nodes, always to the node
+//! with the fewest replicas so far (ties by node id), so shards spread evenly across the cluster.
+//!
+//! **Orphans.** Heartbeats list the replicas a node holds; one the catalog does not assign to that node (its
+//! store was dropped while the node was away) is dropped on the node.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rvdb_core::StoreConfig;
+use rvdb_proto::convert::config_to_pb;
+use rvdb_proto::v1 as pb;
+use rvdb_proto::v1::storage_node_client::StorageNodeClient;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+
+type Db = rocksdb::DB;
+
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    pub data_dir: PathBuf,
+    /// How often nodes send heartbeats (told to them when they register).
+    pub heartbeat_interval: Duration,
+    /// A node without a heartbeat for this long is DOWN.
+    pub node_timeout: Duration,
+    /// The seed's `max_vector_stores`, for the whole cluster.
+    pub max_vector_stores: usize,
+    /// How far below a returning replica's newest version its catch-up starts (see the module docs).
+    pub catch_up_margin: Duration,
+    /// Deadline of one command to a node (catch-up streams can take longer: they have none).
+    pub call_timeout: Duration,
+}
+
+impl ManagerOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            heartbeat_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(5),
+            max_vector_stores: 100,
+            catch_up_margin: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A store in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreEntry {
+    pub config: StoreConfig,
+    /// Per shard, the node ids of its replicas (first = preferred for reads).
+    pub shards: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Up,
+    Down,
+    CatchingUp,
+}
+
+impl NodeState {
+    fn to_pb(self) -> pb::NodeState {
+        match self {
+            NodeState::Up => pb::NodeState::Up,
+            NodeState::Down => pb::NodeState::Down,
+            NodeState::CatchingUp => pb::NodeState::CatchingUp,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NodeRecord {
+    address: String,
+    state: NodeState,
+}
+
+#[derive(Debug)]
+struct NodeEntry {
+    address: String,
+    state: NodeState,
+    last_seen: Instant,
+    last_heartbeat_unix_ms: u64,
+    /// Bumped on every registration and every return, so a catch-up started for an earlier life is not trusted.
+    epoch: u64,
+    catching_up: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    version: u64,
+    nodes: BTreeMap<String, NodeEntry>,
+    stores: BTreeMap<String, StoreEntry>,
+    /// Stores whose shards are being created: their replicas are not orphans yet.
+    creating: BTreeSet<String>,
+}
+
+impl State {
+    fn hosts_replicas(&self, node_id: &str) -> bool {
+        self.stores.values().any(|s| s.shards.iter().any(|r| r.iter().any(|n| n == node_id)))
+    }
+
+    fn address(&self, node_id: &str) -> Option<String> {
+        self.nodes.get(node_id).map(|n| n.address.clone())
+    }
+
+    fn table(&self) -> pb::RoutingTable {
+        pb::RoutingTable {
+            version: self.version,
+            nodes: self
+                .nodes
+                .iter()
+                .map(|(id, n)| pb::NodeInfo {
+                    node_id: id.clone(),
+                    address: n.address.clone(),
+                    state: n.state.to_pb() as i32,
+                    last_heartbeat_unix_ms: n.last_heartbeat_unix_ms,
+                })
+                .collect(),
+            stores: self.stores.values().map(route_to_pb).collect(),
+        }
+    }
+}
+
+pub fn route_to_pb(s: &StoreEntry) -> pb::StoreRoute {
+    pb::StoreRoute {
+        config: Some(config_to_pb(&s.config)),
+        shards: s
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, r)| pb::ShardPlacement { shard: i as u32, replica_node_ids: r.clone() })
+            .collect(),
+    }
+}
+
+/// Places `shards` × `replication` replicas on `nodes` (node id → replicas it holds already): each shard on
+/// distinct nodes, each replica on the least-loaded node (ties by id). `None` if there are too few nodes.
+pub fn place(shards: u32, replication: u32, load: &BTreeMap<String, usize>) -> Option<Vec<Vec<String>>> {
+    if (replication as usize) > load.len() {
+        return None;
+    }
+    let mut load = load.clone();
+    let mut out = Vec::with_capacity(shards as usize);
+    for _ in 0..shards {
+        let mut replicas: Vec<String> = Vec::with_capacity(replication as usize);
+        for _ in 0..replication {
+            let (id, _) = load
+                .iter()
+                .filter(|(id, _)| !replicas.contains(id))
+                .min_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.cmp(b.0)))?;
+            let id = id.clone();
+            *load.get_mut(&id)? += 1;
+            replicas.push(id);
+        }
+        out.push(replicas);
+    }
+    Some(out)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn storage(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("manager storage error: {e}"))
+}
+
+pub struct Manager {
+    db: Db,
+    state: Mutex<State>,
+    /// Serialises catalog changes (create / drop), which span several node calls.
+    admin: tokio::sync::Mutex<()>,
+    table_tx: watch::Sender<Arc<pb::RoutingTable>>,
+    clients: Mutex<HashMap<String, StorageNodeClient<Channel>>>,
+    options: ManagerOptions,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("data_dir", &self.options.data_dir).finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// Opens (or creates) the manager's RocksDB under `options.data_dir` and loads the catalog and node list.
+    pub fn open(options: ManagerOptions) -> Result<Arc<Manager>, Status> {
+        std::fs::create_dir_all(&options.data_dir)
+            .map_err(|e| Status::internal(format!("cannot create {}: {e}", options.data_dir.display())))?;
+        let mut db_options = rocksdb::Options::default();
+        db_options.create_if_missing(true);
+        let db = Db::open(&db_options, options.data_dir.join("catalog")).map_err(storage)?;
+        let mut state = State::default();
+        for item in db.iterator(rocksdb::IteratorMode::Start) {
+            let (k, v) = item.map_err(storage)?;
+            let key = String::from_utf8_lossy(&k);
+            if let Some(name) = key.strip_prefix("store:") {
+                let entry: StoreEntry =
+                    serde_json::from_slice(&v).map_err(|e| storage(format!("store {name}: {e}")))?;
+                state.stores.insert(name.to_string(), entry);
+            } else if let Some(id) = key.strip_prefix("node:") {
+                let r: NodeRecord = serde_json::from_slice(&v).map_err(|e| storage(format!("node {id}: {e}")))?;
+                state.nodes.insert(
+                    id.to_string(),
+                    NodeEntry {
+                        address: r.address,
+                        state: r.state,
+                        last_seen: Instant::now(),
+                        last_heartbeat_unix_ms: 0,
+                        epoch: 0,
+                        catching_up: false,
+                    },
+                );
+            } else if key == "version" {
+                state.version = v.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+            }
+        }
+        tracing::info!(
+            stores = state.stores.len(),
+            nodes = state.nodes.len(),
+            version = state.version,
+            "catalog loaded"
+        );
+        let (table_tx, _) = watch::channel(Arc::new(state.table()));
+        Ok(Arc::new(Manager {
+            db,
+            state: Mutex::new(state),
+            admin: tokio::sync::Mutex::new(()),
+            table_tx,
+            clients: Mutex::new(HashMap::new()),
+            options,
+        }))
+    }
+
+    pub fn options(&self) -> &ManagerOptions {
+        &self.options
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, batch: rocksdb::WriteBatch) -> Result<(), Status> {
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(storage)
+    }
+
+    fn node_record(batch: &mut rocksdb::WriteBatch, id: &str, n: &NodeEntry) {
+        let record = NodeRecord { address: n.address.clone(), state: n.state };
+        batch.put(format!("node:{id}"), serde_json::to_vec(&record).unwrap_or_default());
+    }
+
+    /// Bumps the routing version, persists it with `batch`, and sends the new table to every watcher.
+    fn publish(&self, state: &mut State, mut batch: rocksdb::WriteBatch) -> Result<u64, Status> {
+        state.version += 1;
+        batch.put("version", state.version.to_le_bytes());
+        self.write(batch)?;
+        self.table_tx.send_replace(Arc::new(state.table()));
+        Ok(state.version)
+    }
+
+    pub fn routing_table(&self) -> Arc<pb::RoutingTable> {
+        self.table_tx.borrow().clone()
+    }
+
+    pub fn watch(&self) -> watch::Receiver<Arc<pb::RoutingTable>> {
+        self.table_tx.subscribe()
+    }
+
+    fn client(&self, address: &str) -> Result<StorageNodeClient<Channel>, Status> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(address) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(address.to_string())
+            .map_err(|e| Status::invalid_argument(format!("bad node address {address:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let c = StorageNodeClient::new(channel).max_decoding_message_size(usize::MAX);
+        clients.insert(address.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn timed<T>(&self, req: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(req);
+        r.set_timeout(self.options.call_timeout);
+        r
+    }
+
+    pub fn register_node(&self, node_id: &str, address: &str) -> Result<(u64, u64), Status> {
+        if node_id.is_empty() || node_id.len() > 128 || node_id.chars().any(|c| c.is_control() || c == ':') {
+            return Err(Status::invalid_argument("node_id must be 1..=128 characters without ':' or controls"));
+        }
+        Endpoint::from_shared(address.to_string())
+            .map_err(|e| Status::invalid_argument(format!("address {address:?} is not a gRPC URL: {e}")))?;
+        let mut state = self.state();
+        let hosts = state.hosts_replicas(node_id);
+        let now = Instant::now();
+        let entry = state.nodes.entry(node_id.to_string()).or_insert_with(|| NodeEntry {
+            address: address.to_string(),
+            state: NodeState::Up,
+            last_seen: now,
+            last_heartbeat_unix_ms: 0,
+            epoch: 0,
+            catching_up: false,
+        });
+        entry.address = address.to_string();
+        entry.last_seen = now;
+        entry.last_heartbeat_unix_ms = unix_ms();
+        entry.epoch += 1;
+        // A (re)started process may have missed writes: it serves reads only after catching up.
+        entry.state = if hosts { NodeState::CatchingUp } else { NodeState::Up };
+        tracing::info!(node_id, address, state = ?entry.state, "node registered");
+        let mut batch = rocksdb::WriteBatch::default();
+        Self::node_record(&mut batch, node_id, entry);
+        let version = self.publish(&mut state, batch)?;
+        Ok((self.options.heartbeat_interval.as_millis() as u64, version))
+    }
+
+    /// Records a heartbeat; returns the routing version and starts dropping the node's orphan replicas.
+    pub fn heartbeat(self: &Arc<Self>, node_id: &str, hosted: Vec<pb::ShardId>) -> Result<u64, Status> {
+        let mut state = self.state();
+        let hosts = state.hosts_replicas(node_id);
+        let mut version = state.version;
+        let Some(entry) = state.nodes.get_mut(node_id) else {
+            return Err(Status::not_found(format!("node {node_id:?} is not registered")));
+        };
+        entry.last_seen = Instant::now();
+        entry.last_heartbeat_unix_ms = unix_ms();
+        let address = entry.address.clone();
+        if entry.state == NodeState::Down {
+            entry.epoch += 1;
+            entry.state = if hosts { NodeState::CatchingUp } else { NodeState::Up };
+            tracing::info!(node_id, state = ?entry.state, "node is back");
+            let mut batch = rocksdb::WriteBatch::default();
+            Self::node_record(&mut batch, node_id, entry);
+            version = self.publish(&mut state, batch)?;
+        }
+        let orphans: Vec<pb::ShardId> = hosted
+            .into_iter()
+            .filter(|s| {
+                !state.creating.contains(&s.store)
+                    && !state
+                        .stores
+                        .get(&s.store)
+                        .is_some_and(|e| e.shards.get(s.shard as usize).is_some_and(|r| r.iter().any(|n| n == node_id)))
+            })
+            .collect();
+        drop(state);
+        if !orphans.is_empty() {
+            let (me, node_id) = (self.clone(), node_id.to_string());
+            tokio::spawn(async move {
+                let _admin = me.admin.lock().await; // not while a create of the same name is half done
+                for shard in orphans {
+                    let still = {
+                        let s = me.state();
+                        s.creating.contains(&shard.store)
+                            || s.stores.get(&shard.store).is_some_and(|e| {
+                                e.shards.get(shard.shard as usize).is_some_and(|r| r.contains(&node_id))
+                            })
+                    };
+                    if still {
+                        continue;
+                    }
+                    tracing::info!(store = %shard.store, shard = shard.shard, %address, "dropping an orphan replica");
+                    if let Ok(mut c) = me.client(&address) {
+                        let _ = c.drop_shard(me.timed(pb::DropShardRequest { shard: Some(shard) })).await;
+                    }
+                }
+            });
+        }
+        Ok(version)
+    }
+
+    pub async fn create_store(&self, config: StoreConfig) -> Result<StoreEntry, Status> {
+        config.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let _admin = self.admin.lock().await;
+        let name = config.name.clone();
+        let entry = {
+            let mut state = self.state();
+            if state.stores.contains_key(&name) {
+                return Err(Status::already_exists(format!("store '{name}' already exists")));
+            }
+            if state.stores.len() >= self.options.max_vector_stores {
+                return Err(Status::resource_exhausted(format!(
+                    "this cluster holds at most {} stores (max_vector_stores); delete one first",
+                    self.options.max_vector_stores
+                )));
+            }
+            let mut load: BTreeMap<String, usize> =
+                state.nodes.iter().filter(|(_, n)| n.state == NodeState::Up).map(|(id, _)| (id.clone(), 0)).collect();
+            for s in state.stores.values() {
+                for id in s.shards.iter().flatten() {
+                    if let Some(l) = load.get_mut(id) {
+                        *l += 1;
+                    }
+                }
+            }
+            let Some(shards) = place(config.shards, config.replication_factor, &load) else {
+                return Err(Status::failed_precondition(format!(
+                    "replication_factor {} needs as many live storage nodes, but {} are up",
+                    config.replication_factor,
+                    load.len()
+                )));
+            };
+            state.creating.insert(name.clone());
+            StoreEntry { config, shards }
+        };
+        let result = self.create_replicas(&entry).await;
+        let mut state = self.state();
+        state.creating.remove(&name);
+        result?;
+        state.stores.insert(name.clone(), entry.clone());
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put(format!("store:{name}"), serde_json::to_vec(&entry).unwrap_or_default());
+        self.publish(&mut state, batch)?;
+        tracing::info!(store = %name, shards = ?entry.shards, "store created");
+        Ok(entry)
+    }
+
+    /// Creates every replica of a new store; on failure drops the ones made, so nothing is left behind.
+    async fn create_replicas(&self, entry: &StoreEntry) -> Result<(), Status> {
+        let pb_config = config_to_pb(&entry.config);
+        let mut made: Vec<(String, pb::ShardId)> = Vec::new();
+        let mut failure = None;
+        'all: for (shard, replicas) in entry.shards.iter().enumerate() {
+            for node_id in replicas {
+                let Some(address) = self.state().address(node_id) else { continue };
+                let id = pb::ShardId { store: entry.config.name.clone(), shard: shard as u32 };
+                let req = pb::CreateShardRequest { shard: Some(id.clone()), config: Some(pb_config.clone()) };
+                let mut client = self.client(&address)?;
+                let mut result = client.create_shard(self.timed(req.clone())).await;
+                if matches!(&result, Err(s) if s.code() == tonic::Code::AlreadyExists) {
+                    // left over from an earlier store of this name whose drop never reached the node
+                    let _ = client.drop_shard(self.timed(pb::DropShardRequest { shard: Some(id.clone()) })).await;
+                    result = client.create_shard(self.timed(req)).await;
+                }
+                match result {
+                    Ok(_) => made.push((address, id)),
+                    Err(s) => {
+                        failure = Some(Status::new(
+                            s.code(),
+                            format!("creating shard {shard} on node {node_id}: {}", s.message()),
+                        ));
+                        break 'all;
+                    }
+                }
+            }
+        }
+        let Some(failure) = failure else { return Ok(()) };
+        for (address, id) in made {
+            if let Ok(mut c) = self.client(&address) {
+                let _ = c.drop_shard(self.timed(pb::DropShardRequest { shard: Some(id) })).await;
+            }
+        }
+        Err(failure)
+    }
+
+    /// Removes a store from the catalog, then drops its replicas; a node that is down drops its replicas when it
+    /// returns (its heartbeat lists them as orphans).
+    pub async fn drop_store(&self, name: &str) -> Result<(), Status> {
+        let _admin = self.admin.lock().await;
+        let (entry, targets) = {
+            let mut state = self.state();
+            let Some(entry) = state.stores.remove(name) else {
+                return Err(Status::not_found(format!("store '{name}' does not exist")));
+            };
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete(format!("store:{name}"));
+            self.publish(&mut state, batch)?;
+            let targets: Vec<(u32, Option<String>)> = entry
+                .shards
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| r.iter().map(move |n| (i as u32, n.clone())))
+                .map(|(i, n)| (i, state.address(&n)))
+                .collect();
+            (entry, targets)
+        };
+        for (shard, address) in targets {
+            let Some(address) = address else { continue };
+            let req = pb::DropShardRequest { shard: Some(pb::ShardId { store: name.to_string(), shard }) };
+            if let Err(s) = self.client(&address)?.drop_shard(self.timed(req)).await
+                && s.code() != tonic::Code::NotFound
+            {
+                tracing::warn!(store = name, shard, %address, error = %s.message(), "drop deferred until the node returns");
+            }
+        }
+        tracing::info!(store = name, shards = entry.shards.len(), "store dropped");
+        Ok(())
+    }
+
+    pub fn list_stores(&self) -> Vec<StoreConfig> {
+        self.state().stores.values().map(|s| s.config.clone()).collect()
+    }
+
+    pub fn describe_store(&self, name: &str) -> Result<StoreEntry, Status> {
+        self.state()
+            .stores
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("store '{name}' does not exist")))
+    }
+
+    /// Index lifecycle: starts a graph rebuild on every replica of `name` held by a node that is not down.
+    pub async fn rebuild_index(&self, name: &str) -> Result<u32, Status> {
+        let targets: Vec<(u32, String)> = {
+            let state = self.state();
+            let entry =
+                state.stores.get(name).ok_or_else(|| Status::not_found(format!("store '{name}' does not exist")))?;
+            entry
+                .shards
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| r.iter().map(move |n| (i as u32, n)))
+                .filter_map(|(i, n)| {
+                    state.nodes.get(n).filter(|e| e.state != NodeState::Down).map(|e| (i, e.address.clone()))
+                })
+                .collect()
+        };
+        let mut started = 0;
+        for (shard, address) in targets {
+            let req = pb::RebuildIndexRequest { shard: Some(pb::ShardId { store: name.to_string(), shard }) };
+            if self.client(&address)?.rebuild_index(self.timed(req)).await?.into_inner().started {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    /// The membership monitor: marks silent nodes DOWN and catches up returning ones. Runs until aborted.
+    pub async fn run_monitor(self: Arc<Self>) {
+        let mut tick = tokio::time::interval((self.options.heartbeat_interval / 2).max(Duration::from_millis(20)));
+        loop {
+            tick.tick().await;
+            let mut to_catch_up = Vec::new();
+            {
+                let mut state = self.state();
+                let timeout = self.options.node_timeout;
+                let mut batch = rocksdb::WriteBatch::default();
+                let mut changed = false;
+                for (id, n) in state.nodes.iter_mut() {
+                    if n.state != NodeState::Down && n.last_seen.elapsed() > timeout {
+                        tracing::warn!(node_id = %id, silent_ms = n.last_seen.elapsed().as_millis() as u64, "node is down");
+                        n.state = NodeState::Down;
+                        Self::node_record(&mut batch, id, n);
+                        changed = true;
+                    }
+                    if n.state == NodeState::CatchingUp && !n.catching_up {
+                        n.catching_up = true;
+                        to_catch_up.push((id.clone(), n.epoch));
+                    }
+                }
+                if changed && let Err(e) = self.publish(&mut state, batch) {
+                    tracing::error!(error = %e.message(), "cannot persist node states");
+                }
+            }
+            for (id, epoch) in to_catch_up {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let result = me.catch_up_node(&id, epoch).await;
+                    let mut state = me.state();
+                    let Some(n) = state.nodes.get_mut(&id) else { return };
+                    n.catching_up = false;
+                    match result {
+                        Ok(()) if n.epoch == epoch && n.state == NodeState::CatchingUp => {
+                            n.state = NodeState::Up;
+                            tracing::info!(node_id = %id, "node caught up; serving reads again");
+                            let mut batch = rocksdb::WriteBatch::default();
+                            Self::node_record(&mut batch, &id, n);
+                            if let Err(e) = me.publish(&mut state, batch) {
+                                tracing::error!(error = %e.message(), "cannot persist node state");
+                            }
+                        }
+                        Ok(()) => {}
+                        Err(e) => tracing::warn!(node_id = %id, error = %e.message(), "catch-up failed; retrying"),
+                    }
+                });
+            }
+        }
+    }
+
+    /// Catches up every replica the node holds from a live peer (two passes, see the module docs).
+    async fn catch_up_node(&self, node_id: &str, epoch: u64) -> Result<(), Status> {
+        // let gateways learn that the node takes writes again before the first snapshot of the peers
+        tokio::time::sleep(self.options.heartbeat_interval).await;
+        let margin = (self.options.catch_up_margin.as_millis() as u64) << 16;
+        let started = Instant::now();
+        let mut received = 0;
+        for pass in 0..2 {
+            if pass == 1 {
+                tokio::time::sleep(self.options.heartbeat_interval).await;
+            }
+            let work = self.replicas_of(node_id);
+            for (id, config, address, source) in work {
+                if self.state().nodes.get(node_id).is_none_or(|n| n.epoch != epoch) {
+                    return Err(Status::aborted("the node restarted during catch-up"));
+                }
+                let mut client = self.client(&address)?;
+                let req = pb::CreateShardRequest { shard: Some(id.clone()), config: Some(config_to_pb(&config)) };
+                match client.create_shard(self.timed(req)).await {
+                    Ok(_) => {}
+                    Err(s) if s.code() == tonic::Code::AlreadyExists => {}
+                    Err(s) => return Err(s),
+                }
+                let Some(source) = source else { continue };
+                let stats = client.stats(self.timed(pb::StatsRequest { shard: Some(id.clone()) })).await?.into_inner();
+                let since = stats.stats.map_or(0, |s| s.max_version).saturating_sub(margin);
+                let req = pb::CatchUpRequest { shard: Some(id.clone()), source_address: source, since_version: since };
+                let out = client.catch_up(req).await?.into_inner();
+                received += out.received;
+                tracing::debug!(node_id, store = %id.store, shard = id.shard, pass, received = out.received,
+                    applied = out.applied, "replica caught up");
+            }
+        }
+        tracing::info!(node_id, received, elapsed_ms = started.elapsed().as_millis() as u64, "catch-up done");
+        Ok(())
+    }
+
+    /// The replicas a node should hold, each with a peer to copy from (UP preferred, else CATCHING_UP; `None`
+    /// when no other replica is reachable: nothing newer exists anywhere we can read).
+    #[allow(clippy::type_complexity)]
+    fn replicas_of(&self, node_id: &str) -> Vec<(pb::ShardId, StoreConfig, String, Option<String>)> {
+        let state = self.state();
+        let Some(address) = state.address(node_id) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (name, entry) in &state.stores {
+            for (shard, replicas) in entry.shards.iter().enumerate() {
+                if !replicas.iter().any(|n| n == node_id) {
+                    continue;
+                }
+                let peer = |wanted: NodeState| {
+                    replicas
+                        .iter()
+                        .filter(|n| *n != node_id)
+                        .filter_map(|n| state.nodes.get(n))
+                        .find(|n| n.state == wanted)
+                        .map(|n| n.address.clone())
+                };
+                let source = peer(NodeState::Up).or_else(|| peer(NodeState::CatchingUp));
+                let id = pb::ShardId { store: name.clone(), shard: shard as u32 };
+                out.push((id, entry.config.clone(), address.clone(), source));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvdb_core::Metric;
+
+    #[test]
+    fn placement_is_balanced_and_distinct() {
+        let load: BTreeMap<String, usize> =
+            [("a", 0), ("b", 0), ("c", 0)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let p = place(4, 2, &load).expect("enough nodes");
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for replicas in &p {
+            assert_eq!(replicas.len(), 2);
+            assert_ne!(replicas[0], replicas[1]);
+            for r in replicas {
+                *count.entry(r.as_str()).or_default() += 1;
+            }
+        }
+        assert_eq!(count.values().copied().collect::<Vec<_>>(), vec![3, 3, 2], "{p:?}");
+        // existing load steers new replicas to the emptiest nodes
+        let loaded: BTreeMap<String, usize> =
+            [("a", 5), ("b", 0), ("c", 1)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        assert_eq!(place(2, 1, &loaded), Some(vec![vec!["b".to_string()], vec!["b".to_string()]]));
+        assert_eq!(place(1, 4, &load), None, "more replicas than nodes");
+    }
+
+    #[tokio::test]
+    async fn catalog_and_nodes_survive_a_restart_and_errors_change_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = ManagerOptions::new(dir.path());
+        {
+            let m = Manager::open(options.clone()).expect("open");
+            let mut watch = m.watch();
+            let (interval, v1) = m.register_node("n1", "http://127.0.0.1:1").expect("register");
+            assert_eq!(interval, 1000);
+            assert!(watch.has_changed().expect("watch"), "registration publishes a new table");
+            assert_eq!(watch.borrow_and_update().version, v1);
+            assert!(m.register_node("", "http://x:1").is_err());
+            assert!(m.register_node("n2", "not a url").is_err());
+            assert_eq!(m.heartbeat("nobody", vec![]).expect_err("unknown").code(), tonic::Code::NotFound);
+            // too few nodes for the replication factor: refused, nothing in the catalog
+            let mut config = StoreConfig::new("s", 4, Metric::Cosine);
+            config.replication_factor = 2;
+            let err = m.create_store(config).await.expect_err("rf 2 on one node");
+            assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+            // the node's address does not answer: the create fails and leaves nothing behind
+            let err = m.create_store(StoreConfig::new("s", 4, Metric::Cosine)).await.expect_err("unreachable node");
+            assert!(err.message().contains("creating shard 0 on node n1"), "{err}");
+            assert!(m.list_stores().is_empty());
+            assert_eq!(m.drop_store("s").await.expect_err("absent").code(), tonic::Code::NotFound);
+        }
+        let m = Manager::open(options).expect("reopen");
+        let t = m.routing_table();
+        assert_eq!(t.nodes.len(), 1);
+        assert_eq!((t.nodes[0].node_id.as_str(), t.nodes[0].address.as_str()), ("n1", "http://127.0.0.1:1"));
+        assert!(t.version >= 1, "the routing version survives a restart");
+    }
+}

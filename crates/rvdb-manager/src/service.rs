@@ -1,0 +1,109 @@
+//! The gRPC `IndexManager` service: converts messages and delegates to [`Manager`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rvdb_proto::convert::{config_from_pb, config_to_pb};
+use rvdb_proto::v1 as pb;
+use rvdb_proto::v1::index_manager_server::{IndexManager, IndexManagerServer};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::Manager;
+use crate::manager::route_to_pb;
+
+#[derive(Debug, Clone)]
+pub struct IndexManagerService {
+    manager: Arc<Manager>,
+}
+
+impl IndexManagerService {
+    pub fn new(manager: Arc<Manager>) -> Self {
+        Self { manager }
+    }
+
+    pub fn into_server(self) -> IndexManagerServer<Self> {
+        IndexManagerServer::new(self).max_encoding_message_size(usize::MAX)
+    }
+}
+
+type TableStream = Pin<Box<dyn Stream<Item = Result<pb::RoutingTable, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl IndexManager for IndexManagerService {
+    async fn register_node(
+        &self,
+        req: Request<pb::RegisterNodeRequest>,
+    ) -> Result<Response<pb::RegisterNodeResponse>, Status> {
+        let req = req.into_inner();
+        let (heartbeat_interval_ms, routing_version) = self.manager.register_node(&req.node_id, &req.address)?;
+        Ok(Response::new(pb::RegisterNodeResponse { heartbeat_interval_ms, routing_version }))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let req = req.into_inner();
+        let routing_version = self.manager.heartbeat(&req.node_id, req.hosted)?;
+        Ok(Response::new(pb::HeartbeatResponse { routing_version }))
+    }
+
+    async fn create_store(
+        &self,
+        req: Request<pb::CreateStoreRequest>,
+    ) -> Result<Response<pb::CreateStoreResponse>, Status> {
+        let config = req.into_inner().config.ok_or_else(|| Status::invalid_argument("config is required"))?;
+        let config = config_from_pb(config).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let entry = self.manager.create_store(config).await?;
+        Ok(Response::new(pb::CreateStoreResponse { route: Some(route_to_pb(&entry)) }))
+    }
+
+    async fn drop_store(&self, req: Request<pb::DropStoreRequest>) -> Result<Response<pb::DropStoreResponse>, Status> {
+        self.manager.drop_store(&req.into_inner().name).await?;
+        Ok(Response::new(pb::DropStoreResponse {}))
+    }
+
+    async fn list_stores(
+        &self,
+        _req: Request<pb::ListStoresRequest>,
+    ) -> Result<Response<pb::ListStoresResponse>, Status> {
+        let stores = self.manager.list_stores().iter().map(config_to_pb).collect();
+        Ok(Response::new(pb::ListStoresResponse { stores }))
+    }
+
+    async fn describe_store(
+        &self,
+        req: Request<pb::DescribeStoreRequest>,
+    ) -> Result<Response<pb::DescribeStoreResponse>, Status> {
+        let entry = self.manager.describe_store(&req.into_inner().name)?;
+        Ok(Response::new(pb::DescribeStoreResponse { route: Some(route_to_pb(&entry)) }))
+    }
+
+    async fn get_routing_table(
+        &self,
+        _req: Request<pb::GetRoutingTableRequest>,
+    ) -> Result<Response<pb::RoutingTable>, Status> {
+        Ok(Response::new((*self.manager.routing_table()).clone()))
+    }
+
+    type WatchRoutingTableStream = TableStream;
+
+    async fn watch_routing_table(
+        &self,
+        req: Request<pb::WatchRoutingTableRequest>,
+    ) -> Result<Response<Self::WatchRoutingTableStream>, Status> {
+        let known = req.into_inner().known_version;
+        // The current table first (unless the caller has it), then every new version; a slow watcher skips
+        // intermediate versions and gets the latest, which is all it needs.
+        let stream = tokio_stream::wrappers::WatchStream::new(self.manager.watch())
+            .filter(move |t| t.version > known)
+            .map(|t| Ok((*t).clone()));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn rebuild_index(
+        &self,
+        req: Request<pb::ManagerRebuildIndexRequest>,
+    ) -> Result<Response<pb::ManagerRebuildIndexResponse>, Status> {
+        let started = self.manager.rebuild_index(&req.into_inner().name).await?;
+        Ok(Response::new(pb::ManagerRebuildIndexResponse { started }))
+    }
+}

@@ -1,0 +1,257 @@
+//! The cluster on loopback with real processes: 1 index manager, 3 storage nodes, 2 gateways (MCP over HTTP).
+//!
+//! A store of 4 shards × 2 replicas takes writes through both gateways while one node is killed with SIGKILL.
+//! Every acknowledged write must survive, searches must keep answering with full recall, the node must catch up
+//! when it returns (its replicas byte-for-byte equal to their peers, by digest), and afterwards it must be able
+//! to serve alone the shards it shares with a second node that is killed. Results equal those of a single-node
+//! `rvdb serve` holding the same data.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, Mcp, ServeProcess};
+use rvdb_proto::v1 as pb;
+use rvdb_proto::v1::storage_node_client::StorageNodeClient;
+use serde_json::{Value, json};
+
+const DIM: usize = 16;
+const STORE: &str = "docs";
+const BATCH: u64 = 40;
+const BATCHES: u64 = 60;
+
+fn vector(i: u64) -> Vec<f32> {
+    // splitmix64: deterministic, well spread
+    (0..DIM as u64)
+        .map(|j| {
+            let mut z = (i * 31 + j).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) % 20_000) as f32 / 1000.0 - 10.0
+        })
+        .collect()
+}
+
+fn points(range: std::ops::Range<u64>) -> Value {
+    Value::Array(range.map(|i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"i": i}})).collect())
+}
+
+fn l2(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+}
+
+/// Exact top-k over the ids that should be stored, ties by id (the order rvdb uses).
+fn brute_force(live: &BTreeSet<u64>, q: &[f32], k: usize) -> Vec<String> {
+    let mut all: Vec<(f32, String)> = live.iter().map(|&i| (l2(&vector(i), q), format!("p{i}"))).collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    all.into_iter().take(k).map(|(_, id)| id).collect()
+}
+
+fn hit_ids(result: &Value) -> Vec<String> {
+    result["results"].as_array().expect("results").iter().map(|h| h["id"].as_str().expect("id").to_string()).collect()
+}
+
+async fn table(manager: &ManagerProcess) -> pb::RoutingTable {
+    manager.client().await.get_routing_table(pb::GetRoutingTableRequest {}).await.expect("routing table").into_inner()
+}
+
+async fn wait_for_states(manager: &ManagerProcess, wanted: &[(&str, pb::NodeState)], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let t = table(manager).await;
+        let ok = wanted.iter().all(|(id, st)| t.nodes.iter().any(|n| n.node_id == *id && n.state == *st as i32));
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nodes never reached {wanted:?}: {:?}", t.nodes);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn search(mcp: &Mcp, q: &[f32], k: usize) -> Result<Vec<String>, String> {
+    mcp.call("search_vectors", json!({"store": STORE, "vector": q, "k": k})).await.map(|r| hit_ids(&r))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_survives_a_node_kill_and_catches_it_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 1500);
+    let mut nodes: Vec<ClusterNode> = (1..=3)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::{Down, Up};
+    wait_for_states(&manager, &[("n1", Up), ("n2", Up), ("n3", Up)], Duration::from_secs(20)).await;
+    let gateways = [
+        GatewayProcess::start(&manager.url, &dir.path().join("b1")),
+        GatewayProcess::start(&manager.url, &dir.path().join("b2")),
+    ];
+    let mcp = [Mcp::new(&gateways[0].mcp_url), Mcp::new(&gateways[1].mcp_url)];
+
+    let created = mcp[0]
+        .call(
+            "create_store",
+            json!({"store": STORE, "dimension": DIM, "metric": "euclidean", "shards": 4, "replication_factor": 2}),
+        )
+        .await
+        .expect("create_store");
+    assert_eq!((created["shards"].as_u64(), created["replication_factor"].as_u64()), (Some(4), Some(2)));
+    // placement is balanced: 8 replicas on 3 nodes → 3, 3, 2
+    let t = table(&manager).await;
+    let mut load: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &t.stores[0].shards {
+        assert_eq!(p.replica_node_ids.len(), 2);
+        assert_ne!(p.replica_node_ids[0], p.replica_node_ids[1], "replicas of a shard on one node");
+        for id in &p.replica_node_ids {
+            *load.entry(id.clone()).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<usize> = load.values().copied().collect();
+    counts.sort();
+    assert_eq!(counts, vec![2, 3, 3], "{load:?}");
+    // the store is visible through the other gateway too
+    assert_eq!(mcp[1].call("describe_store", json!({"store": STORE})).await.expect("describe")["points"], 0);
+
+    // Writers through both gateways; a batch is retried until acknowledged. Searches run meanwhile.
+    let acked = Arc::new(AtomicU64::new(0));
+    let failed_writes = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (mcp, acked, failed) = (mcp.clone(), acked.clone(), failed_writes.clone());
+        tokio::spawn(async move {
+            for b in 0..BATCHES {
+                let args = json!({"store": STORE, "points": points(b * BATCH..(b + 1) * BATCH)});
+                let started = Instant::now();
+                while let Err(e) = mcp[(b % 2) as usize].call("insert_vectors", args.clone()).await {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    assert!(started.elapsed() < Duration::from_secs(30), "batch {b} never acknowledged: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                acked.store(b + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let stop_searching = Arc::new(AtomicBool::new(false));
+    let searcher = {
+        let (mcp, stop) = (mcp[1].clone(), stop_searching.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut errors) = (0u64, Vec::new());
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                match search(&mcp, &vector(1_000_000 + i), 5).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => errors.push(e),
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, errors)
+        })
+    };
+    while acked.load(Ordering::SeqCst) < BATCHES / 4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nodes[1].kill(); // n2, while writes and searches are in flight
+    let killed_at = Instant::now();
+    wait_for_states(&manager, &[("n2", Down)], Duration::from_secs(20)).await;
+    let detected = killed_at.elapsed();
+    // deletes while n2 is down: its replicas must get the tombstones on catch-up
+    let deleted: BTreeSet<u64> = (0..20).map(|i| i * 7).collect();
+    for &i in &deleted {
+        let r = mcp[(i % 2) as usize]
+            .call("delete_vector", json!({"store": STORE, "id": format!("p{i}")}))
+            .await
+            .expect("delete while a node is down");
+        assert_eq!(r["deleted"], true);
+    }
+    writer.await.expect("writer");
+    stop_searching.store(true, Ordering::SeqCst);
+    let (searches_ok, search_errors) = searcher.await.expect("searcher");
+    assert!(search_errors.is_empty(), "searches failed while a node died: {search_errors:?}");
+    assert!(searches_ok > 10);
+    println!(
+        "n2 killed: down after {detected:?}; {} write attempts failed and were retried; {searches_ok} searches, 0 errors",
+        failed_writes.load(Ordering::SeqCst)
+    );
+
+    let live: BTreeSet<u64> = (0..BATCHES * BATCH).filter(|i| !deleted.contains(i)).collect();
+    let check_everything = |label: &'static str| {
+        let (mcp, live, deleted) = (mcp.clone(), live.clone(), deleted.clone());
+        async move {
+            for (g, m) in mcp.iter().enumerate() {
+                let stats = m.call("describe_store", json!({"store": STORE})).await.expect("describe");
+                assert_eq!(stats["points"].as_u64(), Some(live.len() as u64), "{label}: gateway {g}: {stats}");
+            }
+            // every acknowledged write is there, every delete too
+            for i in (0..BATCHES * BATCH).step_by(13) {
+                let got = mcp[(i % 2) as usize]
+                    .call("get_vector", json!({"store": STORE, "id": format!("p{i}")}))
+                    .await
+                    .expect("get_vector");
+                assert_eq!(got["found"], !deleted.contains(&i), "{label}: p{i}");
+            }
+            // full recall: exact top-10 through either gateway
+            for q in 0..20u64 {
+                let query = vector(5_000_000 + q);
+                let expected = brute_force(&live, &query, 10);
+                for m in &mcp {
+                    assert_eq!(search(m, &query, 10).await.expect("search"), expected, "{label}: query {q}");
+                }
+            }
+        }
+    };
+    check_everything("n2 down").await;
+
+    // n2 returns: it catches up before it serves reads, then its replicas equal their peers byte for byte.
+    let restarted = Instant::now();
+    nodes[1].restart();
+    wait_for_states(&manager, &[("n2", Up)], Duration::from_secs(60)).await;
+    println!("n2 restarted: caught up and up after {:?}", restarted.elapsed());
+    let t = table(&manager).await;
+    let address: BTreeMap<&str, &str> = t.nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str())).collect();
+    let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == STORE)).expect("route");
+    let mut compared = 0;
+    for placement in &route.shards {
+        let mut digests = Vec::new();
+        for id in &placement.replica_node_ids {
+            let mut c = StorageNodeClient::connect(address[id.as_str()].to_string()).await.expect("node");
+            let shard = Some(pb::ShardId { store: STORE.into(), shard: placement.shard });
+            let d = c.digest(pb::DigestRequest { shard }).await.expect("digest").into_inner();
+            digests.push((id.clone(), d.sha256, d.records));
+        }
+        assert!(
+            digests.windows(2).all(|w| (&w[0].1, w[0].2) == (&w[1].1, w[1].2)),
+            "shard {}: replicas differ: {digests:?}",
+            placement.shard
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 4);
+
+    // n2 now serves alone the shards it shares with n3.
+    nodes[2].kill();
+    wait_for_states(&manager, &[("n3", Down)], Duration::from_secs(20)).await;
+    check_everything("n3 down after n2 caught up").await;
+    // and writes still go through with one replica of a shard down
+    mcp[0].call("insert_vectors", json!({"store": STORE, "points": points(900_000..900_010)})).await.expect("write");
+    mcp[1].call("delete_vector", json!({"store": STORE, "id": "p900000"})).await.expect("delete");
+
+    // The same data in a single-node `rvdb serve` answers the same.
+    let single = ServeProcess::start(&dir.path().join("single"), &dir.path().join("single-backups"));
+    let one = Mcp::new(&single.mcp_url);
+    one.call("create_store", json!({"store": STORE, "dimension": DIM, "metric": "euclidean"})).await.expect("create");
+    let mut all: Vec<u64> = live.iter().copied().collect();
+    all.extend(900_001..900_010);
+    for chunk in all.chunks(500) {
+        let pts: Vec<Value> =
+            chunk.iter().map(|&i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"i": i}})).collect();
+        one.call("insert_vectors", json!({"store": STORE, "points": pts})).await.expect("insert");
+    }
+    for q in 0..20u64 {
+        let query = vector(7_000_000 + q);
+        let args = json!({"store": STORE, "vector": query, "k": 10, "with_metadata": true});
+        let a = mcp[0].call("search_vectors", args.clone()).await.expect("cluster search");
+        let b = one.call("search_vectors", args).await.expect("single search");
+        assert_eq!(a["results"], b["results"], "query {q}: cluster and single node differ");
+    }
+}
