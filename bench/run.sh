@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the README's benchmark figures: rvdb and its peers measured in the same run, on the same machine.
-#   bench/run.sh [flat|insert|gateway|hnsw|all]     (default: all)
+#   bench/run.sh [flat|insert|gateway|hnsw|cluster|all]     (default: all)
 # Needs ../shared/bench/make_glove.py (or RVDB_BENCH_SHARED=<dir holding make_glove.py>) to build the GloVe data
 # set the first time; the data set is kept in bench/data/glove50.
 set -euo pipefail
@@ -45,6 +45,12 @@ if [ "$what" = hnsw ] || [ "$what" = all ]; then
   "$venv/bin/python" bench/peers.py hnsw --data "$data" --queries "$queries" --build-threads "$threads" | tee -a "$out"
   "$venv/bin/python" bench/summary.py "$out"
 fi
+if [ "$what" = cluster ] || [ "$what" = all ]; then
+  # real manager + node processes; one store of 3 shards, flat cosine, 4 requests in flight
+  "$bin" bench cluster --data "$data" --nodes 1,3 --shards 3 --replication-factor 1 --queries 2000 | tee -a "$out"
+  "$bin" bench cluster --data "$data" --nodes 3 --shards 3 --replication-factor 2 --queries 2000 | tee -a "$out"
+  "$bin" bench catch-up --missed 100000 --dimension 50 | tee -a "$out"
+fi
 if [ "$what" = gateway ] || [ "$what" = all ]; then
   "$bin" bench gateway-latency --count 10000 --dimension 128 --queries 2000 | tee -a "$out"
 fi
@@ -73,6 +79,12 @@ for r in rows:
         d, m, a = r["grpc_direct_us"], r["mcp_search_vectors_us"], r["added_us"]
         print(f"search latency, {r['n']} x {r['dim']}, k={r['k']}: gRPC p50 {d['p50']:.0f} us p99 {d['p99']:.0f} us; "
               f"MCP p50 {m['p50']:.0f} us p99 {m['p99']:.0f} us; gateway adds p50 {a['p50']:.0f} us p99 {a['p99']:.0f} us")
+    if r["bench"] == "cluster":
+        print(f"cluster {r['nodes']} node(s), {r['shards']} shards x RF {r['replication_factor']}: insert "
+              f"{r['insert_points_per_s']:,.0f} points/s, search {r['search_qps']:.0f} QPS, recall@10 {r['recall_at_10']:.4f}")
+    if r["bench"] == "catch_up":
+        print(f"catch-up of {r['missed_writes']:,} missed writes: restart to UP {r['restart_to_up_s']:.2f} s, "
+              f"replicas equal: {r['replicas_equal']}")
     if r["bench"] == "insert":
         print(f"insert {r['path']:10} n={r['n']} dim={r['dim']} batch={r['batch']} WAL on: {r['vectors_per_s']:,.0f} vectors/s")
 PY

@@ -252,15 +252,16 @@ pub async fn cluster(
     Ok(())
 }
 
-/// 3 nodes, a store of 3 shards × 2 replicas; one node is killed, `missed` points are written, the node restarts:
-/// time until it is UP again (caught up), and whether its replicas then equal their peers.
+/// 3 nodes, a store of 3 shards × 3 replicas (so the killed node hosts every shard and misses every write); one
+/// node is killed, `missed` points are written, the node restarts: time until it is UP again (caught up), and
+/// whether its replicas then equal their peers.
 pub async fn catch_up(missed: usize, dimension: usize) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("rvdb-bench-catchup-{}", std::process::id()));
     let mut cluster = Cluster::start(&dir, 3)?;
     let gw = Arc::new(Gateway::connect_manager(&cluster.manager.url, GatewayOptions::default()).await?);
     let mut config = StoreConfig::new("c", dimension as u32, Metric::Euclidean);
     config.shards = 3;
-    config.replication_factor = 2;
+    config.replication_factor = 3;
     gw.create_store(config).await?;
     let random = |n: usize| -> Vec<Vec<f32>> {
         use rand::Rng;
@@ -302,7 +303,7 @@ pub async fn catch_up(missed: usize, dimension: usize) -> anyhow::Result<()> {
     println!(
         "{}",
         json!({"bench": "catch_up", "missed_writes": missed, "dim": dimension, "nodes": 3, "shards": 3,
-               "replication_factor": 2, "detected_down_s": down_after.as_secs_f64(),
+               "replication_factor": 3, "detected_down_s": down_after.as_secs_f64(),
                "missed_write_s": write_s, "node_start_s": process_s,
                "restart_to_up_s": catch_up_s, "replicas_equal": equal,
                "note": "restart_to_up_s includes the node's start, two catch-up passes and 2 x heartbeat_interval (250 ms) of settling"})
