@@ -70,7 +70,11 @@ async fn wait_for_states(manager: &ManagerProcess, wanted: &[(&str, pb::NodeStat
 }
 
 async fn search(mcp: &Mcp, q: &[f32], k: usize) -> Result<Vec<String>, String> {
-    mcp.call("search_vectors", json!({"store": STORE, "vector": q, "k": k})).await.map(|r| hit_ids(&r))
+    search_in(mcp, STORE, q, k).await
+}
+
+async fn search_in(mcp: &Mcp, store: &str, q: &[f32], k: usize) -> Result<Vec<String>, String> {
+    mcp.call("search_vectors", json!({"store": store, "vector": q, "k": k})).await.map(|r| hit_ids(&r))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -254,4 +258,125 @@ async fn cluster_survives_a_node_kill_and_catches_it_up() {
         let b = one.call("search_vectors", args).await.expect("single search");
         assert_eq!(a["results"], b["results"], "query {q}: cluster and single node differ");
     }
+}
+
+async fn digests(manager: &ManagerProcess, store: &str) -> Vec<Vec<(String, u64)>> {
+    let t = table(manager).await;
+    let address: BTreeMap<&str, &str> = t.nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str())).collect();
+    let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == store)).expect("route");
+    let mut out = Vec::new();
+    for placement in &route.shards {
+        let mut per_shard = Vec::new();
+        for id in &placement.replica_node_ids {
+            let mut c = StorageNodeClient::connect(address[id.as_str()].to_string()).await.expect("node");
+            let shard = Some(pb::ShardId { store: store.into(), shard: placement.shard });
+            match c.digest(pb::DigestRequest { shard }).await {
+                Ok(d) => per_shard.push((d.get_ref().sha256.clone(), d.get_ref().records)),
+                Err(s) => per_shard.push((format!("{:?}", s.code()), 0)),
+            }
+        }
+        out.push(per_shard);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_lost_on_a_live_node_is_refilled_and_concurrent_gateways_converge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 1500);
+    let nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    let gateways = [
+        GatewayProcess::start(&manager.url, &dir.path().join("b1")),
+        GatewayProcess::start(&manager.url, &dir.path().join("b2")),
+    ];
+    let mcp = [Mcp::new(&gateways[0].mcp_url), Mcp::new(&gateways[1].mcp_url)];
+    let args = json!({"store": "r", "dimension": DIM, "metric": "euclidean", "shards": 2, "replication_factor": 2,
+                      "write_consistency": 1});
+    let created = mcp[0].call("create_store", args.clone()).await.expect("create_store");
+    assert_eq!(created["write_consistency"], 1);
+    let again = mcp[1].call("create_store", args).await.expect_err("a second create of the same name");
+    assert!(again.contains("already exists"), "{again}");
+
+    // Both gateways write the same ids concurrently, round after round: every replica must end with the same
+    // record for every id, whatever order the writes reached it in.
+    let mut rounds = Vec::new();
+    for (g, m) in mcp.iter().enumerate() {
+        let m = m.clone();
+        rounds.push(tokio::spawn(async move {
+            for round in 0..10u64 {
+                let pts: Vec<Value> = (0..50u64)
+                    .map(|i| json!({"id": format!("hot{i}"), "vector": vector(i * 1000 + round * 10 + g as u64), "metadata": {"g": g}}))
+                    .collect();
+                m.call("insert_vectors", json!({"store": "r", "points": pts})).await.expect("concurrent insert");
+            }
+        }));
+    }
+    for r in rounds {
+        r.await.expect("writer");
+    }
+    mcp[0].call("insert_vectors", json!({"store": "r", "points": points(0..200)})).await.expect("insert");
+    let d = digests(&manager, "r").await;
+    assert!(d.iter().all(|s| s[0] == s[1]), "replicas differ after concurrent writes: {d:?}");
+
+    // A replica lost on a node that stays up (dropped by hand here): writes with write_consistency 1 are still
+    // acknowledged by the other replica, and the manager re-creates the lost one and refills it from its peer.
+    let t = table(&manager).await;
+    let n2 = t.nodes.iter().find(|n| n.node_id == "n2").expect("n2").address.clone();
+    let mut c = StorageNodeClient::connect(n2).await.expect("n2");
+    let lost =
+        t.stores[0].shards.iter().find(|p| p.replica_node_ids.contains(&"n2".to_string())).expect("a shard").shard;
+    c.drop_shard(pb::DropShardRequest { shard: Some(pb::ShardId { store: "r".into(), shard: lost }) })
+        .await
+        .expect("drop a replica by hand");
+    mcp[1].call("insert_vectors", json!({"store": "r", "points": points(200..300)})).await.expect("insert with W=1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = digests(&manager, "r").await;
+        if d.iter().all(|s| s[0] == s[1]) {
+            let records: u64 = d.iter().map(|s| s[0].1).sum();
+            assert_eq!(records, 350, "{d:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lost replica was never refilled: {d:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_replica_is_skipped_after_the_read_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // a long node timeout: the frozen node stays UP in the routing table, so only the deadline can save reads
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 120_000);
+    let nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start_with(&manager.url, &dir.path().join("b"), &["--read-timeout", "300"]);
+    let mcp = Mcp::new(&gateway.mcp_url);
+    mcp.call("create_store", json!({"store": "f", "dimension": DIM, "metric": "euclidean", "replication_factor": 2}))
+        .await
+        .expect("create_store");
+    mcp.call("insert_vectors", json!({"store": "f", "points": points(0..100)})).await.expect("insert");
+    let query = vector(42);
+    let expected = brute_force(&(0..100).collect(), &query, 5);
+    assert_eq!(search_in(&mcp, "f", &query, 5).await.expect("search"), expected);
+    // freeze the preferred read replica (SIGSTOP: it accepts connections, never answers)
+    let t = table(&manager).await;
+    let preferred = &t.stores[0].shards[0].replica_node_ids[0];
+    let frozen = nodes.iter().find(|n| &n.node_id == preferred).expect("node");
+    frozen.signal("STOP");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let hits = search_in(&mcp, "f", &query, 5).await;
+        let took = started.elapsed();
+        assert_eq!(hits.expect("search with a frozen replica"), expected);
+        assert!(took < Duration::from_secs(5), "fail-over took {took:?}");
+    }
+    frozen.signal("CONT");
 }

@@ -275,6 +275,13 @@ impl ClusterNode {
         }
     }
 
+    /// Sends a signal to the process (e.g. `STOP` to freeze it: it accepts connections but never answers).
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").args([&format!("-{signal}"), &c.id().to_string()]).status();
+        }
+    }
+
     /// Starts the node again on its data (a new port; it registers again).
     pub fn restart(&mut self) {
         self.kill();
@@ -297,7 +304,11 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     pub fn start(manager_url: &str, backup_dir: &Path) -> GatewayProcess {
-        let args: Vec<String> = vec![
+        Self::start_with(manager_url, backup_dir, &[])
+    }
+
+    pub fn start_with(manager_url: &str, backup_dir: &Path, extra: &[&str]) -> GatewayProcess {
+        let mut args: Vec<String> = vec![
             "gateway".into(),
             "--manager".into(),
             manager_url.into(),
@@ -308,6 +319,7 @@ impl GatewayProcess {
             "--backup-dir".into(),
             backup_dir.display().to_string(),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         let (child, fields) = spawn_ready(&args, &[]);
         GatewayProcess { child, mcp_url: fields["mcp"].clone() }
     }

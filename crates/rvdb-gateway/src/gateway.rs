@@ -445,13 +445,14 @@ impl Gateway {
         shard: u32,
         points: Vec<pb::Point>,
     ) -> Result<pb::UpsertResponse> {
+        let min_version = points.iter().map(|p| p.version).min().unwrap_or(0);
         let req = pb::UpsertRequest {
             shard: Some(pb::ShardId { store: route.config.name.clone(), shard }),
             points,
             sync: false,
         };
         let mut acks = self
-            .on_replicas(route, shard, |mut c| {
+            .on_replicas(route, shard, min_version, |mut c| {
                 let req = req.clone();
                 async move { c.upsert(req).await.map(tonic::Response::into_inner) }
             })
@@ -461,8 +462,9 @@ impl Gateway {
 
     /// Runs `call` on every replica of `shard` in parallel and returns once the store's write consistency is met
     /// (the other replicas finish in the background), with the answers received so far; or the last error when
-    /// too few replicas answered.
-    async fn on_replicas<T, F, Fut>(&self, route: &StoreRoute, shard: u32, call: F) -> Result<Vec<T>>
+    /// too few replicas answered. A replica whose call fails for any reason but a bad request (which every replica
+    /// refuses alike) is reported to the index manager, which repairs it from a peer from `min_version` on.
+    async fn on_replicas<T, F, Fut>(&self, route: &StoreRoute, shard: u32, min_version: u64, call: F) -> Result<Vec<T>>
     where
         T: Send + 'static,
         F: Fn(NodeClient) -> Fut,
@@ -481,7 +483,27 @@ impl Gateway {
         }
         let mut calls = JoinSet::new();
         for url in &replicas {
-            calls.spawn(call(self.client(url)?));
+            let answer = call(self.client(url)?);
+            let report = match &self.catalog {
+                Catalog::Manager(m) => Some((m.clone(), url.clone())),
+                Catalog::Nodes(_) => None,
+            };
+            let id = pb::ShardId { store: route.config.name.clone(), shard };
+            calls.spawn(async move {
+                let result = answer.await;
+                let failed = match &result {
+                    Err(status) if status.code() != tonic::Code::InvalidArgument => Some(status.message().to_string()),
+                    _ => None,
+                };
+                if let (Some(error), Some((mut manager, url))) = (failed, report) {
+                    tracing::warn!(store = %id.store, shard, replica = %url, %error, "replica write failed; reporting it for repair");
+                    let req = pb::ReportMissedWriteRequest { shard: Some(id), node_address: url, min_version };
+                    if let Err(e) = manager.report_missed_write(req).await {
+                        tracing::warn!(error = %e.message(), "cannot report a missed write to the index manager");
+                    }
+                }
+                result
+            });
         }
         let (mut acks, mut last_err) = (Vec::with_capacity(replicas.len()), None);
         while let Some(joined) = calls.join_next().await {
@@ -556,7 +578,7 @@ impl Gateway {
                 sync: false,
             };
             let acks = self
-                .on_replicas(&route, shard, |mut c| {
+                .on_replicas(&route, shard, version, |mut c| {
                     let req = req.clone();
                     async move { c.delete(req).await.map(tonic::Response::into_inner) }
                 })

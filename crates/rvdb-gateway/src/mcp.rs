@@ -86,6 +86,8 @@ struct CreateStoreArgs {
     #[serde(default)]
     replication_factor: Option<u32>,
     #[serde(default)]
+    write_consistency: Option<u32>,
+    #[serde(default)]
     index: Option<String>,
     #[serde(default)]
     m: Option<u32>,
@@ -223,6 +225,7 @@ impl McpServer {
                 let mut config = StoreConfig::new(a.store, a.dimension, metric);
                 config.shards = a.shards.unwrap_or(1);
                 config.replication_factor = a.replication_factor.unwrap_or(1);
+                config.write_consistency = a.write_consistency.unwrap_or(0);
                 config.index.kind = match a.index.as_deref() {
                     None => gw.options().default_index,
                     Some(kind) => kind.parse()?,
@@ -237,7 +240,8 @@ impl McpServer {
                 let route = gw.create_store(config).await?;
                 let c = route.config;
                 Ok(json!({"store": c.name, "dimension": c.dimension, "metric": c.metric.as_str(), "shards": c.shards,
-                          "replication_factor": c.replication_factor, "index": c.index.kind.as_str()}))
+                          "replication_factor": c.replication_factor, "write_consistency": c.write_consistency,
+                          "index": c.index.kind.as_str()}))
             }
             "insert_vector" => {
                 let a: InsertVectorArgs = parse(name, args)?;

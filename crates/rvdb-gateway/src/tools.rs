@@ -121,6 +121,7 @@ pub fn catalogue() -> Vec<Tool> {
                     "metric": {"type": "string", "enum": ["cosine", "euclidean", "manhattan", "dot"], "default": "cosine"},
                     "shards": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1, "description": "Partitions spread over storage nodes."},
                     "replication_factor": {"type": "integer", "minimum": 1, "maximum": 16, "default": 1, "description": "Copies of each shard on distinct nodes."},
+                    "write_consistency": {"type": "integer", "minimum": 0, "maximum": 16, "default": 0, "description": "Replica acks a write waits for; 0 = a majority of the replicas that are up. At most replication_factor."},
                     "index": {"type": "string", "enum": ["flat", "hnsw"], "description": "flat: exact search, best below ~100k vectors. hnsw: approximate graph search, fast at any size (built in the background; searches are exact until it is ready). Default: the server's default_index_type."},
                     "m": {"type": "integer", "minimum": 2, "maximum": 128, "default": 16, "description": "HNSW: links per node (more = better recall, more memory)."},
                     "ef_construction": {"type": "integer", "minimum": 1, "default": 200, "description": "HNSW: beam width while building."},
@@ -131,7 +132,8 @@ pub fn catalogue() -> Vec<Tool> {
             ),
             output(
                 json!({"store": {"type": "string"}, "dimension": {"type": "integer"}, "metric": {"type": "string"},
-                       "shards": {"type": "integer"}, "replication_factor": {"type": "integer"}, "index": {"type": "string"}}),
+                       "shards": {"type": "integer"}, "replication_factor": {"type": "integer"},
+                       "write_consistency": {"type": "integer"}, "index": {"type": "string"}}),
                 &["store", "dimension", "metric", "shards", "replication_factor", "index"],
             ),
             annotations("Create vector store", false, false, false),

@@ -21,8 +21,14 @@
 //! **Placement.** A new store's shard replicas go to UP nodes, each shard on distinct nodes, always to the node
 //! with the fewest replicas so far (ties by node id), so shards spread evenly across the cluster.
 //!
-//! **Orphans.** Heartbeats list the replicas a node holds; one the catalog does not assign to that node (its
-//! store was dropped while the node was away) is dropped on the node.
+//! **Orphans and lost replicas.** Heartbeats list the replicas a node holds; one the catalog does not assign to
+//! that node (its store was dropped while the node was away) is dropped on the node, and one the catalog assigns
+//! but the node lacks is re-created and refilled from a peer.
+//!
+//! **Repairs.** A gateway whose write to a replica failed (while other replicas acknowledged it) reports the
+//! replica and the write's version; the manager has that replica pull the peer's changes from that version on.
+//! This is what keeps replicas equal when `write_consistency` is below the replication factor and a node fails
+//! one write without going down.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -118,6 +124,8 @@ struct State {
     stores: BTreeMap<String, StoreEntry>,
     /// Stores whose shards are being created: their replicas are not orphans yet.
     creating: BTreeSet<String>,
+    /// Replicas to repair after missed writes: (node id, store, shard) → lowest missed version.
+    repairs: BTreeMap<(String, String, u32), u64>,
 }
 
 impl State {
@@ -363,6 +371,20 @@ impl Manager {
             Self::node_record(&mut batch, node_id, entry);
             version = self.publish(&mut state, batch)?;
         }
+        // replicas the catalog gives this node that it does not hold (lost, or dropped by hand): refill them
+        let missing: Vec<pb::ShardId> = state
+            .stores
+            .iter()
+            .filter(|(name, _)| !state.creating.contains(*name))
+            .flat_map(|(name, e)| {
+                e.shards
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.iter().any(|n| n == node_id))
+                    .map(move |(i, _)| pb::ShardId { store: name.clone(), shard: i as u32 })
+            })
+            .filter(|id| !hosted.contains(id))
+            .collect();
         let orphans: Vec<pb::ShardId> = hosted
             .into_iter()
             .filter(|s| {
@@ -374,6 +396,9 @@ impl Manager {
             })
             .collect();
         drop(state);
+        for id in missing {
+            self.report_missed_write(id, &address, 0);
+        }
         if !orphans.is_empty() {
             let (me, node_id) = (self.clone(), node_id.to_string());
             tokio::spawn(async move {
@@ -611,7 +636,6 @@ impl Manager {
     async fn catch_up_node(&self, node_id: &str, epoch: u64) -> Result<(), Status> {
         // let gateways learn that the node takes writes again before the first snapshot of the peers
         tokio::time::sleep(self.options.heartbeat_interval).await;
-        let margin = (self.options.catch_up_margin.as_millis() as u64) << 16;
         let started = Instant::now();
         let mut received = 0;
         for pass in 0..2 {
@@ -623,18 +647,7 @@ impl Manager {
                 if self.state().nodes.get(node_id).is_none_or(|n| n.epoch != epoch) {
                     return Err(Status::aborted("the node restarted during catch-up"));
                 }
-                let mut client = self.client(&address)?;
-                let req = pb::CreateShardRequest { shard: Some(id.clone()), config: Some(config_to_pb(&config)) };
-                match client.create_shard(self.timed(req)).await {
-                    Ok(_) => {}
-                    Err(s) if s.code() == tonic::Code::AlreadyExists => {}
-                    Err(s) => return Err(s),
-                }
-                let Some(source) = source else { continue };
-                let stats = client.stats(self.timed(pb::StatsRequest { shard: Some(id.clone()) })).await?.into_inner();
-                let since = stats.stats.map_or(0, |s| s.max_version).saturating_sub(margin);
-                let req = pb::CatchUpRequest { shard: Some(id.clone()), source_address: source, since_version: since };
-                let out = client.catch_up(req).await?.into_inner();
+                let out = self.catch_up_replica(&address, &id, &config, source.as_deref(), None).await?;
                 received += out.received;
                 tracing::debug!(node_id, store = %id.store, shard = id.shard, pass, received = out.received,
                     applied = out.applied, "replica caught up");
@@ -642,6 +655,97 @@ impl Manager {
         }
         tracing::info!(node_id, received, elapsed_ms = started.elapsed().as_millis() as u64, "catch-up done");
         Ok(())
+    }
+
+    /// Brings one replica level with `source`: creates it if missing, then has its node pull the source's changes
+    /// since `since` (default: the replica's newest version), minus the catch-up margin.
+    async fn catch_up_replica(
+        &self,
+        address: &str,
+        id: &pb::ShardId,
+        config: &StoreConfig,
+        source: Option<&str>,
+        since: Option<u64>,
+    ) -> Result<pb::CatchUpResponse, Status> {
+        let margin = (self.options.catch_up_margin.as_millis() as u64) << 16;
+        let mut client = self.client(address)?;
+        let req = pb::CreateShardRequest { shard: Some(id.clone()), config: Some(config_to_pb(config)) };
+        let since = match client.create_shard(self.timed(req)).await {
+            Ok(_) => Some(0), // the replica was missing: it needs everything
+            Err(s) if s.code() == tonic::Code::AlreadyExists => since,
+            Err(s) => return Err(s),
+        };
+        let Some(source) = source else { return Ok(pb::CatchUpResponse::default()) };
+        let since = match since {
+            Some(v) => v,
+            None => {
+                let stats = client.stats(self.timed(pb::StatsRequest { shard: Some(id.clone()) })).await?.into_inner();
+                stats.stats.map_or(0, |s| s.max_version)
+            }
+        };
+        let req = pb::CatchUpRequest {
+            shard: Some(id.clone()),
+            source_address: source.to_string(),
+            since_version: since.saturating_sub(margin),
+        };
+        Ok(client.catch_up(req).await?.into_inner())
+    }
+
+    /// A replica missed acknowledged writes (a gateway's write to it failed): after a heartbeat interval — time
+    /// for a dying node to be marked down, whose return then catches it up anyway — it pulls the changes from
+    /// `min_version` on from a live peer. Reports for one replica coalesce while a repair is pending.
+    pub fn report_missed_write(self: &Arc<Self>, id: pb::ShardId, address: &str, min_version: u64) -> bool {
+        let key = {
+            let mut state = self.state();
+            let Some(node_id) = state.nodes.iter().find(|(_, n)| n.address == address).map(|(id, _)| id.clone()) else {
+                return false;
+            };
+            let hosts = state
+                .stores
+                .get(&id.store)
+                .and_then(|e| e.shards.get(id.shard as usize))
+                .is_some_and(|r| r.contains(&node_id));
+            if !hosts {
+                return false;
+            }
+            let key = (node_id, id.store.clone(), id.shard);
+            if let Some(pending) = state.repairs.get_mut(&key) {
+                *pending = (*pending).min(min_version);
+                return true;
+            }
+            state.repairs.insert(key.clone(), min_version);
+            key
+        };
+        tracing::info!(node_id = %key.0, store = %key.1, shard = key.2, min_version, "replica missed a write; repairing");
+        let me = self.clone();
+        tokio::spawn(async move {
+            for attempt in 0..5u32 {
+                tokio::time::sleep(me.options.heartbeat_interval * (1 + attempt)).await;
+                let since = {
+                    let mut state = me.state();
+                    let Some(since) = state.repairs.remove(&key) else { return };
+                    if state.nodes.get(&key.0).is_none_or(|n| n.state != NodeState::Up) {
+                        return; // down or catching up: its own catch-up covers these writes
+                    }
+                    since
+                };
+                let work = me.replicas_of(&key.0).into_iter().find(|(id, ..)| id.store == key.1 && id.shard == key.2);
+                let Some((id, config, address, source)) = work else { return };
+                match me.catch_up_replica(&address, &id, &config, source.as_deref(), Some(since)).await {
+                    Ok(out) => {
+                        tracing::info!(node_id = %key.0, store = %key.1, shard = key.2, applied = out.applied, "replica repaired");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(node_id = %key.0, store = %key.1, shard = key.2, error = %e.message(), "repair failed; retrying");
+                        let mut state = me.state();
+                        let pending = state.repairs.entry(key.clone()).or_insert(since);
+                        *pending = (*pending).min(since);
+                    }
+                }
+            }
+        });
+        true
     }
 
     /// The replicas a node should hold, each with a peer to copy from (UP preferred, else CATCHING_UP; `None`

@@ -99,6 +99,16 @@ impl IndexManager for IndexManagerService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn report_missed_write(
+        &self,
+        req: Request<pb::ReportMissedWriteRequest>,
+    ) -> Result<Response<pb::ReportMissedWriteResponse>, Status> {
+        let req = req.into_inner();
+        let shard = req.shard.ok_or_else(|| Status::invalid_argument("shard is required"))?;
+        let scheduled = self.manager.report_missed_write(shard, &req.node_address, req.min_version);
+        Ok(Response::new(pb::ReportMissedWriteResponse { scheduled }))
+    }
+
     async fn rebuild_index(
         &self,
         req: Request<pb::ManagerRebuildIndexRequest>,

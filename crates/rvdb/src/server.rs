@@ -82,6 +82,12 @@ pub struct GatewayArgs {
     /// Largest accepted MCP request body, in bytes (larger ones get 413 with a JSON-RPC error).
     #[arg(long, env = "RVDB_MCP_MAX_BODY_BYTES", default_value_t = 64 << 20)]
     pub mcp_max_body_bytes: usize,
+    /// Milliseconds a read (search, get, stats) waits for one replica before trying the next.
+    #[arg(long, env = "RVDB_READ_TIMEOUT", default_value_t = 10_000)]
+    pub read_timeout: u64,
+    /// Milliseconds a write or admin call to a node may take.
+    #[arg(long, env = "RVDB_CALL_TIMEOUT", default_value_t = 30_000)]
+    pub call_timeout: u64,
     #[command(flatten)]
     pub backup: BackupArgs,
 }
@@ -149,6 +155,8 @@ impl GatewayArgs {
         GatewayOptions {
             max_vector_stores: self.max_vector_stores,
             default_index: self.default_index_type,
+            read_timeout: Duration::from_millis(self.read_timeout.max(1)),
+            call_timeout: Duration::from_millis(self.call_timeout.max(1)),
             ..GatewayOptions::default()
         }
     }
