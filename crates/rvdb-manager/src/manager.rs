@@ -803,6 +803,71 @@ mod tests {
         assert_eq!(place(1, 4, &load), None, "more replicas than nodes");
     }
 
+    /// A real storage node (RocksDB in a temp dir) serving gRPC on a loopback port.
+    async fn node(dir: &std::path::Path) -> (Arc<rvdb_node::Node>, String) {
+        let node = Arc::new(rvdb_node::Node::open(&rvdb_node::NodeOptions::new(dir)).expect("node"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let service = rvdb_node::service::StorageNodeService::new(node.clone()).into_server(64 << 20);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        (node, url)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_are_placed_limited_rebuilt_dropped_and_orphans_cleaned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = ManagerOptions::new(dir.path().join("m"));
+        options.max_vector_stores = 2;
+        let m = Manager::open(options).expect("open");
+        let (n1, u1) = node(&dir.path().join("n1")).await;
+        let (n2, u2) = node(&dir.path().join("n2")).await;
+        m.register_node("n1", &u1).expect("register");
+        m.register_node("n2", &u2).expect("register");
+        let mut hnsw = StoreConfig::new("a", 4, Metric::Cosine);
+        hnsw.shards = 3;
+        hnsw.replication_factor = 2;
+        hnsw.index.kind = rvdb_core::IndexKind::Hnsw;
+        let a = m.create_store(hnsw).await.expect("create a");
+        assert_eq!(a.shards.len(), 3);
+        assert_eq!(n1.shard_keys().len() + n2.shard_keys().len(), 6, "every replica was created on its node");
+        m.create_store(StoreConfig::new("b", 4, Metric::Dot)).await.expect("create b");
+        let err = m.create_store(StoreConfig::new("c", 4, Metric::Dot)).await.expect_err("over the limit");
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+        assert_eq!(
+            m.create_store(StoreConfig::new("b", 4, Metric::Dot)).await.expect_err("dup").code(),
+            tonic::Code::AlreadyExists
+        );
+        // index lifecycle: a rebuild on every replica of an HNSW store, refused for a flat one
+        assert_eq!(m.rebuild_index("a").await.expect("rebuild"), 6);
+        assert_eq!(m.rebuild_index("b").await.expect_err("flat").code(), tonic::Code::InvalidArgument);
+        // n2 goes away; "a" is dropped meanwhile; when n2 returns its heartbeat reveals the orphans, which go
+        m.drop_store("b").await.expect("drop b");
+        let before = n2.shard_keys().len();
+        let version = m.routing_table().version;
+        {
+            let mut state = m.state();
+            let e = state.nodes.get_mut("n2").expect("n2");
+            e.address = "http://127.0.0.1:1".into(); // unreachable: the drop cannot reach it
+        }
+        m.drop_store("a").await.expect("drop a");
+        assert!(m.routing_table().version > version);
+        assert_eq!(n2.shard_keys().len(), before, "the unreachable node kept its replicas");
+        m.register_node("n2", &u2).expect("back");
+        let hosted: Vec<pb::ShardId> =
+            n2.shard_keys().into_iter().map(|k| pb::ShardId { store: k.store, shard: k.shard }).collect();
+        m.heartbeat("n2", hosted).expect("heartbeat");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !n2.shard_keys().is_empty() {
+            assert!(Instant::now() < deadline, "orphans were not dropped: {:?}", n2.shard_keys());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(n1.shard_keys().is_empty());
+    }
+
     #[tokio::test]
     async fn catalog_and_nodes_survive_a_restart_and_errors_change_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
