@@ -170,17 +170,21 @@ impl Gateway {
         if nodes.is_empty() {
             return Err(GatewayError::InvalidArgument("the gateway needs at least one storage node".into()));
         }
-        let gw = Gateway {
-            catalog: Catalog::Nodes(nodes),
+        let gw = Gateway::new(Catalog::Nodes(nodes), options);
+        gw.refresh().await?;
+        Ok(gw)
+    }
+
+    fn new(catalog: Catalog, options: GatewayOptions) -> Gateway {
+        Gateway {
+            catalog,
             table: Arc::new(RwLock::new(RoutingTable::default())),
             channels: Mutex::new(HashMap::new()),
             clock: HybridClock::new(),
             catalog_lock: tokio::sync::Mutex::new(()),
             options,
             watcher: None,
-        };
-        gw.refresh().await?;
-        Ok(gw)
+        }
     }
 
     /// A gateway of a cluster: the routing table comes from the index manager at `manager_url` and is kept
@@ -193,15 +197,7 @@ impl Gateway {
             .tcp_nodelay(true)
             .connect_lazy();
         let manager = IndexManagerClient::new(channel).max_decoding_message_size(usize::MAX);
-        let mut gw = Gateway {
-            catalog: Catalog::Manager(manager.clone()),
-            table: Arc::new(RwLock::new(RoutingTable::default())),
-            channels: Mutex::new(HashMap::new()),
-            clock: HybridClock::new(),
-            catalog_lock: tokio::sync::Mutex::new(()),
-            options,
-            watcher: None,
-        };
+        let mut gw = Gateway::new(Catalog::Manager(manager.clone()), options);
         gw.refresh().await?;
         gw.watcher = Some(tokio::spawn(watch_table(manager, gw.table.clone())).abort_handle());
         Ok(gw)

@@ -100,6 +100,42 @@ fn scored_to_pb(p: ScoredPoint) -> pb::ScoredPoint {
 type ScanStream = Pin<Box<dyn Stream<Item = Result<pb::ScanChunk, Status>> + Send>>;
 type ChangesStream = Pin<Box<dyn Stream<Item = Result<pb::ChangesChunk, Status>> + Send>>;
 
+/// Runs `produce` on the blocking pool and streams what it emits, `chunk_size` items per message, through a
+/// bounded channel (so a slow reader slows the producer instead of filling memory). `emit` returns false once the
+/// reader went away, which stops the producer; an error ends the stream with its status.
+fn stream_blocking<I, C>(
+    chunk_size: usize,
+    to_chunk: impl Fn(Vec<I>) -> C + Send + 'static,
+    produce: impl FnOnce(&mut dyn FnMut(I) -> bool) -> Result<(), NodeError> + Send + 'static,
+) -> Pin<Box<dyn Stream<Item = Result<C, Status>> + Send>>
+where
+    I: Send + 'static,
+    C: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<C, Status>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut items = Vec::with_capacity(chunk_size);
+        let result = produce(&mut |item| {
+            items.push(item);
+            if items.len() >= chunk_size {
+                let full = std::mem::replace(&mut items, Vec::with_capacity(chunk_size));
+                return tx.blocking_send(Ok(to_chunk(full))).is_ok();
+            }
+            true
+        });
+        match result {
+            Ok(()) if !items.is_empty() => {
+                let _ = tx.blocking_send(Ok(to_chunk(items)));
+            }
+            Ok(()) => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e.into()));
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 /// Splits a chunk of streamed changes into points and `(id, version)` tombstones.
 fn changes_from_pb(chunk: pb::ChangesChunk) -> (Vec<PointData>, Vec<(String, u64)>) {
     let points = chunk
@@ -222,30 +258,13 @@ impl StorageNode for StorageNodeService {
         record_shard(&key);
         let shard = self.node.shard(&key)?;
         let chunk_size = if req.chunk_size == 0 { 1000 } else { req.chunk_size.min(100_000) as usize };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ScanChunk, Status>>(4);
         let (wv, wm, start_after) = (req.with_vector, req.with_metadata, req.start_after);
-        tokio::task::spawn_blocking(move || {
-            let mut chunk = Vec::with_capacity(chunk_size);
-            let result = shard.scan(&start_after, |p| {
-                chunk.push(point_to_pb(p, wv, wm));
-                if chunk.len() >= chunk_size {
-                    let points = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size));
-                    // A send error means the client went away: stop scanning.
-                    return tx.blocking_send(Ok(pb::ScanChunk { points })).is_ok();
-                }
-                true
-            });
-            match result {
-                Ok(()) if !chunk.is_empty() => {
-                    let _ = tx.blocking_send(Ok(pb::ScanChunk { points: chunk }));
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e.into()));
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        let stream = stream_blocking(
+            chunk_size,
+            |points| pb::ScanChunk { points },
+            move |emit| shard.scan(&start_after, |p| emit(point_to_pb(p, wv, wm))),
+        );
+        Ok(Response::new(stream))
     }
 
     #[tracing::instrument(skip_all)]
@@ -286,32 +305,20 @@ impl StorageNode for StorageNodeService {
         let shard = self.node.shard(&key)?;
         let chunk_size = if req.chunk_size == 0 { 1000 } else { req.chunk_size.min(100_000) as usize };
         let since = req.since_version;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ChangesChunk, Status>>(4);
-        tokio::task::spawn_blocking(move || {
+        let to_chunk = |changes: Vec<Change>| {
             let mut chunk = pb::ChangesChunk::default();
-            let result = shard.changes(since, |c| {
+            for c in changes {
                 match c {
                     Change::Point(p) => chunk.points.push(point_to_pb(p, true, true)),
                     Change::Tombstone { id, version } => {
                         chunk.tombstones.push(pb::Point { id, version, ..Default::default() })
                     }
                 }
-                if chunk.points.len() + chunk.tombstones.len() >= chunk_size {
-                    return tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_ok();
-                }
-                true
-            });
-            match result {
-                Ok(()) if !(chunk.points.is_empty() && chunk.tombstones.is_empty()) => {
-                    let _ = tx.blocking_send(Ok(chunk));
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e.into()));
-                }
             }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+            chunk
+        };
+        let stream = stream_blocking(chunk_size, to_chunk, move |emit| shard.changes(since, emit));
+        Ok(Response::new(stream))
     }
 
     #[tracing::instrument(skip_all, fields(store, shard))]
