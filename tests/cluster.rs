@@ -80,7 +80,7 @@ async fn search_in(mcp: &Mcp, store: &str, q: &[f32], k: usize) -> Result<Vec<St
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_survives_a_node_kill_and_catches_it_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 1500);
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
     let mut nodes: Vec<ClusterNode> = (1..=3)
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
@@ -283,7 +283,7 @@ async fn digests(manager: &ManagerProcess, store: &str) -> Vec<Vec<(String, u64)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_lost_on_a_live_node_is_refilled_and_concurrent_gateways_converge() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 1500);
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
     let nodes: Vec<ClusterNode> = (1..=2)
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
@@ -379,4 +379,47 @@ async fn a_frozen_replica_is_skipped_after_the_read_deadline() {
         assert!(took < Duration::from_secs(5), "fail-over took {took:?}");
     }
     frozen.signal("CONT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_data_path_does_not_need_the_manager_which_restarts_with_its_catalog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager_dir = dir.path().join("manager");
+    let mut manager = ManagerProcess::start(&manager_dir, 200, 1500);
+    let addr = manager.url.trim_start_matches("http://").to_string();
+    let nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    let mcp = Mcp::new(&gateway.mcp_url);
+    mcp.call(
+        "create_store",
+        json!({"store": "m", "dimension": DIM, "metric": "euclidean", "shards": 2, "replication_factor": 2}),
+    )
+    .await
+    .expect("create_store");
+    let version = table(&manager).await.version;
+
+    // the manager dies: writes and reads go on with the table the gateway holds; catalog changes wait
+    manager.kill();
+    mcp.call("insert_vectors", json!({"store": "m", "points": points(0..100)})).await.expect("write without manager");
+    let query = vector(7);
+    let expected = brute_force(&(0..100).collect(), &query, 5);
+    assert_eq!(search_in(&mcp, "m", &query, 5).await.expect("read without manager"), expected);
+    let err = mcp.call("create_store", json!({"store": "m2", "dimension": 4})).await.expect_err("no manager");
+    assert!(!err.is_empty());
+
+    // it restarts on its address with its catalog; nodes heartbeat again, the gateway re-subscribes
+    let manager = ManagerProcess::start_at(&manager_dir, 200, 1500, &addr);
+    let t = table(&manager).await;
+    assert!(t.version >= version, "the routing version survived: {} -> {}", version, t.version);
+    assert_eq!(t.stores.len(), 1);
+    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    mcp.call("create_store", json!({"store": "m2", "dimension": 4})).await.expect("create after the restart");
+    assert_eq!(search_in(&mcp, "m", &query, 5).await.expect("read"), expected);
+    let stats = mcp.call("describe_store", json!({"store": "m"})).await.expect("describe");
+    assert_eq!(stats["points"], 100);
+    drop(nodes);
 }

@@ -197,10 +197,15 @@ pub struct ManagerProcess {
 impl ManagerProcess {
     /// A manager with fast failure detection: heartbeats every `heartbeat_ms`, down after `timeout_ms`.
     pub fn start(data_dir: &Path, heartbeat_ms: u64, timeout_ms: u64) -> ManagerProcess {
+        Self::start_at(data_dir, heartbeat_ms, timeout_ms, "127.0.0.1:0")
+    }
+
+    /// A manager on a given address (to restart one where nodes and gateways look for it).
+    pub fn start_at(data_dir: &Path, heartbeat_ms: u64, timeout_ms: u64, addr: &str) -> ManagerProcess {
         let args: Vec<String> = vec![
             "manager".into(),
             "--grpc-addr".into(),
-            "127.0.0.1:0".into(),
+            addr.into(),
             "--persistence-dir".into(),
             data_dir.display().to_string(),
             "--heartbeat-interval".into(),
@@ -217,6 +222,14 @@ impl ManagerProcess {
             .await
             .expect("connect to manager")
             .max_decoding_message_size(usize::MAX)
+    }
+}
+
+impl ManagerProcess {
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
