@@ -82,3 +82,48 @@ def make_server(tmp_path):
     yield make
     for s in started:
         s.stop()
+
+
+class Proc:
+    """One `rvdb <args>` process; `fields` holds the key=value pairs of its RVDB_READY line."""
+
+    def __init__(self, args, timeout=60):
+        self.args = list(args)
+        self.proc = subprocess.Popen([rvdb_bin(), *self.args], stdout=subprocess.PIPE, stderr=None,
+                                     env=dict(os.environ, RVDB_LOG="warn"), text=True)
+        ready = threading.Event()
+        self.fields = {}
+
+        def read():
+            for line in self.proc.stdout:
+                if line.startswith("RVDB_READY"):
+                    self.fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+                    ready.set()
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(timeout):
+            self.proc.kill()
+            raise RuntimeError(f"rvdb {args[0]} did not become ready")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A cluster on loopback: 1 index manager, 3 storage nodes, 1 gateway (MCP over HTTP)."""
+    manager = Proc(["manager", "--grpc-addr", "127.0.0.1:0", "--persistence-dir", str(tmp_path / "manager"),
+                    "--heartbeat-interval", "200", "--node-timeout", "2000"])
+    nodes = [Proc(["node", "--grpc-addr", "127.0.0.1:0", "--persistence-dir", str(tmp_path / f"n{i}"),
+                   "--manager", manager.fields["grpc"], "--node-id", f"n{i}"]) for i in (1, 2, 3)]
+    gateway = Proc(["gateway", "--manager", manager.fields["grpc"], "--mcp-port", "0",
+                    "--gateway-grpc-addr", "127.0.0.1:0", "--backup-dir", str(tmp_path / "backups")])
+
+    class Cluster:
+        pass
+    c = Cluster()
+    c.manager, c.nodes, c.gateway, c.mcp_url = manager, nodes, gateway, gateway.fields["mcp"]
+    yield c
+    for p in [gateway, *nodes, manager]:
+        p.kill()
