@@ -22,9 +22,18 @@ step "cargo test"
 export RVDB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/rvdb"
 cargo test --release --workspace --no-fail-fast
 
-step "MCP client tests (the official Python MCP SDK against real rvdb processes)"
+step "docker image for the compose test"
+if docker info >/dev/null 2>&1 && { command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1; }; then
+  RVDB_SKIP_BUILD=1 deploy/build-image.sh rvdb:test
+  export RVDB_COMPOSE_IMAGE=rvdb:test
+else
+  echo "!!! SKIPPING the docker compose test: no Docker engine with compose here (docker info failed)" >&2
+  echo "!!! it runs wherever a Docker engine is available; CI has one" >&2
+fi
+
+step "MCP client tests (the official Python MCP SDK against real rvdb processes and docker compose)"
 venv="${RVDB_VENV:-$PWD/tests/.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/mcp/requirements.txt
-(cd tests/mcp && "$venv/bin/python" -m pytest -q -p no:cacheprovider)
+(cd tests/mcp && "$venv/bin/python" -m pytest -q -p no:cacheprovider -rs)
 step "all tests passed"

@@ -30,7 +30,7 @@ use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tower::timeout::Timeout;
 
 use crate::error::{GatewayError, Result};
@@ -190,11 +190,9 @@ impl Gateway {
     /// A gateway of a cluster: the routing table comes from the index manager at `manager_url` and is kept
     /// current by a watch stream. Fails if the manager cannot be reached now.
     pub async fn connect_manager(manager_url: &str, options: GatewayOptions) -> Result<Gateway> {
-        let channel = Endpoint::from_shared(manager_url.to_string())
+        let channel = rvdb_proto::endpoint(manager_url)
             .map_err(|e| GatewayError::InvalidArgument(format!("bad manager address {manager_url:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
             .timeout(options.call_timeout)
-            .tcp_nodelay(true)
             .connect_lazy();
         let manager = IndexManagerClient::new(channel).max_decoding_message_size(usize::MAX);
         let mut gw = Gateway::new(Catalog::Manager(manager.clone()), options);
@@ -246,10 +244,8 @@ impl Gateway {
         if let Some(c) = channels.get(url) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(url.to_string())
+        let channel = rvdb_proto::endpoint(url)
             .map_err(|e| GatewayError::InvalidArgument(format!("bad node address {url:?}: {e}")))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(3))
             .connect_lazy();
         channels.insert(url.to_string(), channel.clone());
         Ok(channel)

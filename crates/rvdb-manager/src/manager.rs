@@ -306,10 +306,8 @@ impl Manager {
         if let Some(c) = clients.get(address) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(address.to_string())
+        let channel = rvdb_proto::endpoint(address)
             .map_err(|e| Status::invalid_argument(format!("bad node address {address:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
             .connect_lazy();
         let c = StorageNodeClient::new(channel).max_decoding_message_size(usize::MAX);
         clients.insert(address.to_string(), c.clone());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::index_manager_client::IndexManagerClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::Node;
 
@@ -22,8 +22,8 @@ pub struct AgentOptions {
 
 /// Runs until the task is aborted: registration (retried until the manager answers), then heartbeats.
 pub async fn run(node: Arc<Node>, options: AgentOptions) {
-    let endpoint = match Endpoint::from_shared(options.manager_url.clone()) {
-        Ok(e) => e.connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(5)),
+    let endpoint = match rvdb_proto::endpoint(&options.manager_url) {
+        Ok(e) => e.timeout(Duration::from_secs(5)),
         Err(e) => {
             tracing::error!(url = %options.manager_url, error = %e, "bad manager URL; the node stays out of the cluster");
             return;

@@ -337,10 +337,8 @@ impl StorageNode for StorageNodeService {
         tracing::Span::current().record("source", req.source_address.as_str());
         self.node.shard(&key)?; // NOT_FOUND before dialling the peer
         let started = std::time::Instant::now();
-        let endpoint = tonic::transport::Endpoint::from_shared(req.source_address.clone())
-            .map_err(|e| Status::invalid_argument(format!("bad source_address {:?}: {e}", req.source_address)))?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .tcp_nodelay(true);
+        let endpoint = rvdb_proto::endpoint(&req.source_address)
+            .map_err(|e| Status::invalid_argument(format!("bad source_address {:?}: {e}", req.source_address)))?;
         let channel = endpoint
             .connect()
             .await

@@ -13,6 +13,7 @@ mod bench;
 mod client;
 mod cluster_bench;
 mod npy;
+mod ops;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,10 @@ enum Command {
     Gateway(server::GatewayCommand),
     /// Serve MCP over stdin/stdout (for agents that launch their MCP servers), on an embedded node or given nodes.
     McpStdio(server::McpStdioArgs),
+    /// Health check of a node, manager or gateway (exit code 0 = healthy); used by container health checks.
+    Probe(ops::ProbeArgs),
+    /// The cluster as the index manager sees it (JSON): node states, placement, optionally replica digests.
+    ClusterStatus(ops::ClusterStatusArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
     /// Benchmarks (flat search vs. faiss, insert throughput).
@@ -71,6 +76,8 @@ fn main() -> anyhow::Result<()> {
             Command::Manager(args) => server::manager(args).await,
             Command::Gateway(args) => server::gateway(args).await,
             Command::McpStdio(args) => server::mcp_stdio(args).await,
+            Command::Probe(args) => ops::probe(args).await,
+            Command::ClusterStatus(args) => ops::cluster_status(args).await,
             Command::Client(cmd) => client::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }

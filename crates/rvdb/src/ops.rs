@@ -1,0 +1,127 @@
+//! Operator commands: `rvdb probe` (a health check that needs nothing but this binary, so container images can
+//! be `FROM scratch`) and `rvdb cluster-status` (the manager's view of nodes and stores, with replica digests).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rvdb_proto::v1 as pb;
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeKind {
+    Node,
+    Manager,
+    Gateway,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// What to probe.
+    #[arg(long, value_enum)]
+    pub kind: ProbeKind,
+    /// gRPC URL of a node or manager, or the gateway's MCP URL (any HTTP answer below 500 counts).
+    #[arg(long)]
+    pub url: String,
+    /// Milliseconds before the probe fails.
+    #[arg(long, default_value_t = 3000)]
+    pub timeout: u64,
+}
+
+/// Exits 0 when the service answers, 1 (with the reason on stderr) otherwise.
+pub async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    let deadline = Duration::from_millis(args.timeout);
+    let check = async {
+        match args.kind {
+            ProbeKind::Node => {
+                let mut c = pb::storage_node_client::StorageNodeClient::connect(args.url.clone()).await?;
+                c.list_shards(pb::ListShardsRequest {}).await?;
+            }
+            ProbeKind::Manager => {
+                let mut c = pb::index_manager_client::IndexManagerClient::connect(args.url.clone()).await?;
+                c.get_routing_table(pb::GetRoutingTableRequest {}).await?;
+            }
+            ProbeKind::Gateway => {
+                let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build::<_, http_body_util::Empty<bytes::Bytes>>(
+                    hyper_util::client::legacy::connect::HttpConnector::new(),
+                );
+                let uri: hyper::Uri = args.url.parse().context("bad URL")?;
+                let status = client.get(uri).await?.status();
+                anyhow::ensure!(status.as_u16() < 500, "HTTP {status}");
+            }
+        }
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(deadline, check).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => anyhow::bail!("{:?} at {} is not healthy: {e:#}", args.kind, args.url),
+        Err(_) => anyhow::bail!("{:?} at {} did not answer within {deadline:?}", args.kind, args.url),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClusterStatusArgs {
+    /// The index manager's gRPC URL.
+    #[arg(long, env = "RVDB_MANAGER", default_value = "http://127.0.0.1:50060")]
+    pub manager: String,
+    /// Also ask every replica of every shard of these stores for its digest (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub digests: Vec<String>,
+}
+
+/// Prints the routing table as JSON: nodes with their state, stores with their placement, and (with `--digests`)
+/// each replica's checksum and record count, so replicas can be compared byte for byte.
+pub async fn cluster_status(args: ClusterStatusArgs) -> anyhow::Result<()> {
+    let mut m = pb::index_manager_client::IndexManagerClient::connect(args.manager.clone())
+        .await
+        .with_context(|| format!("connecting to the manager at {}", args.manager))?;
+    let t = m.get_routing_table(pb::GetRoutingTableRequest {}).await?.into_inner();
+    let state = |s: i32| match pb::NodeState::try_from(s) {
+        Ok(pb::NodeState::Up) => "up",
+        Ok(pb::NodeState::Down) => "down",
+        Ok(pb::NodeState::CatchingUp) => "catching_up",
+        _ => "unknown",
+    };
+    let address: std::collections::HashMap<&str, &str> =
+        t.nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str())).collect();
+    let mut stores = Vec::new();
+    for s in &t.stores {
+        let Some(config) = &s.config else { continue };
+        let mut shards = Vec::new();
+        for p in &s.shards {
+            let mut replicas = Vec::new();
+            for id in &p.replica_node_ids {
+                let mut r = json!({"node_id": id});
+                if args.digests.contains(&config.name) {
+                    let shard = Some(pb::ShardId { store: config.name.clone(), shard: p.shard });
+                    let url = address.get(id.as_str()).copied().unwrap_or_default().to_string();
+                    let digest = async {
+                        let mut c = pb::storage_node_client::StorageNodeClient::connect(url).await?;
+                        anyhow::Ok(c.digest(pb::DigestRequest { shard }).await?.into_inner())
+                    };
+                    match tokio::time::timeout(Duration::from_secs(10), digest).await {
+                        Ok(Ok(d)) => {
+                            r["sha256"] = json!(d.sha256);
+                            r["records"] = json!(d.records);
+                        }
+                        Ok(Err(e)) => r["error"] = json!(format!("{e:#}")),
+                        Err(_) => r["error"] = json!("timed out"),
+                    }
+                }
+                replicas.push(r);
+            }
+            shards.push(json!({"shard": p.shard, "replicas": replicas}));
+        }
+        stores.push(json!({"name": config.name, "dimension": config.dimension, "shards": shards}));
+    }
+    let nodes: Vec<_> = t
+        .nodes
+        .iter()
+        .map(|n| {
+            json!({"node_id": n.node_id, "address": n.address, "state": state(n.state),
+                        "last_heartbeat_unix_ms": n.last_heartbeat_unix_ms})
+        })
+        .collect();
+    println!("{}", json!({"version": t.version, "nodes": nodes, "stores": stores}));
+    Ok(())
+}
