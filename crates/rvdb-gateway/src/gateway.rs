@@ -17,7 +17,7 @@
 //!   replica fails over to the next one), `call_timeout` for writes and admin calls.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rvdb_core::clock::HybridClock;
@@ -28,7 +28,6 @@ use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::index_manager_client::IndexManagerClient;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde::Serialize;
-use std::sync::Arc;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use tower::timeout::Timeout;
@@ -147,7 +146,7 @@ enum Catalog {
 pub struct Gateway {
     catalog: Catalog,
     table: Arc<RwLock<RoutingTable>>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: rvdb_proto::Channels,
     clock: HybridClock,
     /// Serialises catalog changes (create / drop) made by this gateway.
     catalog_lock: tokio::sync::Mutex<()>,
@@ -179,7 +178,7 @@ impl Gateway {
         Gateway {
             catalog,
             table: Arc::new(RwLock::new(RoutingTable::default())),
-            channels: Mutex::new(HashMap::new()),
+            channels: rvdb_proto::Channels::default(),
             clock: HybridClock::new(),
             catalog_lock: tokio::sync::Mutex::new(()),
             options,
@@ -239,20 +238,12 @@ impl Gateway {
         self.table.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn channel(&self, url: &str) -> Result<Channel> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = channels.get(url) {
-            return Ok(c.clone());
-        }
-        let channel = rvdb_proto::endpoint(url)
-            .map_err(|e| GatewayError::InvalidArgument(format!("bad node address {url:?}: {e}")))?
-            .connect_lazy();
-        channels.insert(url.to_string(), channel.clone());
-        Ok(channel)
-    }
-
     fn client_with(&self, url: &str, deadline: Duration) -> Result<NodeClient> {
-        Ok(StorageNodeClient::new(Timeout::new(self.channel(url)?, deadline))
+        let channel = self
+            .channels
+            .get(url)
+            .map_err(|e| GatewayError::InvalidArgument(format!("bad node address {url:?}: {e}")))?;
+        Ok(StorageNodeClient::new(Timeout::new(channel, deadline))
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX))
     }

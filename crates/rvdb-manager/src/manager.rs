@@ -30,7 +30,7 @@
 //! This is what keeps replicas equal when `write_consistency` is below the replication factor and a node fails
 //! one write without going down.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -128,9 +128,29 @@ struct State {
     repairs: BTreeMap<(String, String, u32), u64>,
 }
 
+impl StoreEntry {
+    /// Every replica as `(shard, node id)`.
+    fn replicas(&self) -> impl Iterator<Item = (u32, &String)> {
+        self.shards.iter().enumerate().flat_map(|(i, r)| r.iter().map(move |n| (i as u32, n)))
+    }
+}
+
 impl State {
     fn hosts_replicas(&self, node_id: &str) -> bool {
-        self.stores.values().any(|s| s.shards.iter().any(|r| r.iter().any(|n| n == node_id)))
+        self.stores.values().any(|s| s.replicas().any(|(_, n)| n == node_id))
+    }
+
+    /// Whether the catalog gives `node_id` a replica of `store`'s `shard`.
+    fn assigns(&self, store: &str, shard: u32, node_id: &str) -> bool {
+        self.stores
+            .get(store)
+            .and_then(|e| e.shards.get(shard as usize))
+            .is_some_and(|r| r.iter().any(|n| n == node_id))
+    }
+
+    /// Whether a replica a node holds belongs there: assigned to it, or of a store being created right now.
+    fn claims(&self, id: &pb::ShardId, node_id: &str) -> bool {
+        self.creating.contains(&id.store) || self.assigns(&id.store, id.shard, node_id)
     }
 
     fn address(&self, node_id: &str) -> Option<String> {
@@ -205,7 +225,7 @@ pub struct Manager {
     /// Serialises catalog changes (create / drop), which span several node calls.
     admin: tokio::sync::Mutex<()>,
     table_tx: watch::Sender<Arc<pb::RoutingTable>>,
-    clients: Mutex<HashMap<String, StorageNodeClient<Channel>>>,
+    channels: rvdb_proto::Channels,
     options: ManagerOptions,
 }
 
@@ -260,7 +280,7 @@ impl Manager {
             state: Mutex::new(state),
             admin: tokio::sync::Mutex::new(()),
             table_tx,
-            clients: Mutex::new(HashMap::new()),
+            channels: rvdb_proto::Channels::default(),
             options,
         }))
     }
@@ -302,16 +322,11 @@ impl Manager {
     }
 
     fn client(&self, address: &str) -> Result<StorageNodeClient<Channel>, Status> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(address) {
-            return Ok(c.clone());
-        }
-        let channel = rvdb_proto::endpoint(address)
-            .map_err(|e| Status::invalid_argument(format!("bad node address {address:?}: {e}")))?
-            .connect_lazy();
-        let c = StorageNodeClient::new(channel).max_decoding_message_size(usize::MAX);
-        clients.insert(address.to_string(), c.clone());
-        Ok(c)
+        let channel = self
+            .channels
+            .get(address)
+            .map_err(|e| Status::invalid_argument(format!("bad node address {address:?}: {e}")))?;
+        Ok(StorageNodeClient::new(channel).max_decoding_message_size(usize::MAX))
     }
 
     fn timed<T>(&self, req: T) -> tonic::Request<T> {
@@ -375,24 +390,11 @@ impl Manager {
             .iter()
             .filter(|(name, _)| !state.creating.contains(*name))
             .flat_map(|(name, e)| {
-                e.shards
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.iter().any(|n| n == node_id))
-                    .map(move |(i, _)| pb::ShardId { store: name.clone(), shard: i as u32 })
+                e.replicas().filter(|(_, n)| *n == node_id).map(|(shard, _)| pb::ShardId { store: name.clone(), shard })
             })
             .filter(|id| !hosted.contains(id))
             .collect();
-        let orphans: Vec<pb::ShardId> = hosted
-            .into_iter()
-            .filter(|s| {
-                !state.creating.contains(&s.store)
-                    && !state
-                        .stores
-                        .get(&s.store)
-                        .is_some_and(|e| e.shards.get(s.shard as usize).is_some_and(|r| r.iter().any(|n| n == node_id)))
-            })
-            .collect();
+        let orphans: Vec<pb::ShardId> = hosted.into_iter().filter(|s| !state.claims(s, node_id)).collect();
         drop(state);
         for id in missing {
             self.report_missed_write(id, &address, 0);
@@ -402,14 +404,7 @@ impl Manager {
             tokio::spawn(async move {
                 let _admin = me.admin.lock().await; // not while a create of the same name is half done
                 for shard in orphans {
-                    let still = {
-                        let s = me.state();
-                        s.creating.contains(&shard.store)
-                            || s.stores.get(&shard.store).is_some_and(|e| {
-                                e.shards.get(shard.shard as usize).is_some_and(|r| r.contains(&node_id))
-                            })
-                    };
-                    if still {
+                    if me.state().claims(&shard, &node_id) {
                         continue;
                     }
                     tracing::info!(store = %shard.store, shard = shard.shard, %address, "dropping an orphan replica");
@@ -518,13 +513,7 @@ impl Manager {
             let mut batch = rocksdb::WriteBatch::default();
             batch.delete(format!("store:{name}"));
             self.publish(&mut state, batch)?;
-            let targets: Vec<(u32, Option<String>)> = entry
-                .shards
-                .iter()
-                .enumerate()
-                .flat_map(|(i, r)| r.iter().map(move |n| (i as u32, n.clone())))
-                .map(|(i, n)| (i, state.address(&n)))
-                .collect();
+            let targets: Vec<(u32, Option<String>)> = entry.replicas().map(|(i, n)| (i, state.address(n))).collect();
             (entry, targets)
         };
         for (shard, address) in targets {
@@ -559,10 +548,7 @@ impl Manager {
             let entry =
                 state.stores.get(name).ok_or_else(|| Status::not_found(format!("store '{name}' does not exist")))?;
             entry
-                .shards
-                .iter()
-                .enumerate()
-                .flat_map(|(i, r)| r.iter().map(move |n| (i as u32, n)))
+                .replicas()
                 .filter_map(|(i, n)| {
                     state.nodes.get(n).filter(|e| e.state != NodeState::Down).map(|e| (i, e.address.clone()))
                 })
@@ -698,12 +684,7 @@ impl Manager {
             let Some(node_id) = state.nodes.iter().find(|(_, n)| n.address == address).map(|(id, _)| id.clone()) else {
                 return false;
             };
-            let hosts = state
-                .stores
-                .get(&id.store)
-                .and_then(|e| e.shards.get(id.shard as usize))
-                .is_some_and(|r| r.contains(&node_id));
-            if !hosts {
+            if !state.assigns(&id.store, id.shard, &node_id) {
                 return false;
             }
             let key = (node_id, id.store.clone(), id.shard);

@@ -29,6 +29,11 @@ impl Record {
         }
     }
 
+    /// The version of an encoded record, read without decoding the rest (`None` if too short to hold one).
+    pub fn version_of(bytes: &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(bytes.get(1..9)?.try_into().ok()?))
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         let (&tag, rest) = bytes.split_first().ok_or("empty record")?;
         let version = u64::from_le_bytes(

@@ -361,8 +361,7 @@ impl StorageNode for StorageNodeService {
                 self.blocking(move |n| n.with_shard(&key, |s| s.apply_changes(points, &tombstones, false))).await?;
         }
         // what was applied is on disk before the manager lets this replica serve reads
-        let key2 = key.clone();
-        self.blocking(move |n| n.with_shard(&key2, |_| n.sync_wal())).await?;
+        self.blocking(|n| n.sync_wal()).await?;
         tracing::info!(shard = %key, received = out.received, applied = out.applied,
             elapsed_ms = started.elapsed().as_millis() as u64, "caught up from peer");
         Ok(Response::new(out))

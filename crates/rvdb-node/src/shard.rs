@@ -473,17 +473,17 @@ impl Shard {
 
     /// Deletes ids with a versioned tombstone each; returns how many held a live point.
     pub fn delete(&self, ids: &[String], version: u64, sync: bool) -> Result<u32, NodeError> {
-        for (index, id) in ids.iter().enumerate() {
-            validate_point_id(id).map_err(|source| NodeError::InvalidPoint { index, source })?;
-        }
         let version = if version == 0 { self.clock.now() } else { version };
         let tombstones: Vec<(&str, u64)> = ids.iter().map(|id| (id.as_str(), version)).collect();
         Ok(self.apply_tombstones(&tombstones, sync)?.0)
     }
 
     /// Writes a tombstone for each `(id, version)` that is newer than what is stored (last write wins); returns
-    /// how many ids held a live point and how many tombstones were written. Ids must be valid.
+    /// how many ids held a live point and how many tombstones were written. Nothing is written if an id is invalid.
     fn apply_tombstones(&self, tombstones: &[(&str, u64)], sync: bool) -> Result<(u32, u64), NodeError> {
+        for (index, (id, _)) in tombstones.iter().enumerate() {
+            validate_point_id(id).map_err(|source| NodeError::InvalidPoint { index, source })?;
+        }
         let _guard = self.begin_write()?;
         let mut batch = WriteBatch::default();
         let mut doomed: HashMap<&str, u64> = HashMap::new();
@@ -546,9 +546,6 @@ impl Shard {
             applied += self.upsert(points, sync)?.applied as u64;
         }
         if !tombstones.is_empty() {
-            for (index, (id, _)) in tombstones.iter().enumerate() {
-                validate_point_id(id).map_err(|source| NodeError::InvalidPoint { index, source })?;
-            }
             let refs: Vec<(&str, u64)> = tombstones.iter().map(|(id, v)| (id.as_str(), *v)).collect();
             applied += self.apply_tombstones(&refs, sync)?.1;
         }
@@ -672,10 +669,7 @@ impl Shard {
             if !start_after.is_empty() && &*k == start_after.as_bytes() {
                 continue;
             }
-            let id = String::from_utf8(k.into_vec())
-                .map_err(|_| NodeError::Corrupt { key: self.key.clone(), message: "a point id is not UTF-8".into() })?;
-            let record = Record::decode(&v)
-                .map_err(|m| NodeError::Corrupt { key: self.key.clone(), message: format!("point {id:?}: {m}") })?;
+            let (id, record) = self.decode_entry(k, &v)?;
             if let Record::Live { version, vector, metadata } = record
                 && !visit(PointData { id, vector, metadata, version })
             {
@@ -683,6 +677,15 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// One stored key and value as `(point id, record)`; a non-UTF-8 id or an undecodable value is `Corrupt`.
+    fn decode_entry(&self, key: Box<[u8]>, value: &[u8]) -> Result<(String, Record), NodeError> {
+        let id = String::from_utf8(key.into_vec())
+            .map_err(|_| NodeError::Corrupt { key: self.key.clone(), message: "a point id is not UTF-8".into() })?;
+        let record = Record::decode(value)
+            .map_err(|m| NodeError::Corrupt { key: self.key.clone(), message: format!("point {id:?}: {m}") })?;
+        Ok((id, record))
     }
 
     /// Visits every record (live points and tombstones) with a version above `since`, in id order, from one
@@ -697,14 +700,11 @@ impl Shard {
         let cf = self.cf()?;
         for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
             let (k, v) = item?;
-            // the version sits right after the tag: skip old records without decoding their vectors
-            if v.len() >= 9 && u64::from_le_bytes(v[1..9].try_into().unwrap_or_default()) <= since {
+            // skip old records without decoding their vectors
+            if Record::version_of(&v).is_some_and(|version| version <= since) {
                 continue;
             }
-            let id = String::from_utf8(k.into_vec())
-                .map_err(|_| NodeError::Corrupt { key: self.key.clone(), message: "a point id is not UTF-8".into() })?;
-            let record = Record::decode(&v)
-                .map_err(|m| NodeError::Corrupt { key: self.key.clone(), message: format!("point {id:?}: {m}") })?;
+            let (id, record) = self.decode_entry(k, &v)?;
             let change = match record {
                 Record::Live { version, vector, metadata } => {
                     Change::Point(PointData { id, vector, metadata, version })
@@ -732,9 +732,7 @@ impl Shard {
             hasher.update((v.len() as u32).to_le_bytes());
             hasher.update(&v);
             records += 1;
-            if v.len() >= 9 {
-                max_version = max_version.max(u64::from_le_bytes(v[1..9].try_into().unwrap_or_default()));
-            }
+            max_version = max_version.max(Record::version_of(&v).unwrap_or(0));
         }
         let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok(ShardDigest { sha256, records, max_version })

@@ -24,3 +24,20 @@ pub fn endpoint(url: &str) -> Result<tonic::transport::Endpoint, tonic::transpor
         .keep_alive_timeout(Duration::from_secs(3))
         .keep_alive_while_idle(true))
 }
+
+/// Lazily connected channels to other rvdb services, one per URL, made by [`endpoint`] and shared by every call
+/// to that service (a tonic `Channel` multiplexes calls and reconnects by itself).
+#[derive(Debug, Default)]
+pub struct Channels(std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>);
+
+impl Channels {
+    pub fn get(&self, url: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let mut channels = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(url) {
+            return Ok(c.clone());
+        }
+        let channel = endpoint(url)?.connect_lazy();
+        channels.insert(url.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
