@@ -26,7 +26,8 @@ out="bench/results.jsonl"
 : > "$out"
 
 if [ "$what" = flat ] || [ "$what" = all ]; then
-  "$bin" bench flat --data "$data" --queries "$queries" | tee -a "$out"
+  # rvdb's flat index (SQ8 codes + error bounds, exact) and, as rvdb-f32, the plain f32 scan of the same data
+  "$bin" bench flat --data "$data" --queries "$queries" --plain | tee -a "$out"
   "$venv/bin/python" bench/peers.py flat --data "$data" --queries "$queries" | tee -a "$out"
 fi
 if [ "$what" = insert ] || [ "$what" = all ]; then
@@ -61,12 +62,16 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 flat = [r for r in rows if r["bench"] == "flat"]
 if flat:
     print("\nflat search, single thread, k=10, GloVe 390,000 x 50")
-    print(f"{'metric':8} {'rvdb QPS':>10} {'faiss QPS':>10} {'ratio':>6} {'rvdb recall':>12} {'faiss recall':>12}")
+    print(f"{'metric':8} {'rvdb QPS':>10} {'faiss QPS':>10} {'ratio':>6} {'rvdb recall':>12} {'faiss recall':>12}"
+          f" {'rvdb-f32 QPS':>13} {'B/vector':>9} {'ratio per CPU-s':>16}")
     for m in ["cosine", "l2", "l1", "dot"]:
         r = next((x for x in flat if x["metric"] == m and x["engine"] == "rvdb"), None)
+        p = next((x for x in flat if x["metric"] == m and x["engine"] == "rvdb-f32"), None)
         f = next((x for x in flat if x["metric"] == m and x["engine"].startswith("faiss")), None)
         if r and f:
-            print(f"{m:8} {r['qps']:10.1f} {f['qps']:10.1f} {r['qps']/f['qps']:6.2f} {r['recall']:12.4f} {f['recall']:12.4f}")
+            print(f"{m:8} {r['qps']:10.1f} {f['qps']:10.1f} {r['qps']/f['qps']:6.2f} {r['recall']:12.4f} {f['recall']:12.4f}"
+                  f" {p['qps'] if p else float('nan'):13.1f} {r.get('bytes_per_vector', float('nan')):9.1f}"
+                  f" {r.get('cpu_qps', float('nan')) / f.get('cpu_qps', float('nan')):16.2f}")
 hn = [r for r in rows if r["bench"] == "hnsw"]
 if False:  # bench/summary.py prints the HNSW tables
     print("\nHNSW, single thread, k=10, M=16, efC=200, GloVe cosine: recall / QPS per ef")

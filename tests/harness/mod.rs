@@ -43,6 +43,16 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     pub fn start(data_dir: &Path, backup_dir: &Path) -> ServeProcess {
+        Self::start_with(data_dir, backup_dir, &[], None)
+    }
+
+    /// With extra environment variables, and stderr (logs) written to `stderr` instead of the test's.
+    pub fn start_with(
+        data_dir: &Path,
+        backup_dir: &Path,
+        env: &[(&str, &str)],
+        stderr: Option<std::fs::File>,
+    ) -> ServeProcess {
         let mut cmd = Command::new(rvdb_bin());
         cmd.args(["serve", "--grpc-addr", "127.0.0.1:0", "--mcp-port", "0", "--gateway-grpc-addr", "127.0.0.1:0"])
             .arg("--persistence-dir")
@@ -51,7 +61,10 @@ impl ServeProcess {
             .arg(backup_dir)
             .env("RVDB_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr.map_or_else(Stdio::inherit, Stdio::from));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("spawn rvdb serve");
         let line = wait_ready(&mut child);
         let field = |name: &str| {
@@ -69,6 +82,47 @@ impl ServeProcess {
     pub async fn backups(&self) -> BackupServiceClient<Channel> {
         BackupServiceClient::connect(self.gateway_url.clone()).await.expect("connect to gateway")
     }
+
+    /// The gateway's HTTP base URL (`http://host:port`).
+    pub fn http_url(&self) -> String {
+        self.mcp_url.trim_end_matches("/mcp").to_string()
+    }
+}
+
+/// One HTTP request with optional bearer key and JSON body: (status, headers, body text).
+pub async fn http(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, hyper::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Full<bytes::Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body))).expect("request");
+    let resp = client.request(req).await.expect("HTTP request");
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.expect("HTTP body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Parses Prometheus text: `name{labels}` → value, labels as written by the exposition (sorted by name).
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 impl Drop for ServeProcess {
@@ -349,6 +403,7 @@ impl Drop for GatewayProcess {
 #[derive(Debug, Clone)]
 pub struct Mcp {
     url: String,
+    headers: Vec<(String, String)>,
     http: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Full<bytes::Bytes>,
@@ -359,7 +414,13 @@ impl Mcp {
     pub fn new(url: &str) -> Mcp {
         let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(hyper_util::client::legacy::connect::HttpConnector::new());
-        Mcp { url: url.to_string(), http }
+        Mcp { url: url.to_string(), http, headers: Vec::new() }
+    }
+
+    /// The same client, sending `name: value` with every call (e.g. `authorization`, `x-request-id`).
+    pub fn with_header(mut self, name: &str, value: &str) -> Mcp {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Calls a tool; `Ok(structuredContent)` or `Err(text)` for an `isError` result or a transport failure.
@@ -376,7 +437,11 @@ impl Mcp {
                 },
             },
         });
-        let req = hyper::Request::post(&self.url)
+        let mut req = hyper::Request::post(&self.url);
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let req = req
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", "2026-07-28")

@@ -98,6 +98,11 @@ impl BlockedVectors {
         self.data.capacity() * 4
     }
 
+    /// Vectors the allocation holds room for.
+    pub fn capacity(&self) -> usize {
+        self.data.capacity() / self.dim
+    }
+
     /// Pushes `(raw distance, slot)` of every vector that `accept` lets through into `top`. `accept` is asked only
     /// for candidates that would enter the top-k.
     pub fn scan(&self, op: ScanOp, query: &[f32], top: &mut TopK, accept: &mut dyn FnMut(u32) -> bool) {
@@ -142,6 +147,27 @@ impl BlockedVectors {
             SimdLevel::Avx512 => unsafe { avx512::scan(op, query, &self.data, self.len, it, top, accept) },
         }
     }
+
+    /// Number of blocks (the last one may be partly padding).
+    pub fn blocks(&self) -> usize {
+        self.data.len() / (BLOCK * self.dim)
+    }
+
+    /// The 16 raw distances of block `b` (< [`Self::blocks`]) to `query`, computed with exactly the arithmetic of
+    /// [`Self::scan_at`] at the same level, so that a scan that re-scores some blocks (see [`crate::coded`])
+    /// returns the same values, bit for bit, as a full scan. Lanes past `len` are padding.
+    pub fn block_distances(&self, level: SimdLevel, op: ScanOp, query: &[f32], b: usize) -> [f32; BLOCK] {
+        assert!(query.len() == self.dim && b < self.blocks());
+        let blk = &self.data[b * BLOCK * self.dim..(b + 1) * BLOCK * self.dim];
+        match level {
+            SimdLevel::Portable => portable::block(op, query, blk),
+            // SAFETY: `blk` is a whole block; a level is only ever one that was detected on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => unsafe { avx2::distances(op, query, blk.as_ptr()) },
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => unsafe { avx512::distances(op, query, blk.as_ptr()) },
+        }
+    }
 }
 
 /// Offers the 16 distances of block `b` to the top-k (lanes past `len` are padding and skipped).
@@ -168,7 +194,7 @@ mod portable {
     use super::*;
 
     #[inline]
-    fn block(op: ScanOp, q: &[f32], blk: &[f32]) -> [f32; BLOCK] {
+    pub(super) fn block(op: ScanOp, q: &[f32], blk: &[f32]) -> [f32; BLOCK] {
         let mut acc = [0.0f32; BLOCK];
         for (qj, row) in q.iter().zip(blk.chunks_exact(BLOCK)) {
             for l in 0..BLOCK {
@@ -258,6 +284,27 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn neg_dot(q: &[f32], p: *const f32) -> __m512 {
+        _mm512_sub_ps(_mm512_setzero_ps(), block(q, p, |acc, qj, x| _mm512_fmadd_ps(qj, x, acc)))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn l2(q: &[f32], p: *const f32) -> __m512 {
+        block(q, p, |acc, qj, x| {
+            let d = _mm512_sub_ps(x, qj);
+            _mm512_fmadd_ps(d, d, acc)
+        })
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn l1(q: &[f32], p: *const f32) -> __m512 {
+        block(q, p, |acc, qj, x| _mm512_add_ps(acc, _mm512_abs_ps(_mm512_sub_ps(x, qj))))
+    }
+
+    #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn scan(
         op: ScanOp,
         q: &[f32],
@@ -268,19 +315,24 @@ mod avx512 {
         accept: &mut dyn FnMut(u32) -> bool,
     ) {
         match op {
-            ScanOp::NegDot => run(q, data, len, blocks, top, accept, |p| {
-                _mm512_sub_ps(_mm512_setzero_ps(), block(q, p, |acc, qj, x| _mm512_fmadd_ps(qj, x, acc)))
-            }),
-            ScanOp::L2Squared => run(q, data, len, blocks, top, accept, |p| {
-                block(q, p, |acc, qj, x| {
-                    let d = _mm512_sub_ps(x, qj);
-                    _mm512_fmadd_ps(d, d, acc)
-                })
-            }),
-            ScanOp::L1 => run(q, data, len, blocks, top, accept, |p| {
-                block(q, p, |acc, qj, x| _mm512_add_ps(acc, _mm512_abs_ps(_mm512_sub_ps(x, qj))))
-            }),
+            ScanOp::NegDot => run(q, data, len, blocks, top, accept, |p| neg_dot(q, p)),
+            ScanOp::L2Squared => run(q, data, len, blocks, top, accept, |p| l2(q, p)),
+            ScanOp::L1 => run(q, data, len, blocks, top, accept, |p| l1(q, p)),
         }
+    }
+
+    /// The raw distances of the block at `p` (a whole block of `BLOCK * q.len()` floats).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn distances(op: ScanOp, q: &[f32], p: *const f32) -> [f32; BLOCK] {
+        let d = match op {
+            ScanOp::NegDot => neg_dot(q, p),
+            ScanOp::L2Squared => l2(q, p),
+            ScanOp::L1 => l1(q, p),
+        };
+        let mut out = [0.0f32; BLOCK];
+        // SAFETY: `out` holds 16 floats.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), d) };
+        out
     }
 }
 
@@ -347,6 +399,30 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn neg_dot(q: &[f32], p: *const f32) -> (__m256, __m256) {
+        let (lo, hi) = block(q, p, |acc, qj, x| _mm256_fmadd_ps(qj, x, acc));
+        let z = _mm256_setzero_ps();
+        (_mm256_sub_ps(z, lo), _mm256_sub_ps(z, hi))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn l2(q: &[f32], p: *const f32) -> (__m256, __m256) {
+        block(q, p, |acc, qj, x| {
+            let d = _mm256_sub_ps(x, qj);
+            _mm256_fmadd_ps(d, d, acc)
+        })
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn l1(q: &[f32], p: *const f32) -> (__m256, __m256) {
+        let sign = _mm256_set1_ps(-0.0);
+        block(q, p, |acc, qj, x| _mm256_add_ps(acc, _mm256_andnot_ps(sign, _mm256_sub_ps(x, qj))))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn scan(
         op: ScanOp,
         q: &[f32],
@@ -356,25 +432,28 @@ mod avx2 {
         top: &mut TopK,
         accept: &mut dyn FnMut(u32) -> bool,
     ) {
-        let neg = |(lo, hi): (__m256, __m256)| {
-            let z = _mm256_setzero_ps();
-            (_mm256_sub_ps(z, lo), _mm256_sub_ps(z, hi))
-        };
         match op {
-            ScanOp::NegDot => {
-                run(q, data, len, blocks, top, accept, |p| neg(block(q, p, |acc, qj, x| _mm256_fmadd_ps(qj, x, acc))))
-            }
-            ScanOp::L2Squared => run(q, data, len, blocks, top, accept, |p| {
-                block(q, p, |acc, qj, x| {
-                    let d = _mm256_sub_ps(x, qj);
-                    _mm256_fmadd_ps(d, d, acc)
-                })
-            }),
-            ScanOp::L1 => run(q, data, len, blocks, top, accept, |p| {
-                let sign = _mm256_set1_ps(-0.0);
-                block(q, p, |acc, qj, x| _mm256_add_ps(acc, _mm256_andnot_ps(sign, _mm256_sub_ps(x, qj))))
-            }),
+            ScanOp::NegDot => run(q, data, len, blocks, top, accept, |p| neg_dot(q, p)),
+            ScanOp::L2Squared => run(q, data, len, blocks, top, accept, |p| l2(q, p)),
+            ScanOp::L1 => run(q, data, len, blocks, top, accept, |p| l1(q, p)),
         }
+    }
+
+    /// The raw distances of the block at `p` (a whole block of `BLOCK * q.len()` floats).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn distances(op: ScanOp, q: &[f32], p: *const f32) -> [f32; BLOCK] {
+        let (lo, hi) = match op {
+            ScanOp::NegDot => neg_dot(q, p),
+            ScanOp::L2Squared => l2(q, p),
+            ScanOp::L1 => l1(q, p),
+        };
+        let mut out = [0.0f32; BLOCK];
+        // SAFETY: `out` holds 16 floats.
+        unsafe {
+            _mm256_storeu_ps(out.as_mut_ptr(), lo);
+            _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
+        }
+        out
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod blocked;
 pub mod clock;
+pub mod coded;
 pub mod engine;
 pub mod error;
 pub mod filter;

@@ -61,7 +61,7 @@ pub struct Manifest {
 }
 
 /// What `list_backups` shows of one backup.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BackupInfo {
     pub name: String,
     pub store: String,
@@ -72,7 +72,7 @@ pub struct BackupInfo {
     pub path: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RestoreInfo {
     pub backup: String,
     pub store: String,

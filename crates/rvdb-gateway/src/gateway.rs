@@ -23,13 +23,13 @@ use std::time::Duration;
 use rvdb_core::clock::HybridClock;
 use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_store_name, validate_vector};
 use rvdb_core::{IndexKind, StoreConfig};
+use rvdb_proto::Channel;
 use rvdb_proto::convert::{config_from_pb, config_to_pb};
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::index_manager_client::IndexManagerClient;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde::Serialize;
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 use tower::timeout::Timeout;
 
 use crate::error::{GatewayError, Result};
@@ -73,7 +73,7 @@ pub struct PointInput {
     pub metadata: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PointOutput {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,7 +82,7 @@ pub struct PointOutput {
     pub version: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SearchHit {
     pub id: String,
     /// Lower is closer (cosine: 1 − cos, euclidean: L2, manhattan: L1, dot: −a·b).
@@ -107,7 +107,7 @@ pub struct SearchParams {
     pub exact: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct StoreStats {
     pub name: String,
     pub dimension: u32,
@@ -193,6 +193,7 @@ impl Gateway {
             .map_err(|e| GatewayError::InvalidArgument(format!("bad manager address {manager_url:?}: {e}")))?
             .timeout(options.call_timeout)
             .connect_lazy();
+        let channel = Channel::new(channel);
         let manager = IndexManagerClient::new(channel).max_decoding_message_size(usize::MAX);
         let mut gw = Gateway::new(Catalog::Manager(manager.clone()), options);
         gw.refresh().await?;
@@ -293,6 +294,32 @@ impl Gateway {
 
     pub fn store_names(&self) -> Vec<String> {
         self.table().stores.keys().cloned().collect()
+    }
+
+    /// What keeps the gateway from serving every store now (empty = ready): no routing table yet, or a shard
+    /// without a replica to read from or without enough writable replicas for its write consistency.
+    pub fn unready_reasons(&self) -> Vec<String> {
+        let table = self.table();
+        let mut reasons = Vec::new();
+        if matches!(self.catalog, Catalog::Manager(_)) && table.version == 0 {
+            reasons.push("no routing table from the index manager yet".to_string());
+        }
+        for (name, route) in &table.stores {
+            for (shard, replicas) in route.shards.iter().enumerate() {
+                if table.readable(replicas).is_empty() {
+                    reasons.push(format!("store '{name}' shard {shard}: no replica is up"));
+                    continue;
+                }
+                let writable = table.writable(replicas).len();
+                if writable < required_acks(route.config.write_consistency, writable) {
+                    reasons.push(format!(
+                        "store '{name}' shard {shard}: {writable} writable replica(s), write consistency {} needs more",
+                        route.config.write_consistency
+                    ));
+                }
+            }
+        }
+        reasons
     }
 
     pub async fn create_store(&self, config: StoreConfig) -> Result<StoreRoute> {
@@ -472,7 +499,7 @@ impl Gateway {
                 Catalog::Nodes(_) => None,
             };
             let id = pb::ShardId { store: route.config.name.clone(), shard };
-            calls.spawn(async move {
+            calls.spawn(rvdb_proto::rpc::in_current_request(async move {
                 let result = answer.await;
                 let failed = match &result {
                     Err(status) if status.code() != tonic::Code::InvalidArgument => Some(status.message().to_string()),
@@ -486,7 +513,7 @@ impl Gateway {
                     }
                 }
                 result
-            });
+            }));
         }
         let (mut acks, mut last_err) = (Vec::with_capacity(replicas.len()), None);
         while let Some(joined) = calls.join_next().await {
@@ -601,10 +628,10 @@ impl Gateway {
                 exact: params.exact,
             };
             let replicas = self.replica_clients(&route, shard)?;
-            tasks.spawn(first_replica(replicas, shard, move |mut c| {
+            tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(replicas, shard, move |mut c| {
                 let req = req.clone();
                 async move { c.search(req).await.map(|r| r.into_inner().results) }
-            }));
+            })));
         }
         let mut all = Vec::new();
         while let Some(joined) = tasks.join_next().await {

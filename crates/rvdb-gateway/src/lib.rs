@@ -7,7 +7,7 @@
 //! - [`mcp`] + [`tools`]: the MCP server (rmcp) and its tool catalogue.
 //! - [`grpc`]: the gRPC `BackupService` over the same backup manager.
 //! - [`http`]: the HTTP listener: MCP over Streamable HTTP at `/mcp`, with Origin checks, bearer auth and size
-//!   limits; `/healthz`.
+//!   limits; the REST API ([`rest`]); `/metrics` ([`metrics`]); `/healthz`, `/readyz`.
 
 pub mod backup;
 pub mod error;
@@ -15,6 +15,8 @@ pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod mcp;
+pub mod metrics;
+pub mod rest;
 pub mod routing;
 pub mod tools;
 

@@ -11,6 +11,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use rvdb_core::{Metric, StoreConfig};
+use rvdb_proto::rpc::{self, Access, Refusal};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 use crate::backup::BackupManager;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, PointInput, SearchParams};
-use crate::tools;
+use crate::{metrics, tools};
 
 /// How long clients may cache `tools/list` (the catalogue only changes with a new rvdb version).
 const TOOLS_TTL_MS: u64 = 300_000;
@@ -433,22 +434,44 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let started = std::time::Instant::now();
         let name = request.name.to_string();
-        if !tools::catalogue().iter().any(|t| t.name == name) {
+        let Some(tool) = tools::catalogue().into_iter().find(|t| t.name == name) else {
+            metrics::record("mcp", "unknown", "", "unknown_tool", started.elapsed());
             let known: Vec<String> = tools::catalogue().iter().map(|t| t.name.to_string()).collect();
             return Err(ErrorData::invalid_params(
                 format!("unknown tool '{name}'; available tools: {}", known.join(", ")),
                 None,
             ));
+        };
+        let store =
+            request.arguments.as_ref().and_then(|a| a.get("store")).and_then(Value::as_str).unwrap_or("").to_string();
+        // Over HTTP the listener put the caller's access and headers in the request parts; stdio is local.
+        let parts = context.extensions.get::<axum::http::request::Parts>();
+        let access = parts.and_then(|p| p.extensions.get::<Access>().copied()).unwrap_or(Access::ReadWrite);
+        let request_id = parts
+            .and_then(|p| p.headers.get(rpc::REQUEST_ID_HEADER))
+            .and_then(|v| v.to_str().ok())
+            .and_then(rpc::sanitize_request_id)
+            .unwrap_or_else(rpc::new_request_id);
+        let read_only_tool = tool.annotations.as_ref().and_then(|a| a.read_only_hint).unwrap_or(false);
+        if access == Access::ReadOnly && !read_only_tool {
+            metrics::record("mcp", &name, &store, "permission_denied", started.elapsed());
+            let message = format!("Error (permission_denied): {} ('{name}' changes data)", Refusal::ReadOnly.message());
+            return Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into());
         }
-        let span = tracing::info_span!("tool_call", tool = %name);
-        let result = match tracing::Instrument::instrument(self.dispatch(request, &context), span).await {
-            Ok(value) => CallToolResult::structured(value),
+        let span = tracing::info_span!("tool_call", tool = %name, store = %store, request_id = %request_id);
+        tracing::debug!(parent: &span, over_http = parts.is_some(), ?access, "tool call");
+        let call = rpc::REQUEST_ID.scope(request_id, self.dispatch(request, &context));
+        let (result, outcome) = match tracing::Instrument::instrument(call, span).await {
+            Ok(value) => (CallToolResult::structured(value), "ok"),
             Err(e) => {
                 tracing::info!(tool = %name, error = %e, "tool call failed");
-                error_result(e)
+                let kind = e.kind();
+                (error_result(e), kind)
             }
         };
+        metrics::record("mcp", &name, &store, outcome, started.elapsed());
         Ok(result.into())
     }
 }

@@ -13,6 +13,7 @@
 //! available (three managers replicating the catalog through `openraft`) is the planned next step.
 
 pub mod manager;
+pub mod metrics;
 pub mod service;
 
 pub use manager::{Manager, ManagerOptions};

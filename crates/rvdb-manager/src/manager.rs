@@ -36,13 +36,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rvdb_core::StoreConfig;
+use rvdb_proto::Channel;
 use rvdb_proto::convert::config_to_pb;
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 type Db = rocksdb::DB;
 

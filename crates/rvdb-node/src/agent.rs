@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rvdb_proto::Channel;
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::index_manager_client::IndexManagerClient;
-use tonic::transport::Channel;
 
 use crate::Node;
 
@@ -29,7 +29,7 @@ pub async fn run(node: Arc<Node>, options: AgentOptions) {
             return;
         }
     };
-    let mut client = IndexManagerClient::new(endpoint.connect_lazy());
+    let mut client = IndexManagerClient::new(Channel::new(endpoint.connect_lazy()));
     loop {
         let interval = register(&mut client, &options).await;
         tracing::info!(node_id = %options.node_id, manager = %options.manager_url, "registered with the index manager");

@@ -11,10 +11,12 @@
 //!   serving one shard is caught, that shard alone is reloaded from disk, the others keep serving.
 //! - [`service`]: the gRPC `StorageNode` service, which only converts and delegates (and pulls a peer's changes
 //!   for `CatchUp`).
+//! - [`metrics`]: Prometheus counters of the node's work and gauges read from the shards at scrape time.
 //! - [`agent`]: registration and heartbeats with the index manager, in a cluster.
 
 pub mod agent;
 pub mod error;
+pub mod metrics;
 pub mod node;
 pub mod record;
 pub mod service;

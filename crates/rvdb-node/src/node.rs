@@ -223,6 +223,11 @@ impl Node {
         out
     }
 
+    /// Every shard replica this node holds.
+    pub fn shards(&self) -> Vec<Arc<Shard>> {
+        self.shard_map().values().cloned().collect()
+    }
+
     /// The replicas this node holds, without their stats (what heartbeats report).
     pub fn shard_keys(&self) -> Vec<ShardKey> {
         let mut keys: Vec<ShardKey> = self.shard_map().keys().cloned().collect();

@@ -190,7 +190,9 @@ impl StorageNode for StorageNodeService {
             .map(|p| PointData { id: p.id, vector: p.vector, metadata: p.metadata_json, version: p.version })
             .collect();
         let sync = req.sync;
+        let store = key.store.clone();
         let out = self.blocking(move |n| n.with_shard(&key, |s| s.upsert(points, sync))).await?;
+        crate::metrics::points_written(&store, out.applied.into());
         Ok(Response::new(pb::UpsertResponse { applied: out.applied, stale: out.stale, max_version: out.max_version }))
     }
 
@@ -211,7 +213,9 @@ impl StorageNode for StorageNodeService {
         let key = shard_key(req.shard)?;
         record_shard(&key);
         let (ids, version, sync) = (req.ids, req.version, req.sync);
+        let store = key.store.clone();
         let deleted = self.blocking(move |n| n.with_shard(&key, |s| s.delete(&ids, version, sync))).await?;
+        crate::metrics::points_deleted(&store, deleted.into());
         Ok(Response::new(pb::DeleteResponse { deleted }))
     }
 
@@ -241,7 +245,9 @@ impl StorageNode for StorageNodeService {
             with_metadata: req.with_metadata,
         };
         let vector = req.vector;
+        let store = key.store.clone();
         let out = self.blocking(move |n| n.with_shard(&key, |s| s.search(&vector, &opts))).await?;
+        crate::metrics::search_served(&store);
         Ok(Response::new(pb::SearchResponse {
             results: out.points.into_iter().map(scored_to_pb).collect(),
             scanned: out.scanned,
@@ -343,8 +349,8 @@ impl StorageNode for StorageNodeService {
             .connect()
             .await
             .map_err(|e| Status::unavailable(format!("cannot reach the source replica {}: {e}", req.source_address)))?;
-        let mut peer =
-            rvdb_proto::v1::storage_node_client::StorageNodeClient::new(channel).max_decoding_message_size(usize::MAX);
+        let mut peer = rvdb_proto::v1::storage_node_client::StorageNodeClient::new(rvdb_proto::Channel::new(channel))
+            .max_decoding_message_size(usize::MAX);
         let shard = Some(pb::ShardId { store: key.store.clone(), shard: key.shard });
         let mut stream = peer
             .changes(pb::ChangesRequest { shard, since_version: req.since_version, chunk_size: 2000 })

@@ -174,6 +174,8 @@ pub struct Shard {
     me: std::sync::Weak<Shard>,
     /// A graph build thread is running.
     building: AtomicBool,
+    /// The running build's progress (for metrics); `None` when no build runs.
+    build_progress: Mutex<Option<Arc<rvdb_core::engine::BuildProgress>>>,
     key: ShardKey,
     /// The HNSW snapshot file; `None` on an in-memory node.
     graph_path: Option<PathBuf>,
@@ -244,6 +246,7 @@ impl Shard {
         let shard = Arc::new_cyclic(|me| Shard {
             me: me.clone(),
             building: AtomicBool::new(false),
+            build_progress: Mutex::new(None),
             graph_path,
             key,
             durable,
@@ -286,7 +289,11 @@ impl Shard {
             return false;
         };
         let spawned = std::thread::Builder::new().name(format!("hnsw-{}", self.cf_name)).spawn(move || {
-            if let Err(e) = shard.build_graph(from_snapshot) {
+            let started = Instant::now();
+            let result = shard.build_graph(from_snapshot);
+            *shard.build_progress.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            crate::metrics::graph_build_finished(result.is_ok(), started.elapsed());
+            if let Err(e) = result {
                 tracing::error!(shard = %shard.key, error = %e, "HNSW build failed; searches stay exact");
             }
             shard.building.store(false, Ordering::SeqCst);
@@ -323,6 +330,7 @@ impl Shard {
             index.begin_build(base, &|id| versions.get(id).map_or(0, |e| e.version))
         };
         let Some(mut job) = job else { return Ok(()) };
+        *self.build_progress.lock().unwrap_or_else(|p| p.into_inner()) = Some(job.progress());
         let cancelled = || self.retired.load(Ordering::SeqCst);
         if !job.run(&cancelled) {
             return Ok(());
@@ -756,6 +764,18 @@ impl Shard {
         self.db.flush_cf(&cf)?;
         self.db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
         Ok(())
+    }
+
+    /// (writes applied, writes handed to it) of the running graph build, if one runs.
+    pub fn build_progress(&self) -> Option<(u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let p = self.build_progress.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        Some((p.done.load(Relaxed) as u64, p.total.load(Relaxed) as u64))
+    }
+
+    /// RocksDB properties of this shard's column family (e.g. `rocksdb.cur-size-all-mem-tables`), 0 if unknown.
+    pub fn rocksdb_property(&self, name: &str) -> u64 {
+        self.cf().ok().and_then(|cf| self.db.property_int_value_cf(&cf, name).ok().flatten()).unwrap_or(0)
     }
 
     pub fn stats(&self) -> Result<ShardStats, NodeError> {

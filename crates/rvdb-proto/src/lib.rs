@@ -3,6 +3,9 @@
 //! Everything lives in [`v1`]: the storage-node service (`storage_node_client` / `storage_node_server`), the index
 //! manager service (`index_manager_client` / `index_manager_server`) and the shared messages. [`convert`] maps the
 //! shared messages to and from `rvdb-core`'s domain types, once, for every service.
+//!
+//! Beyond the stubs, what every service shares on the wire: [`rpc`] (API keys, request ids, per-method metrics,
+//! the [`Channel`] that presents this process's key) and [`tls`] (optional rustls on listeners and channels).
 
 #[allow(clippy::all, missing_docs, unreachable_pub)]
 pub mod v1 {
@@ -10,33 +13,49 @@ pub mod v1 {
 }
 
 pub mod convert;
+pub mod rpc;
+pub mod tls;
+
+pub use rpc::Channel;
 
 /// An endpoint to another rvdb service, dialled the same way by every service: TCP_NODELAY, a 3 s connect timeout,
 /// and HTTP/2 keep-alive pings (every 2 s, also on idle connections; dead after 3 s without an answer), so that a
 /// connection to a peer that vanished without closing it (a network partition, a frozen host) is noticed and
 /// dialled again instead of hanging every call on it until its deadline.
+/// An `https://` URL gets TLS ([`tls`]).
 pub fn endpoint(url: &str) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
     use std::time::Duration;
-    Ok(tonic::transport::Endpoint::from_shared(url.to_string())?
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(3))
         .http2_keep_alive_interval(Duration::from_secs(2))
         .keep_alive_timeout(Duration::from_secs(3))
-        .keep_alive_while_idle(true))
+        .keep_alive_while_idle(true);
+    if url.starts_with("https://") { endpoint.tls_config(tls::client_config()) } else { Ok(endpoint) }
+}
+
+/// A lazily connected [`Channel`] (with this process's API key and request ids) to the service at `url`.
+pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Channel::new(endpoint(url)?.connect_lazy()))
+}
+
+/// A [`Channel`] to `url`, connected now (fails fast when nothing listens there).
+pub async fn connect(url: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Channel::new(endpoint(url)?.connect().await?))
 }
 
 /// Lazily connected channels to other rvdb services, one per URL, made by [`endpoint`] and shared by every call
 /// to that service (a tonic `Channel` multiplexes calls and reconnects by itself).
 #[derive(Debug, Default)]
-pub struct Channels(std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>);
+pub struct Channels(std::sync::Mutex<std::collections::HashMap<String, Channel>>);
 
 impl Channels {
-    pub fn get(&self, url: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    pub fn get(&self, url: &str) -> Result<Channel, tonic::transport::Error> {
         let mut channels = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(url) {
             return Ok(c.clone());
         }
-        let channel = endpoint(url)?.connect_lazy();
+        let channel = channel(url)?;
         channels.insert(url.to_string(), channel.clone());
         Ok(channel)
     }

@@ -34,6 +34,9 @@ pub enum BenchCommand {
         queries: usize,
         #[arg(short, long, default_value_t = 10)]
         k: usize,
+        /// Also time the plain f32 scan (no SQ8 codes) of the same data, as engine `rvdb-f32`.
+        #[arg(long)]
+        plain: bool,
     },
     /// HNSW: single-thread build time, then recall@10 and QPS at each ef.
     Hnsw {
@@ -137,8 +140,8 @@ pub enum BenchCommand {
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Flat { data, metrics, queries, k } => {
-            tokio::task::spawn_blocking(move || flat(data, metrics, queries, k)).await?
+        BenchCommand::Flat { data, metrics, queries, k, plain } => {
+            tokio::task::spawn_blocking(move || flat(data, metrics, queries, k, plain)).await?
         }
         BenchCommand::Insert { data, count, dimension, batch, dir } => insert(data, count, dimension, batch, dir).await,
         BenchCommand::GatewayLatency { count, dimension, queries, k } => {
@@ -182,43 +185,90 @@ fn metric_of(name: &str) -> anyhow::Result<Metric> {
     })
 }
 
-fn flat(data: PathBuf, metrics: Vec<String>, queries: usize, k: usize) -> anyhow::Result<()> {
+/// The flat index as a store uses it (SQ8 codes with error bounds above `CODED_MIN_FLOATS`, exact), and with
+/// `plain` also the f32 scan alone (`rvdb-f32`), measured the same way right after it.
+fn flat(data: PathBuf, metrics: Vec<String>, queries: usize, k: usize, plain: bool) -> anyhow::Result<()> {
     let base = npy::read_f32(&data.join("base.npy"))?;
     let query = npy::read_f32(&data.join("query.npy"))?;
     let nq = queries.min(query.rows);
-    eprintln!("flat: base {}x{}, {} queries, k={k}, simd {:?}", base.rows, base.cols, nq, rvdb_core::kernels::level());
+    eprintln!(
+        "flat: base {}x{}, {} queries, k={k}, simd {:?}, vnni {}",
+        base.rows,
+        base.cols,
+        nq,
+        rvdb_core::kernels::level(),
+        rvdb_core::coded::vnni()
+    );
+    let runs: &[(&str, bool)] = if plain { &[("rvdb", true), ("rvdb-f32", false)] } else { &[("rvdb", true)] };
     for name in metrics {
-        let metric = metric_of(&name)?;
-        let gt = npy::read_i32(&data.join(format!("gt_{name}_ids.npy")))?;
-        let t = Instant::now();
-        let mut index = FlatIndex::new(base.cols, metric);
-        index.reserve(base.rows);
-        for i in 0..base.rows {
-            index.upsert(&i.to_string(), base.row(i));
+        for &(engine, coded) in runs {
+            flat_run(&data, &base, &query, &name, engine, coded, nq, k)?;
         }
-        let build_s = t.elapsed().as_secs_f64();
-        // Warm-up pass over the data (page faults, caches), not timed.
-        let _ = index.search(query.row(0), k, None);
-        let t = Instant::now();
-        let mut results = Vec::with_capacity(nq);
-        for qi in 0..nq {
-            results.push(index.search(query.row(qi), k, None));
-        }
-        let secs = t.elapsed().as_secs_f64();
-        let mut hits = 0usize;
-        for (qi, res) in results.iter().enumerate() {
-            let truth: std::collections::HashSet<i32> = gt.row(qi)[..k].iter().copied().collect();
-            hits += res.iter().filter(|h| h.id.parse::<i32>().is_ok_and(|id| truth.contains(&id))).count();
-        }
-        println!(
-            "{}",
-            json!({
-                "bench": "flat", "engine": "rvdb", "metric": name, "n": base.rows, "dim": base.cols,
-                "queries": nq, "k": k, "qps": nq as f64 / secs, "recall": hits as f64 / (nq * k) as f64,
-                "build_s": build_s, "simd": format!("{:?}", rvdb_core::kernels::level()),
-            })
-        );
     }
+    Ok(())
+}
+
+/// CPU time of this thread (Linux: `/proc/thread-self/schedstat`; NaN elsewhere): on a shared machine, queries
+/// per CPU-second are what a time-sliced run cannot distort (bandwidth contention still can).
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns * 1e-9)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn flat_run(
+    data: &std::path::Path,
+    base: &npy::Matrix<f32>,
+    query: &npy::Matrix<f32>,
+    name: &str,
+    engine: &str,
+    coded: bool,
+    nq: usize,
+    k: usize,
+) -> anyhow::Result<()> {
+    let metric = metric_of(name)?;
+    let gt = npy::read_i32(&data.join(format!("gt_{name}_ids.npy")))?;
+    let t = Instant::now();
+    let mut index = if coded {
+        FlatIndex::new(base.cols, metric)
+    } else {
+        FlatIndex::with_coded_min(base.cols, metric, usize::MAX)
+    };
+    index.reserve(base.rows);
+    for i in 0..base.rows {
+        index.upsert(&i.to_string(), base.row(i));
+    }
+    let build_s = t.elapsed().as_secs_f64();
+    // Warm-up pass over the data (page faults, caches), not timed.
+    let _ = index.search(query.row(0), k, None);
+    let t = Instant::now();
+    let cpu = thread_cpu_seconds();
+    let mut results = Vec::with_capacity(nq);
+    for qi in 0..nq {
+        results.push(index.search(query.row(qi), k, None));
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let cpu_secs = thread_cpu_seconds() - cpu;
+    let mut hits = 0usize;
+    for (qi, res) in results.iter().enumerate() {
+        let truth: std::collections::HashSet<i32> = gt.row(qi)[..k].iter().copied().collect();
+        hits += res.iter().filter(|h| h.id.parse::<i32>().is_ok_and(|id| truth.contains(&id))).count();
+    }
+    let n = base.rows.max(1) as f64;
+    println!(
+        "{}",
+        json!({
+            "bench": "flat", "engine": engine, "metric": name, "n": base.rows, "dim": base.cols,
+            "queries": nq, "k": k, "qps": nq as f64 / secs, "cpu_qps": nq as f64 / cpu_secs,
+            "recall": hits as f64 / (nq * k) as f64,
+            "build_s": build_s, "simd": format!("{:?}", rvdb_core::kernels::level()),
+            "coded": index.is_coded(), "vnni": index.is_coded() && rvdb_core::coded::vnni(),
+            "bytes_per_vector": index.memory_bytes() as f64 / n,
+            "code_bytes_per_vector": index.coded_bytes() as f64 / n,
+        })
+    );
     Ok(())
 }
 

@@ -5,10 +5,10 @@ use std::io::BufRead;
 
 use anyhow::Context;
 use rvdb_core::Metric;
+use rvdb_proto::Channel;
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 #[derive(Debug, clap::Args)]
 pub struct Target {
@@ -131,7 +131,9 @@ fn shard(store: &str) -> Option<pb::ShardId> {
 }
 
 async fn connect(t: &Target) -> anyhow::Result<StorageNodeClient<Channel>> {
-    let c = StorageNodeClient::connect(t.addr.clone()).await.with_context(|| format!("connecting to {}", t.addr))?;
+    let c = StorageNodeClient::new(
+        rvdb_proto::connect(&t.addr).await.with_context(|| format!("connecting to {}", t.addr))?,
+    );
     Ok(c.max_decoding_message_size(usize::MAX))
 }
 

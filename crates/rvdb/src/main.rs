@@ -27,6 +27,8 @@ struct Cli {
     /// Log format: pretty or json.
     #[arg(long, env = "RVDB_LOG_FORMAT", default_value = "pretty", global = true)]
     log_format: String,
+    #[command(flatten)]
+    security: server::SecurityArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +70,7 @@ fn init_tracing(filter: &str, format: &str) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log, &cli.log_format);
+    cli.security.install()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {

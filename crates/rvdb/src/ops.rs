@@ -32,13 +32,21 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     let deadline = Duration::from_millis(args.timeout);
     let check = async {
         match args.kind {
-            ProbeKind::Node => {
-                let mut c = pb::storage_node_client::StorageNodeClient::connect(args.url.clone()).await?;
-                c.list_shards(pb::ListShardsRequest {}).await?;
-            }
-            ProbeKind::Manager => {
-                let mut c = pb::index_manager_client::IndexManagerClient::connect(args.url.clone()).await?;
-                c.get_routing_table(pb::GetRoutingTableRequest {}).await?;
+            ProbeKind::Node | ProbeKind::Manager => {
+                // grpc.health.v1: open without an API key, and NOT_SERVING while the service drains on shutdown.
+                use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client};
+                let service = if matches!(args.kind, ProbeKind::Node) {
+                    pb::storage_node_server::SERVICE_NAME
+                } else {
+                    pb::index_manager_server::SERVICE_NAME
+                };
+                let mut c = health_client::HealthClient::new(rvdb_proto::connect(&args.url).await?);
+                let status = c.check(HealthCheckRequest { service: service.into() }).await?.into_inner().status;
+                anyhow::ensure!(
+                    status == ServingStatus::Serving as i32,
+                    "{service} is {:?}",
+                    ServingStatus::try_from(status).unwrap_or(ServingStatus::Unknown)
+                );
             }
             ProbeKind::Gateway => {
                 let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -72,9 +80,11 @@ pub struct ClusterStatusArgs {
 /// Prints the routing table as JSON: nodes with their state, stores with their placement, and (with `--digests`)
 /// each replica's checksum and record count, so replicas can be compared byte for byte.
 pub async fn cluster_status(args: ClusterStatusArgs) -> anyhow::Result<()> {
-    let mut m = pb::index_manager_client::IndexManagerClient::connect(args.manager.clone())
-        .await
-        .with_context(|| format!("connecting to the manager at {}", args.manager))?;
+    let mut m = pb::index_manager_client::IndexManagerClient::new(
+        rvdb_proto::connect(&args.manager)
+            .await
+            .with_context(|| format!("connecting to the manager at {}", args.manager))?,
+    );
     let t = m.get_routing_table(pb::GetRoutingTableRequest {}).await?.into_inner();
     let state = |s: i32| match pb::NodeState::try_from(s) {
         Ok(pb::NodeState::Up) => "up",
@@ -96,7 +106,7 @@ pub async fn cluster_status(args: ClusterStatusArgs) -> anyhow::Result<()> {
                     let shard = Some(pb::ShardId { store: config.name.clone(), shard: p.shard });
                     let url = address.get(id.as_str()).copied().unwrap_or_default().to_string();
                     let digest = async {
-                        let mut c = pb::storage_node_client::StorageNodeClient::connect(url).await?;
+                        let mut c = pb::storage_node_client::StorageNodeClient::new(rvdb_proto::connect(&url).await?);
                         anyhow::Ok(c.digest(pb::DigestRequest { shard }).await?.into_inner())
                     };
                     match tokio::time::timeout(Duration::from_secs(10), digest).await {

@@ -20,6 +20,165 @@ use rvdb_node::service::{DEFAULT_MAX_REQUEST_BYTES, StorageNodeService};
 use rvdb_node::{Node, NodeOptions};
 use tokio_util::sync::CancellationToken;
 
+/// A secret from the command line or the environment; its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.trim().to_string()))
+    }
+}
+
+/// API keys, for every service of this process (global flags). Keys come from the environment or from files
+/// (one per line, `#` comments), so that they stay out of `ps` and shell history; they are never logged.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecurityArgs {
+    /// Read-write API keys (comma-separated) that every listener requires (`Authorization: Bearer <key>`): MCP,
+    /// REST, /metrics, gRPC. The first one is also the key this process presents to other rvdb services.
+    /// Without any key, authentication is off. Prefer RVDB_API_KEY or --api-key-file.
+    #[arg(long = "api-key", env = "RVDB_API_KEY", hide_env_values = true, value_delimiter = ',', global = true)]
+    pub api_keys: Vec<Secret>,
+    /// File with read-write API keys, one per line.
+    #[arg(long, alias = "api-token-file", env = "RVDB_API_KEY_FILE", global = true)]
+    pub api_key_file: Option<PathBuf>,
+    /// Read-only API keys (comma-separated): search, get, list, describe, stats; refused on writes (HTTP 403,
+    /// gRPC PERMISSION_DENIED, MCP isError).
+    #[arg(
+        long = "read-only-api-key",
+        env = "RVDB_READ_ONLY_API_KEY",
+        hide_env_values = true,
+        value_delimiter = ',',
+        global = true
+    )]
+    pub read_only_api_keys: Vec<Secret>,
+    /// File with read-only API keys, one per line.
+    #[arg(long, env = "RVDB_READ_ONLY_API_KEY_FILE", global = true)]
+    pub read_only_api_key_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM): with --tls-key-file, every listener of this process serves TLS (gRPC and
+    /// HTTP) and its URLs become https://.
+    #[arg(long, env = "RVDB_TLS_CERT_FILE", global = true, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert-file.
+    #[arg(long, env = "RVDB_TLS_KEY_FILE", global = true, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM) trusted when calling https:// rvdb services (default: the system's roots).
+    #[arg(long, env = "RVDB_TLS_CA_FILE", global = true)]
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+fn keys_from_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+}
+
+static API_KEYS: std::sync::OnceLock<rvdb_proto::rpc::ApiKeys> = std::sync::OnceLock::new();
+
+impl SecurityArgs {
+    /// Loads the keys once for the process and makes the first read-write key the one its clients present.
+    pub fn install(&self) -> anyhow::Result<()> {
+        let mut read_write: Vec<String> = self.api_keys.iter().map(|k| k.0.clone()).collect();
+        // The earlier single-token setting (RVDB_API_TOKEN) still works.
+        read_write.retain(|k| !k.is_empty());
+        if read_write.is_empty()
+            && let Ok(token) = std::env::var("RVDB_API_TOKEN")
+        {
+            read_write.push(token.trim().to_string());
+        }
+        if let Some(f) = &self.api_key_file {
+            read_write.extend(keys_from_file(f)?);
+        }
+        let mut read_only: Vec<String> = self.read_only_api_keys.iter().map(|k| k.0.clone()).collect();
+        if let Some(f) = &self.read_only_api_key_file {
+            read_only.extend(keys_from_file(f)?);
+        }
+        read_write.retain(|k| !k.is_empty());
+        read_only.retain(|k| !k.is_empty());
+        for key in read_write.iter().chain(&read_only) {
+            anyhow::ensure!(
+                key.len() >= 8 && key.bytes().all(|b| b.is_ascii_graphic()),
+                "API keys must be at least 8 printable ASCII characters without spaces"
+            );
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) {
+            let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let tls = rvdb_proto::tls::ServerTls::from_pem(read(cert)?, read(key)?).map_err(|e| anyhow::anyhow!(e))?;
+            let _ = TLS.set(tls);
+        }
+        if let Some(ca) = &self.tls_ca_file {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            rvdb_proto::tls::set_client_ca(pem).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        let keys = rvdb_proto::rpc::ApiKeys::new(read_write, read_only);
+        if let Some(key) = keys.client_key() {
+            rvdb_proto::rpc::set_client_key(key).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        let _ = API_KEYS.set(keys);
+        Ok(())
+    }
+}
+
+static TLS: std::sync::OnceLock<rvdb_proto::tls::ServerTls> = std::sync::OnceLock::new();
+
+fn tls() -> Option<&'static rvdb_proto::tls::ServerTls> {
+    TLS.get()
+}
+
+/// The scheme of this process's URLs.
+fn scheme() -> &'static str {
+    if tls().is_some() { "https" } else { "http" }
+}
+
+/// A gRPC server builder, with TLS when configured.
+fn grpc_server() -> anyhow::Result<tonic::transport::Server> {
+    let builder = tonic::transport::Server::builder();
+    Ok(match tls() {
+        Some(tls) => builder.tls_config(tls.tonic()).context("TLS for gRPC")?,
+        None => builder,
+    })
+}
+
+/// Serves an HTTP router until `shutdown`, over TLS when configured.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let stop = async move { shutdown.cancelled().await };
+    match tls() {
+        Some(tls) => rvdb_gateway::http::serve_tls(listener, tls.rustls(), app, stop).await,
+        None => rvdb_gateway::http::serve(listener, app, stop).await,
+    }
+}
+
+/// The keys [`SecurityArgs::install`] loaded (none before it ran).
+fn api_keys() -> rvdb_proto::rpc::ApiKeys {
+    API_KEYS.get().cloned().unwrap_or_default()
+}
+
+/// The tower layer of every gRPC server of this process: keys, request ids, metrics.
+fn grpc_layer() -> rvdb_proto::rpc::ServerLayer {
+    rvdb_proto::rpc::ServerLayer::new(api_keys())
+}
+
+/// Serves `/metrics` (and `/healthz`) on `addr` for a node or manager, under the same API keys.
+async fn serve_metrics(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<String> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding metrics address {addr}"))?;
+    let url = format!("{}://{}/metrics", scheme(), listener.local_addr()?);
+    let app = rvdb_gateway::http::metrics_router(api_keys());
+    tokio::spawn(serve_http(listener, app, shutdown));
+    tracing::info!(%url, "serving Prometheus metrics");
+    Ok(url)
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
     /// Where data lives (the seed's `persistence_dir`).
@@ -59,12 +218,6 @@ pub struct GatewayArgs {
     /// Index of a store created without one (the seed's `default_index_type`): flat or hnsw.
     #[arg(long, env = "RVDB_DEFAULT_INDEX_TYPE", default_value = "flat")]
     pub default_index_type: IndexKind,
-    /// Bearer token required on /mcp. Prefer RVDB_API_TOKEN or --api-token-file over the command line.
-    #[arg(long, env = "RVDB_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-    /// File holding the bearer token.
-    #[arg(long, env = "RVDB_API_TOKEN_FILE")]
-    pub api_token_file: Option<PathBuf>,
     /// Browser origins allowed on /mcp (comma-separated, with scheme; `:*` = any port).
     #[arg(
         long,
@@ -128,25 +281,12 @@ impl BackupArgs {
 
 impl GatewayArgs {
     fn http_options(&self) -> anyhow::Result<HttpOptions> {
-        let token = match (&self.api_token, &self.api_token_file) {
-            (Some(t), _) => Some(t.trim().to_string()),
-            (None, Some(f)) => Some(
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("reading token file {}", f.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-        if token.as_deref() == Some("") {
-            anyhow::bail!("the API token is empty");
-        }
         let allowed_hosts =
             if self.allowed_hosts.iter().any(|h| h == "*") { Vec::new() } else { self.allowed_hosts.clone() };
         Ok(HttpOptions {
             allowed_origins: self.allowed_origins.clone(),
             allowed_hosts,
-            bearer_token: token,
+            keys: api_keys(),
             max_body_bytes: self.mcp_max_body_bytes,
         })
     }
@@ -202,6 +342,9 @@ pub struct NodeCommand {
     /// The URL others reach this node's gRPC at (default: http://<bound address>); needed when binding 0.0.0.0.
     #[arg(long, env = "RVDB_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
+    /// Address of the Prometheus `/metrics` listener (off unless set).
+    #[arg(long, env = "RVDB_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -225,6 +368,9 @@ pub struct ManagerArgs {
     /// writes in flight and gateway clock skew).
     #[arg(long, env = "RVDB_CATCH_UP_MARGIN", default_value_t = 60_000)]
     pub catch_up_margin: u64,
+    /// Address of the Prometheus `/metrics` listener (off unless set).
+    #[arg(long, env = "RVDB_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -287,13 +433,19 @@ async fn start_node(args: &NodeArgs, shutdown: CancellationToken) -> anyhow::Res
         });
     }
     let service = StorageNodeService::new(node.clone()).into_server(args.max_request_bytes);
+    rvdb_node::metrics::register(&node);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health.set_serving::<rvdb_proto::v1::storage_node_server::StorageNodeServer<StorageNodeService>>().await;
     tracing::info!(%addr, "storage node serving gRPC");
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
+        grpc_server()?
+            .layer(grpc_layer())
+            .add_service(health_service)
             .add_service(service)
             .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned()),
     );
-    Ok(RunningNode { node, url: format!("http://{addr}"), server })
+    Ok(RunningNode { node, url: format!("{}://{addr}", scheme()), server })
 }
 
 impl RunningNode {
@@ -350,16 +502,17 @@ async fn start_gateway(
     let grpc_listener = tokio::net::TcpListener::bind(args.gateway_grpc_addr)
         .await
         .with_context(|| format!("binding gateway gRPC address {}", args.gateway_grpc_addr))?;
-    let grpc_url = format!("http://{}", grpc_listener.local_addr()?);
+    let grpc_url = format!("{}://{}", scheme(), grpc_listener.local_addr()?);
     let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
+        grpc_server()?
+            .layer(grpc_layer())
             .add_service(rvdb_gateway::grpc::BackupGrpc::new(backups.clone()).into_server())
             .serve_with_incoming_shutdown(incoming(grpc_listener), shutdown.clone().cancelled_owned()),
     );
     let app = rvdb_gateway::http::router(gateway, backups, &http, shutdown.child_token());
-    let server = tokio::spawn(rvdb_gateway::http::serve(listener, app, async move { shutdown.cancelled().await }));
-    let mcp_url = format!("http://{addr}/mcp");
-    tracing::info!(%mcp_url, %grpc_url, auth = http.bearer_token.is_some(), "gateway serving MCP (Streamable HTTP) and gRPC");
+    let server = tokio::spawn(serve_http(listener, app, shutdown));
+    let mcp_url = format!("{}://{addr}/mcp", scheme());
+    tracing::info!(%mcp_url, %grpc_url, auth = http.keys.enabled(), "gateway serving MCP (Streamable HTTP) and gRPC");
     Ok(RunningGateway { mcp_url, grpc_url, http: server, grpc })
 }
 
@@ -379,6 +532,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// `rvdb node`: a storage node, alone or in a cluster.
 pub async fn node(args: NodeCommand) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
+    if let Some(addr) = args.metrics_addr {
+        serve_metrics(addr, shutdown.clone()).await?;
+    }
     let node = start_node(&args.node, shutdown).await?;
     let agent = match &args.manager {
         Some(manager_url) => {
@@ -433,10 +589,21 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("binding gRPC address {}", args.grpc_addr))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let url = format!("{}://{}", scheme(), listener.local_addr()?);
     tracing::info!(%url, "index manager serving gRPC");
     println!("RVDB_READY grpc={url}");
-    tonic::transport::Server::builder()
+    rvdb_manager::metrics::register(&manager);
+    if let Some(addr) = args.metrics_addr {
+        serve_metrics(addr, shutdown.clone()).await?;
+    }
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_service_status(rvdb_proto::v1::index_manager_server::SERVICE_NAME, tonic_health::ServingStatus::Serving)
+        .await;
+    grpc_server()?
+        .layer(grpc_layer())
+        .add_service(health_service)
         .add_service(rvdb_manager::IndexManagerService::new(manager).into_server())
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await?;

@@ -1,0 +1,105 @@
+//! The index manager's Prometheus gauges, read at scrape time from the routing table it publishes: nodes by
+//! state, stores, the routing table's version, and the state of every shard replica (the state of the node that
+//! holds it: up, catching_up or down), so an operator sees under-replicated shards at a glance.
+
+use std::sync::{Arc, Weak};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{GaugeVec, Opts};
+use rvdb_proto::v1 as pb;
+
+use crate::Manager;
+
+pub struct ManagerCollector {
+    manager: Weak<Manager>,
+    nodes: GaugeVec,
+    stores: GaugeVec,
+    version: GaugeVec,
+    replicas: GaugeVec,
+    live_replicas: GaugeVec,
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+}
+
+fn state_name(state: i32) -> &'static str {
+    match pb::NodeState::try_from(state) {
+        Ok(pb::NodeState::Up) => "up",
+        Ok(pb::NodeState::Down) => "down",
+        Ok(pb::NodeState::CatchingUp) => "catching_up",
+        _ => "unknown",
+    }
+}
+
+impl ManagerCollector {
+    pub fn new(manager: &Arc<Manager>) -> Self {
+        Self {
+            manager: Arc::downgrade(manager),
+            nodes: gauge("rvdb_manager_nodes", "Registered storage nodes, by state.", &["state"]),
+            stores: gauge("rvdb_manager_stores", "Stores in the catalog.", &[]),
+            version: gauge("rvdb_manager_routing_table_version", "Version of the published routing table.", &[]),
+            replicas: gauge(
+                "rvdb_manager_replica_state",
+                "1 for the state of each shard replica (the state of the node holding it).",
+                &["store", "shard", "node", "state"],
+            ),
+            live_replicas: gauge(
+                "rvdb_manager_shard_up_replicas",
+                "Replicas of a shard on nodes that are up (compare with the store's replication factor).",
+                &["store", "shard"],
+            ),
+        }
+    }
+
+    fn all(&self) -> [&GaugeVec; 5] {
+        [&self.nodes, &self.stores, &self.version, &self.replicas, &self.live_replicas]
+    }
+}
+
+impl Collector for ManagerCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.all().into_iter().flat_map(|g| g.desc()).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        for g in self.all() {
+            g.reset();
+        }
+        let Some(manager) = self.manager.upgrade() else { return Vec::new() };
+        let table = manager.watch().borrow().clone();
+        for state in ["up", "down", "catching_up"] {
+            self.nodes.with_label_values(&[state]).set(0.0);
+        }
+        let mut node_state = std::collections::HashMap::new();
+        for n in &table.nodes {
+            let state = state_name(n.state);
+            self.nodes.with_label_values(&[state]).inc();
+            node_state.insert(n.node_id.as_str(), state);
+        }
+        self.stores.with_label_values::<&str>(&[]).set(table.stores.len() as f64);
+        self.version.with_label_values::<&str>(&[]).set(table.version as f64);
+        for store in &table.stores {
+            let name = store.config.as_ref().map(|c| c.name.as_str()).unwrap_or("");
+            for placement in &store.shards {
+                let shard = placement.shard.to_string();
+                let mut up = 0;
+                for node in &placement.replica_node_ids {
+                    let state = node_state.get(node.as_str()).copied().unwrap_or("unknown");
+                    up += usize::from(state == "up");
+                    self.replicas.with_label_values(&[name, shard.as_str(), node.as_str(), state]).set(1.0);
+                }
+                self.live_replicas.with_label_values(&[name, shard.as_str()]).set(up as f64);
+            }
+        }
+        self.all().into_iter().flat_map(|g| g.collect()).collect()
+    }
+}
+
+/// Registers the manager's gauges in the default registry (once per process).
+pub fn register(manager: &Arc<Manager>) {
+    if let Err(e) = prometheus::register(Box::new(ManagerCollector::new(manager))) {
+        tracing::debug!(error = %e, "manager metrics already registered in this process");
+    }
+}
