@@ -145,7 +145,7 @@ async fn api_keys_guard_every_surface_and_refusals_change_nothing() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"], "unauthenticated");
     assert_eq!(http("GET", &format!("{base}/v1/stores"), Some(RO), None).await.0, 200);
     let (status, _, body) =
-        http("POST", &format!("{base}/v1/stores"), Some(RO), Some(json!({"store": "k3", "dimension": 2}))).await;
+        http("POST", &format!("{base}/v1/stores"), Some(RO), Some(json!({"name": "k3", "dimension": 2}))).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"], "permission_denied");
     let (status, _, body) = http("DELETE", &format!("{base}/v1/stores/k"), Some(RO), None).await;

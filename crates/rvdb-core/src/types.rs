@@ -11,6 +11,9 @@ pub const MAX_DIMENSION: u32 = 65_536;
 pub const MAX_K: u32 = 10_000;
 pub const MAX_METADATA_BYTES: usize = 256 * 1024;
 pub const MAX_SHARDS: u32 = 1024;
+/// Largest HNSW beam width (`ef_construction`, `ef_search`, a search's `ef`): beyond it a beam allocates more
+/// than a search could use, and an absurd value would try to allocate gigabytes.
+pub const MAX_EF: u32 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -150,9 +153,16 @@ impl StoreConfig {
             )));
         }
         let h = self.index.hnsw;
-        if self.index.kind == IndexKind::Hnsw && (h.m < 2 || h.m > 128 || h.ef_construction == 0 || h.ef_search == 0) {
+        if self.index.kind == IndexKind::Hnsw
+            && (h.m < 2
+                || h.m > 128
+                || h.ef_construction == 0
+                || h.ef_search == 0
+                || h.ef_construction > MAX_EF
+                || h.ef_search > MAX_EF)
+        {
             return Err(CoreError::InvalidConfig(format!(
-                "hnsw parameters m={}, ef_construction={}, ef_search={}: m must be 2..=128 and the efs positive",
+                "hnsw parameters m={}, ef_construction={}, ef_search={}: m must be 2..=128 and the efs 1..=100000",
                 h.m, h.ef_construction, h.ef_search
             )));
         }

@@ -29,7 +29,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, Router};
-use rvdb_core::types::validate_store_name;
+use rvdb_core::types::{MAX_EF, validate_store_name};
 use rvdb_core::{IndexKind, Metric, Quantization, StoreConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -47,8 +47,6 @@ use crate::gateway::{PointInput, PointOutput, SearchHit, SearchParams, StoreStat
 
 /// Largest request body, as the MCP endpoint's default limit: 64 MiB carries about 100k 128-d points in a batch.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
-/// Largest HNSW beam width accepted at creation or per search (a larger one only costs memory).
-const MAX_EF: u32 = 100_000;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors

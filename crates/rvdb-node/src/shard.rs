@@ -590,7 +590,7 @@ impl Shard {
             let result = state.index.search(&SearchRequest {
                 query,
                 k: opts.k as usize,
-                ef: opts.ef.map(|e| e as usize),
+                ef: opts.ef.map(|e| e.min(rvdb_core::types::MAX_EF) as usize),
                 filter: opts.filter.as_ref(),
                 exact: opts.exact,
             });
