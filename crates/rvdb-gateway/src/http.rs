@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use rvdb_proto::rpc::{self, ApiKeys, Refusal};
 
 use crate::backup::BackupManager;
+use crate::rest::{ApiError, ErrorCode};
 use crate::{Gateway, McpServer, metrics};
 
 #[derive(Debug, Clone)]
@@ -268,12 +269,13 @@ async fn require_json_rpc(State(limit): State<BodyLimit>, request: Request, next
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
-fn refusal_response(refusal: Refusal, headers: &HeaderMap, body: serde_json::Value) -> Response {
+/// A refusal as `body`, with the bearer challenge on 401.
+fn refusal_response(refusal: Refusal, headers: &HeaderMap, body: impl IntoResponse) -> Response {
     let status = match refusal {
         Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
         Refusal::ReadOnly => StatusCode::FORBIDDEN,
     };
-    let mut resp = (status, Json(body)).into_response();
+    let mut resp = (status, body).into_response();
     if refusal == Refusal::Unauthenticated {
         let base = base_url(headers);
         let challenge = format!(
@@ -301,7 +303,7 @@ async fn require_key_mcp(State(auth): State<AuthState>, mut request: Request, ne
         Err(refusal) => refusal_response(
             refusal,
             request.headers(),
-            serde_json::json!({"error": "unauthorized", "message": refusal.message()}),
+            Json(serde_json::json!({"error": "unauthorized", "message": refusal.message()})),
         ),
     }
 }
@@ -325,12 +327,11 @@ async fn require_key_rest(State(auth): State<AuthState>, mut request: Request, n
             next.run(request).await
         }
         Err(refusal) => {
-            let code = match refusal {
-                Refusal::Unauthenticated => "unauthenticated",
-                Refusal::ReadOnly => "permission_denied",
+            let (status, code) = match refusal {
+                Refusal::Unauthenticated => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+                Refusal::ReadOnly => (StatusCode::FORBIDDEN, ErrorCode::PermissionDenied),
             };
-            let body = serde_json::json!({"error": {"code": code, "message": refusal.message()}});
-            refusal_response(refusal, request.headers(), body)
+            refusal_response(refusal, request.headers(), ApiError::new(status, code, refusal.message()))
         }
     }
 }
@@ -364,10 +365,8 @@ fn host_name(host: &str) -> &str {
 }
 
 async fn check_host_and_origin(State(policy): State<Arc<OriginPolicy>>, request: Request, next: Next) -> Response {
-    let forbidden = |message: String| {
-        (StatusCode::FORBIDDEN, Json(serde_json::json!({"error": {"code": "permission_denied", "message": message}})))
-            .into_response()
-    };
+    let forbidden =
+        |message: String| ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, message).into_response();
     if !policy.hosts.is_empty() {
         let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(host_name);
         if !host.is_some_and(|h| policy.hosts.iter().any(|a| a.eq_ignore_ascii_case(h))) {
