@@ -297,7 +297,13 @@ impl ShardIndex {
     pub fn search(&self, req: &SearchRequest<'_>) -> SearchResult {
         let n = self.flat.len() as u64;
         let graph = match &self.graph {
-            Graph::Ready(g) | Graph::Building { serving: Some(g), .. } if !req.exact => Some(g),
+            // A query whose distances could overflow `f32` is answered exactly (in `f64`): the graph would
+            // compare infinities.
+            Graph::Ready(g) | Graph::Building { serving: Some(g), .. }
+                if !req.exact && !self.flat.may_overflow(req.query) =>
+            {
+                Some(g)
+            }
             _ => None,
         };
         let Some(filter) = req.filter else {
@@ -576,6 +582,25 @@ mod tests {
                 .map(|h| h.id.clone())
                 .collect::<Vec<_>>()
         );
+    }
+
+    /// Issue #15 (3): an HNSW store answers queries whose distances overflow f32 exactly, with every hit.
+    #[test]
+    fn graphs_leave_overflowing_queries_to_the_exact_path() {
+        for metric in [Metric::Euclidean, Metric::Dot, Metric::Manhattan] {
+            let mut idx = ShardIndex::new(2, metric, hnsw());
+            for (i, v) in [[1e38f32, 0.0], [-1e38, 0.0], [0.0, 0.0]].iter().enumerate() {
+                idx.upsert(&i.to_string(), v, Value::Null, 0);
+            }
+            let mut job = idx.begin_build(None, &|_| 0).unwrap();
+            assert!(job.run(&|| false));
+            assert!(idx.install(job));
+            let r = idx.search(&SearchRequest { query: &[-1e38, 0.0], k: 3, ef: None, filter: None, exact: false });
+            assert_eq!((r.plan, ids(&r)), (Plan::Flat, vec!["1".to_string(), "2".into(), "0".into()]), "{metric}");
+            assert!(r.hits.iter().all(|h| h.distance.is_finite()));
+            let r = idx.search(&SearchRequest { query: &[0.5, 0.0], k: 3, ef: None, filter: None, exact: false });
+            assert_eq!(r.hits.len(), 3, "{metric}");
+        }
     }
 
     #[test]

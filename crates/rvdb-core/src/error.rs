@@ -10,7 +10,7 @@ pub enum CoreError {
     InvalidPointId { id: String, reason: &'static str },
     #[error("vector has {got} dimensions, but the store expects {expected}")]
     DimensionMismatch { expected: usize, got: usize },
-    #[error("vector[{index}] is {value}: every component must be a finite number")]
+    #[error("vector[{index}] {}", non_finite(*value))]
     NonFinite { index: usize, value: f32 },
     #[error("vector has zero length: the cosine metric needs a non-zero vector")]
     ZeroVector,
@@ -26,4 +26,14 @@ pub enum CoreError {
     InvalidFilter(String),
     #[error("unknown metric {0:?}: expected one of cosine, euclidean, manhattan, dot")]
     UnknownMetric(String),
+}
+
+/// Why a component is refused. A JSON number beyond the `f32` range (`1e39`) arrives as infinity, so an infinite
+/// component is reported as out of range, which is what the caller sent.
+fn non_finite(value: f32) -> &'static str {
+    if value.is_nan() {
+        "is NaN: every component must be a finite number"
+    } else {
+        "is outside the range of a 32-bit float (about ±3.4e38): every component must be a finite f32"
+    }
 }

@@ -16,6 +16,7 @@ use crate::Metric;
 use crate::blocked::{BLOCK, BlockedVectors};
 use crate::coded::{self, CodedVectors};
 use crate::kernels;
+use crate::metric::ScanOp;
 use crate::topk::TopK;
 
 /// One search result: a point id and its distance (lower is better, see [`Metric`]).
@@ -63,7 +64,14 @@ pub struct FlatIndex {
     coded_min: usize,
     ids: Vec<Box<str>>,
     slots: HashMap<Box<str>, u32>,
+    /// The largest |component| ever stored (deletes and updates never lower it: it only has to bound the data),
+    /// for [`FlatIndex::may_overflow`].
+    max_abs: f32,
 }
+
+/// Bound below which every partial sum of a distance between two vectors stays finite in `f32` (2^120, far below
+/// `f32::MAX` ≈ 2^128, so that no summation order, SIMD or SQ8 bound can reach infinity).
+const SAFE_F32_SUM: f64 = (1u128 << 120) as f64;
 
 impl FlatIndex {
     pub fn new(dim: usize, metric: Metric) -> Self {
@@ -81,6 +89,7 @@ impl FlatIndex {
             coded_min: coded_min.max(1),
             ids: Vec::new(),
             slots: HashMap::new(),
+            max_abs: 0.0,
         }
     }
 
@@ -137,6 +146,7 @@ impl FlatIndex {
     pub fn upsert(&mut self, id: &str, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
         let vector = prepare(self.metric, vector);
+        self.max_abs = vector.iter().fold(self.max_abs, |m, x| m.max(x.abs()));
         match self.slots.get(id) {
             Some(&slot) => {
                 self.vectors.set(slot as usize, &vector);
@@ -171,6 +181,61 @@ impl FlatIndex {
         true
     }
 
+    /// Whether a distance between `query` and a stored vector could overflow `f32` (or be `inf - inf`): true only
+    /// for components near the ends of the `f32` range (a 50-d dot product needs components above ~1e17). Such
+    /// queries take [`FlatIndex::exact_f64`], since a SIMD scan would drop or misorder the hits whose distance
+    /// is infinite or NaN, and a graph built on such distances cannot be navigated. Cosine vectors are unit
+    /// length, so cosine never overflows.
+    pub fn may_overflow(&self, query: &[f32]) -> bool {
+        if self.metric.normalizes() || self.ids.is_empty() {
+            return false;
+        }
+        let q = query.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64;
+        let (a, d) = (self.max_abs as f64, self.dim as f64);
+        let bound = match self.metric.scan_op() {
+            ScanOp::NegDot => d * a * q,
+            ScanOp::L2Squared => d * (a + q) * (a + q),
+            ScanOp::L1 => d * (a + q),
+        };
+        bound >= SAFE_F32_SUM
+    }
+
+    /// Exact top-`k` of `query` (prepared) among `slots`, every distance computed in `f64`, where no finite `f32`
+    /// vector can overflow: the path for [`FlatIndex::may_overflow`]. Slow (scalar, one gather per vector) and
+    /// only ever taken for data at the ends of the `f32` range.
+    fn exact_f64(
+        &self,
+        query: &[f32],
+        k: usize,
+        slots: impl Iterator<Item = u32>,
+        accept: &mut dyn FnMut(u32) -> bool,
+    ) -> Vec<SearchHit> {
+        let op = self.metric.scan_op();
+        let mut all: Vec<(f64, u32)> = slots
+            .filter(|s| accept(*s))
+            .map(|s| {
+                let v = self.vectors.get(s as usize);
+                let raw = match op {
+                    ScanOp::NegDot => -kernels::reference::dot(query, &v),
+                    ScanOp::L2Squared => kernels::reference::l2_squared(query, &v),
+                    ScanOp::L1 => kernels::reference::l1(query, &v),
+                };
+                (raw, s)
+            })
+            .collect();
+        let by = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        if all.len() > k {
+            all.select_nth_unstable_by(k - 1, by);
+            all.truncate(k);
+        }
+        let mut hits: Vec<SearchHit> = all
+            .into_iter()
+            .map(|(raw, s)| SearchHit { id: self.ids[s as usize].to_string(), distance: self.metric.finish_f64(raw) })
+            .collect();
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
+        hits
+    }
+
     /// Exact top-`k` of `query` (validated), nearest first; `accept(id)` can exclude points.
     pub fn search(&self, query: &[f32], k: usize, accept: Option<&dyn Fn(&str) -> bool>) -> Vec<SearchHit> {
         if query.len() != self.dim || k == 0 {
@@ -178,9 +243,12 @@ impl FlatIndex {
         }
         let query = prepare(self.metric, query);
         let query = &query[..];
+        let mut pass = |s: u32| accept.is_none_or(|f| f(&self.ids[s as usize]));
+        if self.may_overflow(query) {
+            return self.exact_f64(query, k, 0..self.ids.len() as u32, &mut pass);
+        }
         let mut top = TopK::new(k);
         let op = self.metric.scan_op();
-        let mut pass = |s: u32| accept.is_none_or(|f| f(&self.ids[s as usize]));
         match &self.coded {
             Some(c) => c.scan(kernels::level(), coded::vnni(), query, &self.vectors, &mut top, &mut pass),
             None => self.vectors.scan(op, query, &mut top, &mut pass),
@@ -219,6 +287,10 @@ impl FlatIndex {
         let mut blocks: Vec<u32> = slots.iter().map(|s| s / BLOCK as u32).collect();
         blocks.dedup();
         let query = prepare(self.metric, query);
+        if self.may_overflow(&query) {
+            let hits = self.exact_f64(&query, k, slots.iter().copied(), &mut |s| accept(&self.ids[s as usize]));
+            return (hits, slots.len() as u64);
+        }
         let mut top = TopK::new(k);
         self.vectors.scan_blocks(self.metric.scan_op(), &query, &blocks, &mut top, &mut |s| {
             // Asked only for lanes that would enter the top-k: a binary search there is cheaper than building a
@@ -358,6 +430,72 @@ mod tests {
             }
             assert_eq!(coded.search(&dup, 15, None), plain.search(&raw, 15, None), "{metric}");
         }
+    }
+
+    fn distances(hits: &[SearchHit]) -> Vec<(&str, f32)> {
+        hits.iter().map(|h| (h.id.as_str(), h.distance)).collect()
+    }
+
+    /// Issue #15 (1): cosine distances stay in [0, 2] and are right for components whose f32 squared norm
+    /// overflows or underflows; on the plain and the coded index.
+    #[test]
+    fn cosine_of_extreme_vectors_is_right() {
+        for coded_min in [usize::MAX, 1] {
+            let mut idx = FlatIndex::with_coded_min(2, Metric::Cosine, coded_min);
+            idx.upsert("big", &[2e19, 0.0]);
+            idx.upsert("huge", &[3e38, 3e38]);
+            idx.upsert("tiny", &[1e-23, 0.0]);
+            idx.upsert("opposite", &[-1.0, 0.0]);
+            for q in [[1.0f32, 0.0], [1e-23, 0.0], [3e38, 0.0]] {
+                let hits = idx.search(&q, 10, None);
+                assert_eq!(hits.len(), 4);
+                let d: HashMap<&str, f32> = distances(&hits).into_iter().collect();
+                assert!(d["big"].abs() < 1e-6 && d["tiny"].abs() < 1e-6, "{q:?}: {d:?}");
+                assert!((d["huge"] - (1.0 - std::f32::consts::FRAC_1_SQRT_2)).abs() < 1e-6, "{q:?}: {d:?}");
+                assert_eq!(d["opposite"], 2.0, "{q:?}: {d:?}");
+                assert!(hits.iter().all(|h| (0.0..=2.0).contains(&h.distance)));
+            }
+        }
+    }
+
+    /// Issue #15 (3): hits whose distance overflows f32 are neither dropped nor misordered: a search returns
+    /// min(k, matching points), with finite distances, on every metric, filtered or not, among candidates or not.
+    #[test]
+    fn distances_that_overflow_f32_keep_every_hit() {
+        let points = [("pos", [1e38f32, 0.0]), ("neg", [-1e38, 0.0]), ("zero", [0.0, 0.0])];
+        let q = [-1e38f32, 0.0];
+        let m = f32::MAX;
+        let want: [(Metric, [(&str, f32); 3]); 3] = [
+            (Metric::Euclidean, [("neg", 0.0), ("zero", 1e38), ("pos", 2e38)]),
+            (Metric::Manhattan, [("neg", 0.0), ("zero", 1e38), ("pos", 2e38)]),
+            (Metric::Dot, [("neg", -m), ("zero", 0.0), ("pos", m)]),
+        ];
+        for (metric, want) in want {
+            for coded_min in [usize::MAX, 1] {
+                let mut idx = FlatIndex::with_coded_min(2, metric, coded_min);
+                for (id, v) in &points {
+                    idx.upsert(id, v);
+                }
+                assert!(idx.may_overflow(&q));
+                let hits = idx.search(&q, 3, None);
+                assert_eq!(distances(&hits), want.to_vec(), "{metric}");
+                let not_zero = |id: &str| id != "zero";
+                let hits = idx.search(&q, 3, Some(&not_zero));
+                assert_eq!(distances(&hits), vec![want[0], want[2]], "{metric} filtered");
+                let (hits, n) = idx.search_among(&q, 2, ["pos", "zero"], &|_| true);
+                assert_eq!((distances(&hits), n), (vec![want[1], want[2]], 2), "{metric} among");
+                // An ordinary query on ordinary data never takes the slow path.
+                let mut small = FlatIndex::with_coded_min(2, metric, coded_min);
+                small.upsert("a", &[1e6, -1e6]);
+                assert!(!small.may_overflow(&[1e6, 1e6]));
+            }
+        }
+        // inf - inf: dot products that are NaN in f32 are exact in f64.
+        let mut idx = FlatIndex::new(2, Metric::Dot);
+        idx.upsert("cancel", &[1e38, 1e38]);
+        idx.upsert("one", &[1.0, 0.0]);
+        let hits = idx.search(&[1e38, -1e38], 2, None);
+        assert_eq!(distances(&hits), vec![("one", -1e38), ("cancel", 0.0)]);
     }
 
     #[test]

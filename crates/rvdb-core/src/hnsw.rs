@@ -421,15 +421,26 @@ impl HnswIndex {
         found
     }
 
-    /// The paper's neighbour-selection heuristic over candidates sorted nearest first.
+    /// The paper's neighbour-selection heuristic over candidates sorted nearest first: a candidate is kept unless a
+    /// node already kept is strictly closer to it than it is to the base node.
+    ///
+    /// Two details keep exact duplicates reachable (issue #15: 100 copies of one vector, k = 100 found 9 with a
+    /// strict `>` here). A candidate at distance 0 from a kept node and from the base is kept (`>=`): with `>`
+    /// a duplicate would only ever link to one other copy. And among candidates at equal distance the newest
+    /// node comes first (as hnswlib's heap order does): otherwise every copy links to the same oldest copies,
+    /// whose full link lists then drop the back-links of all later copies, which nothing else points to.
     fn select(&self, sorted: &[Near], m: usize) -> Vec<u32> {
+        let mut order: Vec<Near> = sorted.to_vec();
+        if order.windows(2).any(|w| w[0].0 == w[1].0) {
+            order.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+        }
         let mut kept: Vec<u32> = Vec::with_capacity(m);
-        for c in sorted {
+        for c in &order {
             if kept.len() >= m {
                 break;
             }
             let v = self.node_query(c.1);
-            if kept.iter().all(|&k| self.dist(&v, k) > c.0) {
+            if kept.iter().all(|&k| self.dist(&v, k) >= c.0) {
                 kept.push(c.1);
             }
         }
@@ -909,6 +920,34 @@ mod tests {
         }
         let mut h = HnswIndex::new(dim, Metric::Euclidean, params);
         assert!(!h.insert_many(&items, 2, &|| true), "a cancelled build stops");
+    }
+
+    /// Issue #15 (5): 100 copies of one vector among 1,000 random points are all found, as the exact search
+    /// finds them, with ef at k and above, inserted as a block or spread out. (Not for dot: there the copies are
+    /// not the query's nearest points.)
+    #[test]
+    fn exact_duplicates_stay_reachable() {
+        let metrics = [Metric::Euclidean, Metric::Cosine, Metric::Manhattan];
+        for (metric, interleaved) in metrics.into_iter().flat_map(|m| [(m, false), (m, true)]) {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+            let mut h = HnswIndex::new(8, metric, HnswParams { m: 16, ef_construction: 200, ef_search: 64 });
+            let dup: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0..1.0)).collect();
+            for i in 0..1000 {
+                let v: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0..1.0)).collect();
+                h.insert(&format!("r{i}"), &v, 0);
+                if interleaved && i % 10 == 0 {
+                    h.insert(&format!("d{}", i / 10), &dup, 0);
+                }
+            }
+            for i in (0..100).filter(|_| !interleaved) {
+                h.insert(&format!("d{i}"), &dup, 0);
+            }
+            for ef in [100, 2000] {
+                let found = h.search(&dup, 100, Some(ef), None);
+                let dups = found.iter().filter(|x| x.id.starts_with('d')).count();
+                assert_eq!(dups, 100, "{metric} interleaved {interleaved} ef {ef}: {dups} of 100 copies");
+            }
+        }
     }
 
     #[test]

@@ -111,13 +111,17 @@ pub fn pair_fn(level: SimdLevel, op: ScanOp) -> PairFn {
 }
 
 /// Normalises `v` to unit length in place; returns false (and leaves it) if its length is zero.
+///
+/// The norm is taken in `f64`: in `f32` the squared norm overflows for components from about 1.9e19 and
+/// underflows to zero below about 1e-22, and either would leave the vector un-normalised (a cosine "distance" of
+/// -2e19, or 1 against every point). In `f64` neither can happen for any finite `f32` vector of up to
+/// [`crate::types::MAX_DIMENSION`] components, so every stored and query vector of a cosine store is unit length.
 pub fn normalize(v: &mut [f32]) -> bool {
-    let norm = dot(v, v).sqrt();
+    let norm = v.iter().map(|x| *x as f64 * *x as f64).sum::<f64>().sqrt();
     if norm == 0.0 || !norm.is_finite() {
         return false;
     }
-    let inv = 1.0 / norm;
-    v.iter_mut().for_each(|x| *x *= inv);
+    v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
     true
 }
 
@@ -347,6 +351,18 @@ mod tests {
             }
         }
 
+    }
+
+    /// Issue #15: components too large or too small for an `f32` squared norm are still normalised.
+    #[test]
+    fn normalize_survives_overflow_and_underflow() {
+        for v in [[2e19f32, 0.0], [3e38, 3e38], [1e-23, 0.0], [-1e-40, 1e-40], [f32::MAX, -f32::MAX]] {
+            let mut u = v;
+            assert!(normalize(&mut u), "{v:?}");
+            let n = reference::dot(&u, &u).sqrt();
+            assert!((n - 1.0).abs() < 1e-6, "{v:?} → {u:?} has norm {n}");
+            assert!(u.iter().zip(&v).all(|(a, b)| a.signum() == b.signum()), "{v:?} → {u:?}");
+        }
     }
 
     #[test]

@@ -54,14 +54,25 @@ impl Metric {
         self == Metric::Cosine
     }
 
-    /// Turns the raw value of [`Self::scan_op`] into the user-facing distance.
+    /// Turns the raw value of [`Self::scan_op`] into the user-facing distance, always a finite number: cosine in
+    /// [0, 2] (rounding can leave `1 - cos` a hair outside), a raw value that overflowed `f32` as ±`f32::MAX`, and
+    /// an undefined one (NaN, from `inf - inf`) as `f32::MAX`, the worst distance. Every index finishes its hits
+    /// here, so no surface ever has to format an infinity or a NaN.
     #[inline]
     pub fn finish(self, raw: f32) -> f32 {
-        match self {
-            Metric::Cosine => 1.0 + raw,
-            Metric::Euclidean => raw.max(0.0).sqrt(),
-            Metric::Manhattan | Metric::Dot => raw,
-        }
+        self.finish_f64(raw as f64)
+    }
+
+    /// [`Self::finish`] of a raw value computed in `f64` (the exact path of [`crate::flat::FlatIndex`] for
+    /// vectors whose distances overflow `f32`: a euclidean distance of 2e38 is representable, its square is not).
+    #[inline]
+    pub fn finish_f64(self, raw: f64) -> f32 {
+        let (d, lo, hi) = match self {
+            Metric::Cosine => (1.0 + raw, 0.0, 2.0),
+            Metric::Euclidean => (raw.max(0.0).sqrt(), 0.0, f32::MAX as f64),
+            Metric::Manhattan | Metric::Dot => (raw, -f32::MAX as f64, f32::MAX as f64),
+        };
+        (if d.is_nan() { hi } else { d.clamp(lo, hi) }) as f32
     }
 }
 
@@ -82,5 +93,22 @@ impl FromStr for Metric {
             "dot" | "ip" | "inner_product" => Ok(Metric::Dot),
             _ => Err(CoreError::UnknownMetric(s.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_distances_are_finite_and_cosine_is_in_0_2() {
+        assert_eq!(Metric::Cosine.finish(-1.000_001), 0.0);
+        assert_eq!(Metric::Cosine.finish(1.000_001), 2.0);
+        assert_eq!(Metric::Cosine.finish(f32::NAN), 2.0);
+        assert_eq!(Metric::Euclidean.finish(f32::INFINITY), f32::MAX);
+        assert_eq!(Metric::Dot.finish(f32::NEG_INFINITY), -f32::MAX);
+        assert_eq!(Metric::Dot.finish(f32::NAN), f32::MAX);
+        assert_eq!(Metric::Manhattan.finish(3.5), 3.5);
+        assert_eq!(Metric::Euclidean.finish(9.0), 3.0);
     }
 }

@@ -29,23 +29,28 @@ fn scalar_key(v: &Value) -> Option<Scalar> {
     }
 }
 
-/// Deepest object nesting that is indexed (filters on deeper paths still work, by evaluation).
-const MAX_DEPTH: usize = 4;
+/// Deepest key path that is indexed: every path metadata can hold, since metadata nests at most this deep
+/// ([`crate::types::MAX_METADATA_DEPTH`]). A deeper filter key cannot match anything stored.
+const MAX_DEPTH: usize = crate::types::MAX_METADATA_DEPTH;
 
-fn walk(prefix: &mut String, v: &Value, depth: usize, out: &mut Vec<(String, Scalar)>) {
+/// Collects `(path, scalar)` for every scalar that [`crate::filter`]'s key lookup can reach: the path is the
+/// object keys from the root joined by `.` (`parts` of them so far: an empty key is a part too, so
+/// `{"": {"b": 1}}` is filed under `.b`, as the filter key `.b` looks it up), and an array's scalar items are
+/// filed under the array's own path.
+fn walk(prefix: &mut String, parts: usize, v: &Value, out: &mut Vec<(String, Scalar)>) {
     match v {
-        Value::Object(m) if depth < MAX_DEPTH => {
+        Value::Object(m) if parts < MAX_DEPTH => {
             for (k, child) in m {
                 let len = prefix.len();
-                if !prefix.is_empty() {
+                if parts > 0 {
                     prefix.push('.');
                 }
                 prefix.push_str(k);
-                walk(prefix, child, depth + 1, out);
+                walk(prefix, parts + 1, child, out);
                 prefix.truncate(len);
             }
         }
-        Value::Array(items) => {
+        Value::Array(items) if parts > 0 => {
             for item in items {
                 if let Some(s) = scalar_key(item) {
                     out.push((prefix.clone(), s));
@@ -53,7 +58,7 @@ fn walk(prefix: &mut String, v: &Value, depth: usize, out: &mut Vec<(String, Sca
             }
         }
         _ => {
-            if !prefix.is_empty()
+            if parts > 0
                 && let Some(s) = scalar_key(v)
             {
                 out.push((prefix.clone(), s));
@@ -64,7 +69,7 @@ fn walk(prefix: &mut String, v: &Value, depth: usize, out: &mut Vec<(String, Sca
 
 fn entries(doc: &Value) -> Vec<(String, Scalar)> {
     let mut out = Vec::new();
-    walk(&mut String::new(), doc, 0, &mut out);
+    walk(&mut String::new(), 0, doc, &mut out);
     out.sort_unstable();
     out.dedup();
     out
@@ -153,6 +158,15 @@ impl PayloadIndex {
     pub fn candidates(&self, filter: &Filter) -> Option<Vec<&str>> {
         let mut best: Option<Vec<&str>> = None;
         for c in &filter.must {
+            let key = match c {
+                Condition::Match { key, .. } | Condition::MatchAny { key, .. } => key,
+                _ => continue,
+            };
+            // Every path up to MAX_DEPTH is indexed, so an empty posting list there means "no point matches";
+            // a deeper key is not indexed, and must not be read as "none".
+            if key.split('.').count() > MAX_DEPTH {
+                continue;
+            }
             let set: Vec<&str> = match c {
                 Condition::Match { key, value } => self.posting(key, value).map(|s| s.collect()).unwrap_or_default(),
                 Condition::MatchAny { key, values } => {
@@ -188,6 +202,51 @@ mod tests {
 
     fn filter(v: Value) -> Filter {
         Filter::parse(&v, "filter").unwrap()
+    }
+
+    /// Issue #15 (4): the candidates of a `must` match are exactly the points the filter matches, for deep
+    /// paths and empty keys; so the planner never runs a candidates plan over a list that misses points.
+    #[test]
+    fn candidates_reach_every_path_a_filter_can_name() {
+        let mut p = PayloadIndex::new();
+        let docs = [
+            ("deep5", json!({"a": {"b": {"c": {"d": {"e": "x"}}}}})),
+            ("deep6", json!({"a": {"b": {"c": {"d": {"e": {"f": ["x", "y"]}}}}}})),
+            ("empty", json!({"": {"b": "y"}, "k": {"": 3}})),
+            ("dots", json!({"a.b": "z", "n": [1, 2.5, true]})),
+            ("plain", json!({"lang": "en"})),
+        ];
+        for (id, d) in &docs {
+            p.set(id, d.clone());
+        }
+        let deep: Value = (0..MAX_DEPTH - 1).fold(json!("leaf"), |v, i| json!({format!("k{i}"): v}));
+        p.set("deepest", deep);
+        let deepest_key = (0..MAX_DEPTH - 1).rev().map(|i| format!("k{i}")).collect::<Vec<_>>().join(".");
+        let conditions = [
+            json!({"key": "a.b.c.d.e", "match": {"value": "x"}}),
+            json!({"key": "a.b.c.d.e", "match": {"any": ["x", "q"]}}),
+            json!({"key": "a.b.c.d.e.f", "match": {"value": "y"}}),
+            json!({"key": ".b", "match": {"value": "y"}}),
+            json!({"key": "k.", "match": {"value": 3}}),
+            json!({"key": "n", "match": {"value": true}}),
+            json!({"key": "n", "match": {"value": 2.5}}),
+            json!({"key": "lang", "match": {"any": ["en"]}}),
+            json!({"key": deepest_key, "match": {"value": "leaf"}}),
+            json!({"key": "a.b", "match": {"value": "z"}}),
+        ];
+        for c in conditions {
+            let f = filter(json!({"must": [c]}));
+            let mut matching: Vec<&str> =
+                docs.iter().map(|d| d.0).chain(["deepest"]).filter(|id| p.matches(id, &f)).collect();
+            matching.sort();
+            let cands = p.candidates(&f).expect("a match condition is indexed");
+            assert!(matching.iter().all(|id| cands.contains(id)), "{c}: candidates {cands:?} miss {matching:?}");
+            if c["key"] != "a.b" {
+                assert!(!matching.is_empty(), "{c} matches a point");
+            }
+        }
+        let too_deep = (0..=MAX_DEPTH).map(|i| format!("k{i}")).collect::<Vec<_>>().join(".");
+        assert!(p.candidates(&filter(json!({"must": [{"key": too_deep, "match": {"value": 1}}]}))).is_none());
     }
 
     #[test]

@@ -9,7 +9,13 @@ pub const MAX_STORE_NAME_LEN: usize = 64;
 pub const MAX_POINT_ID_BYTES: usize = 512;
 pub const MAX_DIMENSION: u32 = 65_536;
 pub const MAX_K: u32 = 10_000;
+/// Largest metadata document, counted on its stored (canonical, compact) form: what backups, exports and
+/// catch-up carry must be what was accepted (`1e9` is stored as `1000000000.0`, so counting the bytes as sent
+/// would accept documents that could not be restored).
 pub const MAX_METADATA_BYTES: usize = 256 * 1024;
+/// Deepest nesting of objects and arrays in metadata (the root object is level 1). JSON readers limit nesting
+/// (serde_json at 128, with an export line adding a level), so anything accepted must stay well inside that.
+pub const MAX_METADATA_DEPTH: usize = 32;
 pub const MAX_SHARDS: u32 = 1024;
 /// Largest HNSW beam width (`ef_construction`, `ef_search`, a search's `ef`): beyond it a beam allocates more
 /// than a search could use, and an absurd value would try to allocate gigabytes.
@@ -221,29 +227,54 @@ pub fn validate_k(k: u32) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// Parses metadata sent as JSON text: empty means `{}`; anything but an object, or more than 256 KiB, is refused.
-/// Returns the canonical (compact) serialisation that is stored.
+/// Parses metadata sent as JSON text: empty means `{}`; anything but an object, nested deeper than
+/// [`MAX_METADATA_DEPTH`], or more than [`MAX_METADATA_BYTES`] once stored, is refused. Returns the canonical
+/// (compact) serialisation that is stored.
 pub fn canonical_metadata(json: &str) -> Result<String, CoreError> {
-    parse_metadata(json).map(|v| v.to_string())
+    parse_metadata(json).map(|(_, canonical)| canonical)
 }
 
-/// Parses and checks point metadata: a JSON object of at most [`MAX_METADATA_BYTES`]; empty text is `{}`.
-pub fn parse_metadata(json: &str) -> Result<serde_json::Value, CoreError> {
+/// Parses and checks point metadata (see [`canonical_metadata`]); returns the document and its canonical text.
+pub fn parse_metadata(json: &str) -> Result<(serde_json::Value, String), CoreError> {
     if json.trim().is_empty() {
-        return Ok(serde_json::Value::Object(Default::default()));
+        return Ok((serde_json::Value::Object(Default::default()), "{}".to_string()));
     }
-    if json.len() > MAX_METADATA_BYTES {
-        return Err(CoreError::InvalidMetadata(format!(
-            "{} bytes is more than the limit of {MAX_METADATA_BYTES}",
-            json.len()
-        )));
+    // The text as sent may be larger than its canonical form (whitespace), but not without bound.
+    if json.len() > 4 * MAX_METADATA_BYTES {
+        return Err(too_large(json.len()));
     }
     let value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| CoreError::InvalidMetadata(format!("not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(CoreError::InvalidMetadata(format!("must be a JSON object, got {}", json_kind(&value))));
     }
-    Ok(value)
+    let depth = json_depth(&value);
+    if depth > MAX_METADATA_DEPTH {
+        return Err(CoreError::InvalidMetadata(format!(
+            "nested {depth} levels deep, more than the limit of {MAX_METADATA_DEPTH}"
+        )));
+    }
+    let canonical = value.to_string();
+    if canonical.len() > MAX_METADATA_BYTES {
+        return Err(too_large(canonical.len()));
+    }
+    Ok((value, canonical))
+}
+
+fn too_large(bytes: usize) -> CoreError {
+    CoreError::InvalidMetadata(format!(
+        "{bytes} bytes (as stored, compact JSON) is more than the limit of {MAX_METADATA_BYTES}"
+    ))
+}
+
+/// Nesting depth of objects and arrays (a scalar is 0, `{}` is 1). Recursion is bounded by the parser's own
+/// nesting limit (128).
+fn json_depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
+        serde_json::Value::Object(m) => 1 + m.values().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -299,6 +330,41 @@ mod tests {
         assert_eq!(canonical_metadata(r#"{ "a" : 1 }"#).unwrap(), r#"{"a":1}"#);
         assert!(canonical_metadata("[1]").is_err());
         assert!(canonical_metadata("{").is_err());
+    }
+
+    /// Issue #15 (10): the limits hold on what is stored, so whatever is accepted can be backed up, restored,
+    /// exported and imported.
+    #[test]
+    fn metadata_limits_apply_to_the_stored_form() {
+        // 100 KB as sent, 325 KB as stored: refused.
+        let inflating = format!("{{\"a\": [{}]}}", vec!["1e9"; 25_000].join(","));
+        assert!(inflating.len() < MAX_METADATA_BYTES);
+        let e = canonical_metadata(&inflating).unwrap_err().to_string();
+        assert!(e.contains("as stored") && e.contains("262144"), "{e}");
+        // Whitespace that the stored form drops does not count.
+        let padded = format!("{{\"a\": \"x\"{}}}", " ".repeat(MAX_METADATA_BYTES));
+        assert_eq!(canonical_metadata(&padded).unwrap(), r#"{"a":"x"}"#);
+        // Nesting: 32 levels are accepted and survive a JSON round trip inside another object; 33 are not.
+        let nested = |levels: usize| "{\"a\":".repeat(levels - 1) + "{}" + &"}".repeat(levels - 1);
+        let ok = canonical_metadata(&nested(MAX_METADATA_DEPTH)).unwrap();
+        let line = format!("{{\"id\":\"p\",\"metadata\":{ok}}}");
+        assert!(serde_json::from_str::<serde_json::Value>(&line).is_ok());
+        let e = canonical_metadata(&nested(MAX_METADATA_DEPTH + 1)).unwrap_err().to_string();
+        assert!(e.contains("33 levels deep"), "{e}");
+        let e = canonical_metadata(&("[".repeat(127) + &"]".repeat(127))).unwrap_err().to_string();
+        assert!(e.contains("must be a JSON object"), "{e}");
+        let deep_array = format!("{{\"a\":{}{}}}", "[".repeat(120), "]".repeat(120));
+        assert!(canonical_metadata(&deep_array).unwrap_err().to_string().contains("levels deep"));
+    }
+
+    /// Issue #15 (17): a component beyond the f32 range (1e39 parses as infinity) is reported as out of range.
+    #[test]
+    fn out_of_range_components_are_named_as_such() {
+        let big: f32 = "1e39".parse().unwrap();
+        let e = validate_vector(&[big, 0.0], 2, Metric::Dot).unwrap_err().to_string();
+        assert!(e.contains("vector[0] is outside the range of a 32-bit float"), "{e}");
+        let e = validate_vector(&[0.0, f32::NAN], 2, Metric::Dot).unwrap_err().to_string();
+        assert!(e.contains("vector[1] is NaN"), "{e}");
     }
 
     #[test]

@@ -431,8 +431,8 @@ impl Shard {
             let invalid = |source| NodeError::InvalidPoint { index, source };
             validate_point_id(&p.id).map_err(invalid)?;
             validate_vector(&p.vector, self.config.dimension, self.config.metric).map_err(invalid)?;
-            let value = parse_metadata(&p.metadata).map_err(invalid)?;
-            prepared.push((p, value.to_string(), value));
+            let (value, canonical) = parse_metadata(&p.metadata).map_err(invalid)?;
+            prepared.push((p, canonical, value));
         }
         let _guard = self.begin_write()?;
         let mut outcome = UpsertOutcome::default();
