@@ -11,7 +11,7 @@
 //! block b: [v(16b)[0] … v(16b+15)[0]] [v(16b)[1] … v(16b+15)[1]] … [v(16b)[dim-1] … v(16b+15)[dim-1]]
 //! ```
 
-use crate::kernels::{SimdLevel, level};
+use crate::kernels::{Simd, SimdLevel};
 use crate::metric::ScanOp;
 use crate::topk::TopK;
 
@@ -105,26 +105,27 @@ impl BlockedVectors {
 
     /// Pushes `(raw distance, slot)` of every vector that `accept` lets through into `top`. `accept` is asked only
     /// for candidates that would enter the top-k.
-    pub fn scan(&self, op: ScanOp, query: &[f32], top: &mut TopK, accept: &mut dyn FnMut(u32) -> bool) {
-        self.scan_at(level(), op, query, None, top, accept)
+    pub fn scan(&self, simd: Simd, op: ScanOp, query: &[f32], top: &mut TopK, accept: &mut dyn FnMut(u32) -> bool) {
+        self.scan_at(simd, op, query, None, top, accept)
     }
 
     /// [`BlockedVectors::scan`] over the listed blocks only (block `b` holds slots `16b .. 16b + 15`; ascending,
     /// without repeats): for a filter whose passing slots are known, only their blocks are read.
     pub fn scan_blocks(
         &self,
+        simd: Simd,
         op: ScanOp,
         query: &[f32],
         blocks: &[u32],
         top: &mut TopK,
         accept: &mut dyn FnMut(u32) -> bool,
     ) {
-        self.scan_at(level(), op, query, Some(blocks), top, accept)
+        self.scan_at(simd, op, query, Some(blocks), top, accept)
     }
 
     pub fn scan_at(
         &self,
-        level: SimdLevel,
+        simd: Simd,
         op: ScanOp,
         query: &[f32],
         blocks: Option<&[u32]>,
@@ -138,9 +139,9 @@ impl BlockedVectors {
         let mut all = 0..n;
         let mut listed = blocks.unwrap_or(&[]).iter().map(|&b| b as usize).filter(|&b| b < n);
         let it: &mut dyn Iterator<Item = usize> = if blocks.is_some() { &mut listed } else { &mut all };
-        match level {
+        match simd.level() {
             SimdLevel::Portable => portable::scan(op, query, &self.data, self.len, it, top, accept),
-            // SAFETY: a level is only ever one that `is_x86_feature_detected!` confirmed on this CPU.
+            // SAFETY: a `Simd` is only ever a level that `is_x86_feature_detected!` confirmed on this CPU.
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 => unsafe { avx2::scan(op, query, &self.data, self.len, it, top, accept) },
             #[cfg(target_arch = "x86_64")]
@@ -156,12 +157,12 @@ impl BlockedVectors {
     /// The 16 raw distances of block `b` (< [`Self::blocks`]) to `query`, computed with exactly the arithmetic of
     /// [`Self::scan_at`] at the same level, so that a scan that re-scores some blocks (see [`crate::coded`])
     /// returns the same values, bit for bit, as a full scan. Lanes past `len` are padding.
-    pub fn block_distances(&self, level: SimdLevel, op: ScanOp, query: &[f32], b: usize) -> [f32; BLOCK] {
+    pub fn block_distances(&self, simd: Simd, op: ScanOp, query: &[f32], b: usize) -> [f32; BLOCK] {
         assert!(query.len() == self.dim && b < self.blocks());
         let blk = &self.data[b * BLOCK * self.dim..(b + 1) * BLOCK * self.dim];
-        match level {
+        match simd.level() {
             SimdLevel::Portable => portable::block(op, query, blk),
-            // SAFETY: `blk` is a whole block; a level is only ever one that was detected on this CPU.
+            // SAFETY: `blk` is a whole block; a `Simd` is only ever a level that was detected on this CPU.
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 => unsafe { avx2::distances(op, query, blk.as_ptr()) },
             #[cfg(target_arch = "x86_64")]
@@ -304,6 +305,8 @@ mod avx512 {
         block(q, p, |acc, qj, x| _mm512_add_ps(acc, _mm512_abs_ps(_mm512_sub_ps(x, qj))))
     }
 
+    /// # Safety
+    /// The CPU must have AVX-512F (callers hold a [`Simd`] of the AVX-512 level).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn scan(
         op: ScanOp,
@@ -322,6 +325,9 @@ mod avx512 {
     }
 
     /// The raw distances of the block at `p` (a whole block of `BLOCK * q.len()` floats).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F (callers hold a [`Simd`] of the AVX-512 level).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn distances(op: ScanOp, q: &[f32], p: *const f32) -> [f32; BLOCK] {
         let d = match op {
@@ -422,6 +428,8 @@ mod avx2 {
         block(q, p, |acc, qj, x| _mm256_add_ps(acc, _mm256_andnot_ps(sign, _mm256_sub_ps(x, qj))))
     }
 
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (callers hold a [`Simd`] of the AVX2 level).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn scan(
         op: ScanOp,
@@ -440,6 +448,9 @@ mod avx2 {
     }
 
     /// The raw distances of the block at `p` (a whole block of `BLOCK * q.len()` floats).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (callers hold a [`Simd`] of the AVX2 level).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn distances(op: ScanOp, q: &[f32], p: *const f32) -> [f32; BLOCK] {
         let (lo, hi) = match op {
@@ -460,7 +471,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{available_levels, reference};
+    use crate::kernels::{Simd, reference};
     use proptest::prelude::*;
 
     proptest! {
@@ -493,7 +504,7 @@ mod tests {
                     ScanOp::L1 => reference::l1(&q, v),
                 }).collect();
                 want.sort_by(f64::total_cmp);
-                for lvl in available_levels() {
+                for lvl in Simd::available() {
                     let mut top = TopK::new(k);
                     bv.scan_at(lvl, op, &q, None, &mut top, &mut |_| true);
                     let got = top.into_sorted();
@@ -518,7 +529,7 @@ mod tests {
         for i in 0..5 {
             bv.push(&[i as f32]);
         }
-        for lvl in available_levels() {
+        for lvl in Simd::available() {
             let mut top = TopK::new(10);
             // the zero padding lanes (slots 5..16) would be the nearest to -1 under L1 if they leaked
             bv.scan_at(lvl, ScanOp::L1, &[-1.0], None, &mut top, &mut |s| s != 2);

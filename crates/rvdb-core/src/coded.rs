@@ -35,10 +35,8 @@
 //! each time the index doubles; vectors outside it are clamped and their larger residual keeps the bound true.
 //! Memory: `dim` rounded up to 4 bytes of codes + 4 bytes of residual (+ 4 for L2) per vector.
 
-use std::sync::OnceLock;
-
 use crate::blocked::{BLOCK, BlockedVectors};
-use crate::kernels::SimdLevel;
+use crate::kernels::{Simd, SimdLevel};
 use crate::metric::ScanOp;
 use crate::topk::TopK;
 
@@ -52,33 +50,6 @@ const FIT_SAMPLE: usize = 65_536;
 const WMAX: f32 = 16_256.0;
 /// Blocks the code scan prefetches ahead (AVX-512).
 const PREFETCH: usize = 8;
-
-/// Whether the AVX-512 VNNI code kernel runs (AVX-512 level, the CPU has VNNI, `RVDB_VNNI` is not `0`).
-pub fn vnni() -> bool {
-    static VNNI: OnceLock<bool> = OnceLock::new();
-    *VNNI.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            crate::kernels::level() == SimdLevel::Avx512
-                && std::env::var("RVDB_VNNI").map_or(true, |v| v != "0")
-                && is_x86_feature_detected!("avx512vnni")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
-}
-
-/// Whether this CPU could run the VNNI kernel (for tests: both kernels are run where possible).
-pub fn vnni_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
 
 #[derive(Debug, Clone)]
 pub struct CodedVectors {
@@ -257,7 +228,7 @@ impl CodedVectors {
     /// only for slots whose lower bound is under the threshold, before their block is re-scored.
     pub fn scan(
         &self,
-        level: SimdLevel,
+        simd: Simd,
         vnni: bool,
         query: &[f32],
         vectors: &BlockedVectors,
@@ -268,7 +239,7 @@ impl CodedVectors {
         if query.len() != self.dim || self.len == 0 {
             return;
         }
-        let vnni = vnni && level == SimdLevel::Avx512 && vnni_available();
+        let vnni = vnni && simd.has_vnni();
         let p = Prepared::new(self, query, vnni);
         let mut rescore = |b: usize, mask: u32, top: &mut TopK| {
             let mut lanes = 0u32;
@@ -284,7 +255,7 @@ impl CodedVectors {
             if lanes == 0 {
                 return;
             }
-            let d = vectors.block_distances(level, self.op, query, b);
+            let d = vectors.block_distances(simd, self.op, query, b);
             while lanes != 0 {
                 let lane = lanes.trailing_zeros() as usize;
                 lanes &= lanes - 1;
@@ -293,9 +264,9 @@ impl CodedVectors {
                 }
             }
         };
-        match level {
+        match simd.level() {
             SimdLevel::Portable => portable::scan(self, &p, top, &mut rescore),
-            // SAFETY: a level is only ever one that was detected on this CPU, and `vnni` only where VNNI was.
+            // SAFETY: a `Simd` is only ever a level that was detected on this CPU, and `vnni` only where VNNI was.
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 => unsafe { avx2::scan(self, &p, top, &mut rescore) },
             #[cfg(target_arch = "x86_64")]
@@ -561,6 +532,8 @@ mod avx512 {
         _mm512_cvtepi32_ps(if U == 24 { x } else { _mm512_and_si512(x, _mm512_set1_epi32(0xFF)) })
     }
 
+    /// # Safety
+    /// The CPU must have AVX-512F (callers hold a [`Simd`] of the AVX-512 level).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn scan(
         c: &CodedVectors,
@@ -608,6 +581,9 @@ mod avx512 {
 
     /// `vpdpbusd`: two integer sums (high and low weight bytes) per lane, combined in f32. Dot and L2 multiply the
     /// codes; L1 the byte distances `|p_j − c_j|` of the codes to the query's grid point.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, BW and VNNI (callers hold a [`Simd`] whose `has_vnni` is true).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn scan_vnni(
         c: &CodedVectors,
@@ -702,6 +678,8 @@ mod avx2 {
         _mm256_movemask_ps(m) as u32
     }
 
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (callers hold a [`Simd`] of the AVX2 level).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn scan(
         c: &CodedVectors,
@@ -756,14 +734,14 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::available_levels;
+
     use proptest::prelude::*;
     use rand::{Rng, SeedableRng};
 
     /// Every kernel the CPU can run: (level, vnni).
-    fn variants() -> Vec<(SimdLevel, bool)> {
-        let mut v: Vec<(SimdLevel, bool)> = available_levels().into_iter().map(|l| (l, false)).collect();
-        if vnni_available() {
+    fn variants() -> Vec<(Simd, bool)> {
+        let mut v: Vec<(Simd, bool)> = Simd::available().into_iter().map(|l| (l, false)).collect();
+        if v[0].0.has_vnni() {
             v.insert(0, (v[0].0, true));
         }
         v
@@ -771,7 +749,7 @@ mod tests {
 
     fn plain(
         bv: &BlockedVectors,
-        lvl: SimdLevel,
+        lvl: Simd,
         op: ScanOp,
         q: &[f32],
         k: usize,
@@ -785,7 +763,7 @@ mod tests {
     fn coded(
         cv: &CodedVectors,
         bv: &BlockedVectors,
-        lvl: SimdLevel,
+        lvl: Simd,
         vnni: bool,
         q: &[f32],
         k: usize,

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::filter::Filter;
 use crate::hnsw::HnswIndex;
+use crate::options::IndexOptions;
 use crate::payload::PayloadIndex;
 use crate::sq8::Sq8;
 use crate::{FlatIndex, IndexKind, IndexSpec, Metric, Quantization, SearchHit};
@@ -209,13 +210,20 @@ pub struct ShardIndex {
     /// Graph changes since the last snapshot was taken (see [`ShardIndex::mark_persisted`]).
     dirty: u64,
     last_build: Option<BuildInfo>,
+    options: IndexOptions,
 }
 
 impl ShardIndex {
+    /// A shard index with the default [`IndexOptions`] (the CPU's best).
     pub fn new(dim: usize, metric: Metric, spec: IndexSpec) -> Self {
+        Self::with_options(dim, metric, spec, IndexOptions::default())
+    }
+
+    pub fn with_options(dim: usize, metric: Metric, spec: IndexSpec, options: IndexOptions) -> Self {
         Self {
+            options,
             spec,
-            flat: FlatIndex::new(dim, metric),
+            flat: FlatIndex::with_options(dim, metric, options),
             payload: PayloadIndex::new(),
             graph: Graph::Off,
             generation: 0,
@@ -435,6 +443,8 @@ impl ShardIndex {
                 HnswIndex::with_quantizer(self.flat.dim(), self.flat.metric(), self.spec.hnsw, sq8)
             }
         };
+        let mut graph = graph;
+        graph.set_simd(self.options.simd);
         // A graph already serving keeps serving (kept current) until the new one replaces it.
         let serving = match std::mem::replace(&mut self.graph, Graph::Off) {
             Graph::Ready(g) => Some(g),

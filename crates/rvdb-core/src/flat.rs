@@ -14,9 +14,10 @@ use std::collections::HashMap;
 
 use crate::Metric;
 use crate::blocked::{BLOCK, BlockedVectors};
-use crate::coded::{self, CodedVectors};
-use crate::kernels;
+use crate::coded::CodedVectors;
+use crate::kernels::{self, Simd};
 use crate::metric::ScanOp;
+use crate::options::IndexOptions;
 use crate::topk::TopK;
 
 /// One search result: a point id and its distance (lower is better, see [`Metric`]).
@@ -47,12 +48,6 @@ pub const CODED_MIN_FLOATS: usize = 1 << 18;
 /// the last refit re-encodes at most twice that, about 0.3 s at 50-d.
 pub const REFIT_UNTIL_FLOATS: usize = 1 << 24;
 
-/// Whether flat indexes keep codes (`RVDB_FLAT_CODES=0` turns them off, for benchmarks and comparisons).
-fn codes_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("RVDB_FLAT_CODES").map_or(true, |v| v != "0"))
-}
-
 #[derive(Debug, Clone)]
 pub struct FlatIndex {
     dim: usize,
@@ -64,6 +59,9 @@ pub struct FlatIndex {
     coded_min: usize,
     ids: Vec<Box<str>>,
     slots: HashMap<Box<str>, u32>,
+    /// The kernels' instruction set, and whether the code scan uses VNNI (see [`IndexOptions`]).
+    simd: Simd,
+    vnni: bool,
     /// The largest |component| ever stored (deletes and updates never lower it: it only has to bound the data),
     /// for [`FlatIndex::may_overflow`].
     max_abs: f32,
@@ -74,13 +72,22 @@ pub struct FlatIndex {
 const SAFE_F32_SUM: f64 = (1u128 << 120) as f64;
 
 impl FlatIndex {
+    /// A flat index with the default [`IndexOptions`] (the CPU's best).
     pub fn new(dim: usize, metric: Metric) -> Self {
-        let coded_min = if codes_enabled() { CODED_MIN_FLOATS.div_ceil(dim.max(1)) } else { usize::MAX };
-        Self::with_coded_min(dim, metric, coded_min)
+        Self::with_options(dim, metric, IndexOptions::default())
+    }
+
+    pub fn with_options(dim: usize, metric: Metric, options: IndexOptions) -> Self {
+        let coded_min = if options.flat_codes { CODED_MIN_FLOATS.div_ceil(dim.max(1)) } else { usize::MAX };
+        let mut index = Self::with_coded_min(dim, metric, coded_min);
+        index.simd = options.simd;
+        index.vnni = options.uses_vnni();
+        index
     }
 
     /// A flat index that builds its codes once it holds `coded_min` vectors (`usize::MAX`: never).
     pub fn with_coded_min(dim: usize, metric: Metric, coded_min: usize) -> Self {
+        let defaults = IndexOptions::default();
         Self {
             dim,
             metric,
@@ -89,6 +96,8 @@ impl FlatIndex {
             coded_min: coded_min.max(1),
             ids: Vec::new(),
             slots: HashMap::new(),
+            simd: defaults.simd,
+            vnni: defaults.uses_vnni(),
             max_abs: 0.0,
         }
     }
@@ -250,8 +259,8 @@ impl FlatIndex {
         let mut top = TopK::new(k);
         let op = self.metric.scan_op();
         match &self.coded {
-            Some(c) => c.scan(kernels::level(), coded::vnni(), query, &self.vectors, &mut top, &mut pass),
-            None => self.vectors.scan(op, query, &mut top, &mut pass),
+            Some(c) => c.scan(self.simd, self.vnni, query, &self.vectors, &mut top, &mut pass),
+            None => self.vectors.scan(self.simd, op, query, &mut top, &mut pass),
         }
         self.hits(top)
     }
@@ -292,7 +301,7 @@ impl FlatIndex {
             return (hits, slots.len() as u64);
         }
         let mut top = TopK::new(k);
-        self.vectors.scan_blocks(self.metric.scan_op(), &query, &blocks, &mut top, &mut |s| {
+        self.vectors.scan_blocks(self.simd, self.metric.scan_op(), &query, &blocks, &mut top, &mut |s| {
             // Asked only for lanes that would enter the top-k: a binary search there is cheaper than building a
             // bitmap of the whole index per query.
             slots.binary_search(&s).is_ok() && accept(&self.ids[s as usize])
@@ -496,6 +505,30 @@ mod tests {
         idx.upsert("one", &[1.0, 0.0]);
         let hits = idx.search(&[1e38, -1e38], 2, None);
         assert_eq!(distances(&hits), vec![("one", -1e38), ("cancel", 0.0)]);
+    }
+
+    /// The options the binary passes in choose the kernels and the codes, and every choice gives the same hits.
+    #[test]
+    fn options_choose_kernels_and_codes_with_the_same_results() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let dim = 4;
+        let n = CODED_MIN_FLOATS / dim + 10;
+        let data: Vec<Vec<f32>> = (0..n).map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
+        let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut results = Vec::new();
+        for simd in Simd::available() {
+            for flat_codes in [false, true] {
+                let options = IndexOptions { simd, flat_codes, vnni: true };
+                let mut idx = FlatIndex::with_options(dim, Metric::Manhattan, options);
+                for (i, v) in data.iter().enumerate() {
+                    idx.upsert(&i.to_string(), v);
+                }
+                assert_eq!(idx.is_coded(), flat_codes, "{simd:?}");
+                let ids: Vec<String> = idx.search(&q, 10, None).into_iter().map(|h| h.id).collect();
+                results.push(ids);
+            }
+        }
+        assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::borrow::Cow;
 
 use crate::flat::prepare;
-use crate::kernels::{self, PairFn};
+use crate::kernels::{self, PairFn, Simd};
 use crate::sq8::{Sq8, Sq8Query};
 use crate::{HnswParams, Metric, SearchHit};
 
@@ -176,7 +176,7 @@ impl HnswIndex {
         Self {
             dim,
             metric,
-            dist_fn: kernels::pair_fn(kernels::level(), metric.scan_op()),
+            dist_fn: kernels::pair_fn(Simd::best(), metric.scan_op()),
             m,
             m0: 2 * m,
             ef_construction: (params.ef_construction as usize).max(m),
@@ -222,6 +222,11 @@ impl HnswIndex {
     }
 
     /// Approximate bytes held by vectors and links.
+    /// Runs the graph's distance kernel at `simd` (a graph is made, or read from a snapshot, at the CPU's best).
+    pub fn set_simd(&mut self, simd: Simd) {
+        self.dist_fn = kernels::pair_fn(simd, self.metric.scan_op());
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.level0.capacity() * 4
             + self.upper.iter().map(|u| u.capacity() * 4 + 24).sum::<usize>()
@@ -278,7 +283,7 @@ impl HnswIndex {
             Prepared::F32(q) => {
                 let v = self.vector(i);
                 debug_assert_eq!(q.len(), v.len());
-                // SAFETY: `dist_fn` comes from `pair_fn` with the detected level; both slices have `dim` elements.
+                // SAFETY: `dist_fn` comes from `pair_fn` with a detected `Simd`; both slices have `dim` elements.
                 unsafe { (self.dist_fn)(q, v) }
             }
             Prepared::Sq8(q) => q.distance(self.codes(i)),

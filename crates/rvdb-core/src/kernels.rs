@@ -12,8 +12,9 @@ use std::sync::OnceLock;
 
 use crate::metric::ScanOp;
 
-/// The instruction-set level the kernels run at on this CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An instruction-set level, as a name (for display, configuration and matching). Kernels take a [`Simd`], the
+/// proof that this CPU has the level, never a bare `SimdLevel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
     Portable,
     #[cfg(target_arch = "x86_64")]
@@ -22,76 +23,123 @@ pub enum SimdLevel {
     Avx512,
 }
 
-/// The best level this CPU supports; `RVDB_SIMD=portable|avx2` caps it (for benchmarks and tests).
-pub fn level() -> SimdLevel {
-    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let cap = std::env::var("RVDB_SIMD").unwrap_or_default();
-        detect(&cap)
-    })
-}
-
-fn detect(cap: &str) -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cap != "portable" && cap != "avx2" && is_x86_feature_detected!("avx512f") {
-            return SimdLevel::Avx512;
-        }
-        if cap != "portable" && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return SimdLevel::Avx2;
+impl SimdLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimdLevel::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => "avx512",
         }
     }
-    let _ = cap;
-    SimdLevel::Portable
 }
 
-/// Levels usable on this CPU, best first (tests run every kernel on each).
-pub fn available_levels() -> Vec<SimdLevel> {
-    let mut v = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            v.push(SimdLevel::Avx512);
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            v.push(SimdLevel::Avx2);
+impl std::str::FromStr for SimdLevel {
+    type Err = crate::CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "portable" => Ok(SimdLevel::Portable),
+            #[cfg(target_arch = "x86_64")]
+            "avx2" => Ok(SimdLevel::Avx2),
+            #[cfg(target_arch = "x86_64")]
+            "avx512" => Ok(SimdLevel::Avx512),
+            _ => Err(crate::CoreError::InvalidConfig(format!(
+                "simd {s:?}: use portable{}",
+                if cfg!(target_arch = "x86_64") { ", avx2 or avx512" } else { "" }
+            ))),
         }
     }
-    v.push(SimdLevel::Portable);
-    v
+}
+
+/// A [`SimdLevel`] this CPU was checked to support. Its field is private: the only ways to get one are runtime
+/// detection ([`Simd::best`], [`Simd::available`]) and lowering one ([`Simd::at_most`]), so safe code cannot run
+/// AVX-512 instructions on a CPU without them — which the `unsafe` kernel calls behind [`raw_at`],
+/// [`crate::blocked::BlockedVectors::scan_at`] and [`crate::coded::CodedVectors::scan`] rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Simd(SimdLevel);
+
+impl Simd {
+    /// The best level this CPU supports (detected once per process).
+    pub fn best() -> Simd {
+        static BEST: OnceLock<Simd> = OnceLock::new();
+        *BEST.get_or_init(|| Simd::available()[0])
+    }
+
+    /// Levels usable on this CPU, best first (tests run every kernel on each).
+    pub fn available() -> Vec<Simd> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                v.push(Simd(SimdLevel::Avx512));
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                v.push(Simd(SimdLevel::Avx2));
+            }
+        }
+        v.push(Simd(SimdLevel::Portable));
+        v
+    }
+
+    /// The best available level that is not above `cap` (a configured cap; `portable` is always available).
+    pub fn at_most(cap: SimdLevel) -> Simd {
+        Simd::available().into_iter().find(|s| s.0 <= cap).unwrap_or(Simd(SimdLevel::Portable))
+    }
+
+    pub fn level(self) -> SimdLevel {
+        self.0
+    }
+
+    /// Whether this level can run the AVX-512 VNNI code kernel of [`crate::coded`] (the AVX-512 level, on a CPU
+    /// with AVX-512 BW and VNNI too).
+    pub fn has_vnni(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.0 == SimdLevel::Avx512
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
 }
 
 /// `a·b`
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    raw_at(level(), ScanOp::NegDot, a, b).map_or(0.0, |d| -d)
+    raw_at(Simd::best(), ScanOp::NegDot, a, b).map_or(0.0, |d| -d)
 }
 
 /// `Σ (a-b)²`
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-    raw_at(level(), ScanOp::L2Squared, a, b).unwrap_or(0.0)
+    raw_at(Simd::best(), ScanOp::L2Squared, a, b).unwrap_or(0.0)
 }
 
 /// `Σ |a-b|`
 pub fn l1(a: &[f32], b: &[f32]) -> f32 {
-    raw_at(level(), ScanOp::L1, a, b).unwrap_or(0.0)
+    raw_at(Simd::best(), ScanOp::L1, a, b).unwrap_or(0.0)
 }
 
 /// The raw value of `op` on one pair at a given level; `None` if the lengths differ.
-pub fn raw_at(level: SimdLevel, op: ScanOp, a: &[f32], b: &[f32]) -> Option<f32> {
+pub fn raw_at(simd: Simd, op: ScanOp, a: &[f32], b: &[f32]) -> Option<f32> {
     if a.len() != b.len() {
         return None;
     }
-    // SAFETY: the lengths are equal, and a level is only ever one `is_x86_feature_detected!` confirmed.
-    Some(unsafe { pair_fn(level, op)(a, b) })
+    // SAFETY: the lengths are equal, and a `Simd` is only ever a level this CPU was found to have.
+    Some(unsafe { pair_fn(simd, op)(a, b) })
 }
 
-/// A pair kernel chosen once for a hot loop (graph search): `unsafe` because the caller must pass slices of equal
-/// length and a level [`available_levels`] reported; it then skips the length check of [`raw_at`], which is this
-/// function behind that check.
+/// A pair kernel chosen once for a hot loop (graph search): [`raw_at`] without its per-call checks.
+///
+/// # Safety
+/// The function may use the instructions of the level it was chosen for, which is why its type is `unsafe fn`:
+/// calling it is sound when the CPU has them, and [`pair_fn`] only returns one for a [`Simd`], the proof that it
+/// does. Every kernel reads `min(a.len(), b.len())` components, so no length can make it read out of bounds;
+/// callers pass equal lengths for a meaningful value.
 pub type PairFn = unsafe fn(&[f32], &[f32]) -> f32;
 
-pub fn pair_fn(level: SimdLevel, op: ScanOp) -> PairFn {
-    match (level, op) {
+pub fn pair_fn(simd: Simd, op: ScanOp) -> PairFn {
+    match (simd.0, op) {
         (SimdLevel::Portable, ScanOp::NegDot) => portable::neg_dot,
         (SimdLevel::Portable, ScanOp::L2Squared) => portable::l2sq,
         (SimdLevel::Portable, ScanOp::L1) => portable::l1,
@@ -341,7 +389,7 @@ mod tests {
             ))
         ) {
             let mag: f64 = a.iter().chain(&b).map(|x| (*x as f64).abs()).sum::<f64>() + 1.0;
-            for lvl in available_levels() {
+            for lvl in Simd::available() {
                 let d = -raw_at(lvl, ScanOp::NegDot, &a, &b).unwrap();
                 prop_assert!(close(d, reference::dot(&a, &b), mag * 100.0), "{lvl:?} dot {d}");
                 let l2 = raw_at(lvl, ScanOp::L2Squared, &a, &b).unwrap();
@@ -378,7 +426,7 @@ mod tests {
     fn pair_fns_match_the_reference() {
         let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
-        for lvl in available_levels() {
+        for lvl in Simd::available() {
             for op in [ScanOp::NegDot, ScanOp::L2Squared, ScanOp::L1] {
                 // SAFETY: equal lengths, a detected level.
                 let got = unsafe { pair_fn(lvl, op)(&a, &b) } as f64;
@@ -393,7 +441,22 @@ mod tests {
     }
 
     #[test]
+    fn levels_come_only_from_detection() {
+        let all = Simd::available();
+        assert_eq!(all[0], Simd::best());
+        assert_eq!(all.last().map(|s| s.level()), Some(SimdLevel::Portable));
+        assert_eq!(Simd::at_most(SimdLevel::Portable).level(), SimdLevel::Portable);
+        for s in &all {
+            // A cap at a level the CPU has gives that level; a cap never raises one.
+            assert_eq!(Simd::at_most(s.level()), *s);
+            assert!(Simd::at_most(s.level()).level() <= Simd::best().level());
+            assert_eq!(s.level().as_str().parse::<SimdLevel>().unwrap(), s.level());
+        }
+        assert!("sse9".parse::<SimdLevel>().is_err());
+    }
+
+    #[test]
     fn mismatched_lengths_are_refused() {
-        assert_eq!(raw_at(SimdLevel::Portable, ScanOp::L1, &[1.0], &[1.0, 2.0]), None);
+        assert_eq!(raw_at(Simd::at_most(SimdLevel::Portable), ScanOp::L1, &[1.0], &[1.0, 2.0]), None);
     }
 }

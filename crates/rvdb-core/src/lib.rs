@@ -15,6 +15,7 @@ pub mod flat;
 pub mod hnsw;
 pub mod kernels;
 pub mod metric;
+pub mod options;
 pub mod payload;
 pub mod sq8;
 pub mod topk;

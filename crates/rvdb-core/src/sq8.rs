@@ -176,15 +176,21 @@ macro_rules! kernels {
 
 mod portable {
     kernels!();
+    /// # Safety
+    /// Always sound: `unsafe` only so that it shares the [`Kernel`] type with the AVX2 kernels.
     pub unsafe fn l2(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
         lanes(a, b, c, |a, b, c| {
             let d = a - b * c;
             d * d
         })
     }
+    /// # Safety
+    /// Always sound: `unsafe` only so that it shares the [`Kernel`] type with the AVX2 kernels.
     pub unsafe fn l1(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
         lanes(a, b, c, |a, b, c| (a - b * c).abs())
     }
+    /// # Safety
+    /// Always sound: `unsafe` only so that it shares the [`Kernel`] type with the AVX2 kernels.
     pub unsafe fn dot(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
         body_dot(a, c)
     }
@@ -193,6 +199,8 @@ mod portable {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     kernels!();
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (`kernel` picks these only after `is_x86_feature_detected!`).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn l2(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
         lanes(a, b, c, |a, b, c| {
@@ -200,10 +208,14 @@ mod avx2 {
             d * d
         })
     }
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (`kernel` picks these only after `is_x86_feature_detected!`).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn l1(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
         lanes(a, b, c, |a, b, c| (a - b * c).abs())
     }
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (`kernel` picks these only after `is_x86_feature_detected!`).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
         body_dot(a, c)

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options};
 use rvdb_core::StoreConfig;
 use rvdb_core::clock::HybridClock;
+use rvdb_core::options::IndexOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::shard::{PANIC_ON_ID, Shard};
@@ -35,6 +36,8 @@ pub struct NodeOptions {
     /// The seed's `persistence_enabled`: false keeps RocksDB in memory (an in-memory `Env`), nothing on disk.
     pub persistence: bool,
     pub compression: Compression,
+    /// How the shards' indexes run (instruction set, flat codes), as the binary configured them.
+    pub index: IndexOptions,
 }
 
 impl NodeOptions {
@@ -44,6 +47,7 @@ impl NodeOptions {
             block_cache_bytes: 256 << 20,
             persistence: true,
             compression: Compression::Auto,
+            index: IndexOptions::default(),
         }
     }
 }
@@ -90,6 +94,7 @@ pub struct Node {
     shards: RwLock<HashMap<ShardKey, Arc<Shard>>>,
     /// Serialises create / drop / reload so the catalog in `default` and the map agree.
     admin: Mutex<()>,
+    index_options: IndexOptions,
 }
 
 impl std::fmt::Debug for Node {
@@ -153,6 +158,7 @@ impl Node {
                 graph_dir.as_deref(),
                 key.clone(),
                 meta.config,
+                options.index,
             )?;
             tracing::info!(shard = %key, elapsed_ms = started.elapsed().as_millis() as u64, "loaded shard");
             shards.insert(key, shard);
@@ -165,6 +171,7 @@ impl Node {
             clock,
             shards: RwLock::new(shards),
             admin: Mutex::new(()),
+            index_options: options.index,
         })
     }
 
@@ -277,7 +284,15 @@ impl Node {
 
     /// Loads a shard from its column family (which starts its graph build, for an HNSW store).
     fn load_shard(&self, key: ShardKey, config: StoreConfig) -> Result<Arc<Shard>, NodeError> {
-        Shard::load(self.db.clone(), self.durable, self.clock.clone(), self.graph_dir.as_deref(), key, config)
+        Shard::load(
+            self.db.clone(),
+            self.durable,
+            self.clock.clone(),
+            self.graph_dir.as_deref(),
+            key,
+            config,
+            self.index_options,
+        )
     }
 
     fn remove_graph_snapshot(&self, key: &ShardKey) {

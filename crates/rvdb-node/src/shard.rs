@@ -17,6 +17,7 @@ use rvdb_core::clock::HybridClock;
 use rvdb_core::engine::{GraphStatus, Plan, SearchRequest, ShardIndex};
 use rvdb_core::filter::Filter;
 use rvdb_core::hnsw::HnswIndex;
+use rvdb_core::options::IndexOptions;
 use rvdb_core::types::{parse_metadata, validate_k, validate_point_id, validate_vector};
 use rvdb_core::{IndexKind, StoreConfig};
 
@@ -206,10 +207,11 @@ impl Shard {
         graph_dir: Option<&Path>,
         key: ShardKey,
         config: StoreConfig,
+        index_options: IndexOptions,
     ) -> Result<Arc<Shard>, NodeError> {
         let cf_name = key.cf_name();
         let mut state = ShardState {
-            index: ShardIndex::new(config.dimension as usize, config.metric, config.index),
+            index: ShardIndex::with_options(config.dimension as usize, config.metric, config.index, index_options),
             versions: HashMap::new(),
             tombstones: 0,
             max_version: 0,

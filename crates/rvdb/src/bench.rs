@@ -196,8 +196,8 @@ fn flat(data: PathBuf, metrics: Vec<String>, queries: usize, k: usize, plain: bo
         base.rows,
         base.cols,
         nq,
-        rvdb_core::kernels::level(),
-        rvdb_core::coded::vnni()
+        crate::index_options().simd.level(),
+        crate::index_options().uses_vnni()
     );
     let runs: &[(&str, bool)] = if plain { &[("rvdb", true), ("rvdb-f32", false)] } else { &[("rvdb", true)] };
     for name in metrics {
@@ -231,11 +231,8 @@ fn flat_run(
     let metric = metric_of(name)?;
     let gt = npy::read_i32(&data.join(format!("gt_{name}_ids.npy")))?;
     let t = Instant::now();
-    let mut index = if coded {
-        FlatIndex::new(base.cols, metric)
-    } else {
-        FlatIndex::with_coded_min(base.cols, metric, usize::MAX)
-    };
+    let options = rvdb_core::options::IndexOptions { flat_codes: coded, ..crate::index_options() };
+    let mut index = FlatIndex::with_options(base.cols, metric, options);
     index.reserve(base.rows);
     for i in 0..base.rows {
         index.upsert(&i.to_string(), base.row(i));
@@ -263,8 +260,8 @@ fn flat_run(
             "bench": "flat", "engine": engine, "metric": name, "n": base.rows, "dim": base.cols,
             "queries": nq, "k": k, "qps": nq as f64 / secs, "cpu_qps": nq as f64 / cpu_secs,
             "recall": hits as f64 / (nq * k) as f64,
-            "build_s": build_s, "simd": format!("{:?}", rvdb_core::kernels::level()),
-            "coded": index.is_coded(), "vnni": index.is_coded() && rvdb_core::coded::vnni(),
+            "build_s": build_s, "simd": options.simd.level().as_str(),
+            "coded": index.is_coded(), "vnni": index.is_coded() && options.uses_vnni(),
             "bytes_per_vector": index.memory_bytes() as f64 / n,
             "code_bytes_per_vector": index.coded_bytes() as f64 / n,
         })
@@ -300,7 +297,7 @@ fn hnsw(run: HnswRun, quantization: rvdb_core::Quantization, filtered_efs: Vec<u
         hnsw: rvdb_core::HnswParams { m, ef_construction: ef_c, ef_search: 64 },
         quantization,
     };
-    let mut index = ShardIndex::new(base.cols, metric, spec);
+    let mut index = ShardIndex::with_options(base.cols, metric, spec, crate::index_options());
     index.reserve(n);
     // Metadata for the filtered runs: `b10` (10% per value), `b100` (1%), and `r` for a range filter that no
     // inverted index answers (1%), so the filter has to be applied inside the graph traversal.
@@ -397,7 +394,12 @@ fn hnsw(run: HnswRun, quantization: rvdb_core::Quantization, filtered_efs: Vec<u
 
 /// A real node (RocksDB, WAL on) in `dir`.
 async fn open_node(dir: PathBuf) -> anyhow::Result<Arc<Node>> {
-    Ok(Arc::new(tokio::task::spawn_blocking(move || Node::open(&NodeOptions::new(dir))).await??))
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || {
+            Node::open(&NodeOptions { index: crate::index_options(), ..NodeOptions::new(dir) })
+        })
+        .await??,
+    ))
 }
 
 /// Serves `node` over gRPC on a free loopback port; returns its URL.
@@ -431,6 +433,7 @@ fn compression(data: Option<PathBuf>, count: usize, dimension: usize) -> anyhow:
         let dir = std::env::temp_dir().join(format!("rvdb-bench-compression-{}-{mode}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut options = NodeOptions::new(&dir);
+        options.index = crate::index_options();
         options.compression = mode.parse().map_err(anyhow::Error::msg)?;
         let node = Node::open(&options)?;
         let key = ShardKey::new("c", 0);

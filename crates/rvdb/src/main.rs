@@ -25,12 +25,52 @@ struct Cli {
     #[arg(long, env = "RVDB_LOG", default_value = "info,rmcp=warn", global = true)]
     log: String,
     /// Log format: pretty or json.
-    #[arg(long, env = "RVDB_LOG_FORMAT", default_value = "pretty", global = true)]
+    #[arg(long, env = "RVDB_LOG_FORMAT", default_value = "pretty", global = true,
+          value_parser = clap::builder::PossibleValuesParser::new(["pretty", "json"]))]
     log_format: String,
     #[command(flatten)]
     security: server::SecurityArgs,
+    #[command(flatten)]
+    index: IndexArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How indexes run in this process. The core reads no environment: these flags (and their `RVDB_…` variables)
+/// are read here, once, and handed to every index through [`index_options`].
+#[derive(Debug, clap::Args)]
+struct IndexArgs {
+    /// Instruction set of the distance kernels: auto (the CPU's best), avx512, avx2 or portable. A level the
+    /// CPU lacks is lowered to the best one it has.
+    #[arg(long, env = "RVDB_SIMD", default_value = "auto", global = true)]
+    simd: String,
+    /// Whether large flat indexes keep SQ8 codes and scan them first (exact either way).
+    #[arg(long, env = "RVDB_FLAT_CODES", default_value_t = true, action = clap::ArgAction::Set, global = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    flat_codes: bool,
+    /// Whether the code scan uses AVX-512 VNNI where the CPU has it.
+    #[arg(long, env = "RVDB_VNNI", default_value_t = true, action = clap::ArgAction::Set, global = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    vnni: bool,
+}
+
+static INDEX_OPTIONS: std::sync::OnceLock<rvdb_core::options::IndexOptions> = std::sync::OnceLock::new();
+
+impl IndexArgs {
+    fn install(&self) -> anyhow::Result<()> {
+        use rvdb_core::kernels::{Simd, SimdLevel};
+        let simd = match self.simd.to_ascii_lowercase().as_str() {
+            "auto" | "" => Simd::best(),
+            level => Simd::at_most(level.parse::<SimdLevel>().map_err(|e| anyhow::anyhow!("--simd: {e}"))?),
+        };
+        let options = rvdb_core::options::IndexOptions { simd, flat_codes: self.flat_codes, vnni: self.vnni };
+        INDEX_OPTIONS.set(options).map_err(|_| anyhow::anyhow!("index options set twice"))
+    }
+}
+
+/// The index options this process was started with (the CPU's best before `main` installs them).
+pub(crate) fn index_options() -> rvdb_core::options::IndexOptions {
+    INDEX_OPTIONS.get().copied().unwrap_or_default()
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,21 +96,24 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-fn init_tracing(filter: &str, format: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Installs the log subscriber; an invalid filter is an error naming the flag, never a silent fallback.
+fn init_tracing(filter: &str, format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("--log / RVDB_LOG {filter:?} is not a valid log filter: {e}"))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(&cli.log, &cli.log_format);
+    init_tracing(&cli.log, &cli.log_format)?;
     cli.security.install()?;
+    cli.index.install()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {

@@ -402,6 +402,7 @@ async fn start_node(args: &NodeArgs, shutdown: CancellationToken) -> anyhow::Res
     options.block_cache_bytes = args.block_cache_mb << 20;
     options.persistence = args.persistence_enabled;
     options.compression = args.compression;
+    options.index = crate::index_options();
     if !args.persistence_enabled {
         tracing::warn!("persistence_enabled=false: data lives in memory only and is lost when rvdb stops");
     }
