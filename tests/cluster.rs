@@ -442,9 +442,9 @@ async fn a_write_to_a_shard_on_a_dead_node_is_unavailable_naming_store_shard_and
     // the shard whose only replica is on n2, and points that belong to it
     let t = table(&manager).await;
     let n2 = t.nodes.iter().find(|n| n.node_id == "n2").expect("n2").address.clone();
-    let shard =
-        t.stores[0].shards.iter().find(|p| p.replica_node_ids == ["n2"]).expect("a shard on n2 alone").shard;
-    let ids: Vec<String> = (0..).map(|i| format!("p{i}")).filter(|id| rvdb_it::shard_of(id, 2) == shard).take(5).collect();
+    let shard = t.stores[0].shards.iter().find(|p| p.replica_node_ids == ["n2"]).expect("a shard on n2 alone").shard;
+    let ids: Vec<String> =
+        (0..).map(|i| format!("p{i}")).filter(|id| rvdb_it::shard_of(id, 2) == shard).take(5).collect();
     let body = json!({"points": ids.iter().enumerate().map(|(i, id)| json!({"id": id, "vector": vector(i as u64)})).collect::<Vec<_>>()});
     let url = format!("{rest}/u/points");
     let (status, _, answer) = rvdb_it::http("PUT", &url, None, Some(body.clone())).await;

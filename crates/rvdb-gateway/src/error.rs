@@ -74,7 +74,9 @@ impl GatewayError {
 
     /// `Unavailable` for a shard that cannot be served by `node` (one address, or several joined by commas).
     pub fn shard_unavailable(store: &str, shard: u32, node: &str, reason: &str) -> Self {
-        GatewayError::Unavailable(format!("shard {shard} of store '{store}' is unavailable: storage node {node} {reason}"))
+        GatewayError::Unavailable(format!(
+            "shard {shard} of store '{store}' is unavailable: storage node {node} {reason}"
+        ))
     }
 
     /// A short machine-readable kind for structured error results.

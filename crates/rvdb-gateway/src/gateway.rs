@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prost::Message;
 use rvdb_core::clock::HybridClock;
 use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_store_name, validate_vector};
 use rvdb_core::{IndexKind, StoreConfig};
@@ -38,7 +39,6 @@ use rvdb_proto::convert::{config_from_pb, config_to_pb};
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::index_manager_client::IndexManagerClient;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
-use prost::Message;
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tower::timeout::Timeout;
@@ -269,7 +269,8 @@ impl Gateway {
     /// embedded mode `refresh` reads them anyway). Best effort: a node that does not answer now is learnt from
     /// its write replies.
     async fn learn_versions(&self) {
-        let urls: HashSet<String> = self.table().stores.values().flat_map(|r| r.shards.iter().flatten().cloned()).collect();
+        let urls: HashSet<String> =
+            self.table().stores.values().flat_map(|r| r.shards.iter().flatten().cloned()).collect();
         for url in urls {
             let Ok(mut client) = self.client_with(&url, self.options.read_timeout) else { continue };
             match client.list_shards(pb::ListShardsRequest {}).await {
@@ -616,9 +617,8 @@ impl Gateway {
                 Err(e) => last_err = Some(GatewayError::Backend(format!("replica task failed: {e}"))),
             }
         }
-        Err(last_err.unwrap_or_else(|| {
-            GatewayError::shard_unavailable(store, shard, &replicas.join(", "), "did not answer")
-        }))
+        Err(last_err
+            .unwrap_or_else(|| GatewayError::shard_unavailable(store, shard, &replicas.join(", "), "did not answer")))
     }
 
     pub async fn get(&self, store: &str, ids: Vec<String>, with_vector: bool) -> Result<Vec<PointOutput>> {
@@ -695,7 +695,12 @@ impl Gateway {
                 if pending.is_empty() || attempt == STALE_RETRIES {
                     break;
                 }
-                tracing::info!(store, shard, ids = pending.len(), "deletes lost to newer stored versions; re-stamping them");
+                tracing::info!(
+                    store,
+                    shard,
+                    ids = pending.len(),
+                    "deletes lost to newer stored versions; re-stamping them"
+                );
                 version = self.clock.now();
             }
         }
