@@ -2,6 +2,7 @@
 # Installs what building and testing rvdb needs on a Debian/Ubuntu machine, if it is missing:
 #   - a C/C++ compiler and libclang (RocksDB is built from source by the `rocksdb` crate; bindgen needs libclang)
 #   - python3 with venv (the MCP client tests use the official Python MCP SDK)
+#   - faketime (libfaketime: an integration test runs rvdb with its clock set back)
 # Safe to run again: it installs only what is absent. Sourced by deploy/serve.sh and tests/run.sh.
 set -euo pipefail
 
@@ -27,6 +28,8 @@ have_libclang() {
 if ! have_libclang; then
   missing+=(libclang-dev)
 fi
+# libfaketime: tests/writes.rs restarts rvdb with the clock set back (LD_PRELOAD), as after a clock step on a host.
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then

@@ -423,3 +423,63 @@ async fn the_data_path_does_not_need_the_manager_which_restarts_with_its_catalog
     assert_eq!(stats["points"], 100);
     drop(nodes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_to_a_shard_on_a_dead_node_is_unavailable_naming_store_shard_and_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 1500);
+    let mut nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::{Down, Up};
+    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    let rest = format!("{}/v1/stores", gateway.mcp_url.trim_end_matches("/mcp"));
+    let create = json!({"name": "u", "dimension": DIM, "metric": "euclidean", "shards": 2, "replication_factor": 1});
+    let (status, _, body) = rvdb_it::http("POST", &rest, None, Some(create)).await;
+    assert_eq!(status, 201, "{body}");
+
+    // the shard whose only replica is on n2, and points that belong to it
+    let t = table(&manager).await;
+    let n2 = t.nodes.iter().find(|n| n.node_id == "n2").expect("n2").address.clone();
+    let shard = t.stores[0].shards.iter().find(|p| p.replica_node_ids == ["n2"]).expect("a shard on n2 alone").shard;
+    let ids: Vec<String> =
+        (0..).map(|i| format!("p{i}")).filter(|id| rvdb_it::shard_of(id, 2) == shard).take(5).collect();
+    let body = json!({"points": ids.iter().enumerate().map(|(i, id)| json!({"id": id, "vector": vector(i as u64)})).collect::<Vec<_>>()});
+    let url = format!("{rest}/u/points");
+    let (status, _, answer) = rvdb_it::http("PUT", &url, None, Some(body.clone())).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // SIGKILL n2. Writes to its shard fail while the manager still has it up (connection refused or reset), and
+    // after it marked it down: always 503 naming the store, the shard and the node.
+    nodes[1].kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut tries, mut seen_down) = (0, 0);
+    while seen_down < 5 {
+        let (status, _, answer) = rvdb_it::http("PUT", &url, None, Some(body.clone())).await;
+        tries += 1;
+        assert_eq!(status, 503, "try {tries}: {answer}");
+        let error: Value = serde_json::from_str(&answer).expect("JSON error");
+        assert_eq!(error["error"]["code"], "unavailable", "{answer}");
+        let message = error["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains(&format!("shard {shard} of store 'u'")) && message.contains(&n2),
+            "try {tries}: the error does not name the store, shard {shard} and node {n2}: {message}"
+        );
+        if table(&manager).await.nodes.iter().any(|n| n.node_id == "n2" && n.state == Down as i32) {
+            seen_down += 1;
+        }
+        assert!(Instant::now() < deadline, "n2 was never marked down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tries > seen_down, "no write was tried before the manager marked n2 down");
+    // the other shard still takes writes
+    let other: Vec<Value> = (0..)
+        .map(|i| format!("q{i}"))
+        .filter(|id| rvdb_it::shard_of(id, 2) != shard)
+        .take(3)
+        .map(|id| json!({"id": id, "vector": vector(1)}))
+        .collect();
+    let (status, _, answer) = rvdb_it::http("PUT", &url, None, Some(json!({"points": other}))).await;
+    assert_eq!(status, 200, "{answer}");
+}

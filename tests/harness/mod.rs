@@ -96,6 +96,16 @@ pub async fn http(
     key: Option<&str>,
     body: Option<serde_json::Value>,
 ) -> (u16, hyper::HeaderMap, String) {
+    http_text(method, url, key, body.map(|b| b.to_string())).await
+}
+
+/// [`http`] with the JSON body as text (for bodies too large to build as a `serde_json::Value`).
+pub async fn http_text(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<String>,
+) -> (u16, hyper::HeaderMap, String) {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, http_body_util::Full<bytes::Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new());
@@ -106,12 +116,28 @@ pub async fn http(
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body))).expect("request");
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()))).expect("request");
     let resp = client.request(req).await.expect("HTTP request");
     let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
     let bytes = resp.into_body().collect().await.expect("HTTP body").to_bytes();
     (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The shard of point `id` in a store of `shards` shards: the gateway's routing (FNV-1a 64 of the id, then
+/// Lamping & Veach's jump consistent hash), fixed because it decides where stored points live.
+pub fn shard_of(id: &str, shards: u32) -> u32 {
+    let mut key: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        key ^= *b as u64;
+        key = key.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let (mut b, mut j): (i64, i64) = (-1, 0);
+    while j < shards.max(1) as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1i64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b as u32
 }
 
 /// Parses Prometheus text: `name{labels}` → value, labels as written by the exposition (sorted by name).

@@ -2,8 +2,17 @@
 //! MCP (and later REST) handlers only parse arguments and call these methods, so every surface behaves alike.
 //!
 //! - Writes: points are validated here first (clear errors before any network hop), versioned with the gateway's
-//!   hybrid logical clock (so all replicas agree on last-write-wins), grouped by shard and sent to every replica
-//!   of the shard in parallel; a shard succeeds after `write_consistency` acks (default: a majority).
+//!   hybrid logical clock (so all replicas agree on last-write-wins), grouped by shard, split into requests below
+//!   the nodes' request-size limit (`write_request_bytes`: a node refusing an oversized request after other shards
+//!   were written would leave the call half-done) and sent to every replica of the shard in parallel; a shard
+//!   succeeds after `write_consistency` acks (default: a majority). So a call refused for its arguments writes
+//!   nothing; one that fails on a node midway (unavailable, deadline) may have written some shards, and can be
+//!   retried as is (an upsert or delete of the same points is idempotent).
+//! - Versions: the clock learns the versions already stored (each shard's max version, from the nodes when the
+//!   gateway starts and from every write reply), so a gateway whose wall clock is behind them (restarted after the
+//!   clock was set back, or beside a gateway whose clock runs ahead) still stamps newer versions. The caller never
+//!   picks a version: every write is meant as the newest, so a point or delete a replica reports stale is
+//!   re-stamped above the stored version and sent again rather than silently dropped.
 //! - Reads: each shard is asked on one replica, failing over to the next; per-shard top-k lists are merged into
 //!   the global top-k by (distance, id), the same order a single node uses.
 //! - Catalog: in a cluster ([`Gateway::connect_manager`]) the routing table comes from the index manager: the
@@ -14,12 +23,14 @@
 //!   while a node is down. In the embedded mode ([`Gateway::connect`]) the gateway is given a list of nodes,
 //!   discovers the stores already on them and places new stores' shards round-robin across them.
 //! - Deadlines: every call to a node runs under a tower `Timeout` layer: `read_timeout` for reads (so a slow
-//!   replica fails over to the next one), `call_timeout` for writes and admin calls.
+//!   replica fails over to the next one), `call_timeout` for writes and admin calls. A node that cannot be reached
+//!   or does not answer in time is `Unavailable` naming the store, shard and node ([`GatewayError::from_replica`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prost::Message;
 use rvdb_core::clock::HybridClock;
 use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_store_name, validate_vector};
 use rvdb_core::{IndexKind, StoreConfig};
@@ -48,9 +59,28 @@ pub struct GatewayOptions {
     pub read_timeout: Duration,
     /// Points per upsert request sent to a node.
     pub write_batch: usize,
+    /// Encoded bytes per upsert request sent to a node (at least 1 MiB): must stay below the nodes'
+    /// `--max-request-bytes` (64 MiB by default).
+    pub write_request_bytes: usize,
     /// The seed's `default_index_type`: the index of a store created without one.
     pub default_index: IndexKind,
+    /// Milliseconds added to the wall clock of the gateway's version clock (negative = behind). A test and drill
+    /// knob (`RVDB_CLOCK_OFFSET_MS`): it runs a gateway "in the past" against versions stamped by a faster clock.
+    pub clock_offset_ms: i64,
 }
+
+/// Default [`GatewayOptions::write_request_bytes`]: a quarter of the nodes' default request limit.
+pub const DEFAULT_WRITE_REQUEST_BYTES: usize = 16 << 20;
+
+/// The smallest request size the gateway splits writes into. One point is at most about 0.5 MiB (`MAX_DIMENSION`
+/// floats, `MAX_METADATA_BYTES` of metadata), so every point fits in a request of this size.
+const MIN_WRITE_REQUEST_BYTES: usize = 1 << 20;
+
+/// Room in a request for what is not a point: the shard id, flags, gRPC framing.
+const REQUEST_OVERHEAD_BYTES: usize = 1024;
+
+/// How many times points (or deletes) that a replica reports stale are re-stamped and sent again.
+const STALE_RETRIES: usize = 3;
 
 impl Default for GatewayOptions {
     fn default() -> Self {
@@ -59,7 +89,9 @@ impl Default for GatewayOptions {
             call_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(10),
             write_batch: 1000,
+            write_request_bytes: DEFAULT_WRITE_REQUEST_BYTES,
             default_index: IndexKind::Flat,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -179,7 +211,7 @@ impl Gateway {
             catalog,
             table: Arc::new(RwLock::new(RoutingTable::default())),
             channels: rvdb_proto::Channels::default(),
-            clock: HybridClock::new(),
+            clock: HybridClock::with_offset_ms(options.clock_offset_ms),
             catalog_lock: tokio::sync::Mutex::new(()),
             options,
             watcher: None,
@@ -197,6 +229,7 @@ impl Gateway {
         let manager = IndexManagerClient::new(channel).max_decoding_message_size(usize::MAX);
         let mut gw = Gateway::new(Catalog::Manager(manager.clone()), options);
         gw.refresh().await?;
+        gw.learn_versions().await;
         gw.watcher = Some(tokio::spawn(watch_table(manager, gw.table.clone())).abort_handle());
         Ok(gw)
     }
@@ -215,6 +248,7 @@ impl Gateway {
         for url in nodes {
             let shards = self.client(url)?.list_shards(pb::ListShardsRequest {}).await?.into_inner().shards;
             for s in shards {
+                self.clock.observe(s.max_version);
                 let (Some(id), Some(config)) = (s.shard, s.config) else { continue };
                 let Ok(config) = config_from_pb(config) else { continue };
                 let route = stores
@@ -229,6 +263,21 @@ impl Gateway {
         table.version += 1;
         table.stores = stores;
         Ok(())
+    }
+
+    /// Moves the clock past the versions stored on the nodes of the routing table (a cluster gateway; in the
+    /// embedded mode `refresh` reads them anyway). Best effort: a node that does not answer now is learnt from
+    /// its write replies.
+    async fn learn_versions(&self) {
+        let urls: HashSet<String> =
+            self.table().stores.values().flat_map(|r| r.shards.iter().flatten().cloned()).collect();
+        for url in urls {
+            let Ok(mut client) = self.client_with(&url, self.options.read_timeout) else { continue };
+            match client.list_shards(pb::ListShardsRequest {}).await {
+                Ok(r) => r.into_inner().shards.iter().for_each(|s| self.clock.observe(s.max_version)),
+                Err(e) => tracing::debug!(node = %url, error = %e.message(), "cannot read the versions a node holds"),
+            }
+        }
     }
 
     fn table(&self) -> std::sync::RwLockReadGuard<'_, RoutingTable> {
@@ -432,14 +481,15 @@ impl Gateway {
             by_shard.entry(shard).or_default().push(point);
         }
         let total: u64 = by_shard.values().map(|v| v.len() as u64).sum();
+        let max_bytes = self.options.write_request_bytes.max(MIN_WRITE_REQUEST_BYTES);
         let mut summary = UpsertSummary::default();
         let mut done = 0u64;
         for (shard, points) in by_shard {
-            for chunk in points.chunks(self.options.write_batch.max(1)) {
-                let acks = self.write_replicas(&route, shard, chunk.to_vec()).await?;
-                summary.inserted += acks.applied as u64;
-                summary.stale += acks.stale as u64;
-                done += chunk.len() as u64;
+            for chunk in request_chunks(points, self.options.write_batch.max(1), max_bytes) {
+                let written = self.write_chunk(&route, shard, chunk).await?;
+                summary.inserted += written.inserted;
+                summary.stale += written.stale;
+                done += written.inserted + written.stale;
                 if !progress(done, total) {
                     return Err(GatewayError::Cancelled);
                 }
@@ -448,26 +498,59 @@ impl Gateway {
         Ok(summary)
     }
 
-    /// Sends one batch to every replica of a shard in parallel; succeeds after the store's write consistency.
+    /// Writes one request's points on the replicas of `shard`. A point a replica reports stale lost against a
+    /// version stamped by a clock ahead of this one; the clock has observed the shard's max version from the
+    /// reply, so the point is re-stamped (newer than anything stored) and sent again. Only a point that keeps
+    /// losing, to a concurrent writer, is counted stale.
+    async fn write_chunk(&self, route: &StoreRoute, shard: u32, points: Vec<pb::Point>) -> Result<UpsertSummary> {
+        let mut summary = UpsertSummary::default();
+        let mut pending = points;
+        for attempt in 0..=STALE_RETRIES {
+            let acks = self.write_replicas(route, shard, &pending).await?;
+            let stale: HashSet<&str> = acks.iter().flat_map(|a| a.stale_ids.iter().map(String::as_str)).collect();
+            let lost = pending.iter().filter(|p| stale.contains(p.id.as_str())).count() as u64;
+            summary.inserted += pending.len() as u64 - lost;
+            if lost == 0 {
+                break;
+            }
+            if attempt == STALE_RETRIES {
+                summary.stale += lost;
+                break;
+            }
+            tracing::info!(store = %route.config.name, shard, points = lost, "points lost to newer stored versions; re-stamping them");
+            let stale: HashSet<String> = stale.into_iter().map(str::to_string).collect();
+            pending = last_of_each_id(pending.into_iter().filter(|p| stale.contains(&p.id)).collect());
+            for p in &mut pending {
+                p.version = self.clock.now();
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Sends one request to every replica of a shard in parallel; succeeds after the store's write consistency,
+    /// with the answers received by then. The clock observes each replica's max version.
     async fn write_replicas(
         &self,
         route: &StoreRoute,
         shard: u32,
-        points: Vec<pb::Point>,
-    ) -> Result<pb::UpsertResponse> {
+        points: &[pb::Point],
+    ) -> Result<Vec<pb::UpsertResponse>> {
         let min_version = points.iter().map(|p| p.version).min().unwrap_or(0);
         let req = pb::UpsertRequest {
             shard: Some(pb::ShardId { store: route.config.name.clone(), shard }),
-            points,
+            points: points.to_vec(),
             sync: false,
         };
-        let mut acks = self
+        let acks = self
             .on_replicas(route, shard, min_version, |mut c| {
                 let req = req.clone();
                 async move { c.upsert(req).await.map(tonic::Response::into_inner) }
             })
             .await?;
-        Ok(acks.swap_remove(0))
+        for a in &acks {
+            self.clock.observe(a.shard_max_version);
+        }
+        Ok(acks)
     }
 
     /// Runs `call` on every replica of `shard` in parallel and returns once the store's write consistency is met
@@ -480,16 +563,20 @@ impl Gateway {
         F: Fn(NodeClient) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
     {
-        let placed = route.shards[shard as usize].len();
-        let replicas = self.table().writable(&route.shards[shard as usize]);
+        let store = route.config.name.as_str();
+        let placed = &route.shards[shard as usize];
+        let replicas = self.table().writable(placed);
         let needed = required_acks(route.config.write_consistency, replicas.len());
         if needed > replicas.len() || replicas.is_empty() {
-            return Err(GatewayError::Unavailable(format!(
-                "shard {shard} of store '{}' has {} of {placed} replicas up; this write needs {} acks",
-                route.config.name,
+            let down: Vec<&str> = placed.iter().filter(|u| !replicas.contains(*u)).map(String::as_str).collect();
+            let nodes = if down.is_empty() { placed.join(", ") } else { down.join(", ") };
+            let reason = format!(
+                "is down ({} of {} replicas up; this write needs {} acks)",
                 replicas.len(),
+                placed.len(),
                 needed.max(1)
-            )));
+            );
+            return Err(GatewayError::shard_unavailable(store, shard, &nodes, &reason));
         }
         let mut calls = JoinSet::new();
         for url in &replicas {
@@ -499,6 +586,7 @@ impl Gateway {
                 Catalog::Nodes(_) => None,
             };
             let id = pb::ShardId { store: route.config.name.clone(), shard };
+            let url_of_call = url.clone();
             calls.spawn(rvdb_proto::rpc::in_current_request(async move {
                 let result = answer.await;
                 let failed = match &result {
@@ -512,7 +600,7 @@ impl Gateway {
                         tracing::warn!(error = %e.message(), "cannot report a missed write to the index manager");
                     }
                 }
-                result
+                result.map_err(|status| (url_of_call, status))
             }));
         }
         let (mut acks, mut last_err) = (Vec::with_capacity(replicas.len()), None);
@@ -525,11 +613,12 @@ impl Gateway {
                         return Ok(acks);
                     }
                 }
-                Ok(Err(status)) => last_err = Some(GatewayError::from_status(status)),
+                Ok(Err((url, status))) => last_err = Some(GatewayError::from_replica(status, store, shard, &url)),
                 Err(e) => last_err = Some(GatewayError::Backend(format!("replica task failed: {e}"))),
             }
         }
-        Err(last_err.unwrap_or_else(|| GatewayError::Unavailable(format!("shard {shard}: no replica answered"))))
+        Err(last_err
+            .unwrap_or_else(|| GatewayError::shard_unavailable(store, shard, &replicas.join(", "), "did not answer")))
     }
 
     pub async fn get(&self, store: &str, ids: Vec<String>, with_vector: bool) -> Result<Vec<PointOutput>> {
@@ -581,19 +670,39 @@ impl Gateway {
         }
         let mut deleted = 0u64;
         for (shard, ids) in by_shard {
-            let req = pb::DeleteRequest {
-                shard: Some(pb::ShardId { store: store.to_string(), shard }),
-                ids,
-                version,
-                sync: false,
-            };
-            let acks = self
-                .on_replicas(&route, shard, version, |mut c| {
-                    let req = req.clone();
-                    async move { c.delete(req).await.map(tonic::Response::into_inner) }
-                })
-                .await?;
-            deleted += acks.iter().map(|r| r.deleted).max().unwrap_or(0) as u64;
+            let (mut pending, mut version) = (ids, version);
+            // Ids a replica reports stale hold a version from a clock ahead of this one: re-stamped and sent
+            // again (the clock observed the shard's max version), as in `write_chunk`.
+            for attempt in 0..=STALE_RETRIES {
+                let req = pb::DeleteRequest {
+                    shard: Some(pb::ShardId { store: store.to_string(), shard }),
+                    ids: pending,
+                    version,
+                    sync: false,
+                };
+                let acks = self
+                    .on_replicas(&route, shard, version, |mut c| {
+                        let req = req.clone();
+                        async move { c.delete(req).await.map(tonic::Response::into_inner) }
+                    })
+                    .await?;
+                for a in &acks {
+                    self.clock.observe(a.shard_max_version);
+                }
+                deleted += acks.iter().map(|r| r.deleted).max().unwrap_or(0) as u64;
+                let mut seen = HashSet::new();
+                pending = acks.into_iter().flat_map(|a| a.stale_ids).filter(|id| seen.insert(id.clone())).collect();
+                if pending.is_empty() || attempt == STALE_RETRIES {
+                    break;
+                }
+                tracing::info!(
+                    store,
+                    shard,
+                    ids = pending.len(),
+                    "deletes lost to newer stored versions; re-stamping them"
+                );
+                version = self.clock.now();
+            }
         }
         Ok(deleted)
     }
@@ -627,8 +736,8 @@ impl Gateway {
                 ef: params.ef.unwrap_or(0),
                 exact: params.exact,
             };
-            let replicas = self.replica_clients(&route, shard)?;
-            tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(replicas, shard, move |mut c| {
+            let replicas = self.read_replicas(&route, shard)?;
+            tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(replicas, move |mut c| {
                 let req = req.clone();
                 async move { c.search(req).await.map(|r| r.into_inner().results) }
             })));
@@ -725,17 +834,25 @@ impl Gateway {
         for (shard, replicas) in route.shards.iter().enumerate() {
             let writable = self.table().writable(replicas);
             for url in writable {
-                let shard = Some(pb::ShardId { store: store.to_string(), shard: shard as u32 });
-                self.client(&url)?.flush(pb::FlushRequest { shard }).await?;
+                let id = Some(pb::ShardId { store: store.to_string(), shard: shard as u32 });
+                self.client(&url)?
+                    .flush(pb::FlushRequest { shard: id })
+                    .await
+                    .map_err(|s| GatewayError::from_replica(s, store, shard as u32, &url))?;
             }
         }
         Ok(())
     }
 
-    /// Clients for the replicas of `shard` that may serve reads, in placement order, with `read_timeout`.
-    fn replica_clients(&self, route: &StoreRoute, shard: u32) -> Result<Vec<NodeClient>> {
-        let readable = self.table().readable(&route.shards[shard as usize]);
-        readable.iter().map(|url| self.client_with(url, self.options.read_timeout)).collect()
+    /// The replicas of `shard` that may serve reads, in placement order, with `read_timeout`.
+    fn read_replicas(&self, route: &StoreRoute, shard: u32) -> Result<ReadReplicas> {
+        let placed = route.shards[shard as usize].clone();
+        let readable = self.table().readable(&placed);
+        let clients = readable
+            .into_iter()
+            .map(|url| Ok((self.client_with(&url, self.options.read_timeout)?, url)))
+            .collect::<Result<_>>()?;
+        Ok(ReadReplicas { store: route.config.name.clone(), shard, placed, clients })
     }
 
     /// Runs a read on the first replica of `shard` that answers.
@@ -744,29 +861,70 @@ impl Gateway {
         F: Fn(NodeClient) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
     {
-        first_replica(self.replica_clients(route, shard)?, shard, call).await
+        first_replica(self.read_replicas(route, shard)?, call).await
     }
+}
+
+/// The replicas a read of one shard tries in order, and what an error names.
+struct ReadReplicas {
+    store: String,
+    shard: u32,
+    /// Every replica of the shard, up or not.
+    placed: Vec<String>,
+    /// The ones that may serve reads, with their URLs.
+    clients: Vec<(NodeClient, String)>,
 }
 
 /// Tries `call` on each replica in order until one answers; fails over on unavailable / deadline errors, returns
 /// any other error at once. Owns its clients, so scatter-gather can spawn it per shard.
-async fn first_replica<T, F, Fut>(replicas: Vec<NodeClient>, shard: u32, call: F) -> Result<T>
+async fn first_replica<T, F, Fut>(replicas: ReadReplicas, call: F) -> Result<T>
 where
     F: Fn(NodeClient) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
 {
+    let ReadReplicas { store, shard, placed, clients } = replicas;
     let mut last = None;
-    for client in replicas {
+    for (client, url) in clients {
         match call(client).await {
             Ok(v) => return Ok(v),
-            Err(s) if is_retryable(&s) => last = Some(s),
-            Err(s) => return Err(s.into()),
+            Err(s) if is_retryable(&s) => last = Some((s, url)),
+            Err(s) => return Err(GatewayError::from_replica(s, &store, shard, &url)),
         }
     }
-    Err(last.map_or_else(
-        || GatewayError::Unavailable(format!("shard {shard} has no replica that is up")),
-        GatewayError::from_status,
-    ))
+    Err(match last {
+        Some((s, url)) => GatewayError::from_replica(s, &store, shard, &url),
+        None => GatewayError::shard_unavailable(&store, shard, &placed.join(", "), "is down (no replica is up)"),
+    })
+}
+
+/// Splits one shard's points into upsert requests of at most `max_points` points and about `max_bytes` encoded
+/// bytes: a node refuses a request above its `--max-request-bytes`, and a refusal after other requests were
+/// written would leave the call half-done. A request holds at least one point (each fits, see
+/// `MIN_WRITE_REQUEST_BYTES`).
+fn request_chunks(points: Vec<pb::Point>, max_points: usize, max_bytes: usize) -> Vec<Vec<pb::Point>> {
+    let mut chunks = Vec::new();
+    let (mut chunk, mut bytes) = (Vec::new(), REQUEST_OVERHEAD_BYTES);
+    for p in points {
+        let len = p.encoded_len();
+        let size = 1 + prost::length_delimiter_len(len) + len;
+        if !chunk.is_empty() && (chunk.len() >= max_points || bytes + size > max_bytes) {
+            chunks.push(std::mem::take(&mut chunk));
+            bytes = REQUEST_OVERHEAD_BYTES;
+        }
+        bytes += size;
+        chunk.push(p);
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
+}
+
+/// The last point of each id, in order: the one a batch with duplicates means (it carries the highest version).
+fn last_of_each_id(points: Vec<pb::Point>) -> Vec<pb::Point> {
+    let last: HashMap<&str, usize> = points.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
+    let keep: HashSet<usize> = last.into_values().collect();
+    points.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, p)| p).collect()
 }
 
 /// Installs `new` unless the table there is already newer (a watch update and a fetch can race).
@@ -815,4 +973,42 @@ fn is_retryable(s: &tonic::Status) -> bool {
 /// the live ones when it is 0. An explicit consistency is strict: more than `live` makes the write fail.
 pub fn required_acks(write_consistency: u32, live: usize) -> usize {
     if write_consistency == 0 { live / 2 + 1 } else { write_consistency as usize }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(id: &str, dimension: usize, version: u64) -> pb::Point {
+        pb::Point { id: id.into(), vector: vec![1.0; dimension], metadata_json: String::new(), version }
+    }
+
+    #[test]
+    fn write_requests_stay_below_the_byte_limit_and_keep_every_point_in_order() {
+        // 17,000 floats = 68 KB a point: 1000 of them would be a 68 MB request, over a node's 64 MiB limit
+        let points: Vec<pb::Point> = (0..1000).map(|i| point(&format!("p{i}"), 17_000, i + 1)).collect();
+        let max = 16 << 20;
+        let chunks = request_chunks(points.clone(), 1000, max);
+        assert!(chunks.len() >= 5, "{} chunks", chunks.len());
+        for c in &chunks {
+            let req = pb::UpsertRequest {
+                shard: Some(pb::ShardId { store: "s".repeat(64), shard: 1023 }),
+                points: c.clone(),
+                sync: true,
+            };
+            assert!(req.encoded_len() <= max, "{} bytes", req.encoded_len());
+        }
+        assert_eq!(chunks.concat(), points);
+        // the point count still bounds small points
+        let small: Vec<pb::Point> = (0..2500).map(|i| point(&format!("s{i}"), 4, 1)).collect();
+        assert_eq!(request_chunks(small, 1000, max).iter().map(Vec::len).collect::<Vec<_>>(), vec![1000, 1000, 500]);
+        // one point larger than the limit still goes (alone), never an empty request
+        assert_eq!(request_chunks(vec![point("big", 1000, 1)], 10, 100).len(), 1);
+    }
+
+    #[test]
+    fn a_resent_batch_keeps_the_last_point_of_each_id() {
+        let got = last_of_each_id(vec![point("a", 1, 1), point("b", 1, 2), point("a", 1, 3)]);
+        assert_eq!(got.iter().map(|p| (p.id.as_str(), p.version)).collect::<Vec<_>>(), vec![("b", 2), ("a", 3)]);
+    }
 }

@@ -1,6 +1,7 @@
 //! The gateway over three real storage nodes (in-process gRPC servers on loopback, real RocksDB): a store with
 //! 4 shards × 2 replicas answers exactly like brute force, spreads over the nodes, and keeps answering reads when
-//! a node goes away (fail-over to the other replica).
+//! a node goes away (fail-over to the other replica). A gateway whose clock is behind the stored versions still
+//! replaces and deletes points: its clock learns the versions from the nodes' replies.
 
 use std::sync::Arc;
 
@@ -117,5 +118,35 @@ async fn sharded_replicated_store_is_exact_and_survives_a_lost_node() {
     let many: Vec<PointInput> =
         (0..50).map(|i| PointInput { id: format!("late-{i}"), vector: vec![0.5; 16], ..Default::default() }).collect();
     let err = gw.upsert("sharded", many, |_, _| true).await.unwrap_err();
-    assert!(matches!(err, GatewayError::Unavailable(_) | GatewayError::Backend(_)), "{err:?}");
+    let GatewayError::Unavailable(message) = &err else { panic!("expected Unavailable: {err:?}") };
+    assert!(message.contains("of store 'sharded' is unavailable") && message.contains(&nodes[1].url), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_clock_is_behind_the_stored_versions_still_replaces_and_deletes() {
+    let node = start_node().await;
+    let urls = vec![node.url.clone()];
+    // ten minutes in the past, and connected before anything was stored: it learns only from write replies
+    let behind = GatewayOptions { clock_offset_ms: -600_000, ..GatewayOptions::default() };
+    let late = Gateway::connect(urls.clone(), behind).await.unwrap();
+    let gw = Gateway::connect(urls, GatewayOptions::default()).await.unwrap();
+    let mut config = StoreConfig::new("v", 2, Metric::Euclidean);
+    config.shards = 2;
+    gw.create_store(config).await.unwrap();
+    let point = |id: &str, x: f32| PointInput { id: id.into(), vector: vec![x, x], ..Default::default() };
+    late.upsert("v", vec![point("seed", 0.0)], |_, _| true).await.unwrap();
+    gw.upsert("v", vec![point("a", 1.0), point("b", 1.0)], |_, _| true).await.unwrap();
+    let stored = gw.get("v", vec!["a".into()], false).await.unwrap()[0].version;
+
+    let summary = late.upsert("v", vec![point("a", 2.0)], |_, _| true).await.unwrap();
+    assert_eq!((summary.inserted, summary.stale), (1, 0), "the update was dropped as stale");
+    let a = gw.get("v", vec!["a".into()], true).await.unwrap().remove(0);
+    assert_eq!(a.vector, Some(vec![2.0, 2.0]));
+    assert!(a.version > stored);
+
+    // b is rewritten by the gateway whose clock is right: the late one must still be able to delete it
+    gw.upsert("v", vec![point("b", 3.0)], |_, _| true).await.unwrap();
+    assert_eq!(late.delete("v", vec!["b".into()]).await.unwrap(), 1, "the delete was dropped as stale");
+    assert!(gw.get("v", vec!["b".into()], false).await.unwrap().is_empty());
+    drop(node);
 }

@@ -401,7 +401,7 @@ mod tests {
                 .with_shard(&key, |s| s.upsert(vec![point("a", &[0.0, 0.0], 0), point("b", &[1.0, 1.0], 0)], false))
                 .unwrap();
             assert_eq!(out.applied, 2);
-            assert_eq!(node.with_shard(&key, |s| s.delete(&["a".into(), "zz".into()], 0, false)).unwrap(), 1);
+            assert_eq!(node.with_shard(&key, |s| s.delete(&["a".into(), "zz".into()], 0, false)).unwrap().deleted, 1);
         }
         let node = open(dir.path());
         let stats = node.with_shard(&key, |s| s.stats()).unwrap();
@@ -426,12 +426,16 @@ mod tests {
         node.with_shard(&key, |s| s.upsert(vec![point("x", &[5.0], 100)], false)).unwrap();
         let out = node.with_shard(&key, |s| s.upsert(vec![point("x", &[7.0], 50)], false)).unwrap();
         assert_eq!((out.applied, out.stale), (0, 1));
-        // an older delete loses too
-        assert_eq!(node.with_shard(&key, |s| s.delete(&["x".into()], 60, false)).unwrap(), 0);
+        // the writer learns which points lost and how far the shard's versions are ahead of its own
+        assert_eq!((out.stale_ids, out.shard_max_version), (vec!["x".to_string()], 100));
+        // an older delete loses too, and says so
+        let out = node.with_shard(&key, |s| s.delete(&["x".into()], 60, false)).unwrap();
+        assert_eq!((out.deleted, out.stale_ids, out.shard_max_version), (0, vec!["x".to_string()], 100));
         let got = node.with_shard(&key, |s| s.get(&["x".into()])).unwrap();
         assert_eq!(got[0].vector, vec![5.0]);
         // a newer delete wins, and an insert older than the tombstone stays deleted
-        assert_eq!(node.with_shard(&key, |s| s.delete(&["x".into()], 200, false)).unwrap(), 1);
+        let out = node.with_shard(&key, |s| s.delete(&["x".into()], 200, false)).unwrap();
+        assert_eq!((out.deleted, out.stale_ids.len(), out.shard_max_version), (1, 0, 200));
         let out = node.with_shard(&key, |s| s.upsert(vec![point("x", &[9.0], 150)], false)).unwrap();
         assert_eq!(out.stale, 1);
         assert!(node.with_shard(&key, |s| s.get(&["x".into()])).unwrap().is_empty());

@@ -193,7 +193,13 @@ impl StorageNode for StorageNodeService {
         let store = key.store.clone();
         let out = self.blocking(move |n| n.with_shard(&key, |s| s.upsert(points, sync))).await?;
         crate::metrics::points_written(&store, out.applied.into());
-        Ok(Response::new(pb::UpsertResponse { applied: out.applied, stale: out.stale, max_version: out.max_version }))
+        Ok(Response::new(pb::UpsertResponse {
+            applied: out.applied,
+            stale: out.stale,
+            max_version: out.max_version,
+            stale_ids: out.stale_ids,
+            shard_max_version: out.shard_max_version,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(store, shard))]
@@ -214,9 +220,13 @@ impl StorageNode for StorageNodeService {
         record_shard(&key);
         let (ids, version, sync) = (req.ids, req.version, req.sync);
         let store = key.store.clone();
-        let deleted = self.blocking(move |n| n.with_shard(&key, |s| s.delete(&ids, version, sync))).await?;
-        crate::metrics::points_deleted(&store, deleted.into());
-        Ok(Response::new(pb::DeleteResponse { deleted }))
+        let out = self.blocking(move |n| n.with_shard(&key, |s| s.delete(&ids, version, sync))).await?;
+        crate::metrics::points_deleted(&store, out.deleted.into());
+        Ok(Response::new(pb::DeleteResponse {
+            deleted: out.deleted,
+            stale_ids: out.stale_ids,
+            shard_max_version: out.shard_max_version,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(store, shard))]

@@ -74,11 +74,26 @@ pub struct ScoredPoint {
     pub metadata: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpsertOutcome {
     pub applied: u32,
     pub stale: u32,
+    /// The highest version written by this batch.
     pub max_version: u64,
+    /// Ids of the stale points, in batch order: the writer re-stamps them if it meant them as the newest.
+    pub stale_ids: Vec<String>,
+    /// The highest version the shard holds after the batch (any record, tombstones included).
+    pub shard_max_version: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// Ids that held a live point.
+    pub deleted: u32,
+    /// Ids whose stored record is newer than the tombstone, which was therefore not written.
+    pub stale_ids: Vec<String>,
+    /// The highest version the shard holds after the delete.
+    pub shard_max_version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -459,6 +474,7 @@ impl Shard {
                 };
                 if !wins {
                     outcome.stale += 1;
+                    outcome.stale_ids.push(p.id.clone());
                     continue;
                 }
                 batch.put_cf(&cf, p.id.as_bytes(), &record);
@@ -477,26 +493,35 @@ impl Shard {
             state.apply(&p.id, version, Some((&p.vector, std::mem::take(value))));
             outcome.applied += 1;
         }
+        outcome.shard_max_version = state.max_version;
         self.rebuild_if_needed(state);
         Ok(outcome)
     }
 
-    /// Deletes ids with a versioned tombstone each; returns how many held a live point.
-    pub fn delete(&self, ids: &[String], version: u64, sync: bool) -> Result<u32, NodeError> {
+    /// Deletes ids with a versioned tombstone each.
+    pub fn delete(&self, ids: &[String], version: u64, sync: bool) -> Result<DeleteOutcome, NodeError> {
         let version = if version == 0 { self.clock.now() } else { version };
         let tombstones: Vec<(&str, u64)> = ids.iter().map(|id| (id.as_str(), version)).collect();
-        Ok(self.apply_tombstones(&tombstones, sync)?.0)
+        let (deleted, _, stale) = self.apply_tombstones(&tombstones, sync)?;
+        let shard_max_version = self.read_state()?.max_version;
+        Ok(DeleteOutcome { deleted, stale_ids: stale.into_iter().map(str::to_string).collect(), shard_max_version })
     }
 
     /// Writes a tombstone for each `(id, version)` that is newer than what is stored (last write wins); returns
-    /// how many ids held a live point and how many tombstones were written. Nothing is written if an id is invalid.
-    fn apply_tombstones(&self, tombstones: &[(&str, u64)], sync: bool) -> Result<(u32, u64), NodeError> {
+    /// how many ids held a live point, how many tombstones were written and the ids whose stored record was newer
+    /// (in request order). Nothing is written if an id is invalid.
+    fn apply_tombstones<'a>(
+        &self,
+        tombstones: &[(&'a str, u64)],
+        sync: bool,
+    ) -> Result<(u32, u64, Vec<&'a str>), NodeError> {
         for (index, (id, _)) in tombstones.iter().enumerate() {
             validate_point_id(id).map_err(|source| NodeError::InvalidPoint { index, source })?;
         }
         let _guard = self.begin_write()?;
         let mut batch = WriteBatch::default();
         let mut doomed: HashMap<&str, u64> = HashMap::new();
+        let mut stale: Vec<&str> = Vec::new();
         {
             let state = self.read_state()?;
             let cf = self.cf()?;
@@ -510,6 +535,8 @@ impl Shard {
                 if wins {
                     batch.put_cf(&cf, id.as_bytes(), &record);
                     doomed.insert(id, version);
+                } else if !doomed.contains_key(id) {
+                    stale.push(id);
                 }
             }
         }
@@ -523,7 +550,7 @@ impl Shard {
             state.apply(id, version, None);
         }
         self.rebuild_if_needed(state);
-        Ok((deleted, written))
+        Ok((deleted, written, stale))
     }
 
     /// Last write wins: whether a record at `version` replaces what is stored for `id`. Equal versions (two

@@ -14,6 +14,7 @@ use anyhow::Context;
 use rmcp::ServiceExt;
 use rvdb_core::IndexKind;
 use rvdb_gateway::backup::BackupManager;
+use rvdb_gateway::gateway::DEFAULT_WRITE_REQUEST_BYTES;
 use rvdb_gateway::http::HttpOptions;
 use rvdb_gateway::{Gateway, GatewayOptions, McpServer};
 use rvdb_node::service::{DEFAULT_MAX_REQUEST_BYTES, StorageNodeService};
@@ -241,6 +242,14 @@ pub struct GatewayArgs {
     /// Milliseconds a write or admin call to a node may take.
     #[arg(long, env = "RVDB_CALL_TIMEOUT", default_value_t = 30_000)]
     pub call_timeout: u64,
+    /// Largest write request the gateway sends to a node, in bytes: batches are split by size (and by 1000
+    /// points), so this must stay below the nodes' --max-request-bytes. `rvdb serve` keeps it below its own.
+    #[arg(long, env = "RVDB_WRITE_REQUEST_BYTES", default_value_t = DEFAULT_WRITE_REQUEST_BYTES)]
+    pub write_request_bytes: usize,
+    /// Test and drill knob: milliseconds added to the wall clock of the gateway's version clock (negative =
+    /// behind), to run a gateway "in the past" against the versions already stored.
+    #[arg(long, env = "RVDB_CLOCK_OFFSET_MS", default_value_t = 0, allow_negative_numbers = true, hide = true)]
+    pub clock_offset_ms: i64,
     #[command(flatten)]
     pub backup: BackupArgs,
 }
@@ -297,6 +306,8 @@ impl GatewayArgs {
             default_index: self.default_index_type,
             read_timeout: Duration::from_millis(self.read_timeout.max(1)),
             call_timeout: Duration::from_millis(self.call_timeout.max(1)),
+            write_request_bytes: self.write_request_bytes,
+            clock_offset_ms: self.clock_offset_ms,
             ..GatewayOptions::default()
         }
     }
@@ -521,7 +532,11 @@ async fn start_gateway(
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
     let node = start_node(&args.node, shutdown.clone()).await?;
-    let gateway = start_gateway(Topology::Nodes(vec![node.url.clone()]), &args.gateway, shutdown.clone()).await?;
+    let mut gateway_args = args.gateway.clone();
+    // the gateway's write requests must fit the node's limit, with room for framing
+    gateway_args.write_request_bytes =
+        gateway_args.write_request_bytes.min(args.node.max_request_bytes.saturating_sub(64 << 10));
+    let gateway = start_gateway(Topology::Nodes(vec![node.url.clone()]), &gateway_args, shutdown.clone()).await?;
     // One machine-readable line on stdout: test harnesses and scripts wait for it.
     println!("RVDB_READY grpc={} mcp={} gateway_grpc={}", node.url, gateway.mcp_url, gateway.grpc_url);
     gateway.wait().await?;
