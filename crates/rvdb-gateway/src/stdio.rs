@@ -104,11 +104,7 @@ fn answer_line(code: i64, message: String) -> Vec<u8> {
 }
 
 /// stdin → rmcp, answering what rmcp would drop. Ends at EOF (closing rmcp's input, which ends the session).
-async fn filter_input(
-    mut input: impl AsyncBufRead + Unpin,
-    mut to_rmcp: DuplexStream,
-    answers: mpsc::Sender<Vec<u8>>,
-) {
+async fn filter_input(mut input: impl AsyncBufRead + Unpin, mut to_rmcp: DuplexStream, answers: mpsc::Sender<Vec<u8>>) {
     let mut line = Vec::new();
     loop {
         let answer = match read_line(&mut input, &mut line).await {
@@ -187,7 +183,10 @@ mod tests {
     fn malformed_messages_get_the_codes_http_gives() {
         assert_eq!(malformed(br#"{"jsonrpc": "2.0", "id": 1, "method": "ping"}"#), None);
         assert_eq!(malformed(b"not json").map(|e| e.0), Some(PARSE_ERROR));
-        assert_eq!(malformed(br#"{"jsonrpc": "2.0", "id": 1, "method": "ping"} trailing"#).map(|e| e.0), Some(PARSE_ERROR));
+        assert_eq!(
+            malformed(br#"{"jsonrpc": "2.0", "id": 1, "method": "ping"} trailing"#).map(|e| e.0),
+            Some(PARSE_ERROR)
+        );
         assert_eq!(malformed(b"{\"a\": \"\xff\"}").map(|e| e.0), Some(PARSE_ERROR));
         assert_eq!(malformed(b"[1]").map(|e| e.0), Some(INVALID_REQUEST));
         assert_eq!(malformed(b"42").map(|e| e.0), Some(INVALID_REQUEST));
