@@ -3,7 +3,11 @@ eras (2025-11-25 with initialize + sessions, 2026-07-28 stateless), stdio, auth 
 import asyncio
 import json
 import math
+import os
+import queue
 import random
+import subprocess
+import threading
 
 import httpx2
 import pytest
@@ -187,6 +191,99 @@ def test_stdio_transport(tmp_path):
             assert out["results"][0]["id"] == "x"
             call_err(await c.call_tool("search_vectors", {"store": "s", "vector": [1]}), "expects 2")
     run(go())
+
+
+def test_stdio_answers_malformed_lines_and_keeps_serving(tmp_path):
+    """A line that is not JSON (or JSON with trailing garbage) gets a -32700 Parse error with id null, as over
+    HTTP, instead of silence that leaves the client waiting; the lines after it are served."""
+    proc = subprocess.Popen([rvdb_bin(), "mcp-stdio", "--persistence-dir", str(tmp_path / "d"),
+                             "--backup-dir", str(tmp_path / "b")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(os.environ, RVDB_LOG="warn"))
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(json.loads(l)) for l in proc.stdout], daemon=True).start()
+
+    def send(raw):
+        proc.stdin.write(raw + b"\n")
+        proc.stdin.flush()
+
+    def next_message():
+        try:
+            return lines.get(timeout=30)
+        except queue.Empty:
+            pytest.fail("no answer on stdout")
+    try:
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+        send(b"this is not json")
+        send(json.dumps(init).encode())
+        first, second = next_message(), next_message()
+        assert first["id"] is None and first["error"]["code"] == -32700, first
+        assert second["id"] == 1 and second["result"]["serverInfo"]["name"] == "rvdb", second
+        send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode())
+        send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "ping"}).encode() + b" trailing garbage")
+        send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}).encode())
+        third, fourth = next_message(), next_message()
+        assert third["id"] is None and third["error"]["code"] == -32700, third
+        assert fourth["id"] == 3 and [t["name"] for t in fourth["result"]["tools"]] == EXPECTED_TOOLS, fourth
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_huge_user_values_are_not_echoed_whole(server):
+    """A 1 MB id (or store name, or a value in the wrong place, or tool name) is quoted in errors only in part."""
+    huge = "x" * 1_000_000
+
+    async def go():  # legacy: 2026-07-28 would carry the tool name in a header too (Mcp-Name)
+        async with Client(server.mcp_url, mode="legacy") as c:
+            call_ok(await c.call_tool("create_store", {"store": "s", "dimension": 2}))
+            for tool, args in [
+                ("insert_vector", {"store": "s", "id": huge, "vector": [1, 0]}),
+                ("insert_vectors", {"store": "s", "points": [{"id": huge, "vector": [1, 0]}]}),
+                ("get_vector", {"store": "s", "id": huge}),
+                ("delete_vector", {"store": "s", "id": huge}),
+                ("search_vectors", {"store": huge, "vector": [1, 0]}),
+                ("search_vectors", {"store": "s", "vector": [1, 0], "k": huge}),
+                ("describe_store", {"store": "s", huge: 1}),
+                ("create_store", {"store": "t", "dimension": 2, "metric": huge}),
+                ("backup_store", {"store": "s", "name": huge}),
+                ("export_store", {"store": "s", "file": huge}),
+                ("import_store", {"store": "t", "file": huge}),
+                ("restore_store", {"backup": huge, "store": "t"}),
+            ]:
+                text = call_err(await c.call_tool(tool, args))
+                assert len(text) < 1000, (tool, len(text), text[:200])
+            with pytest.raises(MCPError) as e:
+                await c.call_tool(huge, {})
+            assert len(str(e.value)) < 1000, len(str(e.value))
+            assert call_ok(await c.call_tool("describe_store", {"store": "s"}))["points"] == 0
+    run(go())
+
+
+def test_host_is_checked_before_auth_and_never_reflected(make_server):
+    """With API keys configured, a keyless request with a foreign Host is refused (403, as /v1 refuses it)
+    before the 401 whose challenge names the protected-resource URL, and that URL is never built from it."""
+    s = make_server(env={"RVDB_API_TOKEN": "s3cret-token"})
+    base = s.mcp_url.rsplit("/mcp", 1)[0]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    evil = {"Host": "evil.example", "Accept": "application/json, text/event-stream"}
+    for method, url, kw in [("POST", s.mcp_url, {"json": body}), ("GET", s.mcp_url, {}),
+                            ("GET", base + "/.well-known/oauth-protected-resource", {}),
+                            ("GET", base + "/.well-known/oauth-protected-resource/mcp", {}),
+                            ("GET", base + "/v1/stores", {}), ("GET", base + "/metrics", {})]:
+        r = httpx2.request(method, url, headers=evil, **kw)
+        assert r.status_code == 403, (method, url, r.status_code, r.text)
+        assert "evil.example" not in r.text and "evil.example" not in str(r.headers), (url, r.headers, r.text)
+    # An allowed Host still gets the challenge, naming the URL it reached.
+    r = httpx2.post(s.mcp_url, json=body, headers={"Accept": "application/json, text/event-stream"})
+    assert r.status_code == 401
+    host = base.split("://", 1)[1]
+    assert f'resource_metadata="http://{host}/.well-known/oauth-protected-resource"' in r.headers["www-authenticate"]
+    meta = httpx2.get(base + "/.well-known/oauth-protected-resource").json()
+    assert meta["resource"] == f"http://{host}/mcp"
 
 
 def test_bearer_auth(make_server):

@@ -2,6 +2,7 @@
 background, persisted across a restart), SQ8 quantization, metadata filters and their errors."""
 import asyncio
 import json
+import math
 import random
 import time
 
@@ -112,3 +113,23 @@ def test_default_index_type_config(make_server):
             assert call_ok(await c.call_tool("create_store", {"store": "y", "dimension": 2, "index": "flat"}))["index"] == "flat"
             assert call_ok(await c.call_tool("describe_store", {"store": "y"}))["index_status"] == "none"
     run(go())
+
+
+def test_overflowed_distances_are_numbers_the_sdk_accepts(server):
+    """A dot product beyond f32 (-(-1e38 * 1e38)) is a number (saturated at ±3.4e38), never `null`: the SDK
+    checks structuredContent against the tool's outputSchema (`distance: number`) and would reject the result."""
+    points = [{"id": "big", "vector": [1e38, 0]}, {"id": "neg", "vector": [-1e38, 0]}, {"id": "one", "vector": [1, 0]}]
+
+    async def go(mode):
+        async with Client(server.mcp_url, mode=mode) as c:
+            store = "dot" + mode.replace("-", "")
+            call_ok(await c.call_tool("create_store", {"store": store, "dimension": 2, "metric": "dot"}))
+            call_ok(await c.call_tool("insert_vectors", {"store": store, "points": points}))
+            out = call_ok(await c.call_tool("search_vectors", {"store": store, "vector": [-1e38, 0], "k": 3}))
+            distances = [r["distance"] for r in out["results"]]
+            assert [r["id"] for r in out["results"]] == ["neg", "one", "big"], out  # every hit, in order
+            assert all(isinstance(d, (int, float)) and math.isfinite(d) for d in distances), out
+            assert distances == sorted(distances), out
+            assert out["results"][0]["id"] == "neg", out
+    for mode in ("legacy", "2026-07-28"):
+        run(go(mode))

@@ -349,3 +349,31 @@ def test_schemathesis(server, tmp_path):
     print(f"schemathesis took {elapsed:.0f} s")
     assert proc.returncode == 0, out[-12000:]
     assert requests.get(api.url + "/healthz", timeout=10).status_code == 200
+
+
+def test_huge_user_values_are_not_echoed_whole(server):
+    """A 1 MB id (or store / backup / file name, or a value in the wrong place) is quoted in errors only in part:
+    every message stays under 1 KB."""
+    api = Rest(server)
+    api.ok("POST", "/v1/stores", {"name": "s", "dimension": 2}, status=201)
+    huge = "x" * 1_000_000
+    point = {"id": huge, "vector": [1, 0]}
+    cases = [
+        ("PUT", "/v1/stores/s/points", {"points": [point]}, 400),
+        ("PUT", "/v1/stores/s/points", {"points": [{"id": "a", "vector": [1, 0], "metadata": huge}]}, 400),
+        ("POST", "/v1/stores/s/points/get", {"ids": [huge]}, 400),
+        ("POST", "/v1/stores/s/points/delete", {"ids": [huge]}, 400),
+        ("POST", "/v1/stores/s/search", {"vector": [1, 0], "k": huge}, 400),
+        ("POST", "/v1/stores/s/search", {"vector": [1, 0], "filter": {"must": [{"key": "a", huge: 1}]}}, 400),
+        ("POST", "/v1/stores", {"name": huge, "dimension": 2}, 400),
+        ("POST", "/v1/stores", {"name": "t", "dimension": 2, "metric": huge}, 400),
+        ("POST", "/v1/stores/s/backups", {"name": huge}, 400),
+        ("POST", "/v1/stores/s/export", {"file": huge}, 400),
+        ("POST", "/v1/stores/t/import", {"file": huge}, 400),
+        ("POST", "/v1/backups/b/restore", {"store": huge}, 400),
+    ]
+    for method, path, body, status in cases:
+        got, data = api.call(method, path, body)
+        assert got == status, (method, path, got, str(data)[:300])
+        assert len(data["error"]["message"]) < 1000, (method, path, len(data["error"]["message"]))
+    assert api.ok("GET", "/v1/stores/s")["points"] == 0

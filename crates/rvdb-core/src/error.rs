@@ -37,3 +37,52 @@ fn non_finite(value: f32) -> &'static str {
         "is outside the range of a 32-bit float (about ±3.4e38): every component must be a finite f32"
     }
 }
+
+/// How much of a user-supplied value (a point id, a store, backup or file name, a filter key) an error message
+/// quotes: enough to recognise it, while a megabyte-long id cannot make a megabyte-long message.
+pub const EXCERPT_CHARS: usize = 80;
+
+/// How long a message from a parser that quotes the input verbatim (`invalid type: string "…", expected u32 at
+/// line 1 column 9`) may get: its beginning and its end (which says what was expected, and where) are kept.
+pub const PARSER_MESSAGE_CHARS: usize = 400;
+
+/// `value` as error messages quote it: at most [`EXCERPT_CHARS`] characters, `…` marking a cut. Every message
+/// that echoes a caller's string goes through this (or [`clip`]), on every surface.
+pub fn excerpt(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(EXCERPT_CHARS) {
+        None => std::borrow::Cow::Borrowed(value),
+        Some((at, _)) => std::borrow::Cow::Owned(format!("{}…", &value[..at])),
+    }
+}
+
+/// A parser's message cut to at most [`PARSER_MESSAGE_CHARS`] characters: its first three quarters and its last
+/// quarter, `…` marking the cut.
+pub fn clip(message: &str) -> std::borrow::Cow<'_, str> {
+    let chars = message.chars().count();
+    if chars <= PARSER_MESSAGE_CHARS {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let tail = PARSER_MESSAGE_CHARS / 4;
+    let head_end = message.char_indices().nth(PARSER_MESSAGE_CHARS - tail).map_or(message.len(), |(at, _)| at);
+    let tail_start = message.char_indices().nth(chars - tail).map_or(message.len(), |(at, _)| at);
+    std::borrow::Cow::Owned(format!("{}…{}", &message[..head_end], &message[tail_start..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_on_a_char_boundary() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "é".repeat(1 << 20);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.starts_with("éé") && cut.ends_with('…'));
+        let message = format!("invalid type: string \"{long}\", expected u32 at line 1 column 9");
+        let cut = clip(&message);
+        assert_eq!(cut.chars().count(), PARSER_MESSAGE_CHARS + 1);
+        assert!(cut.starts_with("invalid type: string \"é") && cut.ends_with("expected u32 at line 1 column 9"));
+        assert_eq!(clip("short"), "short");
+    }
+}

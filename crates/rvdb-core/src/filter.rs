@@ -14,6 +14,7 @@
 use serde_json::Value;
 
 use crate::CoreError;
+use crate::error::excerpt;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
@@ -64,7 +65,9 @@ impl Filter {
                 "must" => &mut f.must,
                 "should" => &mut f.should,
                 "must_not" => &mut f.must_not,
-                other => return Err(err(path, format!("unknown clause {other:?}: use must, should or must_not"))),
+                other => {
+                    return Err(err(path, format!("unknown clause {:?}: use must, should or must_not", excerpt(other))));
+                }
             };
             let items = list.as_array().ok_or_else(|| err(&format!("{path}.{k}"), "must be an array of conditions"))?;
             for (i, c) in items.iter().enumerate() {
@@ -112,7 +115,7 @@ impl Condition {
             return Err(err(path, "needs exactly one of \"match\", \"range\", \"exists\""));
         }
         if let Some(unknown) = obj.keys().find(|k| !["key", "match", "range", "exists"].contains(&k.as_str())) {
-            return Err(err(path, format!("unknown field {unknown:?}")));
+            return Err(err(path, format!("unknown field {:?}", excerpt(unknown))));
         }
         if let Some(m) = obj.get("match") {
             let m = m
@@ -135,7 +138,7 @@ impl Condition {
             let p = format!("{path}.range");
             let r = r.as_object().ok_or_else(|| err(&p, "must be an object with gt / gte / lt / lte"))?;
             if let Some(unknown) = r.keys().find(|k| !["gt", "gte", "lt", "lte"].contains(&k.as_str())) {
-                return Err(err(&p, format!("unknown bound {unknown:?}: use gt, gte, lt, lte")));
+                return Err(err(&p, format!("unknown bound {:?}: use gt, gte, lt, lte", excerpt(unknown))));
             }
             let (gt, gte, lt, lte) =
                 (bound(r, "gt", &p)?, bound(r, "gte", &p)?, bound(r, "lt", &p)?, bound(r, "lte", &p)?);

@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::CoreError;
+use crate::error::excerpt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,7 +92,7 @@ impl FromStr for Metric {
             "euclidean" | "l2" => Ok(Metric::Euclidean),
             "manhattan" | "l1" => Ok(Metric::Manhattan),
             "dot" | "ip" | "inner_product" => Ok(Metric::Dot),
-            _ => Err(CoreError::UnknownMetric(s.to_string())),
+            _ => Err(CoreError::UnknownMetric(excerpt(s).into_owned())),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::excerpt;
 use crate::{CoreError, Metric};
 
 pub const MAX_STORE_NAME_LEN: usize = 64;
@@ -52,7 +53,7 @@ impl std::str::FromStr for IndexKind {
         match s.to_ascii_lowercase().as_str() {
             "flat" => Ok(IndexKind::Flat),
             "hnsw" => Ok(IndexKind::Hnsw),
-            _ => Err(CoreError::InvalidConfig(format!("index {s:?}: use flat or hnsw"))),
+            _ => Err(CoreError::InvalidConfig(format!("index {:?}: use flat or hnsw", excerpt(s)))),
         }
     }
 }
@@ -72,7 +73,7 @@ impl std::str::FromStr for Quantization {
         match s.to_ascii_lowercase().as_str() {
             "none" => Ok(Quantization::None),
             "sq8" => Ok(Quantization::Sq8),
-            _ => Err(CoreError::InvalidConfig(format!("quantization {s:?}: use none or sq8"))),
+            _ => Err(CoreError::InvalidConfig(format!("quantization {:?}: use none or sq8", excerpt(s)))),
         }
     }
 }
@@ -178,7 +179,7 @@ impl StoreConfig {
 
 /// `[A-Za-z0-9_-]{1,64}`: safe as a file name, a column-family name and a URL path segment.
 pub fn validate_store_name(name: &str) -> Result<(), CoreError> {
-    let err = |reason| Err(CoreError::InvalidStoreName { name: name.chars().take(80).collect(), reason });
+    let err = |reason| Err(CoreError::InvalidStoreName { name: excerpt(name).into_owned(), reason });
     if name.is_empty() {
         return err("it is empty");
     }
@@ -193,7 +194,7 @@ pub fn validate_store_name(name: &str) -> Result<(), CoreError> {
 
 /// 1..=512 bytes of UTF-8 without control characters.
 pub fn validate_point_id(id: &str) -> Result<(), CoreError> {
-    let err = |reason| Err(CoreError::InvalidPointId { id: id.chars().take(80).collect(), reason });
+    let err = |reason| Err(CoreError::InvalidPointId { id: excerpt(id).into_owned(), reason });
     if id.is_empty() {
         return err("it is empty");
     }

@@ -114,7 +114,8 @@ pub fn validate_file_name(kind: &str, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(GatewayError::InvalidArgument(format!(
-            "invalid {kind} name {name:?}: use 1-128 letters, digits, '_', '-', '.', not starting with '.' (no paths)"
+            "invalid {kind} name {:?}: use 1-128 letters, digits, '_', '-', '.', not starting with '.' (no paths)",
+            rvdb_core::error::excerpt(name)
         )))
     }
 }

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use prost::Message;
 use rvdb_core::clock::HybridClock;
+use rvdb_core::error::excerpt;
 use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_store_name, validate_vector};
 use rvdb_core::{IndexKind, StoreConfig};
 use rvdb_proto::Channel;
@@ -105,6 +106,33 @@ pub struct PointInput {
     pub metadata: serde_json::Value,
 }
 
+impl PointInput {
+    /// A point from an MCP or REST request: `metadata`, when given, must be a JSON object; `field` names it in
+    /// the error (`metadata`, `points[3].metadata`).
+    pub fn from_request(
+        id: String,
+        vector: Vec<f32>,
+        metadata: Option<serde_json::Value>,
+        field: &str,
+    ) -> Result<Self> {
+        use serde_json::Value;
+        let metadata = match metadata {
+            None | Some(Value::Null) => Value::Null,
+            Some(Value::Object(m)) => Value::Object(m),
+            Some(other) => {
+                let kind = match other {
+                    Value::Array(_) => "an array",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    _ => "a boolean",
+                };
+                return Err(GatewayError::InvalidArgument(format!("{field} must be a JSON object, got {kind}")));
+            }
+        };
+        Ok(PointInput { id, vector, metadata })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PointOutput {
     pub id: String,
@@ -117,12 +145,25 @@ pub struct PointOutput {
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SearchHit {
     pub id: String,
-    /// Lower is closer (cosine: 1 − cos, euclidean: L2, manhattan: L1, dot: −a·b).
+    /// Lower is closer (cosine: 1 − cos, euclidean: L2, manhattan: L1, dot: −a·b); always a JSON number.
+    #[serde(serialize_with = "finite_distance")]
     pub distance: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+}
+
+/// JSON has no infinities (serde_json would write `null`, which MCP clients then reject against the tool's
+/// output schema): a distance that overflowed `f32` saturates at ±3.4028235e38 instead, which keeps the order.
+/// The one JSON form of a distance, for MCP and REST alike.
+fn finite_distance<S: serde::Serializer>(d: &f32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f32(if d.is_nan() { f32::MAX } else { d.clamp(f32::MIN, f32::MAX) })
+}
+
+/// Results of a search when the caller does not say (MCP `k`, REST `k`).
+pub fn default_k() -> u32 {
+    10
 }
 
 /// What a search asks for beyond the query vector.
@@ -341,6 +382,19 @@ impl Gateway {
         &self.options
     }
 
+    /// Statistics of every store, by name; stores dropped meanwhile are left out.
+    pub async fn all_stats(&self) -> Result<Vec<StoreStats>> {
+        let mut stores = Vec::new();
+        for store in self.store_names() {
+            match self.stats(&store).await {
+                Ok(s) => stores.push(s),
+                Err(GatewayError::NotFound(_)) => {} // dropped meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(stores)
+    }
+
     pub fn store_names(&self) -> Vec<String> {
         self.table().stores.keys().cloned().collect()
     }
@@ -468,8 +522,9 @@ impl Gateway {
         }
         let mut by_shard: BTreeMap<u32, Vec<pb::Point>> = BTreeMap::new();
         for (i, p) in points.into_iter().enumerate() {
-            let at =
-                |e: rvdb_core::CoreError| GatewayError::InvalidArgument(format!("points[{i}] (id {:?}): {e}", p.id));
+            let at = |e: rvdb_core::CoreError| {
+                GatewayError::InvalidArgument(format!("points[{i}] (id {:?}): {e}", excerpt(&p.id)))
+            };
             validate_point_id(&p.id).map_err(at)?;
             validate_vector(&p.vector, dim, metric).map_err(at)?;
             let metadata = match &p.metadata {

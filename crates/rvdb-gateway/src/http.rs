@@ -27,11 +27,12 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use rvdb_core::error::excerpt;
 use rvdb_proto::rpc::{self, ApiKeys, Refusal};
 
 use crate::backup::BackupManager;
 use crate::rest::{ApiError, ErrorCode};
-use crate::{Gateway, McpServer, metrics};
+use crate::{Gateway, McpServer, metrics, stdio};
 
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
@@ -177,30 +178,37 @@ pub fn router(
     );
     let auth = AuthState { keys: Arc::new(options.keys.clone()) };
     let limit = BodyLimit(options.max_body_bytes);
-    // Layers run outside-in: auth first (nothing is parsed for an unauthenticated caller), then JSON checks.
+    let origin =
+        Arc::new(OriginPolicy { hosts: options.allowed_hosts.clone(), origins: options.allowed_origins.clone() });
+    // Layers run outside-in: Host first (the 401's challenge and the protected-resource document are built from
+    // it, so an unchecked one would be reflected to the caller), then auth (nothing is parsed for an
+    // unauthenticated caller), then JSON checks. rmcp checks Host and Origin again inside.
     let mcp = Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(limit, require_json_rpc))
-        .layer(axum::middleware::from_fn_with_state(auth.clone(), require_key_mcp));
+        .layer(axum::middleware::from_fn_with_state(auth.clone(), require_key_mcp))
+        .layer(axum::middleware::from_fn_with_state(origin.clone(), check_host));
+    let discovery = Router::new()
+        .route("/.well-known/oauth-protected-resource", get(protected_resource))
+        .route("/.well-known/oauth-protected-resource/mcp", get(protected_resource))
+        .layer(axum::middleware::from_fn_with_state(origin.clone(), check_host));
     // Observation outermost, so refused requests are counted and carry a request id too. REST gets the same
     // Host (DNS rebinding) and Origin (cross-site requests from browsers) checks that rmcp applies to /mcp.
-    let origin =
-        Arc::new(OriginPolicy { hosts: options.allowed_hosts.clone(), origins: options.allowed_origins.clone() });
     let rest = rest
         .layer(axum::middleware::from_fn_with_state(auth.clone(), require_key_rest))
-        .layer(axum::middleware::from_fn_with_state(origin, check_host_and_origin))
+        .layer(axum::middleware::from_fn_with_state(origin.clone(), check_host_and_origin))
         .layer(axum::middleware::from_fn(observe_rest));
     let scrape = Router::new()
         .route("/metrics", get(serve_metrics))
-        .layer(axum::middleware::from_fn_with_state(auth, require_key_rest));
+        .layer(axum::middleware::from_fn_with_state(auth, require_key_rest))
+        .layer(axum::middleware::from_fn_with_state(origin, check_host));
     Router::new()
         .merge(mcp)
         .merge(rest)
         .merge(scrape)
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz).with_state(gateway))
-        .route("/.well-known/oauth-protected-resource", get(protected_resource))
-        .route("/.well-known/oauth-protected-resource/mcp", get(protected_resource))
+        .merge(discovery)
 }
 
 /// `/metrics` (under `keys`) and `/healthz` alone: the HTTP listener of a storage node or index manager.
@@ -212,8 +220,16 @@ pub fn metrics_router(keys: ApiKeys) -> Router {
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
 }
 
+/// The URL clients reached us at, for the bearer challenge and the protected-resource document: built from
+/// `Host` only after [`check_host`] accepted it, and only when it is a plain `host[:port]` (with any host
+/// allowed, a value with quotes or a path must not end up inside the challenge).
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .filter(|a| !a.as_str().contains('@'))
+        .map_or_else(|| "127.0.0.1".to_string(), |a| a.as_str().to_string());
     format!("http://{host}")
 }
 
@@ -230,13 +246,12 @@ async fn protected_resource(headers: HeaderMap) -> Json<serde_json::Value> {
 struct BodyLimit(usize);
 
 fn json_rpc_error(status: StatusCode, code: i64, message: String) -> Response {
-    (status, Json(serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}})))
-        .into_response()
+    (status, Json(stdio::error_response(code, message))).into_response()
 }
 
 /// rmcp answers a body that is not JSON with a plain-text 415 and has no JSON-RPC batches; the spec wants a
-/// JSON-RPC error. So POST bodies are checked here first: not JSON → -32700 (parse error), an array (a batch,
-/// which we do not advertise: no 2025-03-26) or a non-object → -32600 (invalid request). Too large → 413.
+/// JSON-RPC error. So POST bodies are checked here first, as stdio lines are ([`stdio::malformed`]): not JSON →
+/// -32700 (parse error), an array (a batch) or a non-object → -32600 (invalid request). Too large → 413.
 async fn require_json_rpc(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
     if request.method() != axum::http::Method::POST {
         return next.run(request).await;
@@ -247,24 +262,13 @@ async fn require_json_rpc(State(limit): State<BodyLimit>, request: Request, next
         Err(_) => {
             return json_rpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                -32600,
+                stdio::INVALID_REQUEST,
                 format!("request body is larger than the limit of {} bytes", limit.0),
             );
         }
     };
-    match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Err(e) => return json_rpc_error(StatusCode::BAD_REQUEST, -32700, format!("Parse error: {e}")),
-        Ok(serde_json::Value::Array(_)) => {
-            return json_rpc_error(StatusCode::BAD_REQUEST, -32600, "JSON-RPC batches are not supported".into());
-        }
-        Ok(serde_json::Value::Object(_)) => {}
-        Ok(_) => {
-            return json_rpc_error(
-                StatusCode::BAD_REQUEST,
-                -32600,
-                "Invalid Request: expected a JSON-RPC object".into(),
-            );
-        }
+    if let Some((code, message)) = stdio::malformed(&bytes) {
+        return json_rpc_error(StatusCode::BAD_REQUEST, code, message);
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
@@ -364,19 +368,35 @@ fn host_name(host: &str) -> &str {
         .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host })
 }
 
+const BAD_HOST: &str = "the Host header is not an allowed host (see --allowed-hosts)";
+
+impl OriginPolicy {
+    fn host_allowed(&self, headers: &HeaderMap) -> bool {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(host_name);
+        self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
+    }
+}
+
+/// `/mcp` and the protected-resource document: a `Host` that is not allowed gets 403 before anything else (as
+/// REST's [`check_host_and_origin`] does), so no answer is built from it.
+async fn check_host(State(policy): State<Arc<OriginPolicy>>, request: Request, next: Next) -> Response {
+    if !policy.host_allowed(request.headers()) {
+        let body = Json(serde_json::json!({"error": "forbidden", "message": BAD_HOST}));
+        return (StatusCode::FORBIDDEN, body).into_response();
+    }
+    next.run(request).await
+}
+
 async fn check_host_and_origin(State(policy): State<Arc<OriginPolicy>>, request: Request, next: Next) -> Response {
     let forbidden =
         |message: String| ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, message).into_response();
-    if !policy.hosts.is_empty() {
-        let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(host_name);
-        if !host.is_some_and(|h| policy.hosts.iter().any(|a| a.eq_ignore_ascii_case(h))) {
-            return forbidden("the Host header is not an allowed host (see --allowed-hosts)".into());
-        }
+    if !policy.host_allowed(request.headers()) {
+        return forbidden(BAD_HOST.into());
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if !origin_allowed(origin, &policy.origins) {
-            return forbidden(format!("origin {origin:?} is not allowed (see --allowed-origins)"));
+            return forbidden(format!("origin {:?} is not allowed (see --allowed-origins)", excerpt(origin)));
         }
     }
     next.run(request).await

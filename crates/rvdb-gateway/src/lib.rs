@@ -4,7 +4,8 @@
 //!   (validation, versioning, replica writes, scatter-gather search).
 //! - [`routing`]: the routing table and the point → shard hash.
 //! - [`backup`]: checksummed, portable backups; restore into a new store; JSON Lines export / import; schedule.
-//! - [`mcp`] + [`tools`]: the MCP server (rmcp) and its tool catalogue.
+//! - [`mcp`] + [`tools`]: the MCP server (rmcp) and its tool catalogue; [`stdio`]: MCP on stdin / stdout, with
+//!   malformed lines answered as over HTTP.
 //! - [`grpc`]: the gRPC `BackupService` over the same backup manager.
 //! - [`http`]: the HTTP listener: MCP over Streamable HTTP at `/mcp`, with Origin checks, bearer auth and size
 //!   limits; the REST API ([`rest`]); `/metrics` ([`metrics`]); `/healthz`, `/readyz`.
@@ -18,6 +19,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod rest;
 pub mod routing;
+pub mod stdio;
 pub mod tools;
 
 pub use error::GatewayError;

@@ -10,6 +10,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
+use rvdb_core::error::{clip, excerpt};
 use rvdb_core::{Metric, StoreConfig};
 use rvdb_proto::rpc::{self, Access, Refusal};
 use serde::Deserialize;
@@ -132,9 +133,6 @@ struct InsertVectorsArgs {
     points: Vec<PointArg>,
 }
 
-fn default_k() -> u32 {
-    10
-}
 fn yes() -> bool {
     true
 }
@@ -144,7 +142,7 @@ fn yes() -> bool {
 struct SearchArgs {
     store: String,
     vector: Vec<f32>,
-    #[serde(default = "default_k")]
+    #[serde(default = "crate::gateway::default_k")]
     k: u32,
     #[serde(default)]
     with_vector: bool,
@@ -182,24 +180,7 @@ struct NoArgs {}
 /// wrong type), which is what an agent needs to fix its call.
 fn parse<T: DeserializeOwned>(tool: &str, args: Option<rmcp::model::JsonObject>) -> Result<T, GatewayError> {
     serde_json::from_value(Value::Object(args.unwrap_or_default()))
-        .map_err(|e| GatewayError::InvalidArgument(format!("invalid arguments for {tool}: {e}")))
-}
-
-/// Metadata must be a JSON object when given.
-fn metadata_of(v: Option<Value>, field: &str) -> Result<Value, GatewayError> {
-    match v {
-        None | Some(Value::Null) => Ok(Value::Null),
-        Some(Value::Object(m)) => Ok(Value::Object(m)),
-        Some(other) => Err(GatewayError::InvalidArgument(format!(
-            "{field} must be a JSON object, got {}",
-            match other {
-                Value::Array(_) => "an array",
-                Value::String(_) => "a string",
-                Value::Number(_) => "a number",
-                _ => "a boolean",
-            }
-        ))),
-    }
+        .map_err(|e| GatewayError::InvalidArgument(format!("invalid arguments for {tool}: {}", clip(&e.to_string()))))
 }
 
 fn error_result(e: GatewayError) -> CallToolResult {
@@ -246,8 +227,7 @@ impl McpServer {
             }
             "insert_vector" => {
                 let a: InsertVectorArgs = parse(name, args)?;
-                let metadata = metadata_of(a.metadata, "metadata")?;
-                let point = PointInput { id: a.id.clone(), vector: a.vector, metadata };
+                let point = PointInput::from_request(a.id.clone(), a.vector, a.metadata, "metadata")?;
                 let s = gw.upsert(&a.store, vec![point], |_, _| true).await?;
                 Ok(json!({"store": a.store, "id": a.id, "inserted": s.inserted == 1}))
             }
@@ -255,8 +235,12 @@ impl McpServer {
                 let a: InsertVectorsArgs = parse(name, args)?;
                 let mut points = Vec::with_capacity(a.points.len());
                 for (i, p) in a.points.into_iter().enumerate() {
-                    let metadata = metadata_of(p.metadata, &format!("points[{i}].metadata"))?;
-                    points.push(PointInput { id: p.id, vector: p.vector, metadata });
+                    points.push(PointInput::from_request(
+                        p.id,
+                        p.vector,
+                        p.metadata,
+                        &format!("points[{i}].metadata"),
+                    )?);
                 }
                 let progress = ProgressReporter::new(context);
                 let s = gw.upsert(&a.store, points, |done, total| progress.tick(done, total)).await?;
@@ -283,15 +267,7 @@ impl McpServer {
             }
             "list_stores" => {
                 let _: NoArgs = parse(name, args)?;
-                let mut stores = Vec::new();
-                for store in gw.store_names() {
-                    match gw.stats(&store).await {
-                        Ok(s) => stores.push(s),
-                        Err(GatewayError::NotFound(_)) => {} // dropped meanwhile
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(json!({"stores": stores}))
+                Ok(json!({"stores": gw.all_stats().await?}))
             }
             "describe_store" => {
                 let a: StoreArgs = parse(name, args)?;
@@ -440,7 +416,7 @@ impl ServerHandler for McpServer {
             metrics::record("mcp", "unknown", "", "unknown_tool", started.elapsed());
             let known: Vec<String> = tools::catalogue().iter().map(|t| t.name.to_string()).collect();
             return Err(ErrorData::invalid_params(
-                format!("unknown tool '{name}'; available tools: {}", known.join(", ")),
+                format!("unknown tool '{}'; available tools: {}", excerpt(&name), known.join(", ")),
                 None,
             ));
         };
@@ -460,7 +436,7 @@ impl ServerHandler for McpServer {
             let message = format!("Error (permission_denied): {} ('{name}' changes data)", Refusal::ReadOnly.message());
             return Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into());
         }
-        let span = tracing::info_span!("tool_call", tool = %name, store = %store, request_id = %request_id);
+        let span = tracing::info_span!("tool_call", tool = %name, store = %excerpt(&store), request_id = %request_id);
         tracing::debug!(parent: &span, over_http = parts.is_some(), ?access, "tool call");
         let call = rpc::REQUEST_ID.scope(request_id, self.dispatch(request, &context));
         let (result, outcome) = match tracing::Instrument::instrument(call, span).await {

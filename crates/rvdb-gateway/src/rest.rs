@@ -29,6 +29,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, Router};
+use rvdb_core::error::{clip, excerpt};
 use rvdb_core::types::{MAX_EF, validate_store_name};
 use rvdb_core::{IndexKind, Metric, Quantization, StoreConfig};
 use serde::de::DeserializeOwned;
@@ -166,7 +167,7 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> ApiResult<(bool, 
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
         } else {
-            ApiError::invalid(format!("cannot read the request body: {}", r.body_text()))
+            ApiError::invalid(format!("cannot read the request body: {}", clip(&r.body_text())))
         }
     })?;
     Ok((json, bytes))
@@ -180,7 +181,7 @@ fn parse_json<T: DeserializeOwned>(json: bool, bytes: &[u8]) -> ApiResult<T> {
     Json::<T>::from_bytes(bytes).map(|Json(v)| v).map_err(|rejection| {
         let text = rejection.body_text();
         let detail = text.split_once(": ").map_or(text.as_str(), |(_, detail)| detail);
-        ApiError::invalid(format!("invalid request body: {detail}"))
+        ApiError::invalid(format!("invalid request body: {}", clip(detail)))
     })
 }
 
@@ -221,7 +222,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Param<T
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| Param(v))
-            .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))
+            .map_err(|e| ApiError::invalid(format!("invalid path: {}", clip(&e.body_text()))))
     }
 }
 
@@ -235,7 +236,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| QueryArgs(v))
-            .map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))
+            .map_err(|e| ApiError::invalid(format!("invalid query: {}", clip(&e.body_text()))))
     }
 }
 
@@ -411,10 +412,6 @@ fn point_ids() -> Array {
         .build()
 }
 
-fn default_k() -> u32 {
-    10
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GetPointQuery {
@@ -469,7 +466,7 @@ pub struct SearchRequest {
     #[schema(min_items = 1, max_items = 65536)]
     pub vector: Vec<f32>,
     /// How many results to return.
-    #[serde(default = "default_k")]
+    #[serde(default = "crate::gateway::default_k")]
     #[schema(minimum = 1, maximum = 10000, default = 10)]
     pub k: u32,
     /// Only points whose metadata matches, e.g. `{"must": [{"key": "lang", "match": {"value": "en"}}, {"key":
@@ -604,27 +601,13 @@ fn created(location: Option<String>, body: impl Serialize) -> Response {
     response
 }
 
-/// JSON has no infinities (serde_json would write `null`): a distance that overflowed `f32` saturates instead,
-/// which keeps the order.
-fn finite(d: f32) -> f32 {
-    if d.is_nan() { f32::MAX } else { d.clamp(f32::MIN, f32::MAX) }
-}
-
 /// List stores
 ///
 /// Every store with its dimension, metric, index, shards and number of live and deleted points.
 #[utoipa::path(get, path = "/v1/stores", tag = "stores", operation_id = "list_stores",
     responses((status = 200, description = "The stores", body = StoreList)))]
 async fn list_stores(State(api): State<Api>) -> ApiResult<Json<StoreList>> {
-    let mut stores = Vec::new();
-    for store in api.gateway.store_names() {
-        match api.gateway.stats(&store).await {
-            Ok(s) => stores.push(s),
-            Err(GatewayError::NotFound(_)) => {} // dropped meanwhile
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(Json(StoreList { stores }))
+    Ok(Json(StoreList { stores: api.gateway.all_stats().await? }))
 }
 
 /// Create a store
@@ -735,15 +718,6 @@ async fn sync_store(
     Ok(Json(StoreSynced { store, synced: true }))
 }
 
-/// Metadata must be a JSON object when given.
-fn metadata_of(v: Option<Value>, at: usize) -> ApiResult<Value> {
-    match v {
-        None | Some(Value::Null) => Ok(Value::Null),
-        Some(Value::Object(m)) => Ok(Value::Object(m)),
-        Some(_) => Err(ApiError::invalid(format!("points[{at}].metadata must be a JSON object"))),
-    }
-}
-
 /// Insert or replace points
 ///
 /// Inserts a batch of points; existing ids are replaced. The whole batch is checked first: if any point is invalid
@@ -761,7 +735,7 @@ async fn upsert_points(
 ) -> ApiResult<Json<Upserted>> {
     let mut points = Vec::with_capacity(req.points.len());
     for (i, p) in req.points.into_iter().enumerate() {
-        points.push(PointInput { id: p.id, vector: p.vector, metadata: metadata_of(p.metadata, i)? });
+        points.push(PointInput::from_request(p.id, p.vector, p.metadata, &format!("points[{i}].metadata"))?);
     }
     let s = api.gateway.upsert(&store, points, |_, _| true).await?;
     Ok(Json(Upserted { store, inserted: s.inserted, stale: s.stale }))
@@ -784,7 +758,10 @@ async fn get_point(
 
 async fn fetch_point(api: &Api, store: String, id: String, with_vector: bool) -> ApiResult<Json<PointOutput>> {
     let mut found = api.gateway.get(&store, vec![id.clone()], with_vector).await?;
-    found.pop().map(Json).ok_or_else(|| ApiError::not_found(format!("point {id:?} does not exist in store '{store}'")))
+    found
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("point {:?} does not exist in store '{store}'", excerpt(&id))))
 }
 
 /// Get points
@@ -879,11 +856,7 @@ async fn search(
         ef: req.ef,
         exact: req.exact,
     };
-    let mut results = api.gateway.search(&store, req.vector, &params).await?;
-    for hit in &mut results {
-        hit.distance = finite(hit.distance);
-    }
-    Ok(Json(SearchResults { results }))
+    Ok(Json(SearchResults { results: api.gateway.search(&store, req.vector, &params).await? }))
 }
 
 /// Back up a store
@@ -933,7 +906,7 @@ async fn describe_backup(
 ) -> ApiResult<Json<BackupInfo>> {
     validate_file_name("backup", &backup)?;
     let found = api.backups.list(None)?.into_iter().find(|b| b.name == backup);
-    found.map(Json).ok_or_else(|| ApiError::not_found(format!("backup '{backup}' does not exist")))
+    found.map(Json).ok_or_else(|| ApiError::not_found(format!("backup '{}' does not exist", excerpt(&backup))))
 }
 
 /// Delete a backup
@@ -1065,14 +1038,14 @@ async fn openapi_json(State(doc): State<Arc<utoipa::openapi::OpenApi>>) -> Respo
 }
 
 async fn unknown_route(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError::not_found(format!("no route {method} {}: see /openapi.json", uri.path()))
+    ApiError::not_found(format!("no route {method} {}: see /openapi.json", excerpt(uri.path())))
 }
 
 async fn wrong_method(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::MethodNotAllowed,
-        format!("{method} is not allowed on {}: see the Allow header", uri.path()),
+        format!("{method} is not allowed on {}: see the Allow header", excerpt(uri.path())),
     )
 }
 
@@ -1209,12 +1182,17 @@ mod tests {
         }
     }
 
+    /// MCP and REST serialise hits alike: a distance that overflowed is a number (saturated), never `null`.
     #[test]
-    fn distances_stay_finite() {
-        assert_eq!(finite(f32::INFINITY), f32::MAX);
-        assert_eq!(finite(f32::NEG_INFINITY), f32::MIN);
-        assert_eq!(finite(f32::NAN), f32::MAX);
-        assert_eq!(finite(0.25), 0.25);
+    fn distances_stay_finite_numbers() {
+        let hit = |distance| SearchHit { id: "a".into(), distance, metadata: None, vector: None };
+        let hits = [hit(f32::INFINITY), hit(f32::NEG_INFINITY), hit(f32::NAN), hit(0.25)];
+        let json = serde_json::to_value(SearchResults { results: hits.to_vec() }).unwrap_or_default();
+        let distances: Vec<Option<f64>> =
+            json["results"].as_array().into_iter().flatten().map(|h| h["distance"].as_f64()).collect();
+        assert_eq!(distances, [Some(f32::MAX as f64), Some(f32::MIN as f64), Some(f32::MAX as f64), Some(0.25)]);
+        let text = serde_json::to_string(&hits[1]).unwrap_or_default();
+        assert!(text.contains(r#""distance":-3.4028235e"#), "{text}");
     }
 
     #[test]

@@ -353,8 +353,10 @@ impl StorageNode for StorageNodeService {
         tracing::Span::current().record("source", req.source_address.as_str());
         self.node.shard(&key)?; // NOT_FOUND before dialling the peer
         let started = std::time::Instant::now();
-        let endpoint = rvdb_proto::endpoint(&req.source_address)
-            .map_err(|e| Status::invalid_argument(format!("bad source_address {:?}: {e}", req.source_address)))?;
+        let endpoint = rvdb_proto::endpoint(&req.source_address).map_err(|e| {
+            let address = rvdb_core::error::excerpt(&req.source_address);
+            Status::invalid_argument(format!("bad source_address {address:?}: {e}"))
+        })?;
         let channel = endpoint
             .connect()
             .await

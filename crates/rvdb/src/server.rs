@@ -659,9 +659,12 @@ pub async fn mcp_stdio(args: McpStdioArgs) -> anyhow::Result<()> {
     };
     let gateway = Arc::new(Gateway::connect(nodes, options).await.context("connecting the gateway to the nodes")?);
     let backups = args.backup.start(gateway.clone(), shutdown.child_token())?;
-    let service =
-        McpServer::new(gateway, backups).serve(rmcp::transport::stdio()).await.context("starting MCP on stdio")?;
+    // rmcp would drop a line that is not JSON unanswered; this answers it with -32700, as HTTP does.
+    let (stdin, stdout) = rmcp::transport::stdio();
+    let (transport, output) = rvdb_gateway::stdio::answer_malformed_lines(stdin, stdout);
+    let service = McpServer::new(gateway, backups).serve(transport).await.context("starting MCP on stdio")?;
     service.waiting().await.context("MCP stdio session")?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), output).await; // every response written
     shutdown.cancel();
     if let Some(node) = embedded {
         node.stop().await?;
