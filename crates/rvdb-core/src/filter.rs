@@ -66,7 +66,10 @@ impl Filter {
                 "should" => &mut f.should,
                 "must_not" => &mut f.must_not,
                 other => {
-                    return Err(err(path, format!("unknown clause {:?}: use must, should or must_not", excerpt(other))));
+                    return Err(err(
+                        path,
+                        format!("unknown clause {:?}: use must, should or must_not", excerpt(other)),
+                    ));
                 }
             };
             let items = list.as_array().ok_or_else(|| err(&format!("{path}.{k}"), "must be an array of conditions"))?;
