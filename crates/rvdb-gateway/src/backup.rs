@@ -580,7 +580,7 @@ impl BackupManager {
             || GatewayError::AlreadyExists(format!("a backup named '{name}' already exists; choose another name"));
         let Some(_claim) = self.claim(&final_dir) else {
             return Err(GatewayError::AlreadyExists(format!(
-                "a backup named '{name}' is being written right now; choose another name"
+                "a backup named '{name}' already exists (it is being written right now); choose another name"
             )));
         };
         if final_dir.exists() {
@@ -869,7 +869,7 @@ impl BackupManager {
         let taken = || GatewayError::AlreadyExists(format!("export file '{file}' already exists; choose another name"));
         let Some(_claim) = self.claim(&target) else {
             return Err(GatewayError::AlreadyExists(format!(
-                "export file '{file}' is being written right now; choose another name"
+                "export file '{file}' already exists (it is being written right now); choose another name"
             )));
         };
         if target.exists() {
