@@ -1,6 +1,7 @@
 //! Backups over gRPC (`rvdb.v1.BackupService` on the gateway of a real `rvdb serve` process): backup while writes
 //! continue, list, restore onto another shard count, a damaged backup refused with nothing created, JSON export /
-//! import round trip.
+//! import round trip; kill -9 during a restore or an import leaves no half-filled store after a restart, and the
+//! temporaries of interrupted backups and exports are removed at start.
 
 use rand::{Rng, SeedableRng};
 use rvdb_it::ServeProcess;
@@ -100,12 +101,14 @@ async fn backup_restore_export_import_over_grpc() {
     let shards = node.list_shards(pb::ListShardsRequest {}).await.unwrap().into_inner().shards;
     assert!(shards.iter().all(|s| s.shard.as_ref().unwrap().store != "g3"), "nothing of g3 may exist");
 
-    // JSON Lines export / import.
+    // JSON Lines export / import, with exactly the file name the export returned.
     let exported =
         backups.export(pb::ExportRequest { store: "g".into(), file: "g.jsonl".into() }).await.unwrap().into_inner();
     assert_eq!(exported.points, 2050);
+    assert_eq!(exported.file, "g.jsonl");
+    assert_eq!(std::path::Path::new(&exported.path), backup_dir.join("exports").join("g.jsonl"));
     let imported =
-        backups.import(pb::ImportRequest { file: "g.jsonl".into(), store: "g4".into() }).await.unwrap().into_inner();
+        backups.import(pb::ImportRequest { file: exported.file, store: "g4".into() }).await.unwrap().into_inner();
     assert_eq!(imported.points, 2050);
     let got = node
         .get(pb::GetRequest {
@@ -126,4 +129,109 @@ async fn backup_restore_export_import_over_grpc() {
     assert_eq!(e.code(), Code::AlreadyExists);
     let e = backups.import(pb::ImportRequest { file: "../x".into(), store: "g5".into() }).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    let e = backups.backup(pb::BackupRequest { store: "g".into(), name: "exports".into() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "exports is reserved for the export directory");
+}
+
+/// Points of `store` shard 0 on the node (0 while the shard does not exist).
+async fn points_on_node(
+    node: &mut pb::storage_node_client::StorageNodeClient<tonic::transport::Channel>,
+    store: &str,
+) -> u64 {
+    match node.stats(pb::StatsRequest { shard: shard(store, 0) }).await {
+        Ok(r) => r.into_inner().stats.map_or(0, |s| s.points),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_restore_or_import_leaves_no_half_store_and_a_retry_succeeds() {
+    const N: u64 = 150_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (data_dir, backup_dir) = (dir.path().join("data"), dir.path().join("backups"));
+    let mut serve = ServeProcess::start(&data_dir, &backup_dir);
+    let mut node = serve.node().await;
+    let config = pb::StoreConfig {
+        name: "big".into(),
+        dimension: 2,
+        metric: pb::Metric::Euclidean as i32,
+        ..Default::default()
+    };
+    node.create_shard(pb::CreateShardRequest { shard: shard("big", 0), config: Some(config) }).await.unwrap();
+    for start in (0..N).step_by(10_000) {
+        let points = (start..start + 10_000)
+            .map(|i| pb::Point {
+                id: format!("{i}"),
+                vector: vec![i as f32, 1.0],
+                metadata_json: String::new(),
+                version: 0,
+            })
+            .collect();
+        node.upsert(pb::UpsertRequest { shard: shard("big", 0), points, sync: false }).await.unwrap();
+    }
+    let mut backups = serve.backups().await;
+    backups.backup(pb::BackupRequest { store: "big".into(), name: "snap".into() }).await.unwrap();
+    let exported =
+        backups.export(pb::ExportRequest { store: "big".into(), file: "big.jsonl".into() }).await.unwrap().into_inner();
+    assert_eq!(exported.points, N);
+
+    for (op, target) in [("restore", "restored"), ("import", "imported")] {
+        let run = |mut backups: pb::backup_service_client::BackupServiceClient<tonic::transport::Channel>| {
+            let file = exported.file.clone();
+            async move {
+                match op {
+                    "restore" => backups
+                        .restore(pb::RestoreRequest { backup: "snap".into(), store: target.into(), shards: 0 })
+                        .await
+                        .map(|r| r.into_inner().points),
+                    _ => backups
+                        .import(pb::ImportRequest { file, store: target.into() })
+                        .await
+                        .map(|r| r.into_inner().points),
+                }
+            }
+        };
+        // kill -9 once the store is filling.
+        let call = tokio::spawn(run(serve.backups().await));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let n = points_on_node(&mut node, target).await;
+            if n >= 5_000 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the {op} never got underway");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(serve);
+        let outcome = call.await.unwrap();
+        assert!(outcome.is_err(), "the {op} finished before the kill ({outcome:?}): make it bigger");
+        // What interrupted backups and exports leave (a pid that cannot run; an older name without one).
+        let tmp_backup = backup_dir.join(".bk1.tmp-4000000000-1700000000000-0");
+        std::fs::create_dir_all(&tmp_backup).unwrap();
+        std::fs::write(tmp_backup.join("points-00000.bin.zst"), b"partial").unwrap();
+        let tmp_export = backup_dir.join("exports").join(".ex1.jsonl.tmp-1700000000000");
+        std::fs::write(&tmp_export, b"partial").unwrap();
+
+        serve = ServeProcess::start(&data_dir, &backup_dir);
+        node = serve.node().await;
+        let shards = node.list_shards(pb::ListShardsRequest {}).await.unwrap().into_inner().shards;
+        assert!(
+            shards.iter().all(|s| s.shard.as_ref().unwrap().store != target),
+            "after kill -9 mid-{op} and a restart, the half-filled store '{target}' must be gone"
+        );
+        assert!(!tmp_backup.exists() && !tmp_export.exists(), "temporaries are removed at start");
+        let hidden: Vec<_> = std::fs::read_dir(&backup_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+
+        let retried = run(serve.backups().await).await.unwrap_or_else(|e| panic!("retrying the {op}: {e}"));
+        assert_eq!(retried, N);
+        assert_eq!(points_on_node(&mut node, target).await, N);
+    }
+    let listed = serve.backups().await.list_backups(pb::ListBackupsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(listed.backups.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), vec!["snap"]);
 }

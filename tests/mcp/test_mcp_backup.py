@@ -54,8 +54,10 @@ def test_backup_restore_export_import_round_trip(server):
             assert call_ok(await c.call_tool("get_vector", {"store": "copy", "id": "late0"}))["found"] is False
 
             e = call_ok(await c.call_tool("export_store", {"store": "src", "file": "src.jsonl"}))
-            assert e["points"] == 1600 and e["file"].endswith("src.jsonl")
-            i = call_ok(await c.call_tool("import_store", {"file": "src.jsonl", "store": "imported"}))
+            assert e["points"] == 1600 and e["file"] == "src.jsonl"
+            assert e["path"] == os.path.join(server.backup_dir, "exports", "src.jsonl")
+            # exactly the file value export returned is what import takes
+            i = call_ok(await c.call_tool("import_store", {"file": e["file"], "store": "imported"}))
             assert i["points"] == 1600
             for pid in ("p3", "late7"):
                 got = call_ok(await c.call_tool("get_vector", {"store": "imported", "id": pid}))["point"]
@@ -73,6 +75,8 @@ def test_backup_errors_and_damaged_backups_restore_nothing(server):
             call_ok(await c.call_tool("backup_store", {"store": "s", "name": "good"}))
             call_err(await c.call_tool("backup_store", {"store": "s", "name": "good"}), "already exists")
             call_err(await c.call_tool("backup_store", {"store": "s", "name": "../escape"}), "invalid backup name")
+            # the export directory's name is reserved: such a backup would never be listed
+            call_err(await c.call_tool("backup_store", {"store": "s", "name": "exports"}), "invalid backup name", "reserved")
             call_err(await c.call_tool("backup_store", {"store": "nope"}), "does not exist")
             call_err(await c.call_tool("restore_store", {"backup": "missing", "store": "r"}), "does not exist", "good")
             call_err(await c.call_tool("restore_store", {"backup": "good", "store": "s"}), "already exists")
@@ -108,6 +112,44 @@ def test_backup_errors_and_damaged_backups_restore_nothing(server):
             # the source store is untouched by all of this
             assert call_ok(await c.call_tool("describe_store", {"store": "s"}))["points"] == 300
     run(go())
+
+
+def test_same_name_backups_and_exports_at_once_one_wins(server):
+    """Two backup_store (or export_store) calls with one name while writes go on: exactly one succeeds, the other
+    gets already_exists (409 on REST), and the listed backup restores."""
+    from test_rest import Rest
+
+    async def go():
+        async with Client(server.mcp_url, mode="legacy") as c1, Client(server.mcp_url, mode="legacy") as c2:
+            call_ok(await c1.call_tool("create_store", {"store": "w", "dimension": 8, "shards": 2}))
+            call_ok(await c1.call_tool("insert_vectors", {"store": "w", "points": points(3000, 8, 5)}))
+
+            async def writes():
+                for i in range(20):
+                    call_ok(await c1.call_tool("insert_vectors", {"store": "w", "points": points(50, 8, 100 + i, f"w{i}-")}))
+            for trial in range(4):
+                writer = asyncio.create_task(writes())
+                b = await asyncio.gather(*(c.call_tool("backup_store", {"store": "w", "name": f"bk{trial}"}) for c in (c1, c2)))
+                e = await asyncio.gather(*(c.call_tool("export_store", {"store": "w", "file": f"ex{trial}.jsonl"}) for c in (c1, c2)))
+                await writer
+                for results in (b, e):
+                    assert sorted(r.is_error for r in results) == [False, True], [r.content for r in results]
+                    call_err(next(r for r in results if r.is_error), "already exists")
+                r = call_ok(await c1.call_tool("restore_store", {"backup": f"bk{trial}", "store": f"r{trial}"}))
+                assert r["points"] >= 3000
+                i = call_ok(await c1.call_tool("import_store", {"file": f"ex{trial}.jsonl", "store": f"i{trial}"}))
+                assert i["points"] >= 3000
+            listed = sorted(x["name"] for x in call_ok(await c1.call_tool("list_backups", {}))["backups"])
+            assert listed == ["bk0", "bk1", "bk2", "bk3"]
+            assert sorted(os.listdir(server.backup_dir)) == ["bk0", "bk1", "bk2", "bk3", "exports"], "no temporaries"
+    run(go())
+
+    async def rest_pair(path, body):
+        return await asyncio.gather(*(asyncio.to_thread(Rest(server).call, "POST", path, body) for _ in range(2)))
+    for path, body in (("/v1/stores/w/backups", {"name": "rest-bk"}), ("/v1/stores/w/export", {"file": "rest.jsonl"})):
+        answers = run(rest_pair(path, body))
+        assert sorted(status for status, _ in answers) == [201, 409], answers
+        assert [d["error"]["code"] for status, d in answers if status == 409] == ["already_exists"]
 
 
 def test_scheduled_backups_keep_the_newest(make_server):

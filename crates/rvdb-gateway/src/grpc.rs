@@ -88,7 +88,13 @@ impl BackupService for BackupGrpc {
     async fn export(&self, req: Request<pb::ExportRequest>) -> Result<Response<pb::ExportResponse>, Status> {
         let r = req.into_inner();
         let out = self.backups.export(&r.store, non_empty(r.file), |_| true).await?;
-        Ok(Response::new(pb::ExportResponse { store: out.store, file: out.file, points: out.points, bytes: out.bytes }))
+        Ok(Response::new(pb::ExportResponse {
+            store: out.store,
+            file: out.file,
+            points: out.points,
+            bytes: out.bytes,
+            path: out.path,
+        }))
     }
 
     async fn import(&self, req: Request<pb::ImportRequest>) -> Result<Response<pb::RestoreResponse>, Status> {

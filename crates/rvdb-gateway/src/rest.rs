@@ -967,11 +967,7 @@ async fn export_store(
     OptionalBody(req): OptionalBody<ExportStore>,
 ) -> ApiResult<Response> {
     let info = api.backups.export(&store, req.file, |_| true).await?;
-    let file = std::path::Path::new(&info.file)
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| info.file.clone());
-    let body = Exported { store: info.store, file, path: info.file, points: info.points, bytes: info.bytes };
+    let body = Exported { store: info.store, file: info.file, path: info.path, points: info.points, bytes: info.bytes };
     Ok(created(None, body))
 }
 

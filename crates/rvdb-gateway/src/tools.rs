@@ -196,7 +196,7 @@ pub fn catalogue() -> Vec<Tool> {
              writes continue. Returns the backup's name (use it with restore_store). Sends progress notifications.",
             schema(
                 json!({"store": store_prop(),
-                       "name": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$", "description": "Backup name; default <store>-<time>."}}),
+                       "name": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$", "description": "Backup name (not `exports`, which is reserved); default <store>-<time>."}}),
                 &["store"],
             ),
             obj(backup_info()),
@@ -314,15 +314,16 @@ pub fn catalogue() -> Vec<Tool> {
                 &["store"],
             ),
             output(
-                json!({"store": {"type": "string"}, "file": {"type": "string"}, "points": {"type": "integer"}, "bytes": {"type": "integer"}}),
-                &["store", "file", "points", "bytes"],
+                json!({"store": {"type": "string"}, "file": {"type": "string", "description": "File name, as import_store takes it."}, "path": {"type": "string", "description": "Where the server wrote it."}, "points": {"type": "integer"}, "bytes": {"type": "integer"}}),
+                &["store", "file", "path", "points", "bytes"],
             ),
             annotations("Export a store to JSON", false, false, false),
         ),
         tool(
             "import_store",
             "Import a store from JSON",
-            "Create a NEW store from a JSON Lines export file (by file name, in the server's export directory). Every \
+            "Create a NEW store from a JSON Lines export file (by file name, in the server's export directory: the \
+             `file` that export_store returned). Every \
              line is checked; on an error the new store is removed again and the error names the line.",
             schema(
                 json!({"file": {"type": "string", "minLength": 1}, "store": {"type": "string", "pattern": STORE_NAME_PATTERN, "description": "Name of the new store."}}),

@@ -271,9 +271,14 @@ pub struct BackupArgs {
 }
 
 impl BackupArgs {
-    /// The backup manager, with its schedule started when enabled.
-    fn start(&self, gateway: Arc<Gateway>, shutdown: CancellationToken) -> anyhow::Result<Arc<BackupManager>> {
+    /// The backup manager, after it cleaned up what a killed process left (temporaries, half-restored stores),
+    /// with its schedule started when enabled.
+    async fn start(&self, gateway: Arc<Gateway>, shutdown: CancellationToken) -> anyhow::Result<Arc<BackupManager>> {
         let manager = Arc::new(BackupManager::new(gateway, &self.backup_dir));
+        let recovery = manager.recover().await;
+        if recovery != Default::default() {
+            tracing::warn!(temporaries = recovery.temporaries, dropped_stores = ?recovery.dropped_stores, "cleaned up after an interrupted run");
+        }
         if self.auto_backup_enabled {
             anyhow::ensure!(self.auto_backup_interval >= 1000, "auto_backup_interval must be at least 1000 ms");
             anyhow::ensure!(self.auto_backup_retention >= 1, "auto_backup_retention must be at least 1");
@@ -510,7 +515,7 @@ async fn start_gateway(
         .await
         .with_context(|| format!("binding MCP address {}:{}", args.mcp_host, args.mcp_port))?;
     let addr = listener.local_addr()?;
-    let backups = args.backup.start(gateway.clone(), shutdown.child_token())?;
+    let backups = args.backup.start(gateway.clone(), shutdown.child_token()).await?;
     let grpc_listener = tokio::net::TcpListener::bind(args.gateway_grpc_addr)
         .await
         .with_context(|| format!("binding gateway gRPC address {}", args.gateway_grpc_addr))?;
@@ -658,7 +663,7 @@ pub async fn mcp_stdio(args: McpStdioArgs) -> anyhow::Result<()> {
         ..GatewayOptions::default()
     };
     let gateway = Arc::new(Gateway::connect(nodes, options).await.context("connecting the gateway to the nodes")?);
-    let backups = args.backup.start(gateway.clone(), shutdown.child_token())?;
+    let backups = args.backup.start(gateway.clone(), shutdown.child_token()).await?;
     // rmcp would drop a line that is not JSON unanswered; this answers it with -32700, as HTTP does.
     let (stdin, stdout) = rmcp::transport::stdio();
     let (transport, output) = rvdb_gateway::stdio::answer_malformed_lines(stdin, stdout);
