@@ -20,7 +20,7 @@ if [ ! -f "$data/gt_dot_ids.npy" ]; then
   echo "building the GloVe data set into $data (about 70 s)" >&2
   "$venv/bin/python" "$shared/make_glove.py" "$data" >&2
 fi
-cargo build --release -p rvdb
+cargo build --release --workspace --all-targets  # the one build of tests/run.sh and deploy/serve.sh
 bin="${CARGO_TARGET_DIR:-target}/release/rvdb"
 out="bench/results.jsonl"
 : > "$out"
