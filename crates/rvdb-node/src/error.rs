@@ -27,6 +27,8 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("corrupt data in store shard {key}: {message}")]
     Corrupt { key: ShardKey, message: String },
+    #[error("cannot encode {what}: {message}")]
+    Encode { what: &'static str, message: String },
 }
 
 impl From<NodeError> for Status {
@@ -35,7 +37,9 @@ impl From<NodeError> for Status {
             NodeError::Invalid(_) | NodeError::InvalidPoint { .. } | NodeError::BadRequest(_) => Code::InvalidArgument,
             NodeError::ShardNotFound(_) => Code::NotFound,
             NodeError::ShardExists(_) => Code::AlreadyExists,
-            NodeError::ShardPanicked { .. } | NodeError::Storage(_) | NodeError::Io(_) => Code::Internal,
+            NodeError::ShardPanicked { .. } | NodeError::Storage(_) | NodeError::Io(_) | NodeError::Encode { .. } => {
+                Code::Internal
+            }
             NodeError::Reloading(_) => Code::Unavailable,
             NodeError::Corrupt { .. } => Code::DataLoss,
         };

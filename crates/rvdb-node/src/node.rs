@@ -201,7 +201,11 @@ impl Node {
         let meta = ShardMeta { store: key.store.clone(), shard: key.shard, config: config.clone() };
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(self.durable);
-        self.db.put_opt(meta_key(&cf), serde_json::to_vec(&meta).unwrap_or_default(), &wo)?;
+        // An encoding failure must fail the create, never persist an empty meta (the shard would be dropped as an
+        // orphan at the next start).
+        let encoded =
+            serde_json::to_vec(&meta).map_err(|e| NodeError::Encode { what: "shard meta", message: e.to_string() })?;
+        self.db.put_opt(meta_key(&cf), encoded, &wo)?;
         self.remove_graph_snapshot(&key); // a leftover of an earlier store of this name
         let shard = self.load_shard(key.clone(), config)?;
         self.shard_map_mut().insert(key, shard);
