@@ -408,7 +408,7 @@ impl ShardIndex {
         self.generation += 1;
         let mut ops = Vec::new();
         let resumed = base.is_some();
-        let graph = match base {
+        let mut graph = match base {
             Some(g) => {
                 for (id, tag) in g.live() {
                     if !self.flat.contains(id) || tag_of(id) != tag {
@@ -443,7 +443,6 @@ impl ShardIndex {
                 HnswIndex::with_quantizer(self.flat.dim(), self.flat.metric(), self.spec.hnsw, sq8)
             }
         };
-        let mut graph = graph;
         graph.set_simd(self.options.simd);
         // A graph already serving keeps serving (kept current) until the new one replaces it.
         let serving = match std::mem::replace(&mut self.graph, Graph::Off) {

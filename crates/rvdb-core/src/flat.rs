@@ -79,15 +79,15 @@ impl FlatIndex {
 
     pub fn with_options(dim: usize, metric: Metric, options: IndexOptions) -> Self {
         let coded_min = if options.flat_codes { CODED_MIN_FLOATS.div_ceil(dim.max(1)) } else { usize::MAX };
-        let mut index = Self::with_coded_min(dim, metric, coded_min);
-        index.simd = options.simd;
-        index.vnni = options.uses_vnni();
-        index
+        Self::build(dim, metric, coded_min, options)
     }
 
     /// A flat index that builds its codes once it holds `coded_min` vectors (`usize::MAX`: never).
     pub fn with_coded_min(dim: usize, metric: Metric, coded_min: usize) -> Self {
-        let defaults = IndexOptions::default();
+        Self::build(dim, metric, coded_min, IndexOptions::default())
+    }
+
+    fn build(dim: usize, metric: Metric, coded_min: usize, options: IndexOptions) -> Self {
         Self {
             dim,
             metric,
@@ -96,8 +96,8 @@ impl FlatIndex {
             coded_min: coded_min.max(1),
             ids: Vec::new(),
             slots: HashMap::new(),
-            simd: defaults.simd,
-            vnni: defaults.uses_vnni(),
+            simd: options.simd,
+            vnni: options.uses_vnni(),
             max_abs: 0.0,
         }
     }
