@@ -12,6 +12,12 @@ fn shard(store: &str, shard: u32) -> Option<pb::ShardId> {
     Some(pb::ShardId { store: store.into(), shard })
 }
 
+/// Creates a store through the gateway's REST API (the one catalog: the in-process manager's).
+async fn create_store(serve: &ServeProcess, body: serde_json::Value) {
+    let (status, _, text) = rvdb_it::http("POST", &format!("{}/v1/stores", serve.http_url()), None, Some(body)).await;
+    assert_eq!(status, 201, "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_restore_export_import_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
@@ -20,10 +26,8 @@ async fn backup_restore_export_import_over_grpc() {
     let mut node = serve.node().await;
     let mut backups = serve.backups().await;
 
-    // A store made directly on the node: the gateway discovers it on first use.
-    let config =
-        pb::StoreConfig { name: "g".into(), dimension: 8, metric: pb::Metric::Dot as i32, ..Default::default() };
-    node.create_shard(pb::CreateShardRequest { shard: shard("g", 0), config: Some(config) }).await.unwrap();
+    // A one-shard store made through the gateway (the catalog), filled directly on its node's only replica.
+    create_store(&serve, serde_json::json!({"name": "g", "dimension": 8, "metric": "dot"})).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(4);
     let points: Vec<pb::Point> = (0..2000)
         .map(|i| pb::Point {
@@ -151,13 +155,7 @@ async fn kill_during_restore_or_import_leaves_no_half_store_and_a_retry_succeeds
     let (data_dir, backup_dir) = (dir.path().join("data"), dir.path().join("backups"));
     let mut serve = ServeProcess::start(&data_dir, &backup_dir);
     let mut node = serve.node().await;
-    let config = pb::StoreConfig {
-        name: "big".into(),
-        dimension: 2,
-        metric: pb::Metric::Euclidean as i32,
-        ..Default::default()
-    };
-    node.create_shard(pb::CreateShardRequest { shard: shard("big", 0), config: Some(config) }).await.unwrap();
+    create_store(&serve, serde_json::json!({"name": "big", "dimension": 2, "metric": "euclidean"})).await;
     for start in (0..N).step_by(10_000) {
         let points = (start..start + 10_000)
             .map(|i| pb::Point {

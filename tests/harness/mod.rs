@@ -15,19 +15,39 @@ use rvdb_proto::v1::backup_service_client::BackupServiceClient;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use tonic::transport::Channel;
 
+/// The `rvdb` binary under test, checked once to be built from this checkout's sources: its `--version` names
+/// the source fingerprint it was built from (`crates/rvdb/fingerprint.rs`), which must equal the one this test
+/// crate was compiled with. A stale binary (sources changed since it was built) fails every test that starts one.
 pub fn rvdb_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("RVDB_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
-    let bin = dir.join(format!("rvdb{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} not found: build it first (cargo build --release -p rvdb) or set RVDB_BIN",
-        bin.display()
-    );
-    bin
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let bin = match std::env::var("RVDB_BIN") {
+                Ok(p) => PathBuf::from(p),
+                Err(_) => {
+                    let exe = std::env::current_exe().expect("test executable path");
+                    let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+                    dir.join(format!("rvdb{}", std::env::consts::EXE_SUFFIX))
+                }
+            };
+            assert!(
+                bin.exists(),
+                "{} not found: build it first (cargo build --release --workspace --all-targets) or set RVDB_BIN",
+                bin.display()
+            );
+            let out = Command::new(&bin).arg("--version").output().expect("running rvdb --version");
+            let version = String::from_utf8_lossy(&out.stdout);
+            let expected = env!("RVDB_SOURCE_FINGERPRINT");
+            assert!(
+                version.contains(&format!("(source {expected})")),
+                "{} is stale: it reports {:?}, but these sources have fingerprint {expected}; rebuild it \
+             (cargo build --release --workspace --all-targets)",
+                bin.display(),
+                version.trim()
+            );
+            bin
+        })
+        .clone()
 }
 
 /// A running `rvdb serve` process (node + gateway). Killed when dropped.

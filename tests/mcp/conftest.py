@@ -3,6 +3,7 @@
 The binary is $RVDB_BIN (tests/run.sh sets it) or target/release/rvdb. A process prints
 `RVDB_READY grpc=<url> mcp=<url>` on stdout when it serves; fixtures wait for that line.
 """
+import hashlib
 import os
 import pathlib
 import signal
@@ -14,10 +15,34 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+def source_fingerprint() -> str:
+    """The fingerprint of this checkout's sources, as `crates/rvdb/fingerprint.rs` computes it at build time."""
+    files = [ROOT / "Cargo.toml", ROOT / "Cargo.lock"]
+    for top in ("crates", "proto"):
+        files += [p for p in (ROOT / top).rglob("*") if p.is_file() and p.suffix in (".rs", ".toml", ".proto")]
+    rel = lambda p: "/".join(p.relative_to(ROOT).parts)
+    h = hashlib.sha256()
+    for f in sorted((f for f in files if f.is_file()), key=rel):
+        h.update(rel(f).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+_checked = {}
+
+
 def rvdb_bin() -> str:
+    """The binary under test; refused when it was built from other sources than this checkout's (stale)."""
     b = os.environ.get("RVDB_BIN") or str(ROOT / "target" / "release" / "rvdb")
     if not os.path.exists(b):
-        pytest.fail(f"rvdb binary not found at {b}: build it (cargo build --release -p rvdb) or set RVDB_BIN")
+        pytest.fail(f"rvdb binary not found at {b}: build it (cargo build --release --workspace --all-targets) "
+                    "or set RVDB_BIN")
+    if b not in _checked:
+        version = subprocess.run([b, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        _checked[b] = f"(source {source_fingerprint()})" in version, version
+    fresh, version = _checked[b]
+    if not fresh:
+        pytest.fail(f"{b} is stale: it reports {version!r}, but this checkout's sources have fingerprint "
+                    f"{source_fingerprint()}; rebuild it (cargo build --release --workspace --all-targets)")
     return b
 
 

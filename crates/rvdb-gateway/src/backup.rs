@@ -1083,12 +1083,13 @@ impl BackupManager {
 /// Forwards one shard scan's chunks to a file writer, counting points into `seen` and reporting progress (false
 /// from `progress` cancels). Returns false when the writer hung up (it failed; its own error tells why).
 async fn forward(
-    stream: &mut tonic::Streaming<rvdb_proto::v1::ScanChunk>,
+    stream: &mut rvdb_proto::api::ApiStream<rvdb_proto::v1::ScanChunk>,
     tx: &tokio::sync::mpsc::Sender<Vec<rvdb_proto::v1::Point>>,
     seen: &mut u64,
     progress: &mut impl FnMut(u64) -> bool,
 ) -> Result<bool> {
-    while let Some(chunk) = stream.message().await.map_err(GatewayError::from_status)? {
+    use tokio_stream::StreamExt;
+    while let Some(chunk) = stream.next().await.transpose().map_err(GatewayError::from_status)? {
         *seen += chunk.points.len() as u64;
         if tx.send(chunk.points).await.is_err() {
             return Ok(false);
@@ -1189,26 +1190,20 @@ mod tests {
     struct TestDeployment {
         gateway: Arc<Gateway>,
         backups: BackupManager,
+        _embedded: crate::embedded::Embedded,
         _dir: tempfile::TempDir,
-        _stop: tokio::sync::oneshot::Sender<()>,
     }
 
+    /// Manager, node and gateway in this process, as `rvdb serve` runs them.
     async fn deployment() -> TestDeployment {
         let dir = tempfile::tempdir().unwrap();
         let node = Arc::new(rvdb_node::Node::open(&rvdb_node::NodeOptions::new(dir.path().join("node"))).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let svc = rvdb_node::service::StorageNodeService::new(node).into_server(64 << 20);
-        tokio::spawn(tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let gateway = Arc::new(Gateway::connect(vec![url], Default::default()).await.unwrap());
+        let spec = crate::embedded::LocalNodeSpec { id: "n".into(), url: "http://in-process:1".into(), node };
+        let manager = rvdb_manager::ManagerOptions::new(dir.path().join("manager"));
+        let embedded = crate::embedded::Embedded::start(manager, vec![spec], Default::default()).await.unwrap();
+        let gateway = embedded.gateway().clone();
         let backups = BackupManager::new(gateway.clone(), dir.path().join("backups"));
-        TestDeployment { gateway, backups, _dir: dir, _stop: stop }
+        TestDeployment { gateway, backups, _embedded: embedded, _dir: dir }
     }
 
     async fn store_with_points(gateway: &Gateway, name: &str, n: usize) {

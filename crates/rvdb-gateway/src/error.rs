@@ -99,6 +99,13 @@ impl From<tonic::Status> for GatewayError {
     }
 }
 
+/// The in-process manager's errors (`rvdb serve` starting up), by the codes its API gives them.
+impl From<rvdb_manager::ManagerError> for GatewayError {
+    fn from(e: rvdb_manager::ManagerError) -> Self {
+        GatewayError::from_status(e.into())
+    }
+}
+
 pub type Result<T> = std::result::Result<T, GatewayError>;
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The gateway's domain: store operations expressed over the routing table and the storage nodes' gRPC API.
-//! MCP (and later REST) handlers only parse arguments and call these methods, so every surface behaves alike.
+//! The gateway's domain: store operations expressed over the routing table and the storage nodes' API
+//! ([`StorageApi`]: a node in this process is called directly, a remote one over gRPC). MCP, REST and gRPC
+//! handlers only parse arguments and call these methods, so every surface behaves alike.
 //!
 //! - Writes: points are validated here first (clear errors before any network hop), versioned with the gateway's
 //!   hybrid logical clock (so all replicas agree on last-write-wins), grouped by shard, split into requests below
@@ -15,14 +16,14 @@
 //!   re-stamped above the stored version and sent again rather than silently dropped.
 //! - Reads: each shard is asked on one replica, failing over to the next; per-shard top-k lists are merged into
 //!   the global top-k by (distance, id), the same order a single node uses.
-//! - Catalog: in a cluster ([`Gateway::connect_manager`]) the routing table comes from the index manager: the
-//!   gateway watches it (a server stream; on a broken stream it re-subscribes, and a store it does not know
+//! - Catalog: the routing table comes from the index manager ([`ManagerApi`]: in this process for `rvdb serve`,
+//!   over gRPC in a cluster, [`Gateway::connect_manager`]); there is no other catalog. The gateway watches it (a server stream; on a broken stream it re-subscribes, and a store it does not know
 //!   makes it fetch the table once), and sends create / drop to the manager. Replica states from the table
 //!   steer traffic: reads go to UP replicas only (a CATCHING_UP one may miss writes), writes go to every replica
 //!   that is not DOWN, and the default consistency (0) is a majority of those, so a store keeps taking writes
-//!   while a node is down. In the embedded mode ([`Gateway::connect`]) the gateway is given a list of nodes,
-//!   discovers the stores already on them and places new stores' shards round-robin across them.
-//! - Deadlines: every call to a node runs under a tower `Timeout` layer: `read_timeout` for reads (so a slow
+//!   while a node is down. Placement and `max_vector_stores` are the manager's alone; a replica write that
+//!   fails is reported to it for repair, embedded or not.
+//! - Deadlines: every call to a remote node runs under a tower `Timeout` layer: `read_timeout` for reads (so a slow
 //!   replica fails over to the next one), `call_timeout` for writes and admin calls. A node that cannot be reached
 //!   or does not answer in time is `Unavailable` naming the store, shard and node ([`GatewayError::from_replica`]).
 
@@ -35,25 +36,21 @@ use rvdb_core::clock::HybridClock;
 use rvdb_core::error::excerpt;
 use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_store_name, validate_vector};
 use rvdb_core::{IndexKind, StoreConfig};
-use rvdb_proto::Channel;
-use rvdb_proto::convert::{config_from_pb, config_to_pb};
+use rvdb_proto::api::{ApiStream, ManagerApi, NodeDirectory, RemoteManager, StorageApi};
+use rvdb_proto::convert::config_to_pb;
 use rvdb_proto::v1 as pb;
-use rvdb_proto::v1::index_manager_client::IndexManagerClient;
-use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde::Serialize;
 use tokio::task::JoinSet;
-use tower::timeout::Timeout;
+use tokio_stream::StreamExt;
 
 use crate::error::{GatewayError, Result};
-use crate::routing::{RoutingTable, StoreRoute, place};
+use crate::routing::{RoutingTable, StoreRoute};
 
-/// A storage-node client whose every call has a deadline (tower's `Timeout` layer over the shared channel).
-pub type NodeClient = StorageNodeClient<Timeout<Channel>>;
+/// One replica's node: in this process (called directly) or remote (gRPC with the call's deadline).
+pub type Replica = Arc<dyn StorageApi>;
 
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
-    /// The seed's `max_vector_stores`.
-    pub max_vector_stores: usize,
     /// Deadline of one write or admin call to a node.
     pub call_timeout: Duration,
     /// Deadline of one read (search, get, stats) on one replica before the next replica is tried.
@@ -86,7 +83,6 @@ const STALE_RETRIES: usize = 3;
 impl Default for GatewayOptions {
     fn default() -> Self {
         Self {
-            max_vector_stores: 100,
             call_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(10),
             write_batch: 1000,
@@ -206,25 +202,17 @@ pub struct UpsertSummary {
     pub stale: u64,
 }
 
-/// Where the gateway's routing table comes from.
-#[derive(Debug)]
-enum Catalog {
-    /// A fixed list of nodes (embedded mode): the table is derived from what they hold.
-    Nodes(Vec<String>),
-    /// The index manager.
-    Manager(IndexManagerClient<Channel>),
-}
-
 #[derive(Debug)]
 pub struct Gateway {
-    catalog: Catalog,
+    /// The index manager: the catalog, placement and limits, in this process (`rvdb serve`) or remote.
+    manager: Arc<dyn ManagerApi>,
     table: Arc<RwLock<RoutingTable>>,
-    channels: rvdb_proto::Channels,
+    nodes: Arc<NodeDirectory>,
     clock: HybridClock,
     /// Serialises catalog changes (create / drop) made by this gateway.
     catalog_lock: tokio::sync::Mutex<()>,
     options: GatewayOptions,
-    /// The routing-table watch of a cluster gateway, stopped when the gateway is dropped.
+    /// The routing-table watch, stopped when the gateway is dropped.
     watcher: Option<tokio::task::AbortHandle>,
 }
 
@@ -237,85 +225,53 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
-    /// A gateway over `nodes` (gRPC URLs). Reads the stores already on them to build the routing table.
-    pub async fn connect(nodes: Vec<String>, options: GatewayOptions) -> Result<Gateway> {
-        if nodes.is_empty() {
-            return Err(GatewayError::InvalidArgument("the gateway needs at least one storage node".into()));
-        }
-        let gw = Gateway::new(Catalog::Nodes(nodes), options);
-        gw.refresh().await?;
-        Ok(gw)
+    /// A gateway of a cluster: the index manager at `manager_url` (over gRPC), nodes over gRPC. Fails if the
+    /// manager cannot be reached now.
+    pub async fn connect_manager(manager_url: &str, options: GatewayOptions) -> Result<Gateway> {
+        let manager = RemoteManager::connect_lazy(manager_url, options.call_timeout)
+            .map_err(|e| GatewayError::InvalidArgument(format!("bad manager address {manager_url:?}: {e}")))?;
+        Gateway::start(Arc::new(manager), NodeDirectory::new(), options).await
     }
 
-    fn new(catalog: Catalog, options: GatewayOptions) -> Gateway {
-        Gateway {
-            catalog,
+    /// A gateway over `manager`, reaching nodes through `nodes` (in `rvdb serve`: both in this process). Loads
+    /// the routing table and keeps it current by the manager's watch stream (re-subscribing after errors);
+    /// fails if the manager does not answer now.
+    pub async fn start(
+        manager: Arc<dyn ManagerApi>,
+        nodes: Arc<NodeDirectory>,
+        options: GatewayOptions,
+    ) -> Result<Gateway> {
+        let mut gw = Gateway {
+            manager: manager.clone(),
             table: Arc::new(RwLock::new(RoutingTable::default())),
-            channels: rvdb_proto::Channels::default(),
+            nodes,
             clock: HybridClock::with_offset_ms(options.clock_offset_ms),
             catalog_lock: tokio::sync::Mutex::new(()),
             options,
             watcher: None,
-        }
-    }
-
-    /// A gateway of a cluster: the routing table comes from the index manager at `manager_url` and is kept
-    /// current by a watch stream. Fails if the manager cannot be reached now.
-    pub async fn connect_manager(manager_url: &str, options: GatewayOptions) -> Result<Gateway> {
-        let channel = rvdb_proto::endpoint(manager_url)
-            .map_err(|e| GatewayError::InvalidArgument(format!("bad manager address {manager_url:?}: {e}")))?
-            .timeout(options.call_timeout)
-            .connect_lazy();
-        let channel = Channel::new(channel);
-        let manager = IndexManagerClient::new(channel).max_decoding_message_size(usize::MAX);
-        let mut gw = Gateway::new(Catalog::Manager(manager.clone()), options);
+        };
         gw.refresh().await?;
         gw.learn_versions().await;
         gw.watcher = Some(tokio::spawn(watch_table(manager, gw.table.clone())).abort_handle());
         Ok(gw)
     }
 
-    /// Reloads the routing table: from the manager, or from what the nodes hold.
+    /// Reloads the routing table from the manager.
     pub async fn refresh(&self) -> Result<()> {
-        let nodes = match &self.catalog {
-            Catalog::Manager(m) => {
-                let t = m.clone().get_routing_table(pb::GetRoutingTableRequest {}).await?.into_inner();
-                install(&self.table, RoutingTable::from_pb(t));
-                return Ok(());
-            }
-            Catalog::Nodes(nodes) => nodes,
-        };
-        let mut stores: BTreeMap<String, StoreRoute> = BTreeMap::new();
-        for url in nodes {
-            let shards = self.client(url)?.list_shards(pb::ListShardsRequest {}).await?.into_inner().shards;
-            for s in shards {
-                self.clock.observe(s.max_version);
-                let (Some(id), Some(config)) = (s.shard, s.config) else { continue };
-                let Ok(config) = config_from_pb(config) else { continue };
-                let route = stores
-                    .entry(id.store.clone())
-                    .or_insert_with(|| StoreRoute { shards: vec![Vec::new(); config.shards as usize], config });
-                if let Some(replicas) = route.shards.get_mut(id.shard as usize) {
-                    replicas.push(url.clone());
-                }
-            }
-        }
-        let mut table = self.table_mut();
-        table.version += 1;
-        table.stores = stores;
+        let t = self.manager.routing_table().await?;
+        install(&self.table, RoutingTable::from_pb(t));
         Ok(())
     }
 
-    /// Moves the clock past the versions stored on the nodes of the routing table (a cluster gateway; in the
-    /// embedded mode `refresh` reads them anyway). Best effort: a node that does not answer now is learnt from
-    /// its write replies.
+    /// Moves the clock past the versions stored on the nodes of the routing table. Best effort: a node that does
+    /// not answer now is learnt from its write replies.
     async fn learn_versions(&self) {
         let urls: HashSet<String> =
             self.table().stores.values().flat_map(|r| r.shards.iter().flatten().cloned()).collect();
         for url in urls {
-            let Ok(mut client) = self.client_with(&url, self.options.read_timeout) else { continue };
-            match client.list_shards(pb::ListShardsRequest {}).await {
-                Ok(r) => r.into_inner().shards.iter().for_each(|s| self.clock.observe(s.max_version)),
+            let Ok(client) = self.client_with(&url, self.options.read_timeout) else { continue };
+            match client.list_shards().await {
+                Ok(r) => r.shards.iter().for_each(|s| self.clock.observe(s.max_version)),
                 Err(e) => tracing::debug!(node = %url, error = %e.message(), "cannot read the versions a node holds"),
             }
         }
@@ -325,22 +281,14 @@ impl Gateway {
         self.table.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, RoutingTable> {
-        self.table.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn client_with(&self, url: &str, deadline: Duration) -> Result<NodeClient> {
-        let channel = self
-            .channels
-            .get(url)
-            .map_err(|e| GatewayError::InvalidArgument(format!("bad node address {url:?}: {e}")))?;
-        Ok(StorageNodeClient::new(Timeout::new(channel, deadline))
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX))
+    fn client_with(&self, url: &str, deadline: Duration) -> Result<Replica> {
+        self.nodes
+            .get(url, Some(deadline))
+            .map_err(|e| GatewayError::InvalidArgument(format!("bad node address {url:?}: {e}")))
     }
 
     /// A client for writes and admin calls (`call_timeout`).
-    fn client(&self, url: &str) -> Result<NodeClient> {
+    fn client(&self, url: &str) -> Result<Replica> {
         self.client_with(url, self.options.call_timeout)
     }
 
@@ -358,8 +306,8 @@ impl Gateway {
         })
     }
 
-    /// Like [`Self::route`], but a store this gateway does not know yet (created through another gateway, or
-    /// directly on the nodes) triggers one refresh of the table from the nodes before NotFound.
+    /// Like [`Self::route`], but a store this gateway does not know yet (created through another gateway, whose
+    /// table update has not arrived yet) triggers one refresh of the table before NotFound.
     pub async fn resolve(&self, store: &str) -> Result<StoreRoute> {
         match self.route(store) {
             Err(GatewayError::NotFound(_)) => {
@@ -370,12 +318,9 @@ impl Gateway {
         }
     }
 
-    /// Storage nodes that can take new replicas (the embedded list, or the cluster's UP nodes).
+    /// Storage nodes that can take new replicas (the UP ones).
     pub fn node_count(&self) -> usize {
-        match &self.catalog {
-            Catalog::Nodes(nodes) => nodes.len(),
-            Catalog::Manager(_) => self.table().up_nodes(),
-        }
+        self.table().up_nodes()
     }
 
     pub fn options(&self) -> &GatewayOptions {
@@ -404,7 +349,7 @@ impl Gateway {
     pub fn unready_reasons(&self) -> Vec<String> {
         let table = self.table();
         let mut reasons = Vec::new();
-        if matches!(self.catalog, Catalog::Manager(_)) && table.version == 0 {
+        if table.version == 0 {
             reasons.push("no routing table from the index manager yet".to_string());
         }
         for (name, route) in &table.stores {
@@ -425,86 +370,28 @@ impl Gateway {
         reasons
     }
 
+    /// Creates a store through the manager (placement, limits, the replicas on the nodes) and returns its route.
     pub async fn create_store(&self, config: StoreConfig) -> Result<StoreRoute> {
         config.validate()?;
         let _catalog = self.catalog_lock.lock().await;
-        let nodes = match &self.catalog {
-            Catalog::Manager(m) => {
-                let req = pb::CreateStoreRequest { config: Some(config_to_pb(&config)) };
-                m.clone().create_store(req).await?;
-                self.refresh().await?;
-                return self.route(&config.name);
-            }
-            Catalog::Nodes(nodes) => nodes,
-        };
-        {
-            let table = self.table();
-            if table.stores.contains_key(&config.name) {
-                return Err(GatewayError::AlreadyExists(format!("store '{}' already exists", config.name)));
-            }
-            if table.stores.len() >= self.options.max_vector_stores {
-                return Err(GatewayError::LimitReached(format!(
-                    "this server holds at most {} stores (max_vector_stores); delete one first",
-                    self.options.max_vector_stores
-                )));
-            }
-        }
-        if config.replication_factor as usize > nodes.len() {
-            return Err(GatewayError::InvalidArgument(format!(
-                "replication_factor {} needs as many nodes, but only {} are available",
-                config.replication_factor,
-                nodes.len()
-            )));
-        }
-        let route = StoreRoute { shards: place(config.shards, config.replication_factor, nodes), config };
-        let pb_config = config_to_pb(&route.config);
-        let mut created: Vec<(String, u32)> = Vec::new();
-        for (shard, replicas) in route.shards.iter().enumerate() {
-            for url in replicas {
-                let req = pb::CreateShardRequest {
-                    shard: Some(pb::ShardId { store: route.config.name.clone(), shard: shard as u32 }),
-                    config: Some(pb_config.clone()),
-                };
-                if let Err(status) = self.client(url)?.create_shard(req).await {
-                    // Undo the replicas already made so a failed create leaves nothing behind.
-                    for (url, shard) in created {
-                        let shard = Some(pb::ShardId { store: route.config.name.clone(), shard });
-                        if let Ok(mut c) = self.client(&url) {
-                            let _ = c.drop_shard(pb::DropShardRequest { shard }).await;
-                        }
-                    }
-                    return Err(status.into());
-                }
-                created.push((url.clone(), shard as u32));
-            }
-        }
-        let mut table = self.table_mut();
-        table.version += 1;
-        table.stores.insert(route.config.name.clone(), route.clone());
-        Ok(route)
+        self.manager.create_store(pb::CreateStoreRequest { config: Some(config_to_pb(&config)) }).await?;
+        self.refresh().await?;
+        self.route(&config.name)
     }
 
     pub async fn drop_store(&self, store: &str) -> Result<()> {
         let _catalog = self.catalog_lock.lock().await;
-        let route = self.resolve(store).await?;
-        if let Catalog::Manager(m) = &self.catalog {
-            m.clone().drop_store(pb::DropStoreRequest { name: store.to_string() }).await?;
-            return self.refresh().await;
-        }
-        for (shard, replicas) in route.shards.iter().enumerate() {
-            for url in replicas {
-                let shard = Some(pb::ShardId { store: store.to_string(), shard: shard as u32 });
-                match self.client(url)?.drop_shard(pb::DropShardRequest { shard }).await {
-                    Ok(_) => {}
-                    Err(s) if s.code() == tonic::Code::NotFound => {}
-                    Err(s) => return Err(s.into()),
-                }
-            }
-        }
-        let mut table = self.table_mut();
-        table.version += 1;
-        table.stores.remove(store);
-        Ok(())
+        self.resolve(store).await?;
+        self.manager.drop_store(pb::DropStoreRequest { name: store.to_string() }).await?;
+        self.refresh().await
+    }
+
+    /// Starts a background rebuild of the HNSW graph on every replica of `store` (through the manager, which
+    /// knows where they are); returns how many started. Refused for a flat store.
+    pub async fn rebuild_index(&self, store: &str) -> Result<u32> {
+        self.resolve(store).await?;
+        let req = pb::ManagerRebuildIndexRequest { name: store.to_string() };
+        Ok(self.manager.rebuild_index(req).await?.started)
     }
 
     /// Validates everything first; then writes shard by shard. `progress(done, total)` is called after each
@@ -597,9 +484,9 @@ impl Gateway {
             sync: false,
         };
         let acks = self
-            .on_replicas(route, shard, min_version, |mut c| {
+            .on_replicas(route, shard, min_version, |c| {
                 let req = req.clone();
-                async move { c.upsert(req).await.map(tonic::Response::into_inner) }
+                async move { c.upsert(req).await }
             })
             .await?;
         for a in &acks {
@@ -615,7 +502,7 @@ impl Gateway {
     async fn on_replicas<T, F, Fut>(&self, route: &StoreRoute, shard: u32, min_version: u64, call: F) -> Result<Vec<T>>
     where
         T: Send + 'static,
-        F: Fn(NodeClient) -> Fut,
+        F: Fn(Replica) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
     {
         let store = route.config.name.as_str();
@@ -636,26 +523,22 @@ impl Gateway {
         let mut calls = JoinSet::new();
         for url in &replicas {
             let answer = call(self.client(url)?);
-            let report = match &self.catalog {
-                Catalog::Manager(m) => Some((m.clone(), url.clone())),
-                Catalog::Nodes(_) => None,
-            };
+            let (manager, url) = (self.manager.clone(), url.clone());
             let id = pb::ShardId { store: route.config.name.clone(), shard };
-            let url_of_call = url.clone();
             calls.spawn(rvdb_proto::rpc::in_current_request(async move {
                 let result = answer.await;
                 let failed = match &result {
                     Err(status) if status.code() != tonic::Code::InvalidArgument => Some(status.message().to_string()),
                     _ => None,
                 };
-                if let (Some(error), Some((mut manager, url))) = (failed, report) {
+                if let Some(error) = failed {
                     tracing::warn!(store = %id.store, shard, replica = %url, %error, "replica write failed; reporting it for repair");
-                    let req = pb::ReportMissedWriteRequest { shard: Some(id), node_address: url, min_version };
+                    let req = pb::ReportMissedWriteRequest { shard: Some(id), node_address: url.clone(), min_version };
                     if let Err(e) = manager.report_missed_write(req).await {
                         tracing::warn!(error = %e.message(), "cannot report a missed write to the index manager");
                     }
                 }
-                result.map_err(|status| (url_of_call, status))
+                result.map_err(|status| (url, status))
             }));
         }
         let (mut acks, mut last_err) = (Vec::with_capacity(replicas.len()), None);
@@ -694,9 +577,9 @@ impl Gateway {
                 with_metadata: true,
             };
             let resp = self
-                .read_shard(&route, shard, |mut c| {
+                .read_shard(&route, shard, |c| {
                     let req = req.clone();
-                    async move { c.get(req).await.map(tonic::Response::into_inner) }
+                    async move { c.get(req).await }
                 })
                 .await?;
             for p in resp.points {
@@ -736,9 +619,9 @@ impl Gateway {
                     sync: false,
                 };
                 let acks = self
-                    .on_replicas(&route, shard, version, |mut c| {
+                    .on_replicas(&route, shard, version, |c| {
                         let req = req.clone();
-                        async move { c.delete(req).await.map(tonic::Response::into_inner) }
+                        async move { c.delete(req).await }
                     })
                     .await?;
                 for a in &acks {
@@ -792,9 +675,9 @@ impl Gateway {
                 exact: params.exact,
             };
             let replicas = self.read_replicas(&route, shard)?;
-            tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(replicas, move |mut c| {
+            tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(replicas, move |c| {
                 let req = req.clone();
-                async move { c.search(req).await.map(|r| r.into_inner().results) }
+                async move { c.search(req).await.map(|r| r.results) }
             })));
         }
         let mut all = Vec::new();
@@ -838,9 +721,9 @@ impl Gateway {
         for shard in 0..route.shards.len() as u32 {
             let req = pb::StatsRequest { shard: Some(pb::ShardId { store: store.to_string(), shard }) };
             let s = self
-                .read_shard(&route, shard, |mut cl| {
+                .read_shard(&route, shard, |cl| {
                     let req = req.clone();
-                    async move { cl.stats(req).await.map(tonic::Response::into_inner) }
+                    async move { cl.stats(req).await }
                 })
                 .await?
                 .stats
@@ -862,12 +745,7 @@ impl Gateway {
 
     /// Opens a scan of one shard on the first replica that answers. The node takes its RocksDB snapshot when the
     /// scan opens, so the stream is a consistent view of the shard as of this call.
-    pub async fn scan_shard(
-        &self,
-        store: &str,
-        shard: u32,
-        with_vector: bool,
-    ) -> Result<tonic::Streaming<pb::ScanChunk>> {
+    pub async fn scan_shard(&self, store: &str, shard: u32, with_vector: bool) -> Result<ApiStream<pb::ScanChunk>> {
         let route = self.resolve(store).await?;
         let req = pb::ScanRequest {
             shard: Some(pb::ShardId { store: store.to_string(), shard }),
@@ -876,9 +754,9 @@ impl Gateway {
             with_vector,
             with_metadata: true,
         };
-        self.read_shard(&route, shard, |mut c| {
+        self.read_shard(&route, shard, |c| {
             let req = req.clone();
-            async move { c.scan(req).await.map(tonic::Response::into_inner) }
+            async move { c.scan(req).await }
         })
         .await
     }
@@ -913,7 +791,7 @@ impl Gateway {
     /// Runs a read on the first replica of `shard` that answers.
     async fn read_shard<T, F, Fut>(&self, route: &StoreRoute, shard: u32, call: F) -> Result<T>
     where
-        F: Fn(NodeClient) -> Fut,
+        F: Fn(Replica) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
     {
         first_replica(self.read_replicas(route, shard)?, call).await
@@ -927,14 +805,14 @@ struct ReadReplicas {
     /// Every replica of the shard, up or not.
     placed: Vec<String>,
     /// The ones that may serve reads, with their URLs.
-    clients: Vec<(NodeClient, String)>,
+    clients: Vec<(Replica, String)>,
 }
 
 /// Tries `call` on each replica in order until one answers; fails over on unavailable / deadline errors, returns
 /// any other error at once. Owns its clients, so scatter-gather can spawn it per shard.
 async fn first_replica<T, F, Fut>(replicas: ReadReplicas, call: F) -> Result<T>
 where
-    F: Fn(NodeClient) -> Fut,
+    F: Fn(Replica) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
 {
     let ReadReplicas { store, shard, placed, clients } = replicas;
@@ -991,26 +869,23 @@ fn install(table: &RwLock<RoutingTable>, new: RoutingTable) {
 }
 
 /// Follows the manager's routing table for as long as the gateway lives, re-subscribing after errors.
-async fn watch_table(mut manager: IndexManagerClient<Channel>, table: Arc<RwLock<RoutingTable>>) {
+async fn watch_table(manager: Arc<dyn ManagerApi>, table: Arc<RwLock<RoutingTable>>) {
     loop {
         let known = table.read().unwrap_or_else(|p| p.into_inner()).version;
         match manager.watch_routing_table(pb::WatchRoutingTableRequest { known_version: known }).await {
-            Ok(stream) => {
-                let mut stream = stream.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(t)) => {
-                            tracing::debug!(version = t.version, "routing table update");
-                            install(&table, RoutingTable::from_pb(t));
-                        }
-                        Ok(None) => break,
-                        Err(s) => {
-                            tracing::warn!(error = %s.message(), "routing table watch broke; re-subscribing");
-                            break;
-                        }
+            Ok(mut stream) => loop {
+                match stream.next().await {
+                    Some(Ok(t)) => {
+                        tracing::debug!(version = t.version, "routing table update");
+                        install(&table, RoutingTable::from_pb(t));
+                    }
+                    None => break,
+                    Some(Err(s)) => {
+                        tracing::warn!(error = %s.message(), "routing table watch broke; re-subscribing");
+                        break;
                     }
                 }
-            }
+            },
             Err(s) => tracing::warn!(error = %s.message(), "cannot watch the routing table; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,7 +1,8 @@
 //! `rvdb-gateway`: how agents and applications reach rvdb.
 //!
-//! - [`gateway`]: the domain — store operations over the routing table and the storage nodes' gRPC API
-//!   (validation, versioning, replica writes, scatter-gather search).
+//! - [`gateway`]: the domain — store operations over the index manager's routing table and the storage nodes'
+//!   API, local or remote (validation, versioning, replica writes, scatter-gather search).
+//! - [`embedded`]: manager + nodes + gateway in one process, wired by direct calls (`rvdb serve`).
 //! - [`routing`]: the routing table and the point → shard hash.
 //! - [`backup`]: checksummed, portable backups; restore into a new store; JSON Lines export / import; schedule.
 //! - [`mcp`] + [`tools`]: the MCP server (rmcp) and its tool catalogue; [`stdio`]: MCP on stdin / stdout, with
@@ -11,6 +12,7 @@
 //!   limits; the REST API ([`rest`]); `/metrics` ([`metrics`]); `/healthz`, `/readyz`.
 
 pub mod backup;
+pub mod embedded;
 pub mod error;
 pub mod gateway;
 pub mod grpc;

@@ -355,6 +355,13 @@ pub struct StoreDeleted {
     pub deleted: bool,
 }
 
+/// Graph rebuilds started, one per replica held by a node that is not down.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndexRebuild {
+    pub store: String,
+    pub started: u32,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StoreSynced {
     pub store: String,
@@ -716,6 +723,25 @@ async fn sync_store(
 ) -> ApiResult<Json<StoreSynced>> {
     api.gateway.sync(&store).await?;
     Ok(Json(StoreSynced { store, synced: true }))
+}
+
+/// Rebuild a store's HNSW graph
+///
+/// Starts rebuilding the graph of every replica from its points, in the background; searches keep using the
+/// current graph meanwhile. Refused for a flat store.
+#[utoipa::path(post, path = "/v1/stores/{store}/rebuild-index", tag = "stores", operation_id = "rebuild_index",
+    params(StorePath),
+    responses(
+        (status = 200, description = "Rebuilds started", body = IndexRebuild),
+        (status = 400, description = "invalid_argument: the store has no graph (flat)", body = ErrorBody),
+        (status = 404, description = "not_found: no such store", body = ErrorBody),
+    ))]
+async fn rebuild_index(
+    State(api): State<Api>,
+    Param(StorePath { store }): Param<StorePath>,
+) -> ApiResult<Json<IndexRebuild>> {
+    let started = api.gateway.rebuild_index(&store).await?;
+    Ok(Json(IndexRebuild { store, started }))
 }
 
 /// Insert or replace points
@@ -1108,7 +1134,7 @@ impl Modify for CommonErrors {
                        with an HTTP status that matches the code. The same operations are MCP tools at `/mcp`.",
     ),
     paths(
-        list_stores, create_store, describe_store, delete_store, sync_store,
+        list_stores, create_store, describe_store, delete_store, sync_store, rebuild_index,
         upsert_points, get_points, get_point, delete_point, delete_points, search,
         create_backup, list_backups, describe_backup, delete_backup, restore_backup, export_store, import_store,
     ),
@@ -1129,6 +1155,7 @@ pub fn router(gateway: Arc<Gateway>, backups: Arc<BackupManager>) -> Router {
         .route("/stores", get(list_stores).post(create_store))
         .route("/stores/{store}", get(describe_store).delete(delete_store))
         .route("/stores/{store}/sync", post(sync_store))
+        .route("/stores/{store}/rebuild-index", post(rebuild_index))
         .route("/stores/{store}/points", put(upsert_points))
         .route("/stores/{store}/points/get", point_named("get").post(get_points))
         .route("/stores/{store}/points/delete", point_named("delete").post(delete_points))
@@ -1210,7 +1237,7 @@ mod tests {
                 assert!(responses.contains_key("503"), "{method} {path}");
             }
         }
-        assert_eq!(ops.len(), 18, "{ops:?}");
+        assert_eq!(ops.len(), 19, "{ops:?}");
         // Limits in the schemas are the server's.
         let create = &doc["components"]["schemas"]["CreateStore"]["properties"];
         assert_eq!(create["dimension"]["maximum"], MAX_DIMENSION);

@@ -3,8 +3,8 @@
 //!
 //! A point's shard is `jump_consistent_hash(fnv1a_64(id), shards)`: stable across processes, Rust versions and
 //! machines (unlike `std`'s hasher), and when a store is resharded from n to n+1 shards only 1/(n+1) of the ids
-//! move. The table itself comes from the index manager in a cluster; in the embedded mode the gateway derives it
-//! from the nodes it is given ([`crate::Gateway::connect`]).
+//! move. The table itself, and where each replica goes, comes from the index manager (in process for `rvdb
+//! serve`): the gateway never places anything.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,7 +26,7 @@ impl StoreRoute {
     }
 }
 
-/// What the index manager says of a node. Nodes of a static node list (embedded mode) count as up.
+/// What the index manager says of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReplicaState {
     #[default]
@@ -90,7 +90,7 @@ impl RoutingTable {
         replicas.iter().filter(|u| self.state(u) != ReplicaState::Down).cloned().collect()
     }
 
-    /// Nodes that are up (a static node list: all of them).
+    /// Nodes that are up.
     pub fn up_nodes(&self) -> usize {
         self.states.values().filter(|s| **s == ReplicaState::Up).count()
     }
@@ -120,15 +120,6 @@ pub fn jump_consistent_hash(mut key: u64, buckets: u32) -> u32 {
 
 pub fn shard_of(id: &str, shards: u32) -> u32 {
     jump_consistent_hash(fnv1a_64(id.as_bytes()), shards)
-}
-
-/// Places `shards` × `replication` replicas on `nodes` round-robin: replica r of shard s goes to node
-/// `(s + r) % n`, so replicas of one shard never share a node and shards spread evenly.
-pub fn place(shards: u32, replication: u32, nodes: &[String]) -> Vec<Vec<String>> {
-    let n = nodes.len();
-    (0..shards as usize)
-        .map(|s| (0..(replication as usize).min(n)).map(|r| nodes[(s + r) % n].clone()).collect())
-        .collect()
 }
 
 #[cfg(test)]
@@ -202,13 +193,5 @@ mod tests {
         assert_eq!(crate::gateway::required_acks(0, 2), 2);
         assert_eq!(crate::gateway::required_acks(0, 1), 1);
         assert_eq!(crate::gateway::required_acks(2, 1), 2);
-    }
-
-    #[test]
-    fn placement_spreads_replicas() {
-        let nodes: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let p = place(4, 2, &nodes);
-        assert_eq!(p, vec![vec!["a", "b"], vec!["b", "c"], vec!["c", "a"], vec!["a", "b"]]);
-        assert_eq!(place(1, 5, &nodes[..1]), vec![vec!["a".to_string()]]);
     }
 }

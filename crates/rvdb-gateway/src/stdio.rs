@@ -152,16 +152,19 @@ async fn write_output(
     mut answered: mpsc::Receiver<Vec<u8>>,
     mut output: impl AsyncWrite + Unpin,
 ) {
-    // `read_until` keeps what it read in `line` when the other branch wins, and resumes there.
+    // `read_until` keeps what it read in `line` when the other branch wins, and resumes there. Biased to the
+    // answers: an answer is queued before the lines after it reach rmcp, so when both are ready the answer was
+    // first, and stdout keeps the order of stdin (a client reading replies in order sees them so).
     let mut line = Vec::new();
     loop {
         let whole = tokio::select! {
+            biased;
+            Some(answer) = answered.recv() => answer,
             read = from_rmcp.read_until(b'\n', &mut line) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) if !line.ends_with(b"\n") => break, // rmcp ended mid-line: nothing more will come
                 Ok(_) => std::mem::take(&mut line),
             },
-            Some(answer) = answered.recv() => answer,
         };
         if output.write_all(&whole).await.is_err() || output.flush().await.is_err() {
             return; // the client is gone

@@ -1,4 +1,5 @@
-//! The gateway over three real storage nodes (in-process gRPC servers on loopback, real RocksDB): a store with
+//! The gateway over a real index manager and three real storage nodes (gRPC servers on loopback, real RocksDB;
+//! the manager in process, its nodes registered without heartbeats, so they stay UP): a store with
 //! 4 shards × 2 replicas answers exactly like brute force, spreads over the nodes, and keeps answering reads when
 //! a node goes away (fail-over to the other replica). A gateway whose clock is behind the stored versions still
 //! replaces and deletes points: its clock learns the versions from the nodes' replies.
@@ -10,8 +11,24 @@ use rvdb_core::kernels::reference;
 use rvdb_core::{Metric, StoreConfig};
 use rvdb_gateway::gateway::{PointInput, SearchParams};
 use rvdb_gateway::{Gateway, GatewayError, GatewayOptions};
+use rvdb_manager::{LocalManager, Manager, ManagerOptions};
 use rvdb_node::service::StorageNodeService;
 use rvdb_node::{Node, NodeOptions};
+use rvdb_proto::api::NodeDirectory;
+
+/// An index manager that knows `urls` as nodes n0, n1, …
+fn manager(dir: &tempfile::TempDir, urls: &[String]) -> Arc<Manager> {
+    let m = Manager::open(ManagerOptions::new(dir.path().join("manager"))).expect("open manager");
+    for (i, url) in urls.iter().enumerate() {
+        m.register_node(&format!("n{i}"), url).expect("register");
+    }
+    m
+}
+
+/// A gateway over `m`, reaching the nodes over gRPC.
+async fn gateway(m: &Arc<Manager>, options: GatewayOptions) -> Gateway {
+    Gateway::start(LocalManager::new(m.clone()), NodeDirectory::new(), options).await.expect("gateway")
+}
 
 struct TestNode {
     url: String,
@@ -47,7 +64,9 @@ fn brute(points: &[(String, Vec<f32>)], q: &[f32], k: usize) -> Vec<String> {
 async fn sharded_replicated_store_is_exact_and_survives_a_lost_node() {
     let mut nodes = [start_node().await, start_node().await, start_node().await];
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    let gw = Gateway::connect(urls.clone(), GatewayOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager(&dir, &urls);
+    let gw = gateway(&m, GatewayOptions::default()).await;
 
     let mut config = StoreConfig::new("sharded", 16, Metric::Cosine);
     config.shards = 4;
@@ -96,8 +115,8 @@ async fn sharded_replicated_store_is_exact_and_survives_a_lost_node() {
     assert_eq!(got[0].vector.as_ref().unwrap(), &points[5].1);
     assert_eq!(gw.delete("sharded", vec!["id-5".into(), "nope".into()]).await.unwrap(), 1);
 
-    // A second gateway discovers the same store from the nodes.
-    let gw2 = Gateway::connect(urls, GatewayOptions::default()).await.unwrap();
+    // A second gateway learns the same store from the manager.
+    let gw2 = gateway(&m, GatewayOptions::default()).await;
     assert_eq!(gw2.stats("sharded").await.unwrap().points, 1999);
 
     // Lose a node: every shard still has a live replica, so reads are complete.
@@ -128,8 +147,10 @@ async fn a_gateway_whose_clock_is_behind_the_stored_versions_still_replaces_and_
     let urls = vec![node.url.clone()];
     // ten minutes in the past, and connected before anything was stored: it learns only from write replies
     let behind = GatewayOptions { clock_offset_ms: -600_000, ..GatewayOptions::default() };
-    let late = Gateway::connect(urls.clone(), behind).await.unwrap();
-    let gw = Gateway::connect(urls, GatewayOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager(&dir, &urls);
+    let late = gateway(&m, behind).await;
+    let gw = gateway(&m, GatewayOptions::default()).await;
     let mut config = StoreConfig::new("v", 2, Metric::Euclidean);
     config.shards = 2;
     gw.create_store(config).await.unwrap();

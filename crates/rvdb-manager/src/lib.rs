@@ -6,15 +6,20 @@
 //! watch (server-streaming gRPC) or poll. Data writes go from gateways straight to the nodes.
 //!
 //! - [`manager`]: the state, its persistence in RocksDB, placement, the membership monitor and replica catch-up.
-//! - [`service`]: the gRPC `IndexManager` service.
+//! - [`service`]: the gRPC `IndexManager` service, and [`LocalManager`], the same handlers called in process.
+//!
+//! `rvdb serve` runs this manager in process beside one storage node and the gateway (the same catalog,
+//! placement, limits and repair as a cluster); a cluster runs it as `rvdb manager`.
 //!
 //! The manager is a single process. It is not on the data path, so while it is away reads and writes continue
 //! on the last routing table the gateways hold; only catalog changes and failure handling wait. Making it highly
 //! available (three managers replicating the catalog through `openraft`) is the planned next step.
 
+pub mod error;
 pub mod manager;
 pub mod metrics;
 pub mod service;
 
+pub use error::ManagerError;
 pub use manager::{Manager, ManagerOptions};
-pub use service::IndexManagerService;
+pub use service::{IndexManagerService, LocalManager};

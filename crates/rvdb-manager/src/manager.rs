@@ -36,13 +36,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rvdb_core::StoreConfig;
-use rvdb_proto::Channel;
+use rvdb_proto::api::{NodeDirectory, StorageApi};
 use rvdb_proto::convert::config_to_pb;
 use rvdb_proto::v1 as pb;
-use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tonic::Status;
+
+use crate::error::{ManagerError, Result};
 use tonic::transport::Endpoint;
 
 type Db = rocksdb::DB;
@@ -60,6 +60,9 @@ pub struct ManagerOptions {
     pub catch_up_margin: Duration,
     /// Deadline of one command to a node (catch-up streams can take longer: they have none).
     pub call_timeout: Duration,
+    /// False keeps the catalog in memory (an embedded `rvdb serve` with `persistence_enabled = false`, whose
+    /// stores do not outlive the process either).
+    pub persistence: bool,
 }
 
 impl ManagerOptions {
@@ -71,6 +74,7 @@ impl ManagerOptions {
             max_vector_stores: 100,
             catch_up_margin: Duration::from_secs(60),
             call_timeout: Duration::from_secs(30),
+            persistence: true,
         }
     }
 }
@@ -137,8 +141,12 @@ impl StoreEntry {
 }
 
 impl State {
+    /// Whether `node_id` holds a replica of a shard that has other replicas: only then can it have missed writes
+    /// that exist elsewhere (a shard's only replica misses nothing: no write succeeds without it), so only then
+    /// does a returning node need to catch up before it serves reads. An embedded `rvdb serve` (one node) is
+    /// thus readable the moment it registers.
     fn hosts_replicas(&self, node_id: &str) -> bool {
-        self.stores.values().any(|s| s.replicas().any(|(_, n)| n == node_id))
+        self.stores.values().flat_map(|s| &s.shards).any(|r| r.len() > 1 && r.iter().any(|n| n == node_id))
     }
 
     /// Whether the catalog gives `node_id` a replica of `store`'s `shard`.
@@ -216,8 +224,14 @@ fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn storage(e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("manager storage error: {e}"))
+/// A catalog record as stored (JSON); a record that cannot be encoded fails the change instead of persisting
+/// an empty one.
+fn encode(record: &impl Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(record).map_err(|e| ManagerError::Storage(format!("cannot encode a catalog record: {e}")))
+}
+
+fn storage(e: impl std::fmt::Display) -> ManagerError {
+    ManagerError::Storage(e.to_string())
 }
 
 pub struct Manager {
@@ -226,7 +240,10 @@ pub struct Manager {
     /// Serialises catalog changes (create / drop), which span several node calls.
     admin: tokio::sync::Mutex<()>,
     table_tx: watch::Sender<Arc<pb::RoutingTable>>,
-    channels: rvdb_proto::Channels,
+    /// The storage nodes, by address: in `rvdb serve` the node in this process is called directly.
+    nodes: Arc<NodeDirectory>,
+    /// Whether [`Manager::open`] created the catalog (none was on disk).
+    fresh: bool,
     options: ManagerOptions,
 }
 
@@ -238,12 +255,23 @@ impl std::fmt::Debug for Manager {
 
 impl Manager {
     /// Opens (or creates) the manager's RocksDB under `options.data_dir` and loads the catalog and node list.
-    pub fn open(options: ManagerOptions) -> Result<Arc<Manager>, Status> {
-        std::fs::create_dir_all(&options.data_dir)
-            .map_err(|e| Status::internal(format!("cannot create {}: {e}", options.data_dir.display())))?;
+    pub fn open(options: ManagerOptions) -> Result<Arc<Manager>> {
+        Self::open_with(options, NodeDirectory::new())
+    }
+
+    /// [`Self::open`], reaching the storage nodes through `nodes` (which knows the ones in this process).
+    pub fn open_with(options: ManagerOptions, nodes: Arc<NodeDirectory>) -> Result<Arc<Manager>> {
         let mut db_options = rocksdb::Options::default();
+        if options.persistence {
+            std::fs::create_dir_all(&options.data_dir)
+                .map_err(|e| storage(format!("cannot create {}: {e}", options.data_dir.display())))?;
+        } else {
+            db_options.set_env(&rocksdb::Env::mem_env().map_err(storage)?);
+        }
+        let path = options.data_dir.join("catalog");
+        let fresh = !options.persistence || !path.join("CURRENT").exists();
         db_options.create_if_missing(true);
-        let db = Db::open(&db_options, options.data_dir.join("catalog")).map_err(storage)?;
+        let db = Db::open(&db_options, path).map_err(storage)?;
         let mut state = State::default();
         for item in db.iterator(rocksdb::IteratorMode::Start) {
             let (k, v) = item.map_err(storage)?;
@@ -281,7 +309,8 @@ impl Manager {
             state: Mutex::new(state),
             admin: tokio::sync::Mutex::new(()),
             table_tx,
-            channels: rvdb_proto::Channels::default(),
+            nodes,
+            fresh,
             options,
         }))
     }
@@ -294,19 +323,20 @@ impl Manager {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self, batch: rocksdb::WriteBatch) -> Result<(), Status> {
+    fn write(&self, batch: rocksdb::WriteBatch) -> Result<()> {
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo).map_err(storage)
     }
 
-    fn node_record(batch: &mut rocksdb::WriteBatch, id: &str, n: &NodeEntry) {
+    fn node_record(batch: &mut rocksdb::WriteBatch, id: &str, n: &NodeEntry) -> Result<()> {
         let record = NodeRecord { address: n.address.clone(), state: n.state };
-        batch.put(format!("node:{id}"), serde_json::to_vec(&record).unwrap_or_default());
+        batch.put(format!("node:{id}"), encode(&record)?);
+        Ok(())
     }
 
     /// Bumps the routing version, persists it with `batch`, and sends the new table to every watcher.
-    fn publish(&self, state: &mut State, mut batch: rocksdb::WriteBatch) -> Result<u64, Status> {
+    fn publish(&self, state: &mut State, mut batch: rocksdb::WriteBatch) -> Result<u64> {
         state.version += 1;
         batch.put("version", state.version.to_le_bytes());
         self.write(batch)?;
@@ -322,26 +352,21 @@ impl Manager {
         self.table_tx.subscribe()
     }
 
-    fn client(&self, address: &str) -> Result<StorageNodeClient<Channel>, Status> {
-        let channel = self
-            .channels
-            .get(address)
-            .map_err(|e| Status::invalid_argument(format!("bad node address {address:?}: {e}")))?;
-        Ok(StorageNodeClient::new(channel).max_decoding_message_size(usize::MAX))
+    /// The node at `address`, each call with the manager's `call_timeout`.
+    fn client(&self, address: &str) -> Result<Arc<dyn StorageApi>> {
+        self.nodes
+            .get(address, Some(self.options.call_timeout))
+            .map_err(|e| ManagerError::InvalidArgument(format!("bad node address {address:?}: {e}")))
     }
 
-    fn timed<T>(&self, req: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(req);
-        r.set_timeout(self.options.call_timeout);
-        r
-    }
-
-    pub fn register_node(&self, node_id: &str, address: &str) -> Result<(u64, u64), Status> {
+    pub fn register_node(&self, node_id: &str, address: &str) -> Result<(u64, u64)> {
         if node_id.is_empty() || node_id.len() > 128 || node_id.chars().any(|c| c.is_control() || c == ':') {
-            return Err(Status::invalid_argument("node_id must be 1..=128 characters without ':' or controls"));
+            return Err(ManagerError::InvalidArgument(
+                "node_id must be 1..=128 characters without ':' or controls".into(),
+            ));
         }
         Endpoint::from_shared(address.to_string())
-            .map_err(|e| Status::invalid_argument(format!("address {address:?} is not a gRPC URL: {e}")))?;
+            .map_err(|e| ManagerError::InvalidArgument(format!("address {address:?} is not a gRPC URL: {e}")))?;
         let mut state = self.state();
         let hosts = state.hosts_replicas(node_id);
         let now = Instant::now();
@@ -361,18 +386,18 @@ impl Manager {
         entry.state = if hosts { NodeState::CatchingUp } else { NodeState::Up };
         tracing::info!(node_id, address, state = ?entry.state, "node registered");
         let mut batch = rocksdb::WriteBatch::default();
-        Self::node_record(&mut batch, node_id, entry);
+        Self::node_record(&mut batch, node_id, entry)?;
         let version = self.publish(&mut state, batch)?;
         Ok((self.options.heartbeat_interval.as_millis() as u64, version))
     }
 
     /// Records a heartbeat; returns the routing version and starts dropping the node's orphan replicas.
-    pub fn heartbeat(self: &Arc<Self>, node_id: &str, hosted: Vec<pb::ShardId>) -> Result<u64, Status> {
+    pub fn heartbeat(self: &Arc<Self>, node_id: &str, hosted: Vec<pb::ShardId>) -> Result<u64> {
         let mut state = self.state();
         let hosts = state.hosts_replicas(node_id);
         let mut version = state.version;
         let Some(entry) = state.nodes.get_mut(node_id) else {
-            return Err(Status::not_found(format!("node {node_id:?} is not registered")));
+            return Err(ManagerError::NotFound(format!("node {node_id:?} is not registered")));
         };
         entry.last_seen = Instant::now();
         entry.last_heartbeat_unix_ms = unix_ms();
@@ -382,7 +407,7 @@ impl Manager {
             entry.state = if hosts { NodeState::CatchingUp } else { NodeState::Up };
             tracing::info!(node_id, state = ?entry.state, "node is back");
             let mut batch = rocksdb::WriteBatch::default();
-            Self::node_record(&mut batch, node_id, entry);
+            Self::node_record(&mut batch, node_id, entry)?;
             version = self.publish(&mut state, batch)?;
         }
         // replicas the catalog gives this node that it does not hold (lost, or dropped by hand): refill them
@@ -409,8 +434,8 @@ impl Manager {
                         continue;
                     }
                     tracing::info!(store = %shard.store, shard = shard.shard, %address, "dropping an orphan replica");
-                    if let Ok(mut c) = me.client(&address) {
-                        let _ = c.drop_shard(me.timed(pb::DropShardRequest { shard: Some(shard) })).await;
+                    if let Ok(c) = me.client(&address) {
+                        let _ = c.drop_shard(pb::DropShardRequest { shard: Some(shard) }).await;
                     }
                 }
             });
@@ -418,18 +443,18 @@ impl Manager {
         Ok(version)
     }
 
-    pub async fn create_store(&self, config: StoreConfig) -> Result<StoreEntry, Status> {
-        config.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+    pub async fn create_store(&self, config: StoreConfig) -> Result<StoreEntry> {
+        config.validate().map_err(|e| ManagerError::InvalidArgument(e.to_string()))?;
         let _admin = self.admin.lock().await;
         let name = config.name.clone();
         let entry = {
             let mut state = self.state();
             if state.stores.contains_key(&name) {
-                return Err(Status::already_exists(format!("store '{name}' already exists")));
+                return Err(ManagerError::AlreadyExists(format!("store '{name}' already exists")));
             }
             if state.stores.len() >= self.options.max_vector_stores {
-                return Err(Status::resource_exhausted(format!(
-                    "this cluster holds at most {} stores (max_vector_stores); delete one first",
+                return Err(ManagerError::LimitReached(format!(
+                    "this deployment holds at most {} stores (max_vector_stores); delete one first",
                     self.options.max_vector_stores
                 )));
             }
@@ -443,7 +468,7 @@ impl Manager {
                 }
             }
             let Some(shards) = place(config.shards, config.replication_factor, &load) else {
-                return Err(Status::failed_precondition(format!(
+                return Err(ManagerError::NotEnoughNodes(format!(
                     "replication_factor {} needs as many live storage nodes, but {} are up",
                     config.replication_factor,
                     load.len()
@@ -452,20 +477,30 @@ impl Manager {
             state.creating.insert(name.clone());
             StoreEntry { config, shards }
         };
+        let record = match encode(&entry) {
+            Ok(r) => r,
+            Err(e) => {
+                self.state().creating.remove(&name);
+                return Err(e);
+            }
+        };
         let result = self.create_replicas(&entry).await;
         let mut state = self.state();
         state.creating.remove(&name);
         result?;
-        state.stores.insert(name.clone(), entry.clone());
         let mut batch = rocksdb::WriteBatch::default();
-        batch.put(format!("store:{name}"), serde_json::to_vec(&entry).unwrap_or_default());
-        self.publish(&mut state, batch)?;
+        batch.put(format!("store:{name}"), record);
+        state.stores.insert(name.clone(), entry.clone());
+        if let Err(e) = self.publish(&mut state, batch) {
+            state.stores.remove(&name); // its replicas are orphans now, dropped at the nodes' next heartbeat
+            return Err(e);
+        }
         tracing::info!(store = %name, shards = ?entry.shards, "store created");
         Ok(entry)
     }
 
     /// Creates every replica of a new store; on failure drops the ones made, so nothing is left behind.
-    async fn create_replicas(&self, entry: &StoreEntry) -> Result<(), Status> {
+    async fn create_replicas(&self, entry: &StoreEntry) -> Result<()> {
         let pb_config = config_to_pb(&entry.config);
         let mut made: Vec<(String, pb::ShardId)> = Vec::new();
         let mut failure = None;
@@ -474,20 +509,20 @@ impl Manager {
                 let Some(address) = self.state().address(node_id) else { continue };
                 let id = pb::ShardId { store: entry.config.name.clone(), shard: shard as u32 };
                 let req = pb::CreateShardRequest { shard: Some(id.clone()), config: Some(pb_config.clone()) };
-                let mut client = self.client(&address)?;
-                let mut result = client.create_shard(self.timed(req.clone())).await;
+                let client = self.client(&address)?;
+                let mut result = client.create_shard(req.clone()).await;
                 if matches!(&result, Err(s) if s.code() == tonic::Code::AlreadyExists) {
                     // left over from an earlier store of this name whose drop never reached the node
-                    let _ = client.drop_shard(self.timed(pb::DropShardRequest { shard: Some(id.clone()) })).await;
-                    result = client.create_shard(self.timed(req)).await;
+                    let _ = client.drop_shard(pb::DropShardRequest { shard: Some(id.clone()) }).await;
+                    result = client.create_shard(req).await;
                 }
                 match result {
                     Ok(_) => made.push((address, id)),
                     Err(s) => {
-                        failure = Some(Status::new(
-                            s.code(),
-                            format!("creating shard {shard} on node {node_id}: {}", s.message()),
-                        ));
+                        failure = Some(ManagerError::Node {
+                            context: format!("creating shard {shard} on node {node_id}"),
+                            status: s,
+                        });
                         break 'all;
                     }
                 }
@@ -495,8 +530,8 @@ impl Manager {
         }
         let Some(failure) = failure else { return Ok(()) };
         for (address, id) in made {
-            if let Ok(mut c) = self.client(&address) {
-                let _ = c.drop_shard(self.timed(pb::DropShardRequest { shard: Some(id) })).await;
+            if let Ok(c) = self.client(&address) {
+                let _ = c.drop_shard(pb::DropShardRequest { shard: Some(id) }).await;
             }
         }
         Err(failure)
@@ -504,12 +539,12 @@ impl Manager {
 
     /// Removes a store from the catalog, then drops its replicas; a node that is down drops its replicas when it
     /// returns (its heartbeat lists them as orphans).
-    pub async fn drop_store(&self, name: &str) -> Result<(), Status> {
+    pub async fn drop_store(&self, name: &str) -> Result<()> {
         let _admin = self.admin.lock().await;
         let (entry, targets) = {
             let mut state = self.state();
             let Some(entry) = state.stores.remove(name) else {
-                return Err(Status::not_found(format!("store '{name}' does not exist")));
+                return Err(ManagerError::NotFound(format!("store '{name}' does not exist")));
             };
             let mut batch = rocksdb::WriteBatch::default();
             batch.delete(format!("store:{name}"));
@@ -520,7 +555,7 @@ impl Manager {
         for (shard, address) in targets {
             let Some(address) = address else { continue };
             let req = pb::DropShardRequest { shard: Some(pb::ShardId { store: name.to_string(), shard }) };
-            if let Err(s) = self.client(&address)?.drop_shard(self.timed(req)).await
+            if let Err(s) = self.client(&address)?.drop_shard(req).await
                 && s.code() != tonic::Code::NotFound
             {
                 tracing::warn!(store = name, shard, %address, error = %s.message(), "drop deferred until the node returns");
@@ -530,24 +565,79 @@ impl Manager {
         Ok(())
     }
 
+    /// Whether this manager's catalog was created when it opened (there was none on disk).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Takes into the catalog the stores that nodes hold but the catalog lacks: `found` lists, per node id, the
+    /// replicas it holds with their configs. A store is adopted when each of its shards has a replica somewhere
+    /// and all replicas agree on the config; its placement is where they were found. Returns the adopted names.
+    ///
+    /// This is the upgrade path of data an embedded `rvdb serve` wrote before it ran a manager in process: its
+    /// node holds the stores and there is no catalog yet. Without it, the first heartbeat would list them all as
+    /// orphans. Callers adopt only into a fresh catalog ([`Self::is_fresh`]): in a catalog that exists, a
+    /// replica it does not know is one of a dropped store, whose drop had not reached the node.
+    pub async fn adopt(&self, found: &[(String, Vec<(pb::ShardId, StoreConfig)>)]) -> Result<Vec<String>> {
+        let _admin = self.admin.lock().await;
+        let mut stores: BTreeMap<String, (StoreConfig, Vec<Vec<String>>)> = BTreeMap::new();
+        let mut conflicting = BTreeSet::new();
+        for (node_id, replicas) in found {
+            for (id, config) in replicas {
+                let (known, shards) = stores
+                    .entry(id.store.clone())
+                    .or_insert_with(|| (config.clone(), vec![Vec::new(); config.shards as usize]));
+                match shards.get_mut(id.shard as usize) {
+                    Some(holders) if known == config => holders.push(node_id.clone()),
+                    _ => {
+                        conflicting.insert(id.store.clone());
+                    }
+                }
+            }
+        }
+        let mut state = self.state();
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut adopted = Vec::new();
+        for (name, (config, shards)) in stores {
+            if state.stores.contains_key(&name) {
+                continue;
+            }
+            if conflicting.contains(&name) || shards.iter().any(Vec::is_empty) {
+                tracing::warn!(store = %name, "not adopting a store whose replicas are incomplete or disagree");
+                continue;
+            }
+            let entry = StoreEntry { config, shards };
+            batch.put(format!("store:{name}"), encode(&entry)?);
+            state.stores.insert(name.clone(), entry);
+            adopted.push(name);
+        }
+        if !adopted.is_empty() {
+            self.publish(&mut state, batch)?;
+            tracing::info!(stores = ?adopted, "adopted the stores found on the nodes into the catalog");
+        }
+        Ok(adopted)
+    }
+
     pub fn list_stores(&self) -> Vec<StoreConfig> {
         self.state().stores.values().map(|s| s.config.clone()).collect()
     }
 
-    pub fn describe_store(&self, name: &str) -> Result<StoreEntry, Status> {
+    pub fn describe_store(&self, name: &str) -> Result<StoreEntry> {
         self.state()
             .stores
             .get(name)
             .cloned()
-            .ok_or_else(|| Status::not_found(format!("store '{name}' does not exist")))
+            .ok_or_else(|| ManagerError::NotFound(format!("store '{name}' does not exist")))
     }
 
     /// Index lifecycle: starts a graph rebuild on every replica of `name` held by a node that is not down.
-    pub async fn rebuild_index(&self, name: &str) -> Result<u32, Status> {
+    pub async fn rebuild_index(&self, name: &str) -> Result<u32> {
         let targets: Vec<(u32, String)> = {
             let state = self.state();
-            let entry =
-                state.stores.get(name).ok_or_else(|| Status::not_found(format!("store '{name}' does not exist")))?;
+            let entry = state
+                .stores
+                .get(name)
+                .ok_or_else(|| ManagerError::NotFound(format!("store '{name}' does not exist")))?;
             entry
                 .replicas()
                 .filter_map(|(i, n)| {
@@ -558,7 +648,7 @@ impl Manager {
         let mut started = 0;
         for (shard, address) in targets {
             let req = pb::RebuildIndexRequest { shard: Some(pb::ShardId { store: name.to_string(), shard }) };
-            if self.client(&address)?.rebuild_index(self.timed(req)).await?.into_inner().started {
+            if self.client(&address)?.rebuild_index(req).await?.started {
                 started += 1;
             }
         }
@@ -580,7 +670,9 @@ impl Manager {
                     if n.state != NodeState::Down && n.last_seen.elapsed() > timeout {
                         tracing::warn!(node_id = %id, silent_ms = n.last_seen.elapsed().as_millis() as u64, "node is down");
                         n.state = NodeState::Down;
-                        Self::node_record(&mut batch, id, n);
+                        if let Err(e) = Self::node_record(&mut batch, id, n) {
+                            tracing::error!(error = %e, "cannot persist a node state");
+                        }
                         changed = true;
                     }
                     if n.state == NodeState::CatchingUp && !n.catching_up {
@@ -589,7 +681,7 @@ impl Manager {
                     }
                 }
                 if changed && let Err(e) = self.publish(&mut state, batch) {
-                    tracing::error!(error = %e.message(), "cannot persist node states");
+                    tracing::error!(error = %e, "cannot persist node states");
                 }
             }
             for (id, epoch) in to_catch_up {
@@ -604,13 +696,14 @@ impl Manager {
                             n.state = NodeState::Up;
                             tracing::info!(node_id = %id, "node caught up; serving reads again");
                             let mut batch = rocksdb::WriteBatch::default();
-                            Self::node_record(&mut batch, &id, n);
-                            if let Err(e) = me.publish(&mut state, batch) {
-                                tracing::error!(error = %e.message(), "cannot persist node state");
+                            if let Err(e) =
+                                Self::node_record(&mut batch, &id, n).and_then(|()| me.publish(&mut state, batch))
+                            {
+                                tracing::error!(error = %e, "cannot persist node state");
                             }
                         }
                         Ok(()) => {}
-                        Err(e) => tracing::warn!(node_id = %id, error = %e.message(), "catch-up failed; retrying"),
+                        Err(e) => tracing::warn!(node_id = %id, error = %e, "catch-up failed; retrying"),
                     }
                 });
             }
@@ -618,7 +711,7 @@ impl Manager {
     }
 
     /// Catches up every replica the node holds from a live peer (two passes, see the module docs).
-    async fn catch_up_node(&self, node_id: &str, epoch: u64) -> Result<(), Status> {
+    async fn catch_up_node(&self, node_id: &str, epoch: u64) -> Result<()> {
         // let gateways learn that the node takes writes again before the first snapshot of the peers
         tokio::time::sleep(self.options.heartbeat_interval).await;
         let started = Instant::now();
@@ -630,7 +723,7 @@ impl Manager {
             let work = self.replicas_of(node_id);
             for (id, config, address, source) in work {
                 if self.state().nodes.get(node_id).is_none_or(|n| n.epoch != epoch) {
-                    return Err(Status::aborted("the node restarted during catch-up"));
+                    return Err(ManagerError::Aborted("the node restarted during catch-up".into()));
                 }
                 let out = self.catch_up_replica(&address, &id, &config, source.as_deref(), None).await?;
                 received += out.received;
@@ -651,20 +744,20 @@ impl Manager {
         config: &StoreConfig,
         source: Option<&str>,
         since: Option<u64>,
-    ) -> Result<pb::CatchUpResponse, Status> {
+    ) -> Result<pb::CatchUpResponse> {
         let margin = (self.options.catch_up_margin.as_millis() as u64) << 16;
-        let mut client = self.client(address)?;
+        let client = self.client(address)?;
         let req = pb::CreateShardRequest { shard: Some(id.clone()), config: Some(config_to_pb(config)) };
-        let since = match client.create_shard(self.timed(req)).await {
+        let since = match client.create_shard(req).await {
             Ok(_) => Some(0), // the replica was missing: it needs everything
             Err(s) if s.code() == tonic::Code::AlreadyExists => since,
-            Err(s) => return Err(s),
+            Err(s) => return Err(s.into()),
         };
         let Some(source) = source else { return Ok(pb::CatchUpResponse::default()) };
         let since = match since {
             Some(v) => v,
             None => {
-                let stats = client.stats(self.timed(pb::StatsRequest { shard: Some(id.clone()) })).await?.into_inner();
+                let stats = client.stats(pb::StatsRequest { shard: Some(id.clone()) }).await?;
                 stats.stats.map_or(0, |s| s.max_version)
             }
         };
@@ -673,7 +766,12 @@ impl Manager {
             source_address: source.to_string(),
             since_version: since.saturating_sub(margin),
         };
-        Ok(client.catch_up(req).await?.into_inner())
+        // no deadline: a catch-up streams the whole difference, however long that takes
+        let node = self
+            .nodes
+            .get(address, None)
+            .map_err(|e| ManagerError::InvalidArgument(format!("bad node address {address:?}: {e}")))?;
+        Ok(node.catch_up(req).await?)
     }
 
     /// A replica missed acknowledged writes (a gateway's write to it failed): after a heartbeat interval — time
@@ -717,7 +815,7 @@ impl Manager {
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(node_id = %key.0, store = %key.1, shard = key.2, error = %e.message(), "repair failed; retrying");
+                        tracing::warn!(node_id = %key.0, store = %key.1, shard = key.2, error = %e, "repair failed; retrying");
                         let mut state = me.state();
                         let pending = state.repairs.entry(key.clone()).or_insert(since);
                         *pending = (*pending).min(since);
@@ -816,14 +914,18 @@ mod tests {
         assert_eq!(n1.shard_keys().len() + n2.shard_keys().len(), 6, "every replica was created on its node");
         m.create_store(StoreConfig::new("b", 4, Metric::Dot)).await.expect("create b");
         let err = m.create_store(StoreConfig::new("c", 4, Metric::Dot)).await.expect_err("over the limit");
-        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
-        assert_eq!(
-            m.create_store(StoreConfig::new("b", 4, Metric::Dot)).await.expect_err("dup").code(),
-            tonic::Code::AlreadyExists
-        );
+        assert!(matches!(err, ManagerError::LimitReached(_)), "{err}");
+        assert!(matches!(
+            m.create_store(StoreConfig::new("b", 4, Metric::Dot)).await.expect_err("dup"),
+            ManagerError::AlreadyExists(_)
+        ));
         // index lifecycle: a rebuild on every replica of an HNSW store, refused for a flat one
         assert_eq!(m.rebuild_index("a").await.expect("rebuild"), 6);
-        assert_eq!(m.rebuild_index("b").await.expect_err("flat").code(), tonic::Code::InvalidArgument);
+        let flat = m.rebuild_index("b").await.expect_err("flat");
+        assert!(
+            matches!(&flat, ManagerError::Node { status, .. } if status.code() == tonic::Code::InvalidArgument),
+            "{flat}"
+        );
         // n2 goes away; "a" is dropped meanwhile; when n2 returns its heartbeat reveals the orphans, which go
         m.drop_store("b").await.expect("drop b");
         let before = n2.shard_keys().len();
@@ -849,6 +951,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_fresh_catalog_adopts_complete_stores_and_single_replicas_serve_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = ManagerOptions::new(dir.path());
+        let m = Manager::open(options.clone()).expect("open");
+        assert!(m.is_fresh());
+        let mut two = StoreConfig::new("two", 4, Metric::Cosine);
+        two.shards = 2;
+        let one = StoreConfig::new("one", 3, Metric::Dot);
+        let id = |store: &str, shard| pb::ShardId { store: store.into(), shard };
+        let found = vec![
+            (
+                "a".to_string(),
+                vec![
+                    (id("two", 0), two.clone()),
+                    (id("one", 0), one.clone()),
+                    (id("half", 0), {
+                        let mut c = StoreConfig::new("half", 2, Metric::Dot);
+                        c.shards = 2;
+                        c
+                    }),
+                ],
+            ),
+            (
+                "b".to_string(),
+                vec![(id("two", 1), two.clone()), (id("one", 0), StoreConfig::new("one", 9, Metric::Dot))],
+            ),
+        ];
+        let adopted = m.adopt(&found).await.expect("adopt");
+        // "half" misses shard 1; "one" has replicas that disagree on the config: neither is guessed at
+        assert_eq!(adopted, vec!["two".to_string()]);
+        assert_eq!(m.describe_store("two").expect("two").shards, vec![vec!["a".to_string()], vec!["b".to_string()]]);
+        assert_eq!(m.adopt(&found).await.expect("again"), Vec::<String>::new(), "what the catalog holds stays");
+        // a node whose replicas are their shards' only ones has missed nothing: up (readable) as it registers
+        m.register_node("a", "http://127.0.0.1:1").expect("register");
+        assert_eq!(m.routing_table().nodes[0].state, pb::NodeState::Up as i32);
+        drop(m);
+        let m = Manager::open(options).expect("reopen");
+        assert!(!m.is_fresh());
+        assert_eq!(m.list_stores().len(), 1);
+    }
+
+    #[tokio::test]
     async fn catalog_and_nodes_survive_a_restart_and_errors_change_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let options = ManagerOptions::new(dir.path());
@@ -861,17 +1005,17 @@ mod tests {
             assert_eq!(watch.borrow_and_update().version, v1);
             assert!(m.register_node("", "http://x:1").is_err());
             assert!(m.register_node("n2", "not a url").is_err());
-            assert_eq!(m.heartbeat("nobody", vec![]).expect_err("unknown").code(), tonic::Code::NotFound);
+            assert!(matches!(m.heartbeat("nobody", vec![]).expect_err("unknown"), ManagerError::NotFound(_)));
             // too few nodes for the replication factor: refused, nothing in the catalog
             let mut config = StoreConfig::new("s", 4, Metric::Cosine);
             config.replication_factor = 2;
             let err = m.create_store(config).await.expect_err("rf 2 on one node");
-            assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+            assert!(matches!(err, ManagerError::NotEnoughNodes(_)), "{err}");
             // the node's address does not answer: the create fails and leaves nothing behind
             let err = m.create_store(StoreConfig::new("s", 4, Metric::Cosine)).await.expect_err("unreachable node");
-            assert!(err.message().contains("creating shard 0 on node n1"), "{err}");
+            assert!(err.to_string().contains("creating shard 0 on node n1"), "{err}");
             assert!(m.list_stores().is_empty());
-            assert_eq!(m.drop_store("s").await.expect_err("absent").code(), tonic::Code::NotFound);
+            assert!(matches!(m.drop_store("s").await.expect_err("absent"), ManagerError::NotFound(_)));
         }
         let m = Manager::open(options).expect("reopen");
         let t = m.routing_table();

@@ -1,12 +1,13 @@
-//! The gRPC `IndexManager` service: converts messages and delegates to [`Manager`].
+//! The gRPC `IndexManager` service: converts messages and delegates to [`Manager`]; [`LocalManager`] serves the
+//! same handlers to services of the same process without gRPC.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
+use rvdb_proto::api::{ApiResult, ApiStream, ManagerApi};
 use rvdb_proto::convert::{config_from_pb, config_to_pb};
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::index_manager_server::{IndexManager, IndexManagerServer};
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::Manager;
@@ -27,7 +28,7 @@ impl IndexManagerService {
     }
 }
 
-type TableStream = Pin<Box<dyn Stream<Item = Result<pb::RoutingTable, Status>> + Send>>;
+type TableStream = ApiStream<pb::RoutingTable>;
 
 #[tonic::async_trait]
 impl IndexManager for IndexManagerService {
@@ -115,5 +116,44 @@ impl IndexManager for IndexManagerService {
     ) -> Result<Response<pb::ManagerRebuildIndexResponse>, Status> {
         let started = self.manager.rebuild_index(&req.into_inner().name).await?;
         Ok(Response::new(pb::ManagerRebuildIndexResponse { started }))
+    }
+}
+
+/// The manager as a [`ManagerApi`] for services in the same process (the node agent and gateway of `rvdb
+/// serve`): each call runs the gRPC handler above directly, with no serialization and no socket.
+#[derive(Debug, Clone)]
+pub struct LocalManager(IndexManagerService);
+
+impl LocalManager {
+    pub fn new(manager: Arc<Manager>) -> Arc<Self> {
+        Arc::new(Self(IndexManagerService::new(manager)))
+    }
+}
+
+#[tonic::async_trait]
+impl ManagerApi for LocalManager {
+    async fn register_node(&self, req: pb::RegisterNodeRequest) -> ApiResult<pb::RegisterNodeResponse> {
+        Ok(IndexManager::register_node(&self.0, Request::new(req)).await?.into_inner())
+    }
+    async fn heartbeat(&self, req: pb::HeartbeatRequest) -> ApiResult<pb::HeartbeatResponse> {
+        Ok(IndexManager::heartbeat(&self.0, Request::new(req)).await?.into_inner())
+    }
+    async fn create_store(&self, req: pb::CreateStoreRequest) -> ApiResult<pb::CreateStoreResponse> {
+        Ok(IndexManager::create_store(&self.0, Request::new(req)).await?.into_inner())
+    }
+    async fn drop_store(&self, req: pb::DropStoreRequest) -> ApiResult<pb::DropStoreResponse> {
+        Ok(IndexManager::drop_store(&self.0, Request::new(req)).await?.into_inner())
+    }
+    async fn routing_table(&self) -> ApiResult<pb::RoutingTable> {
+        Ok(IndexManager::get_routing_table(&self.0, Request::new(pb::GetRoutingTableRequest {})).await?.into_inner())
+    }
+    async fn watch_routing_table(&self, req: pb::WatchRoutingTableRequest) -> ApiResult<ApiStream<pb::RoutingTable>> {
+        Ok(IndexManager::watch_routing_table(&self.0, Request::new(req)).await?.into_inner())
+    }
+    async fn rebuild_index(&self, req: pb::ManagerRebuildIndexRequest) -> ApiResult<pb::ManagerRebuildIndexResponse> {
+        Ok(IndexManager::rebuild_index(&self.0, Request::new(req)).await?.into_inner())
+    }
+    async fn report_missed_write(&self, req: pb::ReportMissedWriteRequest) -> ApiResult<pb::ReportMissedWriteResponse> {
+        Ok(IndexManager::report_missed_write(&self.0, Request::new(req)).await?.into_inner())
     }
 }

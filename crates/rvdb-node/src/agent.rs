@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvdb_proto::Channel;
+use rvdb_proto::api::{ManagerApi, RemoteManager};
 use rvdb_proto::v1 as pb;
-use rvdb_proto::v1::index_manager_client::IndexManagerClient;
 
 use crate::Node;
 
@@ -20,18 +19,30 @@ pub struct AgentOptions {
     pub advertise_url: String,
 }
 
-/// Runs until the task is aborted: registration (retried until the manager answers), then heartbeats.
+/// Runs until the task is aborted: registration (retried until the manager answers), then heartbeats, with the
+/// manager at `options.manager_url` over gRPC.
 pub async fn run(node: Arc<Node>, options: AgentOptions) {
-    let endpoint = match rvdb_proto::endpoint(&options.manager_url) {
-        Ok(e) => e.timeout(Duration::from_secs(5)),
+    match RemoteManager::connect_lazy(&options.manager_url, Duration::from_secs(5)) {
+        Ok(manager) => run_with(node, Arc::new(manager), options, None).await,
         Err(e) => {
-            tracing::error!(url = %options.manager_url, error = %e, "bad manager URL; the node stays out of the cluster");
-            return;
+            tracing::error!(url = %options.manager_url, error = %e, "bad manager URL; the node stays out of the cluster")
         }
-    };
-    let mut client = IndexManagerClient::new(Channel::new(endpoint.connect_lazy()));
+    }
+}
+
+/// [`run`] with a given manager: remote, or the one in this process (`rvdb serve`). `registered`: the node has
+/// just registered itself, and was told this heartbeat interval (the first registration is skipped).
+pub async fn run_with(
+    node: Arc<Node>,
+    client: Arc<dyn ManagerApi>,
+    options: AgentOptions,
+    mut registered: Option<Duration>,
+) {
     loop {
-        let interval = register(&mut client, &options).await;
+        let interval = match registered.take() {
+            Some(interval) => interval,
+            None => register(client.as_ref(), &options).await,
+        };
         tracing::info!(node_id = %options.node_id, manager = %options.manager_url, "registered with the index manager");
         loop {
             tokio::time::sleep(interval).await;
@@ -55,12 +66,12 @@ pub async fn run(node: Arc<Node>, options: AgentOptions) {
     }
 }
 
-async fn register(client: &mut IndexManagerClient<Channel>, options: &AgentOptions) -> Duration {
+async fn register(client: &dyn ManagerApi, options: &AgentOptions) -> Duration {
     let mut backoff = Duration::from_millis(200);
     loop {
         let req = pb::RegisterNodeRequest { node_id: options.node_id.clone(), address: options.advertise_url.clone() };
         match client.register_node(req).await {
-            Ok(r) => return Duration::from_millis(r.into_inner().heartbeat_interval_ms.clamp(50, 60_000)),
+            Ok(r) => return Duration::from_millis(r.heartbeat_interval_ms.clamp(50, 60_000)),
             Err(s) => {
                 tracing::warn!(error = %s.message(), "cannot register with the index manager; retrying");
                 tokio::time::sleep(backoff).await;

@@ -1,14 +1,17 @@
 //! The gRPC `StorageNode` service: converts protobuf messages to domain calls on [`Node`] and back. Every call
 //! runs on tokio's blocking pool (RocksDB I/O and SIMD scans must not stall the async reactor) and through
-//! [`Node::with_shard`], so a panic is contained to its shard.
+//! [`Node::with_shard`], so a panic is contained to its shard. [`LocalNode`] serves the same handlers to services
+//! of the same process without gRPC.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
+use rvdb_proto::api::{ApiResult, ApiStream, NodeDirectory, StorageApi};
 use rvdb_proto::convert::{config_from_pb, config_to_pb};
+use rvdb_proto::rpc::served_locally;
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::storage_node_server::{StorageNode, StorageNodeServer};
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::shard::{Change, PointData, ScoredPoint, SearchOptions};
@@ -21,11 +24,18 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct StorageNodeService {
     node: Arc<Node>,
+    /// How `CatchUp` reaches the source replica (over gRPC, unless it is in this process).
+    peers: Arc<NodeDirectory>,
 }
 
 impl StorageNodeService {
     pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+        Self::with_peers(node, NodeDirectory::new())
+    }
+
+    /// A service whose catch-ups reach their source through `peers`.
+    pub fn with_peers(node: Arc<Node>, peers: Arc<NodeDirectory>) -> Self {
+        Self { node, peers }
     }
 
     /// The tonic server for this service, with request-size limits and compression enabled.
@@ -97,8 +107,8 @@ fn scored_to_pb(p: ScoredPoint) -> pb::ScoredPoint {
     }
 }
 
-type ScanStream = Pin<Box<dyn Stream<Item = Result<pb::ScanChunk, Status>> + Send>>;
-type ChangesStream = Pin<Box<dyn Stream<Item = Result<pb::ChangesChunk, Status>> + Send>>;
+type ScanStream = ApiStream<pb::ScanChunk>;
+type ChangesStream = ApiStream<pb::ChangesChunk>;
 
 /// Runs `produce` on the blocking pool and streams what it emits, `chunk_size` items per message, through a
 /// bounded channel (so a slow reader slows the producer instead of filling memory). `emit` returns false once the
@@ -353,23 +363,24 @@ impl StorageNode for StorageNodeService {
         tracing::Span::current().record("source", req.source_address.as_str());
         self.node.shard(&key)?; // NOT_FOUND before dialling the peer
         let started = std::time::Instant::now();
-        let endpoint = rvdb_proto::endpoint(&req.source_address).map_err(|e| {
+        let peer = self.peers.get(&req.source_address, None).map_err(|e| {
             let address = rvdb_core::error::excerpt(&req.source_address);
             Status::invalid_argument(format!("bad source_address {address:?}: {e}"))
         })?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Status::unavailable(format!("cannot reach the source replica {}: {e}", req.source_address)))?;
-        let mut peer = rvdb_proto::v1::storage_node_client::StorageNodeClient::new(rvdb_proto::Channel::new(channel))
-            .max_decoding_message_size(usize::MAX);
         let shard = Some(pb::ShardId { store: key.store.clone(), shard: key.shard });
         let mut stream = peer
             .changes(pb::ChangesRequest { shard, since_version: req.since_version, chunk_size: 2000 })
-            .await?
-            .into_inner();
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::Unavailable | tonic::Code::Unknown => Status::unavailable(format!(
+                    "cannot reach the source replica {}: {}",
+                    req.source_address,
+                    s.message()
+                )),
+                _ => s,
+            })?;
         let mut out = pb::CatchUpResponse::default();
-        while let Some(chunk) = stream.message().await? {
+        while let Some(chunk) = stream.next().await.transpose()? {
             out.received += (chunk.points.len() + chunk.tombstones.len()) as u64;
             out.max_version =
                 chunk.points.iter().chain(&chunk.tombstones).map(|p| p.version).fold(out.max_version, u64::max);
@@ -390,4 +401,105 @@ fn record_shard(key: &ShardKey) {
     let span = tracing::Span::current();
     span.record("store", key.store.as_str());
     span.record("shard", key.shard);
+}
+
+/// This node as a [`StorageApi`] for services in the same process (the gateway and manager of `rvdb serve`):
+/// each call runs the gRPC handler above directly, with no serialization and no socket, so a local replica
+/// behaves exactly as a remote one; it is traced as the gRPC server traces a call ([`served_locally`]).
+#[derive(Debug, Clone)]
+pub struct LocalNode(StorageNodeService);
+
+impl LocalNode {
+    /// `node` in this process; its catch-ups reach their source through `peers`.
+    pub fn new(node: Arc<Node>, peers: Arc<NodeDirectory>) -> Arc<Self> {
+        Arc::new(Self(StorageNodeService::with_peers(node, peers)))
+    }
+}
+
+#[tonic::async_trait]
+impl StorageApi for LocalNode {
+    async fn create_shard(&self, req: pb::CreateShardRequest) -> ApiResult<pb::CreateShardResponse> {
+        served_locally("/rvdb.v1.StorageNode/CreateShard", async {
+            Ok(StorageNode::create_shard(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn drop_shard(&self, req: pb::DropShardRequest) -> ApiResult<pb::DropShardResponse> {
+        served_locally("/rvdb.v1.StorageNode/DropShard", async {
+            Ok(StorageNode::drop_shard(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn list_shards(&self) -> ApiResult<pb::ListShardsResponse> {
+        served_locally("/rvdb.v1.StorageNode/ListShards", async {
+            Ok(StorageNode::list_shards(&self.0, Request::new(pb::ListShardsRequest {})).await?.into_inner())
+        })
+        .await
+    }
+    async fn upsert(&self, req: pb::UpsertRequest) -> ApiResult<pb::UpsertResponse> {
+        served_locally("/rvdb.v1.StorageNode/Upsert", async {
+            Ok(StorageNode::upsert(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn get(&self, req: pb::GetRequest) -> ApiResult<pb::GetResponse> {
+        served_locally("/rvdb.v1.StorageNode/Get", async {
+            Ok(StorageNode::get(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn delete(&self, req: pb::DeleteRequest) -> ApiResult<pb::DeleteResponse> {
+        served_locally("/rvdb.v1.StorageNode/Delete", async {
+            Ok(StorageNode::delete(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn search(&self, req: pb::SearchRequest) -> ApiResult<pb::SearchResponse> {
+        served_locally("/rvdb.v1.StorageNode/Search", async {
+            Ok(StorageNode::search(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn scan(&self, req: pb::ScanRequest) -> ApiResult<ApiStream<pb::ScanChunk>> {
+        served_locally("/rvdb.v1.StorageNode/Scan", async {
+            Ok(StorageNode::scan(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn flush(&self, req: pb::FlushRequest) -> ApiResult<pb::FlushResponse> {
+        served_locally("/rvdb.v1.StorageNode/Flush", async {
+            Ok(StorageNode::flush(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn stats(&self, req: pb::StatsRequest) -> ApiResult<pb::StatsResponse> {
+        served_locally("/rvdb.v1.StorageNode/Stats", async {
+            Ok(StorageNode::stats(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn rebuild_index(&self, req: pb::RebuildIndexRequest) -> ApiResult<pb::RebuildIndexResponse> {
+        served_locally("/rvdb.v1.StorageNode/RebuildIndex", async {
+            Ok(StorageNode::rebuild_index(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn changes(&self, req: pb::ChangesRequest) -> ApiResult<ApiStream<pb::ChangesChunk>> {
+        served_locally("/rvdb.v1.StorageNode/Changes", async {
+            Ok(StorageNode::changes(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn digest(&self, req: pb::DigestRequest) -> ApiResult<pb::DigestResponse> {
+        served_locally("/rvdb.v1.StorageNode/Digest", async {
+            Ok(StorageNode::digest(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn catch_up(&self, req: pb::CatchUpRequest) -> ApiResult<pb::CatchUpResponse> {
+        served_locally("/rvdb.v1.StorageNode/CatchUp", async {
+            Ok(StorageNode::catch_up(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
 }

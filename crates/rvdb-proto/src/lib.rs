@@ -4,6 +4,9 @@
 //! manager service (`index_manager_client` / `index_manager_server`) and the shared messages. [`convert`] maps the
 //! shared messages to and from `rvdb-core`'s domain types, once, for every service.
 //!
+//! [`api`] is how one service reaches another: a trait per service with a remote (gRPC) implementation here and
+//! a local one in the service's crate, handed out by URL from a [`api::NodeDirectory`].
+//!
 //! Beyond the stubs, what every service shares on the wire: [`rpc`] (API keys, request ids, per-method metrics,
 //! the [`Channel`] that presents this process's key) and [`tls`] (optional rustls on listeners and channels).
 
@@ -12,6 +15,7 @@ pub mod v1 {
     tonic::include_proto!("rvdb.v1");
 }
 
+pub mod api;
 pub mod convert;
 pub mod rpc;
 pub mod tls;

@@ -209,6 +209,12 @@ pub fn set_client_key(key: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The `Authorization` value this process presents to other rvdb services (its first read-write key), if any:
+/// for its HTTP clients (the CLI), as [`Channel`] adds it to gRPC calls.
+pub fn client_authorization() -> Option<HeaderValue> {
+    CLIENT_KEY.get().cloned()
+}
+
 /// A channel to another rvdb service that adds this process's key and the current request id to every call.
 #[derive(Debug, Clone)]
 pub struct Channel {
@@ -383,6 +389,28 @@ where
                 .instrument(span),
         )
     }
+}
+
+/// Runs an in-process call to a service (`rvdb serve`'s gateway calling its node, see [`crate::api`]) the way
+/// [`ServerLayer`] runs a gRPC one, minus the wire: in a `local` span with the method and the caller's request id
+/// (a fresh one when it has none), ending with a debug event carrying the status code and the time taken. So a
+/// request is traced into the node alike in both deployments. The gRPC metrics are not moved: no RPC happened.
+pub async fn served_locally<T>(
+    method: &'static str,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let start = Instant::now();
+    let request_id = current_request_id().unwrap_or_else(new_request_id);
+    let span = tracing::info_span!("local", method, request_id = %request_id);
+    REQUEST_ID
+        .scope(request_id, async move {
+            let result = call.await;
+            let code = code_label(result.as_ref().err().map_or(tonic::Code::Ok, tonic::Status::code));
+            tracing::debug!(code, elapsed_us = start.elapsed().as_micros() as u64, "call served in process");
+            result
+        })
+        .instrument(span)
+        .await
 }
 
 #[cfg(test)]

@@ -402,6 +402,17 @@ async fn open_node(dir: PathBuf) -> anyhow::Result<Arc<Node>> {
     ))
 }
 
+/// Manager + `node` + gateway in this process, as `rvdb serve` runs them (the manager's catalog in `dir`).
+async fn embedded(
+    dir: &std::path::Path,
+    node: Arc<Node>,
+    url: String,
+) -> anyhow::Result<rvdb_gateway::embedded::Embedded> {
+    let spec = rvdb_gateway::embedded::LocalNodeSpec { id: "bench".into(), url, node };
+    let manager = rvdb_manager::ManagerOptions::new(dir.join("manager"));
+    Ok(rvdb_gateway::embedded::Embedded::start(manager, vec![spec], Default::default()).await?)
+}
+
 /// Serves `node` over gRPC on a free loopback port; returns its URL.
 async fn serve_node(node: Arc<Node>) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -471,8 +482,8 @@ async fn backup(count: usize, dimension: usize) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("rvdb-bench-backup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let node = open_node(dir.join("data")).await?;
-    let node_url = serve_node(node.clone()).await?;
-    let gateway = Arc::new(rvdb_gateway::Gateway::connect(vec![node_url], Default::default()).await?);
+    let deployment = embedded(&dir, node.clone(), "http://in-process-node:1".into()).await?;
+    let gateway = deployment.gateway().clone();
     let backups = rvdb_gateway::backup::BackupManager::new(gateway.clone(), dir.join("backups"));
     gateway.create_store(StoreConfig::new("big", dimension as u32, Metric::Cosine)).await?;
     let t = Instant::now();
@@ -613,10 +624,11 @@ async fn gateway_latency(count: usize, dimension: usize, queries: usize, k: u32)
 
     let dir = std::env::temp_dir().join(format!("rvdb-bench-gw-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let node = open_node(dir.clone()).await?;
+    let node = open_node(dir.join("data")).await?;
     let node_url = serve_node(node.clone()).await?;
-
-    let gateway = Arc::new(rvdb_gateway::Gateway::connect(vec![node_url.clone()], Default::default()).await?);
+    // as in `rvdb serve`: the gateway calls the node in process; the node also serves gRPC, for the baseline
+    let deployment = embedded(&dir, node.clone(), node_url.clone()).await?;
+    let gateway = deployment.gateway().clone();
     let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mcp_url = format!("http://{}/mcp", http_listener.local_addr()?);
     let backups = Arc::new(rvdb_gateway::backup::BackupManager::new(gateway.clone(), dir.join("backups")));

@@ -1,20 +1,19 @@
-//! Client commands: talk gRPC to a storage node and print JSON. In the embedded mode a store is one shard
-//! (shard 0); once the gateway lands these commands go through it and its routing instead.
+//! Client commands (`rvdb create-store`, `insert`, `search`, …): thin translations to the gateway's REST API,
+//! so the CLI goes through the same operation layer, routing, placement and limits as MCP, REST and gRPC, and
+//! works alike against `rvdb serve` and a cluster's gateway. Each prints the gateway's JSON answer on stdout;
+//! a refusal prints the gateway's JSON error on stderr and exits with status 1.
 
 use std::io::BufRead;
 
 use anyhow::Context;
-use rvdb_core::Metric;
-use rvdb_proto::Channel;
-use rvdb_proto::v1 as pb;
-use rvdb_proto::v1::storage_node_client::StorageNodeClient;
+use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Target {
-    /// gRPC address of the node.
-    #[arg(long, env = "RVDB_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
-    addr: String,
+    /// The gateway's HTTP URL (where `rvdb serve` or `rvdb gateway` serves REST and MCP).
+    #[arg(long = "url", alias = "addr", env = "RVDB_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    url: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -27,12 +26,31 @@ pub enum ClientCommand {
         /// cosine, euclidean, manhattan or dot.
         #[arg(long, default_value = "cosine")]
         metric: String,
-        /// flat (exact) or hnsw (approximate graph, built in the background).
-        #[arg(long, default_value = "flat")]
-        index: String,
+        /// flat (exact) or hnsw (approximate graph, built in the background); default: the server's
+        /// default_index_type.
+        #[arg(long)]
+        index: Option<String>,
         /// none or sq8 (HNSW graph on 8-bit codes, re-scored on full vectors).
-        #[arg(long, default_value = "none")]
-        quantization: String,
+        #[arg(long)]
+        quantization: Option<String>,
+        /// Partitions spread over the storage nodes.
+        #[arg(long)]
+        shards: Option<u32>,
+        /// Copies of each shard on distinct nodes.
+        #[arg(long)]
+        replication_factor: Option<u32>,
+        /// Replica acks a write waits for (0 = a majority).
+        #[arg(long)]
+        write_consistency: Option<u32>,
+        /// HNSW: links per node.
+        #[arg(long)]
+        m: Option<u32>,
+        /// HNSW: beam width while building.
+        #[arg(long)]
+        ef_construction: Option<u32>,
+        /// HNSW: default beam width of a search.
+        #[arg(long)]
+        ef_search: Option<u32>,
         #[command(flatten)]
         target: Target,
     },
@@ -68,8 +86,8 @@ pub enum ClientCommand {
         #[arg(long)]
         vector: String,
         /// JSON object.
-        #[arg(long, default_value = "{}")]
-        metadata: String,
+        #[arg(long)]
+        metadata: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -86,6 +104,9 @@ pub enum ClientCommand {
     Get {
         store: String,
         ids: Vec<String>,
+        /// Leave the vectors out.
+        #[arg(long)]
+        no_vector: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -102,8 +123,8 @@ pub enum ClientCommand {
         /// JSON array of numbers.
         #[arg(long)]
         vector: String,
-        #[arg(short, long, default_value_t = 10)]
-        k: u32,
+        #[arg(short, long)]
+        k: Option<u32>,
         #[arg(long)]
         with_vector: bool,
         /// Metadata filter (JSON), e.g. '{"must":[{"key":"lang","match":{"value":"en"}}]}'.
@@ -118,184 +139,312 @@ pub enum ClientCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Flush a store (or every store) to disk and fsync the WAL.
+    /// Flush a store to disk and fsync the WAL of its replicas.
     Sync {
+        store: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Back a store up (a checksummed snapshot in the server's backup_dir).
+    Backup {
+        store: String,
+        /// Backup name (default <store>-<time>).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List backups (optionally of one store).
+    ListBackups {
+        #[arg(long)]
         store: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Restore a backup into a new store.
+    Restore {
+        backup: String,
+        /// Name of the new store.
+        #[arg(long)]
+        store: String,
+        /// Shards of the new store (default: as in the backup).
+        #[arg(long)]
+        shards: Option<u32>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a backup.
+    DeleteBackup {
+        backup: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Export a store as JSON Lines into the server's export directory.
+    ExportStore {
+        store: String,
+        /// File name (default <store>-<time>.jsonl).
+        #[arg(long)]
+        file: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Import a JSON Lines export (a file name as export-store returned it) into a new store.
+    ImportStore {
+        store: String,
+        #[arg(long)]
+        file: String,
         #[command(flatten)]
         target: Target,
     },
 }
 
-fn shard(store: &str) -> Option<pb::ShardId> {
-    Some(pb::ShardId { store: store.to_string(), shard: 0 })
+/// The gateway's REST API at one URL.
+struct Rest {
+    base: String,
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>,
 }
 
-async fn connect(t: &Target) -> anyhow::Result<StorageNodeClient<Channel>> {
-    let c = StorageNodeClient::new(
-        rvdb_proto::connect(&t.addr).await.with_context(|| format!("connecting to {}", t.addr))?,
-    );
-    Ok(c.max_decoding_message_size(usize::MAX))
+/// A store or backup name in a URL path: percent-encoded, so a name the gateway would refuse reaches it (and
+/// gets its error) instead of changing the path.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
-fn parse_vector(s: &str) -> anyhow::Result<Vec<f32>> {
-    serde_json::from_str(s).context("--vector must be a JSON array of numbers, e.g. [0.1, 0.2]")
+impl Rest {
+    fn new(target: &Target) -> anyhow::Result<Rest> {
+        anyhow::ensure!(
+            target.url.starts_with("http://"),
+            "--url {:?}: the CLI speaks plain http:// to the gateway (for a TLS gateway use its REST API with an \
+             HTTPS client)",
+            target.url
+        );
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        Ok(Rest { base: format!("{}/v1", target.url.trim_end_matches('/')), client })
+    }
+
+    /// One call; the answer's JSON, or an error carrying the gateway's JSON error.
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let uri = format!("{}{path}", self.base);
+        let mut req = hyper::Request::builder().method(method).uri(&uri).header("accept", "application/json");
+        if let Some(key) = rvdb_proto::rpc::client_authorization() {
+            req = req.header("authorization", key);
+        }
+        let bytes = match &body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                bytes::Bytes::from(b.to_string())
+            }
+            None => bytes::Bytes::new(),
+        };
+        let resp = self.client.request(req.body(Full::new(bytes))?).await.with_context(|| format!("{method} {uri}"))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{method} {uri}: HTTP {status} with a body that is not JSON"))?
+        };
+        if status.is_success() { Ok(value) } else { Err(Refused(value).into()) }
+    }
 }
 
-fn metric_name(m: i32) -> &'static str {
-    rvdb_proto::convert::metric_from_pb(m).map(Metric::as_str).unwrap_or("unknown")
+/// The gateway refused a call: its JSON error, printed as is.
+#[derive(Debug)]
+pub struct Refused(pub Value);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string_pretty(&self.0).unwrap_or_else(|_| self.0.to_string()))
+    }
 }
 
-fn stats_json(s: &pb::ShardStats) -> Value {
-    let c = s.config.clone().unwrap_or_default();
-    json!({
-        "store": c.name, "dimension": c.dimension, "metric": metric_name(c.metric),
-        "points": s.points, "tombstones": s.tombstones, "max_version": s.max_version,
-        "index_memory_bytes": s.index_memory_bytes, "disk_bytes": s.disk_bytes, "index_status": s.index_status,
-    })
+impl std::error::Error for Refused {}
+
+fn parse_json(flag: &str, s: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(s).with_context(|| format!("{flag} must be JSON"))
 }
 
-fn print(v: Value) {
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+}
+
+/// A JSON object of the given fields, leaving out the ones not given (`None`).
+fn fields(pairs: &[(&str, Option<Value>)]) -> Value {
+    Value::Object(pairs.iter().filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v))).collect())
+}
+
+fn opt<T: serde::Serialize>(v: Option<T>) -> Option<Value> {
+    v.map(|v| json!(v))
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    match execute(cmd).await {
+        Ok(v) => {
+            print(&v);
+            Ok(())
+        }
+        Err(e) => match e.downcast::<Refused>() {
+            Ok(Refused(body)) => {
+                eprintln!("{}", serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string()));
+                std::process::exit(1);
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+async fn execute(cmd: ClientCommand) -> anyhow::Result<Value> {
+    use ClientCommand::*;
     match cmd {
-        ClientCommand::CreateStore { name, dimension, metric, index, quantization, target } => {
-            let metric: Metric = metric.parse()?;
-            let mut config = rvdb_core::StoreConfig::new(name.clone(), dimension, metric);
-            config.index.kind = index.parse()?;
-            config.index.quantization = quantization.parse()?;
-            let config = rvdb_proto::convert::config_to_pb(&config);
-            connect(&target)
-                .await?
-                .create_shard(pb::CreateShardRequest { shard: shard(&name), config: Some(config) })
-                .await?;
-            print(json!({"created": name}));
+        CreateStore {
+            name,
+            dimension,
+            metric,
+            index,
+            quantization,
+            shards,
+            replication_factor,
+            write_consistency,
+            m,
+            ef_construction,
+            ef_search,
+            target,
+        } => {
+            let body = fields(&[
+                ("name", Some(json!(name))),
+                ("dimension", Some(json!(dimension))),
+                ("metric", Some(json!(metric))),
+                ("index", opt(index)),
+                ("quantization", opt(quantization)),
+                ("shards", opt(shards)),
+                ("replication_factor", opt(replication_factor)),
+                ("write_consistency", opt(write_consistency)),
+                ("m", opt(m)),
+                ("ef_construction", opt(ef_construction)),
+                ("ef_search", opt(ef_search)),
+            ]);
+            Rest::new(&target)?.call("POST", "/stores", Some(body)).await
         }
-        ClientCommand::DropStore { name, target } => {
-            connect(&target).await?.drop_shard(pb::DropShardRequest { shard: shard(&name) }).await?;
-            print(json!({"dropped": name}));
+        DropStore { name, target } => {
+            Rest::new(&target)?.call("DELETE", &format!("/stores/{}", segment(&name)), None).await
         }
-        ClientCommand::ListStores { target } => {
-            let r = connect(&target).await?.list_shards(pb::ListShardsRequest {}).await?.into_inner();
-            print(Value::Array(r.shards.iter().map(stats_json).collect()));
+        ListStores { target } => Rest::new(&target)?.call("GET", "/stores", None).await,
+        Stats { name, target } => Rest::new(&target)?.call("GET", &format!("/stores/{}", segment(&name)), None).await,
+        RebuildIndex { name, target } => {
+            Rest::new(&target)?.call("POST", &format!("/stores/{}/rebuild-index", segment(&name)), None).await
         }
-        ClientCommand::Stats { name, target } => {
-            let r = connect(&target).await?.stats(pb::StatsRequest { shard: shard(&name) }).await?.into_inner();
-            print(r.stats.as_ref().map(stats_json).unwrap_or(Value::Null));
+        Insert { store, id, vector, metadata, target } => {
+            let point = fields(&[
+                ("id", Some(json!(id))),
+                ("vector", Some(parse_json("--vector", &vector)?)),
+                ("metadata", metadata.map(|m| parse_json("--metadata", &m)).transpose()?),
+            ]);
+            let path = format!("/stores/{}/points", segment(&store));
+            Rest::new(&target)?.call("PUT", &path, Some(json!({"points": [point]}))).await
         }
-        ClientCommand::RebuildIndex { name, target } => {
-            let r = connect(&target)
-                .await?
-                .rebuild_index(pb::RebuildIndexRequest { shard: shard(&name) })
-                .await?
-                .into_inner();
-            print(json!({"store": name, "started": r.started}));
-        }
-        ClientCommand::Insert { store, id, vector, metadata, target } => {
-            let point = pb::Point { id, vector: parse_vector(&vector)?, metadata_json: metadata, version: 0 };
-            let r = connect(&target)
-                .await?
-                .upsert(pb::UpsertRequest { shard: shard(&store), points: vec![point], sync: false })
-                .await?
-                .into_inner();
-            print(json!({"applied": r.applied, "version": r.max_version}));
-        }
-        ClientCommand::Import { store, file, batch, target } => {
-            let mut client = connect(&target).await?;
+        Import { store, file, batch, target } => {
+            let rest = Rest::new(&target)?;
+            let path = format!("/stores/{}/points", segment(&store));
             let reader = std::io::BufReader::new(
                 std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?,
             );
             let (mut points, mut total) = (Vec::new(), 0u64);
+            let send = async |points: Vec<Value>| -> anyhow::Result<u64> {
+                let r = rest.call("PUT", &path, Some(json!({"points": points}))).await?;
+                Ok(r["inserted"].as_u64().unwrap_or(0))
+            };
             for (n, line) in reader.lines().enumerate() {
                 let line = line?;
                 if line.trim().is_empty() {
                     continue;
                 }
-                let v: Value = serde_json::from_str(&line).with_context(|| format!("line {}", n + 1))?;
-                let id = v["id"].as_str().map(str::to_string).or_else(|| v["id"].as_u64().map(|i| i.to_string()));
-                let point = pb::Point {
-                    id: id.with_context(|| format!("line {}: id must be a string or integer", n + 1))?,
-                    vector: serde_json::from_value(v["vector"].clone())
-                        .with_context(|| format!("line {}: vector", n + 1))?,
-                    metadata_json: v.get("metadata").map(Value::to_string).unwrap_or_default(),
-                    version: 0,
-                };
-                points.push(point);
-                if points.len() >= batch {
-                    total += client
-                        .upsert(pb::UpsertRequest {
-                            shard: shard(&store),
-                            points: std::mem::take(&mut points),
-                            sync: false,
-                        })
-                        .await?
-                        .into_inner()
-                        .applied as u64;
+                let mut v: Value = serde_json::from_str(&line).with_context(|| format!("line {}", n + 1))?;
+                if let Some(id) = v["id"].as_u64() {
+                    v["id"] = json!(id.to_string());
+                }
+                points.push(v);
+                if points.len() >= batch.max(1) {
+                    total += send(std::mem::take(&mut points)).await?;
                 }
             }
             if !points.is_empty() {
-                total += client
-                    .upsert(pb::UpsertRequest { shard: shard(&store), points, sync: false })
-                    .await?
-                    .into_inner()
-                    .applied as u64;
+                total += send(points).await?;
             }
-            print(json!({"imported": total}));
+            Ok(json!({"store": store, "imported": total}))
         }
-        ClientCommand::Get { store, ids, target } => {
-            let r = connect(&target)
-                .await?
-                .get(pb::GetRequest { shard: shard(&store), ids, with_vector: true, with_metadata: true })
-                .await?
-                .into_inner();
-            let points: Vec<Value> = r
-                .points
-                .into_iter()
-                .map(|p| json!({"id": p.id, "vector": p.vector, "metadata": serde_json::from_str::<Value>(&p.metadata_json).unwrap_or(Value::Null), "version": p.version}))
-                .collect();
-            print(Value::Array(points));
+        Get { store, ids, no_vector, target } => {
+            let path = format!("/stores/{}/points/get", segment(&store));
+            Rest::new(&target)?.call("POST", &path, Some(json!({"ids": ids, "with_vector": !no_vector}))).await
         }
-        ClientCommand::Delete { store, ids, target } => {
-            let r = connect(&target)
-                .await?
-                .delete(pb::DeleteRequest { shard: shard(&store), ids, version: 0, sync: false })
-                .await?
-                .into_inner();
-            print(json!({"deleted": r.deleted}));
+        Delete { store, ids, target } => {
+            let path = format!("/stores/{}/points/delete", segment(&store));
+            Rest::new(&target)?.call("POST", &path, Some(json!({"ids": ids}))).await
         }
-        ClientCommand::Search { store, vector, k, with_vector, filter, ef, exact, target } => {
-            let r = connect(&target)
-                .await?
-                .search(pb::SearchRequest {
-                    shard: shard(&store),
-                    vector: parse_vector(&vector)?,
-                    k,
-                    with_vector,
-                    with_metadata: true,
-                    filter_json: filter.unwrap_or_default(),
-                    ef: ef.unwrap_or(0),
-                    exact,
-                })
-                .await?
-                .into_inner();
-            let hits: Vec<Value> = r
-                .results
-                .into_iter()
-                .map(|h| {
-                    let mut v = json!({"id": h.id, "distance": h.distance, "metadata": serde_json::from_str::<Value>(&h.metadata_json).unwrap_or(Value::Null)});
-                    if with_vector {
-                        v["vector"] = json!(h.vector);
-                    }
-                    v
-                })
-                .collect();
-            print(Value::Array(hits));
+        Search { store, vector, k, with_vector, filter, ef, exact, target } => {
+            let body = fields(&[
+                ("vector", Some(parse_json("--vector", &vector)?)),
+                ("k", opt(k)),
+                ("with_vector", Some(json!(with_vector))),
+                ("filter", filter.map(|f| parse_json("--filter", &f)).transpose()?),
+                ("ef", opt(ef)),
+                ("exact", Some(json!(exact))),
+            ]);
+            Rest::new(&target)?.call("POST", &format!("/stores/{}/search", segment(&store)), Some(body)).await
         }
-        ClientCommand::Sync { store, target } => {
-            connect(&target).await?.flush(pb::FlushRequest { shard: store.as_deref().and_then(shard) }).await?;
-            print(json!({"synced": store.unwrap_or_else(|| "*".into())}));
+        Sync { store, target } => {
+            Rest::new(&target)?.call("POST", &format!("/stores/{}/sync", segment(&store)), None).await
+        }
+        Backup { store, name, target } => {
+            let path = format!("/stores/{}/backups", segment(&store));
+            Rest::new(&target)?.call("POST", &path, Some(fields(&[("name", opt(name))]))).await
+        }
+        ListBackups { store, target } => {
+            let path = match store {
+                Some(s) => format!("/backups?store={}", segment(&s)),
+                None => "/backups".to_string(),
+            };
+            Rest::new(&target)?.call("GET", &path, None).await
+        }
+        Restore { backup, store, shards, target } => {
+            let path = format!("/backups/{}/restore", segment(&backup));
+            let body = fields(&[("store", Some(json!(store))), ("shards", opt(shards))]);
+            Rest::new(&target)?.call("POST", &path, Some(body)).await
+        }
+        DeleteBackup { backup, target } => {
+            Rest::new(&target)?.call("DELETE", &format!("/backups/{}", segment(&backup)), None).await
+        }
+        ExportStore { store, file, target } => {
+            let path = format!("/stores/{}/export", segment(&store));
+            Rest::new(&target)?.call("POST", &path, Some(fields(&[("file", opt(file))]))).await
+        }
+        ImportStore { store, file, target } => {
+            let path = format!("/stores/{}/import", segment(&store));
+            Rest::new(&target)?.call("POST", &path, Some(json!({"file": file}))).await
         }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_change_the_path() {
+        assert_eq!(segment("docs-1_a.b"), "docs-1_a.b");
+        assert_eq!(segment("a/../b"), "a%2F..%2Fb");
+        assert_eq!(segment("x?y#z"), "x%3Fy%23z");
+    }
+
+    #[test]
+    fn absent_fields_are_left_out() {
+        assert_eq!(fields(&[("a", Some(json!(1))), ("b", None)]), json!({"a": 1}));
+    }
 }

@@ -1,10 +1,11 @@
 //! `rvdb`: one binary for every role.
 //!
-//! - `rvdb serve`: the embedded all-in-one default, data in `./data`, no setup: a storage node (gRPC on
-//!   127.0.0.1:50051) and the MCP gateway (http://127.0.0.1:8080/mcp); the index manager joins with its issue.
+//! - `rvdb serve`: the embedded all-in-one default, data in `./data`, no setup: the index manager, a storage
+//!   node (gRPC on 127.0.0.1:50051) and the gateway (MCP at http://127.0.0.1:8080/mcp, REST at /v1) in one
+//!   process, wired by direct calls.
 //! - `rvdb manager`, `rvdb node --manager URL`, `rvdb gateway --manager URL`: the services of a cluster.
 //!   `rvdb mcp-stdio`: MCP over stdio.
-//! - client commands (`create-store`, `insert`, `search`, …) that talk gRPC to a node.
+//! - client commands (`create-store`, `insert`, `search`, `backup`, …) that call the gateway's REST API.
 //! - `rvdb bench`: the benchmarks whose figures the README reports.
 //!
 //! Configuration mirrors the seed's `sys.config` keys as flags and `RVDB_…` environment variables.
@@ -19,7 +20,8 @@ mod server;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "rvdb", version, about = "rvdb: a distributed vector database for AI agents")]
+#[command(name = "rvdb", about = "rvdb: a distributed vector database for AI agents",
+          version = concat!(env!("CARGO_PKG_VERSION"), " (source ", env!("RVDB_SOURCE_FINGERPRINT"), ")"))]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `rvdb_node=debug`.
     #[arg(long, env = "RVDB_LOG", default_value = "info,rmcp=warn", global = true)]
@@ -75,15 +77,15 @@ pub(crate) fn index_options() -> rvdb_core::options::IndexOptions {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run rvdb embedded in one process with local data (the default way to start): storage node + MCP gateway.
+    /// Run rvdb embedded in one process with local data (the default way to start): manager + node + gateway.
     Serve(server::ServeArgs),
     /// Run a storage node (with --manager: as part of a cluster).
     Node(server::NodeCommand),
     /// Run the index manager of a cluster (catalog, placement, membership, catch-up).
     Manager(server::ManagerArgs),
-    /// Run an MCP gateway over a cluster's index manager (--manager) or a list of storage nodes (--nodes).
+    /// Run a gateway (MCP, REST, gRPC) over a cluster's index manager (--manager).
     Gateway(server::GatewayCommand),
-    /// Serve MCP over stdin/stdout (for agents that launch their MCP servers), on an embedded node or given nodes.
+    /// Serve MCP over stdin/stdout (for agents that launch their MCP servers): embedded, or a cluster (--manager).
     McpStdio(server::McpStdioArgs),
     /// Health check of a node, manager or gateway (exit code 0 = healthy); used by container health checks.
     Probe(ops::ProbeArgs),

@@ -1,9 +1,9 @@
 //! Starting rvdb's services: a storage node (open RocksDB, serve gRPC, fsync the WAL every `sync_interval`), the
-//! gateway (MCP over Streamable HTTP or stdio), or both in one process (`rvdb serve`). SIGINT / SIGTERM shut
-//! down cleanly: listeners stop, the WAL is fsynced.
+//! index manager, the gateway (MCP over Streamable HTTP or stdio, REST, gRPC), or all three in one process
+//! (`rvdb serve`, `rvdb mcp-stdio`). SIGINT / SIGTERM shut down cleanly: listeners stop, the WAL is fsynced.
 //!
-//! In `rvdb serve` the gateway still talks gRPC to the node over loopback, so the embedded mode runs exactly the
-//! code path of a cluster.
+//! In `rvdb serve` the manager, node and gateway are the very code of a cluster, wired by direct calls instead
+//! of gRPC ([`rvdb_gateway::embedded`]): one catalog, one placement, the same repair.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use anyhow::Context;
 use rmcp::ServiceExt;
 use rvdb_core::IndexKind;
 use rvdb_gateway::backup::BackupManager;
+use rvdb_gateway::embedded::{Embedded, LocalNodeSpec};
 use rvdb_gateway::gateway::DEFAULT_WRITE_REQUEST_BYTES;
 use rvdb_gateway::http::HttpOptions;
 use rvdb_gateway::{Gateway, GatewayOptions, McpServer};
@@ -213,9 +214,6 @@ pub struct GatewayArgs {
     /// MCP port (the seed's `mcp_port`); MCP is served at http://<host>:<port>/mcp. 0 picks a free one.
     #[arg(long, env = "RVDB_MCP_PORT", default_value_t = 8080)]
     pub mcp_port: u16,
-    /// Most stores this deployment holds (the seed's `max_vector_stores`).
-    #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
-    pub max_vector_stores: usize,
     /// Index of a store created without one (the seed's `default_index_type`): flat or hnsw.
     #[arg(long, env = "RVDB_DEFAULT_INDEX_TYPE", default_value = "flat")]
     pub default_index_type: IndexKind,
@@ -307,7 +305,6 @@ impl GatewayArgs {
 
     fn gateway_options(&self) -> GatewayOptions {
         GatewayOptions {
-            max_vector_stores: self.max_vector_stores,
             default_index: self.default_index_type,
             read_timeout: Duration::from_millis(self.read_timeout.max(1)),
             call_timeout: Duration::from_millis(self.call_timeout.max(1)),
@@ -324,22 +321,17 @@ pub struct ServeArgs {
     pub node: NodeArgs,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    /// Most stores this deployment holds (the seed's `max_vector_stores`), enforced by the in-process manager.
+    #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
+    pub max_vector_stores: usize,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct GatewayCommand {
-    /// Storage nodes (gRPC URLs, comma-separated), for a gateway without an index manager.
-    #[arg(
-        long,
-        env = "RVDB_NODES",
-        value_delimiter = ',',
-        required_unless_present = "manager",
-        conflicts_with = "manager"
-    )]
-    pub nodes: Vec<String>,
-    /// The index manager's gRPC URL: the gateway of a cluster follows its routing table.
+    /// The index manager's gRPC URL: the gateway follows its routing table (catalog, placement and limits are
+    /// the manager's).
     #[arg(long, env = "RVDB_MANAGER")]
-    pub manager: Option<String>,
+    pub manager: String,
     #[command(flatten)]
     pub gateway: GatewayArgs,
 }
@@ -391,9 +383,10 @@ pub struct ManagerArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct McpStdioArgs {
-    /// Storage nodes to use (gRPC URLs, comma-separated). Without it, an embedded node on --persistence-dir.
-    #[arg(long, env = "RVDB_NODES", value_delimiter = ',')]
-    pub nodes: Vec<String>,
+    /// A cluster's index manager (gRPC URL). Without it, an embedded deployment on --persistence-dir (as
+    /// `rvdb serve`: manager, node and gateway in this process).
+    #[arg(long, env = "RVDB_MANAGER")]
+    pub manager: Option<String>,
     #[command(flatten)]
     pub node: NodeArgs,
     /// Most stores this deployment holds (the seed's `max_vector_stores`).
@@ -490,27 +483,13 @@ impl RunningGateway {
     }
 }
 
-/// Where a gateway gets its routing table.
-enum Topology {
-    Nodes(Vec<String>),
-    Manager(String),
-}
-
+/// Serves `gateway` over HTTP (MCP, REST) and gRPC.
 async fn start_gateway(
-    topology: Topology,
+    gateway: Arc<Gateway>,
     args: &GatewayArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningGateway> {
     let http = args.http_options()?;
-    let gateway = match topology {
-        Topology::Nodes(nodes) => {
-            Gateway::connect(nodes, args.gateway_options()).await.context("connecting the gateway to the nodes")?
-        }
-        Topology::Manager(url) => Gateway::connect_manager(&url, args.gateway_options())
-            .await
-            .with_context(|| format!("connecting the gateway to the index manager at {url}"))?,
-    };
-    let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind((args.mcp_host, args.mcp_port))
         .await
         .with_context(|| format!("binding MCP address {}:{}", args.mcp_host, args.mcp_port))?;
@@ -533,7 +512,23 @@ async fn start_gateway(
     Ok(RunningGateway { mcp_url, grpc_url, http: server, grpc })
 }
 
-/// `rvdb serve`: node + gateway in one process.
+/// The manager, node and gateway of one process (`rvdb serve`, `rvdb mcp-stdio`), on `node`'s data directory:
+/// the catalog lives in `<persistence_dir>/manager`, the node id in `<persistence_dir>/node_id`.
+async fn embedded(
+    node: &RunningNode,
+    args: &NodeArgs,
+    max_vector_stores: usize,
+    options: GatewayOptions,
+) -> anyhow::Result<Embedded> {
+    let id = persistent_node_id(&args.persistence_dir, args.persistence_enabled)?;
+    let mut manager = rvdb_manager::ManagerOptions::new(args.persistence_dir.join("manager"));
+    manager.max_vector_stores = max_vector_stores;
+    manager.persistence = args.persistence_enabled;
+    let spec = LocalNodeSpec { id, url: node.url.clone(), node: node.node.clone() };
+    Embedded::start(manager, vec![spec], options).await.context("starting the in-process index manager and gateway")
+}
+
+/// `rvdb serve`: manager + node + gateway in one process.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
     let node = start_node(&args.node, shutdown.clone()).await?;
@@ -541,10 +536,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // the gateway's write requests must fit the node's limit, with room for framing
     gateway_args.write_request_bytes =
         gateway_args.write_request_bytes.min(args.node.max_request_bytes.saturating_sub(64 << 10));
-    let gateway = start_gateway(Topology::Nodes(vec![node.url.clone()]), &gateway_args, shutdown.clone()).await?;
+    let deployment = embedded(&node, &args.node, args.max_vector_stores, gateway_args.gateway_options()).await?;
+    let gateway = start_gateway(deployment.gateway().clone(), &gateway_args, shutdown.clone()).await?;
     // One machine-readable line on stdout: test harnesses and scripts wait for it.
     println!("RVDB_READY grpc={} mcp={} gateway_grpc={}", node.url, gateway.mcp_url, gateway.grpc_url);
     gateway.wait().await?;
+    drop(deployment);
     node.stop().await?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -561,7 +558,7 @@ pub async fn node(args: NodeCommand) -> anyhow::Result<()> {
         Some(manager_url) => {
             let node_id = match &args.node_id {
                 Some(id) => id.clone(),
-                None => persistent_node_id(&args.node.persistence_dir)?,
+                None => persistent_node_id(&args.node.persistence_dir, true)?,
             };
             let options = rvdb_node::agent::AgentOptions {
                 manager_url: manager_url.clone(),
@@ -582,8 +579,11 @@ pub async fn node(args: NodeCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The node id kept in `<data>/node_id`, made on first start.
-fn persistent_node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+/// The node id kept in `<data>/node_id`, made on first start (without persistence: a new one each time).
+fn persistent_node_id(data_dir: &std::path::Path, persistence: bool) -> anyhow::Result<String> {
+    if !persistence {
+        return Ok(format!("node-{:08x}", rand::random::<u32>()));
+    }
     let path = data_dir.join("node_id");
     if let Ok(id) = std::fs::read_to_string(&path) {
         let id = id.trim().to_string();
@@ -605,7 +605,7 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     options.node_timeout = Duration::from_millis(args.node_timeout.max(args.heartbeat_interval * 2));
     options.max_vector_stores = args.max_vector_stores;
     options.catch_up_margin = Duration::from_millis(args.catch_up_margin);
-    let manager = rvdb_manager::Manager::open(options).map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    let manager = rvdb_manager::Manager::open(options).context("opening the index manager's catalog")?;
     let monitor = tokio::spawn(manager.clone().run_monitor());
     let listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
@@ -636,11 +636,11 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
 /// `rvdb gateway`: a gateway alone, over the given nodes or a cluster's index manager.
 pub async fn gateway(args: GatewayCommand) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
-    let topology = match args.manager {
-        Some(url) => Topology::Manager(url),
-        None => Topology::Nodes(args.nodes),
-    };
-    let gateway = start_gateway(topology, &args.gateway, shutdown).await?;
+    let url = &args.manager;
+    let gateway = Gateway::connect_manager(url, args.gateway.gateway_options())
+        .await
+        .with_context(|| format!("connecting the gateway to the index manager at {url}"))?;
+    let gateway = start_gateway(Arc::new(gateway), &args.gateway, shutdown).await?;
     println!("RVDB_READY mcp={} gateway_grpc={}", gateway.mcp_url, gateway.grpc_url);
     gateway.wait().await?;
     Ok(())
@@ -649,20 +649,22 @@ pub async fn gateway(args: GatewayCommand) -> anyhow::Result<()> {
 /// `rvdb mcp-stdio`: MCP on stdin/stdout (one JSON message per line, nothing else on stdout; logs on stderr).
 pub async fn mcp_stdio(args: McpStdioArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let (nodes, embedded) = if args.nodes.is_empty() {
-        let mut node_args = args.node.clone();
-        node_args.grpc_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        let node = start_node(&node_args, shutdown.clone()).await?;
-        (vec![node.url.clone()], Some(node))
-    } else {
-        (args.nodes.clone(), None)
+    let options = GatewayOptions { default_index: args.default_index_type, ..GatewayOptions::default() };
+    let (gateway, embedded) = match &args.manager {
+        Some(url) => {
+            let gateway = Gateway::connect_manager(url, options)
+                .await
+                .with_context(|| format!("connecting the gateway to the index manager at {url}"))?;
+            (Arc::new(gateway), None)
+        }
+        None => {
+            let mut node_args = args.node.clone();
+            node_args.grpc_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            let node = start_node(&node_args, shutdown.clone()).await?;
+            let deployment = embedded(&node, &node_args, args.max_vector_stores, options).await?;
+            (deployment.gateway().clone(), Some((node, deployment)))
+        }
     };
-    let options = GatewayOptions {
-        max_vector_stores: args.max_vector_stores,
-        default_index: args.default_index_type,
-        ..GatewayOptions::default()
-    };
-    let gateway = Arc::new(Gateway::connect(nodes, options).await.context("connecting the gateway to the nodes")?);
     let backups = args.backup.start(gateway.clone(), shutdown.child_token()).await?;
     // rmcp would drop a line that is not JSON unanswered; this answers it with -32700, as HTTP does.
     let (stdin, stdout) = rmcp::transport::stdio();
@@ -671,7 +673,8 @@ pub async fn mcp_stdio(args: McpStdioArgs) -> anyhow::Result<()> {
     service.waiting().await.context("MCP stdio session")?;
     let _ = tokio::time::timeout(Duration::from_secs(5), output).await; // every response written
     shutdown.cancel();
-    if let Some(node) = embedded {
+    if let Some((node, deployment)) = embedded {
+        drop(deployment);
         node.stop().await?;
     }
     Ok(())
