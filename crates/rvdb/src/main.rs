@@ -8,11 +8,13 @@
 //! - client commands (`create-store`, `insert`, `search`, `backup`, …) that call the gateway's REST API.
 //! - `rvdb bench`: the benchmarks whose figures the README reports.
 //!
-//! Configuration mirrors the seed's `sys.config` keys as flags and `RVDB_…` environment variables.
+//! Configuration mirrors the seed's `sys.config` keys as a TOML file (`--config`), `RVDB_…` environment variables
+//! and flags, in that order of precedence ([`config`]).
 
 mod bench;
 mod client;
 mod cluster_bench;
+mod config;
 mod npy;
 mod ops;
 mod server;
@@ -23,6 +25,10 @@ use clap::{Parser, Subcommand};
 #[command(name = "rvdb", about = "rvdb: a distributed vector database for AI agents",
           version = concat!(env!("CARGO_PKG_VERSION"), " (source ", env!("RVDB_SOURCE_FINGERPRINT"), ")"))]
 struct Cli {
+    /// A TOML config file (keys: the settings' names, e.g. `mcp_port = 8080`; see `deploy/rvdb.toml`).
+    /// Precedence: file < environment < flags.
+    #[arg(long, env = "RVDB_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `rvdb_node=debug`.
     #[arg(long, env = "RVDB_LOG", default_value = "info,rmcp=warn", global = true)]
     log: String,
@@ -91,6 +97,9 @@ enum Command {
     Probe(ops::ProbeArgs),
     /// The cluster as the index manager sees it (JSON): node states, placement, optionally replica digests.
     ClusterStatus(ops::ClusterStatusArgs),
+    /// The config file and the settings in force (`rvdb config show`).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
     /// Benchmarks (flat search vs. faiss, insert throughput).
@@ -112,6 +121,8 @@ fn init_tracing(filter: &str, format: &str) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    config::load(&args)?;
     let cli = Cli::parse();
     init_tracing(&cli.log, &cli.log_format)?;
     cli.security.install()?;
@@ -126,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             Command::McpStdio(args) => server::mcp_stdio(args).await,
             Command::Probe(args) => ops::probe(args).await,
             Command::ClusterStatus(args) => ops::cluster_status(args).await,
+            Command::Config(cmd) => config::run(cmd),
             Command::Client(cmd) => client::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }
