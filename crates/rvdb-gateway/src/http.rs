@@ -7,7 +7,7 @@
 //! always set one: loopback origins unless configured), `Host` is validated (DNS rebinding), the listener binds
 //! loopback by default, request bodies are capped. API keys ([`ApiKeys`]) guard `/mcp`, `/v1` and `/metrics`
 //! when configured: no or an unknown key → 401 with `WWW-Authenticate: Bearer resource_metadata=…`; a read-only
-//! key may read (REST `GET`, `POST …/search`, `POST …/points/get`; MCP tools annotated `readOnlyHint`) and gets
+//! key may call the operations that only read (one table for every surface, [`crate::ops`]) and gets
 //! 403 (REST) or an `isError` result (MCP) on a write, before anything is parsed or changed. Keys are compared in
 //! constant time and never logged or forwarded to the nodes (the gateway presents its own key there).
 //! `/healthz`, `/readyz` and `/openapi.json` stay open for orchestrators and tooling.
@@ -312,12 +312,10 @@ async fn require_key_mcp(State(auth): State<AuthState>, mut request: Request, ne
     }
 }
 
-/// REST requests that only read: `GET` / `HEAD`, and the `POST`s that carry a query in their body.
+/// REST requests that only read, by the operation table ([`crate::ops`]). A route the API does not have needs no
+/// write access either: it runs nothing and gets its 404 (or 405).
 pub fn rest_reads(method: &axum::http::Method, path: &str) -> bool {
-    use axum::http::Method;
-    *method == Method::GET
-        || *method == Method::HEAD
-        || (*method == Method::POST && (path.ends_with("/search") || path.ends_with("/points/get")))
+    crate::ops::by_rest_route(method, path).is_none_or(|s| s.access == crate::ops::Access::Read)
 }
 
 async fn require_key_rest(State(auth): State<AuthState>, mut request: Request, next: Next) -> Response {

@@ -3,6 +3,7 @@
 //! - [`gateway`]: the domain — store operations over the index manager's routing table and the storage nodes'
 //!   API, local or remote (validation, versioning, replica writes, scatter-gather search).
 //! - [`embedded`]: manager + nodes + gateway in one process, wired by direct calls (`rvdb serve`).
+//! - [`ops`]: every operation once, with the access it needs and its name on each surface (MCP, REST, gRPC, CLI).
 //! - [`routing`]: the routing table and the point → shard hash.
 //! - [`backup`]: checksummed, portable backups; restore into a new store; JSON Lines export / import; schedule.
 //! - [`mcp`] + [`tools`]: the MCP server (rmcp) and its tool catalogue; [`stdio`]: MCP on stdin / stdout, with
@@ -19,6 +20,7 @@ pub mod grpc;
 pub mod http;
 pub mod mcp;
 pub mod metrics;
+pub mod ops;
 pub mod rest;
 pub mod routing;
 pub mod stdio;

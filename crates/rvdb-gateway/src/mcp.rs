@@ -412,7 +412,8 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let started = std::time::Instant::now();
         let name = request.name.to_string();
-        let Some(tool) = tools::catalogue().into_iter().find(|t| t.name == name) else {
+        // the operation table knows every tool (a test holds it to the catalogue), without building the catalogue
+        let Some(operation) = crate::ops::by_mcp_tool(&name) else {
             metrics::record("mcp", "unknown", "", "unknown_tool", started.elapsed());
             let known: Vec<String> = tools::catalogue().iter().map(|t| t.name.to_string()).collect();
             return Err(ErrorData::invalid_params(
@@ -430,7 +431,7 @@ impl ServerHandler for McpServer {
             .and_then(|v| v.to_str().ok())
             .and_then(rpc::sanitize_request_id)
             .unwrap_or_else(rpc::new_request_id);
-        let read_only_tool = tool.annotations.as_ref().and_then(|a| a.read_only_hint).unwrap_or(false);
+        let read_only_tool = operation.access == crate::ops::Access::Read;
         if access == Access::ReadOnly && !read_only_tool {
             metrics::record("mcp", &name, &store, "permission_denied", started.elapsed());
             let message = format!("Error (permission_denied): {} ('{name}' changes data)", Refusal::ReadOnly.message());

@@ -5,8 +5,8 @@
 //! (`/v1/stores/{store}`), their points (`…/points`, batch upsert with `PUT`) and backups (`/v1/backups/{backup}`);
 //! actions that are neither a create nor a read are `POST`s on a verb (`…/sync`, `…/restore`, `…/export`,
 //! `…/import`). Reads that need a body (search, get many points) are `POST`s on paths ending in `/search` or
-//! `/points/get`, so an access policy can tell reads from writes by method and path alone (see
-//! [`crate::http::rest_reads`]).
+//! `/points/get`, so an access policy can tell reads from writes by method and path alone; which routes only read
+//! is the operation table's to say ([`crate::ops`]), for REST as for MCP and gRPC.
 //!
 //! Errors have one JSON shape everywhere, `{"error": {"code": "not_found", "message": "…"}}`: a domain error is
 //! mapped once ([`ApiError`]'s `From<GatewayError>`, the code being [`GatewayError::kind`], as MCP reports it),

@@ -76,12 +76,9 @@ fn output(properties: Value, required: &[&str]) -> Arc<JsonObject> {
     obj(json!({"type": "object", "properties": properties, "required": required}))
 }
 
-fn annotations(title: &str, read_only: bool, destructive: bool, idempotent: bool) -> ToolAnnotations {
-    ToolAnnotations::with_title(title)
-        .read_only(read_only)
-        .destructive(destructive)
-        .idempotent(idempotent)
-        .open_world(false)
+/// A tool's hints; `readOnlyHint` is not chosen here but taken from the operation table by [`tool`].
+fn annotations(title: &str, destructive: bool, idempotent: bool) -> ToolAnnotations {
+    ToolAnnotations::with_title(title).destructive(destructive).idempotent(idempotent).open_world(false)
 }
 
 fn tool(
@@ -92,6 +89,9 @@ fn tool(
     out: Arc<JsonObject>,
     ann: ToolAnnotations,
 ) -> Tool {
+    // read-only exactly when the operation needs only read access: what the gateway enforces for read-only keys
+    let read_only = crate::ops::by_mcp_tool(name).is_some_and(|s| s.access == crate::ops::Access::Read);
+    let ann = ann.read_only(read_only);
     Tool::new(name, description, input).with_title(title).with_raw_output_schema(out).with_annotations(ann)
 }
 
@@ -136,7 +136,7 @@ pub fn catalogue() -> Vec<Tool> {
                        "write_consistency": {"type": "integer"}, "index": {"type": "string"}}),
                 &["store", "dimension", "metric", "shards", "replication_factor", "index"],
             ),
-            annotations("Create vector store", false, false, false),
+            annotations("Create vector store", false, false),
         ),
         tool(
             "insert_vector",
@@ -152,7 +152,7 @@ pub fn catalogue() -> Vec<Tool> {
                 json!({"store": {"type": "string"}, "id": {"type": "string"}, "inserted": {"type": "boolean"}}),
                 &["store", "id", "inserted"],
             ),
-            annotations("Insert a vector", false, true, true),
+            annotations("Insert a vector", true, true),
         ),
         tool(
             "search_vectors",
@@ -178,7 +178,7 @@ pub fn catalogue() -> Vec<Tool> {
                     "required": ["id", "distance"]}}}),
                 &["store", "results"],
             ),
-            annotations("Search similar vectors", true, false, true),
+            annotations("Search similar vectors", false, true),
         ),
         tool(
             "sync_store",
@@ -187,7 +187,7 @@ pub fn catalogue() -> Vec<Tool> {
              acknowledged; call this before a backup or a planned shutdown to make the data files current.",
             schema(json!({"store": store_prop()}), &["store"]),
             output(json!({"store": {"type": "string"}, "synced": {"type": "boolean"}}), &["store", "synced"]),
-            annotations("Sync store to disk", false, false, true),
+            annotations("Sync store to disk", false, true),
         ),
         tool(
             "backup_store",
@@ -200,7 +200,7 @@ pub fn catalogue() -> Vec<Tool> {
                 &["store"],
             ),
             obj(backup_info()),
-            annotations("Back up a store", false, false, false),
+            annotations("Back up a store", false, false),
         ),
         tool(
             "restore_store",
@@ -218,7 +218,7 @@ pub fn catalogue() -> Vec<Tool> {
                 json!({"backup": {"type": "string"}, "store": {"type": "string"}, "points": {"type": "integer"}, "shards": {"type": "integer"}}),
                 &["backup", "store", "points", "shards"],
             ),
-            annotations("Restore a backup", false, false, false),
+            annotations("Restore a backup", false, false),
         ),
         tool(
             "list_backups",
@@ -229,7 +229,7 @@ pub fn catalogue() -> Vec<Tool> {
                 &[],
             ),
             output(json!({"backups": {"type": "array", "items": backup_info()}}), &["backups"]),
-            annotations("List backups", true, false, true),
+            annotations("List backups", false, true),
         ),
         tool(
             "list_stores",
@@ -237,7 +237,7 @@ pub fn catalogue() -> Vec<Tool> {
             "List every vector store with its dimension, metric and number of vectors.",
             schema(json!({}), &[]),
             output(json!({"stores": {"type": "array", "items": stats_schema()}}), &["stores"]),
-            annotations("List vector stores", true, false, true),
+            annotations("List vector stores", false, true),
         ),
         tool(
             "describe_store",
@@ -245,7 +245,7 @@ pub fn catalogue() -> Vec<Tool> {
             "Statistics of one store: dimension, metric, index, shards, number of live and deleted vectors, memory and disk use.",
             schema(json!({"store": store_prop()}), &["store"]),
             obj(stats_schema()),
-            annotations("Describe a store", true, false, true),
+            annotations("Describe a store", false, true),
         ),
         tool(
             "delete_store",
@@ -253,7 +253,7 @@ pub fn catalogue() -> Vec<Tool> {
             "Delete a store and every vector in it. This cannot be undone (make a backup first if the data matters).",
             schema(json!({"store": store_prop()}), &["store"]),
             output(json!({"store": {"type": "string"}, "deleted": {"type": "boolean"}}), &["store", "deleted"]),
-            annotations("Delete a store", false, true, true),
+            annotations("Delete a store", true, true),
         ),
         tool(
             "get_vector",
@@ -268,7 +268,7 @@ pub fn catalogue() -> Vec<Tool> {
                 json!({"store": {"type": "string"}, "found": {"type": "boolean"}, "point": point_out}),
                 &["store", "found"],
             ),
-            annotations("Get a vector by id", true, false, true),
+            annotations("Get a vector by id", false, true),
         ),
         tool(
             "delete_vector",
@@ -282,7 +282,7 @@ pub fn catalogue() -> Vec<Tool> {
                 json!({"store": {"type": "string"}, "id": {"type": "string"}, "deleted": {"type": "boolean"}}),
                 &["store", "id", "deleted"],
             ),
-            annotations("Delete a vector", false, true, true),
+            annotations("Delete a vector", true, true),
         ),
         tool(
             "insert_vectors",
@@ -301,7 +301,7 @@ pub fn catalogue() -> Vec<Tool> {
                 json!({"store": {"type": "string"}, "inserted": {"type": "integer"}, "stale": {"type": "integer", "description": "Points skipped because a newer write of the same id was already stored."}}),
                 &["store", "inserted", "stale"],
             ),
-            annotations("Insert many vectors", false, true, true),
+            annotations("Insert many vectors", true, true),
         ),
         tool(
             "export_store",
@@ -317,7 +317,7 @@ pub fn catalogue() -> Vec<Tool> {
                 json!({"store": {"type": "string"}, "file": {"type": "string", "description": "File name, as import_store takes it."}, "path": {"type": "string", "description": "Where the server wrote it."}, "points": {"type": "integer"}, "bytes": {"type": "integer"}}),
                 &["store", "file", "path", "points", "bytes"],
             ),
-            annotations("Export a store to JSON", false, false, false),
+            annotations("Export a store to JSON", false, false),
         ),
         tool(
             "import_store",
@@ -333,7 +333,7 @@ pub fn catalogue() -> Vec<Tool> {
                 json!({"backup": {"type": "string"}, "store": {"type": "string"}, "points": {"type": "integer"}, "shards": {"type": "integer"}}),
                 &["store", "points"],
             ),
-            annotations("Import a store from JSON", false, false, false),
+            annotations("Import a store from JSON", false, false),
         ),
     ]
 }

@@ -178,7 +178,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// gRPC methods a read-only key may call: everything that does not change stored data or files.
+/// Node and manager gRPC methods a read-only key may call: everything that does not change stored data. (The
+/// gateway's own services decide by its operation table, `rvdb_gateway::ops`.)
 pub fn is_read_only_method(path: &str) -> bool {
     const READS: &[&str] = &[
         "/rvdb.v1.StorageNode/ListShards",
@@ -192,7 +193,6 @@ pub fn is_read_only_method(path: &str) -> bool {
         "/rvdb.v1.IndexManager/DescribeStore",
         "/rvdb.v1.IndexManager/GetRoutingTable",
         "/rvdb.v1.IndexManager/WatchRoutingTable",
-        "/rvdb.v1.BackupService/ListBackups",
     ];
     READS.contains(&path) || path.starts_with("/grpc.health.v1.Health/")
 }
@@ -271,14 +271,22 @@ static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 /// The tower layer every rvdb gRPC server runs: authentication, request id + span, metrics.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerLayer {
     keys: Arc<ApiKeys>,
+    /// Which methods a read-only key may call.
+    reads: fn(&str) -> bool,
 }
 
 impl ServerLayer {
+    /// A layer for the node and manager services (reads: [`is_read_only_method`]).
     pub fn new(keys: ApiKeys) -> Self {
-        Self { keys: Arc::new(keys) }
+        Self { keys: Arc::new(keys), reads: is_read_only_method }
+    }
+
+    /// The same layer deciding read-only methods by `reads` (the gateway's operation table).
+    pub fn with_reads(self, reads: fn(&str) -> bool) -> Self {
+        Self { reads, ..self }
     }
 }
 
@@ -286,7 +294,7 @@ impl<S> Layer<S> for ServerLayer {
     type Service = ServerService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ServerService { inner, keys: self.keys.clone() }
+        ServerService { inner, keys: self.keys.clone(), reads: self.reads }
     }
 }
 
@@ -294,6 +302,7 @@ impl<S> Layer<S> for ServerLayer {
 pub struct ServerService<S> {
     inner: S,
     keys: Arc<ApiKeys>,
+    reads: fn(&str) -> bool,
 }
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
@@ -361,7 +370,7 @@ where
         let open = path.starts_with("/grpc.health.v1.Health/");
         let authorization = request.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
         let verdict =
-            if open { Ok(Access::ReadWrite) } else { self.keys.authorize(authorization, !is_read_only_method(&path)) };
+            if open { Ok(Access::ReadWrite) } else { self.keys.authorize(authorization, !(self.reads)(&path)) };
         // The ready inner service is taken; a clone is left for the next call (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

@@ -501,7 +501,7 @@ async fn start_gateway(
     let grpc_url = format!("{}://{}", scheme(), grpc_listener.local_addr()?);
     let grpc = tokio::spawn(
         grpc_server()?
-            .layer(grpc_layer())
+            .layer(grpc_layer().with_reads(rvdb_gateway::ops::grpc_reads))
             .add_service(rvdb_gateway::grpc::BackupGrpc::new(backups.clone()).into_server())
             .serve_with_incoming_shutdown(incoming(grpc_listener), shutdown.clone().cancelled_owned()),
     );
