@@ -119,3 +119,12 @@ def test_the_embedded_catalog_survives_restarts_and_adopts_data_without_one(tmp_
         assert names(s.mcp_url) == ["keep", "new"]
     finally:
         s.stop()
+
+
+def test_a_missing_store_error_lists_at_most_twenty_names(server):
+    for i in range(22):
+        cli(server.mcp_url, "create-store", f"s{i:02d}", "--dimension", "2")
+    code, err = cli(server.mcp_url, "search", "nope", "--vector", "[1, 2]", ok=False)
+    message = err["error"]["message"]
+    assert code == 1 and err["error"]["code"] == "not_found", err
+    assert "s00, s01" in message and "s19 and 2 more (list_stores)" in message and "s21" not in message, message

@@ -502,8 +502,12 @@ impl HnswIndex {
                         })
                     })
                     .collect();
-                let mut per: Vec<std::vec::IntoIter<Vec<Vec<u32>>>> =
-                    workers.into_iter().map(|w| w.join().unwrap_or_default().into_iter()).collect();
+                // A worker that panicked has no plans: re-raise its panic (the shard's fault isolation reloads
+                // the shard) rather than link its nodes to nothing, which would leave them unreachable.
+                let mut per: Vec<std::vec::IntoIter<Vec<Vec<u32>>>> = workers
+                    .into_iter()
+                    .map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)).into_iter())
+                    .collect();
                 (0..nodes.len()).map(|j| per[j % threads].next().unwrap_or_default()).collect()
             });
             for (&(i, level), plan) in nodes.iter().zip(&plans) {

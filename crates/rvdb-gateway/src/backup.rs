@@ -602,7 +602,8 @@ impl BackupManager {
         let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
         let finish = || -> std::io::Result<()> {
             let mut f = File::create(tmp.join("manifest.json"))?;
-            f.write_all(&serde_json::to_vec_pretty(&manifest).unwrap_or_default())?;
+            // a manifest that cannot be encoded fails the backup; an empty one would be a backup nothing can restore
+            f.write_all(&serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?)?;
             f.sync_all()?;
             sync_dir(&tmp)?;
             // Never replaces: a rename onto an existing (non-empty) backup directory fails.

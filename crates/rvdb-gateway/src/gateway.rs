@@ -77,6 +77,9 @@ const MIN_WRITE_REQUEST_BYTES: usize = 1 << 20;
 /// Room in a request for what is not a point: the shard id, flags, gRPC framing.
 const REQUEST_OVERHEAD_BYTES: usize = 1024;
 
+/// Store names a NotFound error lists (a deployment may hold thousands; the message stays short).
+const LISTED_STORES: usize = 20;
+
 /// How many times points (or deletes) that a replica reports stale are re-stamped and sent again.
 const STALE_RETRIES: usize = 3;
 
@@ -300,6 +303,10 @@ impl Gateway {
             let names: Vec<&str> = table.stores.keys().map(String::as_str).collect();
             GatewayError::NotFound(if names.is_empty() {
                 format!("store '{store}' does not exist; there are no stores yet: create one with create_store")
+            } else if names.len() > LISTED_STORES {
+                let more = names.len() - LISTED_STORES;
+                let listed = names[..LISTED_STORES].join(", ");
+                format!("store '{store}' does not exist; existing stores: {listed} and {more} more (list_stores)")
             } else {
                 format!("store '{store}' does not exist; existing stores: {}", names.join(", "))
             })

@@ -183,6 +183,12 @@ fn parse<T: DeserializeOwned>(tool: &str, args: Option<rmcp::model::JsonObject>)
         .map_err(|e| GatewayError::InvalidArgument(format!("invalid arguments for {tool}: {}", clip(&e.to_string()))))
 }
 
+/// A tool's result as JSON; one that cannot be encoded is an error, never a `null` result that breaks the tool's
+/// output schema.
+fn to_json(value: &impl serde::Serialize) -> Result<Value, GatewayError> {
+    serde_json::to_value(value).map_err(|e| GatewayError::Backend(format!("cannot encode the result: {e}")))
+}
+
 fn error_result(e: GatewayError) -> CallToolResult {
     let text = match &e {
         GatewayError::Invalid(_) | GatewayError::InvalidArgument(_) => format!("Invalid input: {e}"),
@@ -271,7 +277,7 @@ impl McpServer {
             }
             "describe_store" => {
                 let a: StoreArgs = parse(name, args)?;
-                Ok(serde_json::to_value(gw.stats(&a.store).await?).unwrap_or_default())
+                to_json(&gw.stats(&a.store).await?)
             }
             "delete_store" => {
                 let a: StoreArgs = parse(name, args)?;
@@ -296,7 +302,7 @@ impl McpServer {
                 let progress = ProgressReporter::new(context);
                 let info = self.backups.backup(&a.store, a.name, |done| progress.tick(done, 0)).await?;
                 progress.finish().await;
-                Ok(serde_json::to_value(info).unwrap_or_default())
+                to_json(&info)
             }
             "restore_store" => {
                 let a: RestoreArgs = parse(name, args)?;
@@ -306,7 +312,7 @@ impl McpServer {
                     .restore(&a.backup, &a.store, a.shards, |done, total| progress.tick(done, total))
                     .await?;
                 progress.finish().await;
-                Ok(serde_json::to_value(info).unwrap_or_default())
+                to_json(&info)
             }
             "list_backups" => {
                 let a: ListBackupsArgs = parse(name, args)?;
@@ -318,14 +324,14 @@ impl McpServer {
                 let progress = ProgressReporter::new(context);
                 let info = self.backups.export(&a.store, a.file, |done| progress.tick(done, 0)).await?;
                 progress.finish().await;
-                Ok(serde_json::to_value(info).unwrap_or_default())
+                to_json(&info)
             }
             "import_store" => {
                 let a: ImportArgs = parse(name, args)?;
                 let progress = ProgressReporter::new(context);
                 let info = self.backups.import(&a.file, &a.store, |done| progress.tick(done, 0)).await?;
                 progress.finish().await;
-                Ok(serde_json::to_value(info).unwrap_or_default())
+                to_json(&info)
             }
             _ => unreachable!("unknown tools are refused before dispatch"),
         }

@@ -46,9 +46,14 @@ pub async fn run_with(
         tracing::info!(node_id = %options.node_id, manager = %options.manager_url, "registered with the index manager");
         loop {
             tokio::time::sleep(interval).await;
-            let hosted = {
-                let node = node.clone();
-                tokio::task::spawn_blocking(move || node.shard_keys()).await.unwrap_or_default()
+            let node = node.clone();
+            // an empty list would tell the manager this node lost every replica: skip the beat instead
+            let hosted = match tokio::task::spawn_blocking(move || node.shard_keys()).await {
+                Ok(keys) => keys,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot list this node's replicas; skipping a heartbeat");
+                    continue;
+                }
             };
             let req = pb::HeartbeatRequest {
                 node_id: options.node_id.clone(),
