@@ -34,8 +34,9 @@ use std::time::Duration;
 use prost::Message;
 use rvdb_core::clock::HybridClock;
 use rvdb_core::error::excerpt;
+use rvdb_core::types::MAX_EF;
 use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_store_name, validate_vector};
-use rvdb_core::{IndexKind, StoreConfig};
+use rvdb_core::{IndexKind, Metric, Quantization, StoreConfig};
 use rvdb_proto::api::{ApiStream, ManagerApi, NodeDirectory, RemoteManager, StorageApi};
 use rvdb_proto::convert::config_to_pb;
 use rvdb_proto::v1 as pb;
@@ -158,6 +159,56 @@ pub struct SearchHit {
 /// The one JSON form of a distance, for MCP and REST alike.
 fn finite_distance<S: serde::Serializer>(d: &f32, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f32(if d.is_nan() { f32::MAX } else { d.clamp(f32::MIN, f32::MAX) })
+}
+
+/// A store to create, as every surface takes it (MCP `create_store`, REST `POST /v1/stores`, the CLI, gRPC): the
+/// one place its defaults and limits are applied ([`CreateStore::into_config`]).
+#[derive(Debug, Clone, Default)]
+pub struct CreateStore {
+    pub name: String,
+    pub dimension: u32,
+    /// Default cosine.
+    pub metric: Option<Metric>,
+    /// Default 1.
+    pub shards: Option<u32>,
+    /// Default 1.
+    pub replication_factor: Option<u32>,
+    /// Default 0 (a majority of the replicas that are up).
+    pub write_consistency: Option<u32>,
+    /// Default: the gateway's `default_index_type`.
+    pub index: Option<IndexKind>,
+    /// Default none.
+    pub quantization: Option<Quantization>,
+    pub m: Option<u32>,
+    pub ef_construction: Option<u32>,
+    pub ef_search: Option<u32>,
+}
+
+impl CreateStore {
+    /// The store's config, checked: HNSW parameters are checked whatever the index (the core checks them for
+    /// HNSW stores only; a beam is allocated up front, so an unbounded ef could ask for gigabytes).
+    pub fn into_config(self, default_index: IndexKind) -> Result<StoreConfig> {
+        if self.m.is_some_and(|m| !(2..=128).contains(&m)) {
+            return Err(GatewayError::InvalidArgument("m must be between 2 and 128".into()));
+        }
+        for (name, ef) in [("ef_construction", self.ef_construction), ("ef_search", self.ef_search)] {
+            if ef.is_some_and(|ef| !(1..=MAX_EF).contains(&ef)) {
+                return Err(GatewayError::InvalidArgument(format!("{name} must be between 1 and {MAX_EF}")));
+            }
+        }
+        let mut config = StoreConfig::new(self.name, self.dimension, self.metric.unwrap_or(Metric::Cosine));
+        config.shards = self.shards.unwrap_or(1);
+        config.replication_factor = self.replication_factor.unwrap_or(1);
+        config.write_consistency = self.write_consistency.unwrap_or(0);
+        config.index.kind = self.index.unwrap_or(default_index);
+        config.index.quantization = self.quantization.unwrap_or(Quantization::None);
+        let h = &mut config.index.hnsw;
+        h.m = self.m.unwrap_or(h.m);
+        h.ef_construction = self.ef_construction.unwrap_or(h.ef_construction);
+        h.ef_search = self.ef_search.unwrap_or(h.ef_search);
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// Results of a search when the caller does not say (MCP `k`, REST `k`).
@@ -375,6 +426,12 @@ impl Gateway {
             }
         }
         reasons
+    }
+
+    /// Creates a store as a caller asked for it (defaults and limits: [`CreateStore::into_config`]).
+    pub async fn create(&self, request: CreateStore) -> Result<StoreRoute> {
+        let config = request.into_config(self.options.default_index)?;
+        self.create_store(config).await
     }
 
     /// Creates a store through the manager (placement, limits, the replicas on the nodes) and returns its route.

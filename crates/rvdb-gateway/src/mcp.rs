@@ -11,7 +11,6 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use rvdb_core::error::{clip, excerpt};
-use rvdb_core::{Metric, StoreConfig};
 use rvdb_proto::rpc::{self, Access, Refusal};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -19,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::backup::BackupManager;
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, PointInput, SearchParams};
+use crate::gateway::{CreateStore, Gateway, PointInput, SearchParams};
 use crate::{metrics, tools};
 
 /// How long clients may cache `tools/list` (the catalogue only changes with a new rvdb version).
@@ -209,23 +208,20 @@ impl McpServer {
         match name {
             "create_store" => {
                 let a: CreateStoreArgs = parse(name, args)?;
-                let metric: Metric = a.metric.as_deref().unwrap_or("cosine").parse()?;
-                let mut config = StoreConfig::new(a.store, a.dimension, metric);
-                config.shards = a.shards.unwrap_or(1);
-                config.replication_factor = a.replication_factor.unwrap_or(1);
-                config.write_consistency = a.write_consistency.unwrap_or(0);
-                config.index.kind = match a.index.as_deref() {
-                    None => gw.options().default_index,
-                    Some(kind) => kind.parse()?,
+                let request = CreateStore {
+                    name: a.store,
+                    dimension: a.dimension,
+                    metric: a.metric.as_deref().map(str::parse).transpose()?,
+                    shards: a.shards,
+                    replication_factor: a.replication_factor,
+                    write_consistency: a.write_consistency,
+                    index: a.index.as_deref().map(str::parse).transpose()?,
+                    quantization: a.quantization.as_deref().map(str::parse).transpose()?,
+                    m: a.m,
+                    ef_construction: a.ef_construction,
+                    ef_search: a.ef_search,
                 };
-                if let Some(q) = a.quantization.as_deref() {
-                    config.index.quantization = q.parse()?;
-                }
-                let h = &mut config.index.hnsw;
-                h.m = a.m.unwrap_or(h.m);
-                h.ef_construction = a.ef_construction.unwrap_or(h.ef_construction);
-                h.ef_search = a.ef_search.unwrap_or(h.ef_search);
-                let route = gw.create_store(config).await?;
+                let route = gw.create(request).await?;
                 let c = route.config;
                 Ok(json!({"store": c.name, "dimension": c.dimension, "metric": c.metric.as_str(), "shards": c.shards,
                           "replication_factor": c.replication_factor, "write_consistency": c.write_consistency,

@@ -30,8 +30,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, Router};
 use rvdb_core::error::{clip, excerpt};
-use rvdb_core::types::{MAX_EF, validate_store_name};
-use rvdb_core::{IndexKind, Metric, Quantization, StoreConfig};
+use rvdb_core::types::validate_store_name;
+use rvdb_core::{IndexKind, Metric, Quantization};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -628,35 +628,26 @@ async fn list_stores(State(api): State<Api>) -> ApiResult<Json<StoreList>> {
         (status = 429, description = "limit_reached: the deployment holds max_vector_stores stores", body = ErrorBody),
     ))]
 async fn create_store(State(api): State<Api>, Body(req): Body<CreateStore>) -> ApiResult<Response> {
-    let gw = &api.gateway;
-    let mut config = StoreConfig::new(req.name, req.dimension, req.metric.into());
-    config.shards = req.shards.unwrap_or(1);
-    config.replication_factor = req.replication_factor.unwrap_or(1);
-    config.write_consistency = req.write_consistency.unwrap_or(0);
-    config.index.kind = match req.index {
-        None => gw.options().default_index,
-        Some(IndexName::Flat) => IndexKind::Flat,
-        Some(IndexName::Hnsw) => IndexKind::Hnsw,
+    let request = crate::gateway::CreateStore {
+        name: req.name,
+        dimension: req.dimension,
+        metric: Some(req.metric.into()),
+        shards: req.shards,
+        replication_factor: req.replication_factor,
+        write_consistency: req.write_consistency,
+        index: req.index.map(|i| match i {
+            IndexName::Flat => IndexKind::Flat,
+            IndexName::Hnsw => IndexKind::Hnsw,
+        }),
+        quantization: req.quantization.map(|q| match q {
+            QuantizationName::None => Quantization::None,
+            QuantizationName::Sq8 => Quantization::Sq8,
+        }),
+        m: req.m,
+        ef_construction: req.ef_construction,
+        ef_search: req.ef_search,
     };
-    config.index.quantization = match req.quantization {
-        None | Some(QuantizationName::None) => Quantization::None,
-        Some(QuantizationName::Sq8) => Quantization::Sq8,
-    };
-    // Checked whatever the index (the core checks them for HNSW stores only), as the schema states. The beam is
-    // allocated up front, so an unbounded ef could ask for gigabytes.
-    if req.m.is_some_and(|m| !(2..=128).contains(&m)) {
-        return Err(ApiError::invalid("m must be between 2 and 128"));
-    }
-    for (name, ef) in [("ef_construction", req.ef_construction), ("ef_search", req.ef_search)] {
-        if ef.is_some_and(|ef| !(1..=MAX_EF).contains(&ef)) {
-            return Err(ApiError::invalid(format!("{name} must be between 1 and {MAX_EF}")));
-        }
-    }
-    let h = &mut config.index.hnsw;
-    h.m = req.m.unwrap_or(h.m);
-    h.ef_construction = req.ef_construction.unwrap_or(h.ef_construction);
-    h.ef_search = req.ef_search.unwrap_or(h.ef_search);
-    let c = gw.create_store(config).await?.config;
+    let c = api.gateway.create(request).await?.config;
     let body = StoreCreated {
         name: c.name.clone(),
         dimension: c.dimension,
@@ -1181,7 +1172,7 @@ pub fn router(gateway: Arc<Gateway>, backups: Arc<BackupManager>) -> Router {
 
 #[cfg(test)]
 mod tests {
-    use rvdb_core::types::{MAX_DIMENSION, MAX_K, MAX_SHARDS};
+    use rvdb_core::types::{MAX_DIMENSION, MAX_EF, MAX_K, MAX_SHARDS};
 
     use super::*;
 
