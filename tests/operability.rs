@@ -176,11 +176,28 @@ async fn api_keys_guard_every_surface_and_refusals_change_nothing() {
 
     // The gateway's gRPC API is guarded the same way.
     let gw = tonic::transport::Endpoint::from_shared(server.gateway_url.clone()).unwrap().connect().await.unwrap();
-    let err = pb::backup_service_client::BackupServiceClient::new(gw)
+    let err = pb::backup_service_client::BackupServiceClient::new(gw.clone())
         .list_backups(pb::ListBackupsRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+    // StoreService: a read-only key reads (the operation table's reads) and is refused every write
+    let stores = |key: &'static str| {
+        pb::store_service_client::StoreServiceClient::with_interceptor(gw.clone(), move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+            Ok(r)
+        })
+    };
+    let listed = stores(RO).list_stores(pb::ListStoreSummariesRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.stores.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["k"]);
+    let query = pb::SearchPointsRequest { store: "k".into(), vector: vec![0.5, 0.5], ..Default::default() };
+    assert_eq!(stores(RO).search_points(query).await.unwrap().into_inner().results.len(), 2);
+    let write = pb::UpsertPointsRequest { store: "k".into(), points: vec![upsert().points[0].clone()] };
+    let err = stores(RO).upsert_points(write.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    let err = stores(RO).drop_store(pb::StoreRef { name: "k".into() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    stores(RW).upsert_points(write).await.unwrap();
 
     // Health checking is open: orchestrators probe without keys.
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};

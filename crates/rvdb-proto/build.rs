@@ -3,7 +3,13 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["rvdb/v1/types.proto", "rvdb/v1/node.proto", "rvdb/v1/manager.proto", "rvdb/v1/backup.proto"];
+    let files = [
+        "rvdb/v1/types.proto",
+        "rvdb/v1/node.proto",
+        "rvdb/v1/manager.proto",
+        "rvdb/v1/backup.proto",
+        "rvdb/v1/store.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

@@ -103,6 +103,13 @@ impl ServeProcess {
         BackupServiceClient::connect(self.gateway_url.clone()).await.expect("connect to gateway")
     }
 
+    /// The gateway's `rvdb.v1.StoreService`.
+    pub async fn stores(&self) -> rvdb_proto::v1::store_service_client::StoreServiceClient<Channel> {
+        rvdb_proto::v1::store_service_client::StoreServiceClient::connect(self.gateway_url.clone())
+            .await
+            .expect("connect to gateway")
+    }
+
     /// The gateway's HTTP base URL (`http://host:port`).
     pub fn http_url(&self) -> String {
         self.mcp_url.trim_end_matches("/mcp").to_string()

@@ -158,7 +158,12 @@ pub struct SearchHit {
 /// output schema): a distance that overflowed `f32` saturates at ±3.4028235e38 instead, which keeps the order.
 /// The one JSON form of a distance, for MCP and REST alike.
 fn finite_distance<S: serde::Serializer>(d: &f32, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_f32(if d.is_nan() { f32::MAX } else { d.clamp(f32::MIN, f32::MAX) })
+    s.serialize_f32(finite(*d))
+}
+
+/// A distance as every surface reports it: finite (saturated at ±f32::MAX, NaN as the worst), order kept.
+pub fn finite(d: f32) -> f32 {
+    if d.is_nan() { f32::MAX } else { d.clamp(f32::MIN, f32::MAX) }
 }
 
 /// A store to create, as every surface takes it (MCP `create_store`, REST `POST /v1/stores`, the CLI, gRPC): the

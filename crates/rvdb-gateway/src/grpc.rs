@@ -1,5 +1,6 @@
-//! The gateway's gRPC surface for backups (`rvdb.v1.BackupService`): the same [`BackupManager`] the MCP tools
-//! use, converted to protobuf. Errors map to status codes once, here.
+//! The gateway's gRPC surface: stores and points (`rvdb.v1.StoreService`, over the same [`Gateway`] operations as
+//! MCP and REST) and backups (`rvdb.v1.BackupService`, over the same [`BackupManager`]), converted to protobuf.
+//! Errors map to status codes once, here.
 
 use std::sync::Arc;
 
@@ -7,8 +8,11 @@ use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::backup_service_server::{BackupService, BackupServiceServer};
 use tonic::{Code, Request, Response, Status};
 
-use crate::GatewayError;
+use rvdb_proto::v1::store_service_server::{StoreService, StoreServiceServer};
+
 use crate::backup::{BackupInfo, BackupManager};
+use crate::gateway::{CreateStore, PointInput, SearchParams, StoreStats, default_k, finite};
+use crate::{Gateway, GatewayError};
 
 impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Status {
@@ -106,5 +110,167 @@ impl BackupService for BackupGrpc {
             points: out.points,
             shards: out.shards,
         }))
+    }
+}
+
+/// `rvdb.v1.StoreService`: the store and point operations of [`Gateway`].
+#[derive(Debug, Clone)]
+pub struct StoreGrpc {
+    gateway: Arc<Gateway>,
+}
+
+impl StoreGrpc {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+
+    /// The tonic server, taking requests up to `max_request_bytes` (a large upsert batch).
+    pub fn into_server(self, max_request_bytes: usize) -> StoreServiceServer<Self> {
+        StoreServiceServer::new(self).max_decoding_message_size(max_request_bytes).max_encoding_message_size(usize::MAX)
+    }
+}
+
+fn summary(s: StoreStats) -> pb::StoreSummary {
+    pb::StoreSummary {
+        name: s.name,
+        dimension: s.dimension,
+        metric: s.metric,
+        index: s.index,
+        shards: s.shards,
+        replication_factor: s.replication_factor,
+        points: s.points,
+        deleted_points: s.deleted_points,
+        memory_bytes: s.memory_bytes,
+        disk_bytes: s.disk_bytes,
+        index_status: s.index_status,
+        quantization: s.quantization,
+    }
+}
+
+/// A JSON text field (`metadata_json`, `filter_json`): empty = none; text that is not JSON names `field`.
+fn json_field(text: &str, field: &str) -> Result<Option<serde_json::Value>, GatewayError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text).map(Some).map_err(|e| GatewayError::InvalidArgument(format!("{field} is not JSON: {e}")))
+}
+
+fn json_text(value: &serde_json::Value) -> String {
+    if value.is_null() { String::new() } else { value.to_string() }
+}
+
+#[tonic::async_trait]
+impl StoreService for StoreGrpc {
+    async fn create_store(&self, req: Request<pb::NewStore>) -> Result<Response<pb::StoreSummary>, Status> {
+        let r = req.into_inner();
+        let parsed = |v: Option<String>| v.as_deref().map(str::parse).transpose();
+        let request = CreateStore {
+            name: r.name,
+            dimension: r.dimension,
+            metric: parsed(r.metric).map_err(GatewayError::from)?,
+            shards: r.shards,
+            replication_factor: r.replication_factor,
+            write_consistency: r.write_consistency,
+            index: r.index.as_deref().map(str::parse).transpose().map_err(GatewayError::from)?,
+            quantization: r.quantization.as_deref().map(str::parse).transpose().map_err(GatewayError::from)?,
+            m: r.m,
+            ef_construction: r.ef_construction,
+            ef_search: r.ef_search,
+        };
+        let route = self.gateway.create(request).await?;
+        Ok(Response::new(summary(self.gateway.stats(&route.config.name).await?)))
+    }
+
+    async fn drop_store(&self, req: Request<pb::StoreRef>) -> Result<Response<pb::StoreDropped>, Status> {
+        let name = req.into_inner().name;
+        self.gateway.drop_store(&name).await?;
+        Ok(Response::new(pb::StoreDropped { name }))
+    }
+
+    async fn list_stores(
+        &self,
+        _req: Request<pb::ListStoreSummariesRequest>,
+    ) -> Result<Response<pb::StoreSummaries>, Status> {
+        let stores = self.gateway.all_stats().await?.into_iter().map(summary).collect();
+        Ok(Response::new(pb::StoreSummaries { stores }))
+    }
+
+    async fn describe_store(&self, req: Request<pb::StoreRef>) -> Result<Response<pb::StoreSummary>, Status> {
+        Ok(Response::new(summary(self.gateway.stats(&req.into_inner().name).await?)))
+    }
+
+    async fn sync_store(&self, req: Request<pb::StoreRef>) -> Result<Response<pb::StoreSynced>, Status> {
+        let name = req.into_inner().name;
+        self.gateway.sync(&name).await?;
+        Ok(Response::new(pb::StoreSynced { name }))
+    }
+
+    async fn upsert_points(
+        &self,
+        req: Request<pb::UpsertPointsRequest>,
+    ) -> Result<Response<pb::UpsertPointsResponse>, Status> {
+        let r = req.into_inner();
+        let points = r
+            .points
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let field = format!("points[{i}].metadata_json");
+                PointInput::from_request(p.id, p.vector, json_field(&p.metadata_json, &field)?, &field)
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        let s = self.gateway.upsert(&r.store, points, |_, _| true).await?;
+        Ok(Response::new(pb::UpsertPointsResponse { inserted: s.inserted, stale: s.stale }))
+    }
+
+    async fn get_points(&self, req: Request<pb::GetPointsRequest>) -> Result<Response<pb::GetPointsResponse>, Status> {
+        let r = req.into_inner();
+        let found = self.gateway.get(&r.store, r.ids, !r.without_vector).await?;
+        let points = found
+            .into_iter()
+            .map(|p| pb::Point {
+                id: p.id,
+                vector: p.vector.unwrap_or_default(),
+                metadata_json: json_text(&p.metadata),
+                version: p.version,
+            })
+            .collect();
+        Ok(Response::new(pb::GetPointsResponse { points }))
+    }
+
+    async fn delete_points(
+        &self,
+        req: Request<pb::DeletePointsRequest>,
+    ) -> Result<Response<pb::DeletePointsResponse>, Status> {
+        let r = req.into_inner();
+        let deleted = self.gateway.delete(&r.store, r.ids).await?;
+        Ok(Response::new(pb::DeletePointsResponse { deleted }))
+    }
+
+    async fn search_points(
+        &self,
+        req: Request<pb::SearchPointsRequest>,
+    ) -> Result<Response<pb::SearchPointsResponse>, Status> {
+        let r = req.into_inner();
+        let params = SearchParams {
+            k: r.k.unwrap_or_else(default_k),
+            with_vector: r.with_vector,
+            with_metadata: !r.without_metadata,
+            filter: json_field(&r.filter_json, "filter_json")?,
+            ef: r.ef,
+            exact: r.exact,
+        };
+        let hits = self.gateway.search(&r.store, r.vector, &params).await?;
+        let results = hits
+            .into_iter()
+            .map(|h| pb::ScoredPoint {
+                id: h.id,
+                distance: finite(h.distance),
+                vector: h.vector.unwrap_or_default(),
+                metadata_json: h.metadata.as_ref().map(json_text).unwrap_or_default(),
+                version: 0,
+            })
+            .collect();
+        Ok(Response::new(pb::SearchPointsResponse { results }))
     }
 }

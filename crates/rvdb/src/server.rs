@@ -228,7 +228,7 @@ pub struct GatewayArgs {
     /// Host header values accepted on /mcp (comma-separated); `*` accepts any (behind a proxy, in containers).
     #[arg(long, env = "RVDB_ALLOWED_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
     pub allowed_hosts: Vec<String>,
-    /// gRPC address of the gateway's own API (`rvdb.v1.BackupService`); port 0 picks a free one.
+    /// gRPC address of the gateway's own API (`rvdb.v1.StoreService`, `rvdb.v1.BackupService`); port 0 picks a free one.
     #[arg(long, env = "RVDB_GATEWAY_GRPC_ADDR", default_value = "127.0.0.1:50052")]
     pub gateway_grpc_addr: SocketAddr,
     /// Largest accepted MCP request body, in bytes (larger ones get 413 with a JSON-RPC error).
@@ -503,6 +503,7 @@ async fn start_gateway(
         grpc_server()?
             .layer(grpc_layer().with_reads(rvdb_gateway::ops::grpc_reads))
             .add_service(rvdb_gateway::grpc::BackupGrpc::new(backups.clone()).into_server())
+            .add_service(rvdb_gateway::grpc::StoreGrpc::new(gateway.clone()).into_server(args.mcp_max_body_bytes))
             .serve_with_incoming_shutdown(incoming(grpc_listener), shutdown.clone().cancelled_owned()),
     );
     let app = rvdb_gateway::http::router(gateway, backups, &http, shutdown.child_token());
