@@ -1,4 +1,5 @@
-//! Durability: SIGKILL a node while clients stream writes; after a restart every acknowledged write is there.
+//! Durability: SIGKILL a node while clients stream writes and deletes; after a restart every acknowledged write is
+//! there and every acknowledged delete stays done.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,13 @@ fn shard(store: &str) -> Option<pb::ShardId> {
     Some(pb::ShardId { store: store.into(), shard: 0 })
 }
 
+/// What the node acknowledged for an id: a write of the writer's round tag, or a delete made after that round.
+#[derive(Debug, Clone, Copy)]
+enum Ack {
+    Written(f32),
+    Deleted(f32),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,7 +29,7 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
     c.create_shard(pb::CreateShardRequest { shard: shard("d"), config: Some(config) }).await.unwrap();
 
     // Two writers stream batches (inserts, overwrites and deletes); each records what the node acknowledged.
-    let acked: Arc<Mutex<HashMap<String, Option<f32>>>> = Arc::default();
+    let acked: Arc<Mutex<HashMap<String, Ack>>> = Arc::default();
     let mut writers = Vec::new();
     for w in 0..2u32 {
         let (mut c, acked) = (node.client().await, acked.clone());
@@ -43,7 +51,7 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
                 {
                     let mut a = acked.lock().unwrap();
                     for id in &ids {
-                        a.insert(id.clone(), Some(tag));
+                        a.insert(id.clone(), Ack::Written(tag));
                     }
                 }
                 if round % 7 == 3 {
@@ -63,7 +71,7 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
                     }
                     let mut a = acked.lock().unwrap();
                     for id in doomed {
-                        a.insert(id, None);
+                        a.insert(id, Ack::Deleted(tag));
                     }
                     drop(a);
                 }
@@ -94,19 +102,27 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
             stored.insert(p.id, p.vector[0]);
         }
     }
-    let mut lost = 0;
+    let (mut lost, mut resurrected, mut deletes) = (0, 0, 0);
     for (id, want) in &acked {
-        // The acknowledged value, or a later one whose ack was cut off by the kill (never an older one, never none).
-        if let Some(tag) = want {
-            match stored.get(id) {
-                Some(got) if got >= tag => {}
-                other => {
-                    lost += 1;
-                    eprintln!("{id}: acknowledged {tag}, found {other:?}");
-                }
+        match (want, stored.get(id)) {
+            // The acknowledged value, or a later one whose ack was cut off by the kill (never an older one, never
+            // none).
+            (Ack::Written(tag), Some(got)) if got >= tag => {}
+            (Ack::Written(tag), other) => {
+                lost += 1;
+                eprintln!("{id}: acknowledged {tag}, found {other:?}");
+            }
+            // An acknowledged delete stays deleted, unless a later write of the id was cut off by the kill.
+            (Ack::Deleted(_), None) => deletes += 1,
+            (Ack::Deleted(tag), Some(got)) if got > tag => deletes += 1,
+            (Ack::Deleted(tag), Some(got)) => {
+                resurrected += 1;
+                eprintln!("{id}: deleted after {tag}, found {got} again");
             }
         }
     }
+    assert!(deletes > 0, "the writers acknowledged deletes before the kill");
+    assert_eq!(resurrected, 0, "acknowledged deletes undone after SIGKILL");
     assert_eq!(lost, 0, "acknowledged writes lost after SIGKILL ({} acknowledged ids)", acked.len());
     eprintln!("SIGKILL test: {} ids acknowledged over {rounds} rounds, all present after restart", acked.len());
 }
