@@ -44,6 +44,16 @@ fn source_fingerprint(root: &std::path::Path) -> (String, Vec<std::path::PathBuf
     (hasher.hex(), watch)
 }
 
+/// What a build script prints for the crate it builds: the fingerprint as `RVDB_SOURCE_FINGERPRINT`, and the
+/// paths whose change reruns it.
+fn emit_source_fingerprint(root: &std::path::Path) {
+    let (fingerprint, watch) = source_fingerprint(root);
+    for path in watch {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    println!("cargo:rustc-env=RVDB_SOURCE_FINGERPRINT={fingerprint}");
+}
+
 /// SHA-256 (FIPS 180-4), small and dependency-free for build scripts.
 struct Sha256 {
     state: [u32; 8],

@@ -190,6 +190,15 @@ pub struct CreateStore {
 }
 
 impl CreateStore {
+    /// A metric, index or quantization given by name (`None`: not given), as MCP and gRPC take them.
+    pub fn parse_name<T>(name: Option<&str>) -> Result<Option<T>>
+    where
+        T: std::str::FromStr,
+        GatewayError: From<T::Err>,
+    {
+        Ok(name.map(str::parse).transpose()?)
+    }
+
     /// The store's config, checked: HNSW parameters are checked whatever the index (the core checks them for
     /// HNSW stores only; a beam is allocated up front, so an unbounded ef could ask for gigabytes).
     pub fn into_config(self, default_index: IndexKind) -> Result<StoreConfig> {

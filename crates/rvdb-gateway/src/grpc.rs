@@ -163,16 +163,15 @@ fn json_text(value: &serde_json::Value) -> String {
 impl StoreService for StoreGrpc {
     async fn create_store(&self, req: Request<pb::NewStore>) -> Result<Response<pb::StoreSummary>, Status> {
         let r = req.into_inner();
-        let parsed = |v: Option<String>| v.as_deref().map(str::parse).transpose();
         let request = CreateStore {
             name: r.name,
             dimension: r.dimension,
-            metric: parsed(r.metric).map_err(GatewayError::from)?,
+            metric: CreateStore::parse_name(r.metric.as_deref())?,
             shards: r.shards,
             replication_factor: r.replication_factor,
             write_consistency: r.write_consistency,
-            index: r.index.as_deref().map(str::parse).transpose().map_err(GatewayError::from)?,
-            quantization: r.quantization.as_deref().map(str::parse).transpose().map_err(GatewayError::from)?,
+            index: CreateStore::parse_name(r.index.as_deref())?,
+            quantization: CreateStore::parse_name(r.quantization.as_deref())?,
             m: r.m,
             ef_construction: r.ef_construction,
             ef_search: r.ef_search,

@@ -354,8 +354,13 @@ impl Manager {
 
     /// The node at `address`, each call with the manager's `call_timeout`.
     fn client(&self, address: &str) -> Result<Arc<dyn StorageApi>> {
+        self.client_with(address, Some(self.options.call_timeout))
+    }
+
+    /// The node at `address`, each remote call failing after `deadline` (`None`: no deadline).
+    fn client_with(&self, address: &str, deadline: Option<Duration>) -> Result<Arc<dyn StorageApi>> {
         self.nodes
-            .get(address, Some(self.options.call_timeout))
+            .get(address, deadline)
             .map_err(|e| ManagerError::InvalidArgument(format!("bad node address {address:?}: {e}")))
     }
 
@@ -767,11 +772,7 @@ impl Manager {
             since_version: since.saturating_sub(margin),
         };
         // no deadline: a catch-up streams the whole difference, however long that takes
-        let node = self
-            .nodes
-            .get(address, None)
-            .map_err(|e| ManagerError::InvalidArgument(format!("bad node address {address:?}: {e}")))?;
-        Ok(node.catch_up(req).await?)
+        Ok(self.client_with(address, None)?.catch_up(req).await?)
     }
 
     /// A replica missed acknowledged writes (a gateway's write to it failed): after a heartbeat interval — time

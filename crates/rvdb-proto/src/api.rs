@@ -196,10 +196,6 @@ impl NodeDirectory {
         self.local.write().unwrap_or_else(|p| p.into_inner()).remove(url);
     }
 
-    pub fn is_local(&self, url: &str) -> bool {
-        self.local.read().unwrap_or_else(|p| p.into_inner()).contains_key(url)
-    }
-
     /// The node at `url`. A remote call fails after `deadline` (`None`: no deadline); a local one has none (it
     /// cannot be lost on a network, and it runs on this process's threads).
     pub fn get(&self, url: &str, deadline: Option<Duration>) -> Result<Arc<dyn StorageApi>, tonic::transport::Error> {

@@ -443,6 +443,25 @@ mod tests {
         assert_eq!(segment("x?y#z"), "x%3Fy%23z");
     }
 
+    /// The operation table's CLI names are this CLI's commands, and every client command is in the table (so its
+    /// access and its names on the other surfaces are known).
+    #[test]
+    fn the_operation_table_names_exactly_these_commands() {
+        use clap::CommandFactory;
+        use rvdb_gateway::ops::OPERATIONS;
+        let cli = crate::Cli::command();
+        let commands: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+        for s in OPERATIONS {
+            if let Some(name) = s.cli {
+                assert!(commands.contains(&name), "{:?}: no command {name}", s.op);
+            }
+        }
+        let client = <ClientCommand as clap::Subcommand>::augment_subcommands(clap::Command::new("client"));
+        for c in client.get_subcommands() {
+            assert!(OPERATIONS.iter().any(|s| s.cli == Some(c.get_name())), "{} is not in the table", c.get_name());
+        }
+    }
+
     #[test]
     fn absent_fields_are_left_out() {
         assert_eq!(fields(&[("a", Some(json!(1))), ("b", None)]), json!({"a": 1}));
