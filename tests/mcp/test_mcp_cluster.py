@@ -3,6 +3,7 @@ the same as on `rvdb serve`, and a node killed with SIGKILL costs neither reads 
 import asyncio
 import json
 import random
+import socket
 import time
 
 from mcp import Client
@@ -33,7 +34,17 @@ def test_cluster_tools_and_a_node_kill(cluster):
             hits = call_ok(await c.call_tool("search_vectors", {"store": "cl", "vector": q, "k": 5}))["results"]
             assert [h["id"] for h in hits] == exact(q, 5, [i for i, _ in items[:200]])
 
-            cluster.nodes[0].kill()  # SIGKILL, no warning
+            victim = cluster.nodes[0]
+            host, port = victim.fields["grpc"].removeprefix("http://").rsplit(":", 1)
+            socket.create_connection((host, int(port)), timeout=2).close()  # it serves before the kill
+            victim.kill()  # SIGKILL, no warning
+            # the replica is really gone: the process has exited and nothing listens on its port any more
+            assert victim.proc.poll() is not None
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+                raise AssertionError(f"node {victim.fields['grpc']} still accepts connections after SIGKILL")
+            except ConnectionRefusedError:
+                pass
             # reads fail over at once; writes succeed once the manager has marked the node down (≤ 2 s)
             hits = call_ok(await c.call_tool("search_vectors", {"store": "cl", "vector": q, "k": 5}))["results"]
             assert [h["id"] for h in hits] == exact(q, 5, [i for i, _ in items[:200]])

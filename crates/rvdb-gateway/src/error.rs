@@ -1,5 +1,7 @@
 //! The gateway's error type. Mapped once per surface: MCP tool results with `isError: true` (the message is what
-//! an agent reads, so it names the field and what was expected), and later HTTP status codes for REST.
+//! an agent reads, so it names the field and what was expected; [`crate::mcp`]), HTTP statuses with the JSON
+//! error body for REST ([`crate::rest`]'s `From<GatewayError> for ApiError`), and gRPC statuses for the gateway's
+//! gRPC services ([`crate::grpc`]). The kind each surface reports is [`GatewayError::kind`].
 //!
 //! A failed call to a storage node is mapped here too, once ([`GatewayError::from_replica`]): the caller knows
 //! nothing of the gateway's internal hops, so a transport failure (connection refused or reset, deadline) becomes

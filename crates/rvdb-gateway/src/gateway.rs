@@ -133,22 +133,25 @@ impl PointInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct PointOutput {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub metadata: serde_json::Value,
     pub version: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct SearchHit {
     pub id: String,
     /// Lower is closer (cosine: 1 − cos, euclidean: L2, manhattan: L1, dot: −a·b); always a JSON number.
     #[serde(serialize_with = "finite_distance")]
+    #[schemars(with = "f32")]
     pub distance: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub metadata: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
@@ -244,7 +247,7 @@ pub struct SearchParams {
     pub exact: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct StoreStats {
     pub name: String,
     pub dimension: u32,

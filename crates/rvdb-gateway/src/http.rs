@@ -312,17 +312,11 @@ async fn require_key_mcp(State(auth): State<AuthState>, mut request: Request, ne
     }
 }
 
-/// REST requests that only read, by the operation table ([`crate::ops`]). A route the API does not have needs no
-/// write access either: it runs nothing and gets its 404 (or 405).
-pub fn rest_reads(method: &axum::http::Method, path: &str) -> bool {
-    crate::ops::by_rest_route(method, path).is_none_or(|s| s.access == crate::ops::Access::Read)
-}
-
 async fn require_key_rest(State(auth): State<AuthState>, mut request: Request, next: Next) -> Response {
     if request.uri().path() == "/openapi.json" {
         return next.run(request).await;
     }
-    let writes = !rest_reads(request.method(), request.uri().path());
+    let writes = !crate::ops::rest_reads(request.method(), request.uri().path());
     match auth.keys.authorize(authorization(&request), writes) {
         Ok(access) => {
             request.extensions_mut().insert(access);
@@ -471,12 +465,12 @@ mod tests {
 
     #[test]
     fn rest_read_classification() {
-        assert!(rest_reads(&Method::GET, "/v1/stores"));
-        assert!(rest_reads(&Method::POST, "/v1/stores/a/search"));
-        assert!(rest_reads(&Method::POST, "/v1/stores/a/points/get"));
-        assert!(!rest_reads(&Method::POST, "/v1/stores"));
-        assert!(!rest_reads(&Method::PUT, "/v1/stores/a/points"));
-        assert!(!rest_reads(&Method::DELETE, "/v1/stores/a"));
+        assert!(crate::ops::rest_reads(&Method::GET, "/v1/stores"));
+        assert!(crate::ops::rest_reads(&Method::POST, "/v1/stores/a/search"));
+        assert!(crate::ops::rest_reads(&Method::POST, "/v1/stores/a/points/get"));
+        assert!(!crate::ops::rest_reads(&Method::POST, "/v1/stores"));
+        assert!(!crate::ops::rest_reads(&Method::PUT, "/v1/stores/a/points"));
+        assert!(!crate::ops::rest_reads(&Method::DELETE, "/v1/stores/a"));
         assert_eq!(store_of_path("/v1/stores/docs/points/x"), "docs");
         assert_eq!(store_of_path("/v1/backups"), "");
         let allowed = vec!["http://localhost:*".to_string(), "https://app.example".to_string()];

@@ -3,6 +3,8 @@
 //! - [`gateway`]: the domain — store operations over the index manager's routing table and the storage nodes'
 //!   API, local or remote (validation, versioning, replica writes, scatter-gather search).
 //! - [`embedded`]: manager + nodes + gateway in one process, wired by direct calls (`rvdb serve`).
+//! - [`api`]: the JSON messages of every operation, shared by MCP and REST; both surfaces' schemas derive from
+//!   them.
 //! - [`ops`]: every operation once, with the access it needs and its name on each surface (MCP, REST, gRPC, CLI).
 //! - [`routing`]: the routing table and the point → shard hash.
 //! - [`backup`]: checksummed, portable backups; restore into a new store; JSON Lines export / import; schedule.
@@ -12,6 +14,7 @@
 //! - [`http`]: the HTTP listener: MCP over Streamable HTTP at `/mcp`, with Origin checks, bearer auth and size
 //!   limits; the REST API ([`rest`]); `/metrics` ([`metrics`]); `/healthz`, `/readyz`.
 
+pub mod api;
 pub mod backup;
 pub mod embedded;
 pub mod error;

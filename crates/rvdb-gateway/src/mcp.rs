@@ -1,5 +1,5 @@
-//! The MCP server: `tools/list` from [`crate::tools`], `tools/call` parsed into typed arguments and delegated to
-//! [`Gateway`]. Bad arguments and backend failures become tool results with `isError: true` and a message an
+//! The MCP server: `tools/list` from [`crate::tools`], `tools/call` parsed into the typed requests of
+//! [`crate::api`] and delegated to [`Gateway`] / [`BackupManager`], answering the typed responses. Bad arguments and backend failures become tool results with `isError: true` and a message an
 //! agent can act on; only an unknown tool name is a JSON-RPC error (-32602), as the spec asks.
 
 use std::sync::Arc;
@@ -12,13 +12,13 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use rvdb_core::error::{clip, excerpt};
 use rvdb_proto::rpc::{self, Access, Refusal};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::api::*;
 use crate::backup::BackupManager;
 use crate::error::GatewayError;
-use crate::gateway::{CreateStore, Gateway, PointInput, SearchParams};
+use crate::gateway::Gateway;
 use crate::{metrics, tools};
 
 /// How long clients may cache `tools/list` (the catalogue only changes with a new rvdb version).
@@ -36,150 +36,17 @@ impl McpServer {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackupArgs {
-    store: String,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RestoreArgs {
-    backup: String,
-    store: String,
-    #[serde(default)]
-    shards: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListBackupsArgs {
-    #[serde(default)]
-    store: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExportArgs {
-    store: String,
-    #[serde(default)]
-    file: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportArgs {
-    file: String,
-    store: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateStoreArgs {
-    store: String,
-    dimension: u32,
-    #[serde(default)]
-    metric: Option<String>,
-    #[serde(default)]
-    shards: Option<u32>,
-    #[serde(default)]
-    replication_factor: Option<u32>,
-    #[serde(default)]
-    write_consistency: Option<u32>,
-    #[serde(default)]
-    index: Option<String>,
-    #[serde(default)]
-    m: Option<u32>,
-    #[serde(default)]
-    ef_construction: Option<u32>,
-    #[serde(default)]
-    ef_search: Option<u32>,
-    #[serde(default)]
-    quantization: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoreArgs {
-    store: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InsertVectorArgs {
-    store: String,
-    id: String,
-    vector: Vec<f32>,
-    #[serde(default)]
-    metadata: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PointArg {
-    id: String,
-    vector: Vec<f32>,
-    #[serde(default)]
-    metadata: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InsertVectorsArgs {
-    store: String,
-    points: Vec<PointArg>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SearchArgs {
-    store: String,
-    vector: Vec<f32>,
-    #[serde(default = "crate::gateway::default_k")]
-    k: u32,
-    #[serde(default)]
-    with_vector: bool,
-    #[serde(default = "yes")]
-    with_metadata: bool,
-    #[serde(default)]
-    filter: Option<Value>,
-    #[serde(default)]
-    ef: Option<u32>,
-    #[serde(default)]
-    exact: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GetArgs {
-    store: String,
-    id: String,
-    #[serde(default = "yes")]
-    with_vector: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IdArgs {
-    store: String,
-    id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
 /// Parses a tool's arguments; the error says which tool and what serde found wrong (missing / unknown field,
 /// wrong type), which is what an agent needs to fix its call.
+/// A field deep in the arguments is named by its path (`points[3].vector[1]: invalid type: …`), as REST's body
+/// parser names it.
 fn parse<T: DeserializeOwned>(tool: &str, args: Option<rmcp::model::JsonObject>) -> Result<T, GatewayError> {
-    serde_json::from_value(Value::Object(args.unwrap_or_default()))
-        .map_err(|e| GatewayError::InvalidArgument(format!("invalid arguments for {tool}: {}", clip(&e.to_string()))))
+    serde_path_to_error::deserialize(Value::Object(args.unwrap_or_default())).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else { format!("{path}: ") };
+        let detail = format!("{at}{}", e.inner());
+        GatewayError::InvalidArgument(format!("invalid arguments for {tool}: {}", clip(&detail)))
+    })
 }
 
 /// A tool's result as JSON; one that cannot be encoded is an error, never a `null` result that breaks the tool's
@@ -208,68 +75,38 @@ impl McpServer {
         match name {
             "create_store" => {
                 let a: CreateStoreArgs = parse(name, args)?;
-                let request = CreateStore {
-                    name: a.store,
-                    dimension: a.dimension,
-                    metric: CreateStore::parse_name(a.metric.as_deref())?,
-                    shards: a.shards,
-                    replication_factor: a.replication_factor,
-                    write_consistency: a.write_consistency,
-                    index: CreateStore::parse_name(a.index.as_deref())?,
-                    quantization: CreateStore::parse_name(a.quantization.as_deref())?,
-                    m: a.m,
-                    ef_construction: a.ef_construction,
-                    ef_search: a.ef_search,
-                };
-                let route = gw.create(request).await?;
-                let c = route.config;
-                Ok(json!({"store": c.name, "dimension": c.dimension, "metric": c.metric.as_str(), "shards": c.shards,
-                          "replication_factor": c.replication_factor, "write_consistency": c.write_consistency,
-                          "index": c.index.kind.as_str()}))
+                let route = gw.create(a.settings.into_request(a.store)).await?;
+                let c = &route.config;
+                to_json(&StoreCreatedResult { store: c.name.clone(), settings: c.into() })
             }
             "insert_vector" => {
                 let a: InsertVectorArgs = parse(name, args)?;
-                let point = PointInput::from_request(a.id.clone(), a.vector, a.metadata, "metadata")?;
-                let s = gw.upsert(&a.store, vec![point], |_, _| true).await?;
-                Ok(json!({"store": a.store, "id": a.id, "inserted": s.inserted == 1}))
+                let id = a.point.id.clone();
+                let s = gw.upsert(&a.store, vec![a.point.into_point("metadata")?], |_, _| true).await?;
+                to_json(&VectorInserted { store: a.store, id, inserted: s.inserted == 1 })
             }
             "insert_vectors" => {
                 let a: InsertVectorsArgs = parse(name, args)?;
-                let mut points = Vec::with_capacity(a.points.len());
-                for (i, p) in a.points.into_iter().enumerate() {
-                    points.push(PointInput::from_request(
-                        p.id,
-                        p.vector,
-                        p.metadata,
-                        &format!("points[{i}].metadata"),
-                    )?);
-                }
+                let points = a.batch.into_points()?;
                 let progress = ProgressReporter::new(context);
                 let s = gw.upsert(&a.store, points, |done, total| progress.tick(done, total)).await?;
                 progress.finish().await;
-                Ok(json!({"store": a.store, "inserted": s.inserted, "stale": s.stale}))
+                to_json(&Upserted { store: a.store, inserted: s.inserted, stale: s.stale })
             }
             "search_vectors" => {
-                let a: SearchArgs = parse(name, args)?;
-                let params = SearchParams {
-                    k: a.k,
-                    with_vector: a.with_vector,
-                    with_metadata: a.with_metadata,
-                    filter: a.filter,
-                    ef: a.ef,
-                    exact: a.exact,
-                };
-                let hits = gw.search(&a.store, a.vector, &params).await?;
-                Ok(json!({"store": a.store, "results": hits}))
+                let a: SearchVectorsArgs = parse(name, args)?;
+                let (vector, params) = a.query.into_parts();
+                let results = gw.search(&a.store, vector, &params).await?;
+                to_json(&SearchResults { store: a.store, results })
             }
             "sync_store" => {
                 let a: StoreArgs = parse(name, args)?;
                 gw.sync(&a.store).await?;
-                Ok(json!({"store": a.store, "synced": true}))
+                to_json(&StoreSynced { store: a.store, synced: true })
             }
             "list_stores" => {
                 let _: NoArgs = parse(name, args)?;
-                Ok(json!({"stores": gw.all_stats().await?}))
+                to_json(&StoreList { stores: gw.all_stats().await? })
             }
             "describe_store" => {
                 let a: StoreArgs = parse(name, args)?;
@@ -278,54 +115,49 @@ impl McpServer {
             "delete_store" => {
                 let a: StoreArgs = parse(name, args)?;
                 gw.drop_store(&a.store).await?;
-                Ok(json!({"store": a.store, "deleted": true}))
+                to_json(&StoreDeleted { store: a.store, deleted: true })
             }
             "get_vector" => {
-                let a: GetArgs = parse(name, args)?;
-                let mut found = gw.get(&a.store, vec![a.id], a.with_vector).await?;
-                Ok(match found.pop() {
-                    Some(p) => json!({"store": a.store, "found": true, "point": p}),
-                    None => json!({"store": a.store, "found": false}),
-                })
+                let a: GetVectorArgs = parse(name, args)?;
+                let point = gw.get(&a.store, vec![a.id], a.with_vector).await?.pop();
+                to_json(&VectorFound { store: a.store, found: point.is_some(), point })
             }
             "delete_vector" => {
                 let a: IdArgs = parse(name, args)?;
                 let n = gw.delete(&a.store, vec![a.id.clone()]).await?;
-                Ok(json!({"store": a.store, "id": a.id, "deleted": n > 0}))
+                to_json(&VectorDeleted { store: a.store, id: a.id, deleted: n > 0 })
             }
             "backup_store" => {
                 let a: BackupArgs = parse(name, args)?;
                 let progress = ProgressReporter::new(context);
-                let info = self.backups.backup(&a.store, a.name, |done| progress.tick(done, 0)).await?;
+                let info = self.backups.backup(&a.store, a.options.name, |done| progress.tick(done, 0)).await?;
                 progress.finish().await;
                 to_json(&info)
             }
             "restore_store" => {
                 let a: RestoreArgs = parse(name, args)?;
                 let progress = ProgressReporter::new(context);
-                let info = self
-                    .backups
-                    .restore(&a.backup, &a.store, a.shards, |done, total| progress.tick(done, total))
-                    .await?;
+                let (store, shards) = (a.target.store, a.target.shards);
+                let info =
+                    self.backups.restore(&a.backup, &store, shards, |done, total| progress.tick(done, total)).await?;
                 progress.finish().await;
                 to_json(&info)
             }
             "list_backups" => {
                 let a: ListBackupsArgs = parse(name, args)?;
-                let backups = self.backups.list(a.store.as_deref())?;
-                Ok(json!({"backups": backups}))
+                to_json(&BackupList { backups: self.backups.list(a.store.as_deref())? })
             }
             "export_store" => {
                 let a: ExportArgs = parse(name, args)?;
                 let progress = ProgressReporter::new(context);
-                let info = self.backups.export(&a.store, a.file, |done| progress.tick(done, 0)).await?;
+                let info = self.backups.export(&a.store, a.options.file, |done| progress.tick(done, 0)).await?;
                 progress.finish().await;
                 to_json(&info)
             }
             "import_store" => {
                 let a: ImportArgs = parse(name, args)?;
                 let progress = ProgressReporter::new(context);
-                let info = self.backups.import(&a.file, &a.store, |done| progress.tick(done, 0)).await?;
+                let info = self.backups.import(&a.source.file, &a.store, |done| progress.tick(done, 0)).await?;
                 progress.finish().await;
                 to_json(&info)
             }

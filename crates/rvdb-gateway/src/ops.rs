@@ -233,6 +233,12 @@ pub fn grpc_reads(path: &str) -> bool {
     by_grpc_method(path).is_some_and(|s| s.access == Read) || path.starts_with("/grpc.health.v1.Health/")
 }
 
+/// REST requests that only read, by the operation table ([`crate::ops`]). A route the API does not have needs no
+/// write access either: it runs nothing and gets its 404 (or 405).
+pub fn rest_reads(method: &Method, path: &str) -> bool {
+    by_rest_route(method, path).is_none_or(|s| s.access == Access::Read)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

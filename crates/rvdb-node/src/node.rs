@@ -21,10 +21,8 @@ use rvdb_core::clock::HybridClock;
 use rvdb_core::options::IndexOptions;
 use serde::{Deserialize, Serialize};
 
-use crate::shard::{PANIC_ON_ID, Shard};
+use crate::shard::{Db, PANIC_ON_ID, Shard};
 use crate::{NodeError, ShardKey, ShardStats};
-
-pub type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
 
 const META_PREFIX: &str = "shard:";
 

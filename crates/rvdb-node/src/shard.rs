@@ -22,13 +22,17 @@ use rvdb_core::types::{parse_metadata, validate_k, validate_point_id, validate_v
 use rvdb_core::{IndexKind, StoreConfig};
 
 use crate::NodeError;
-use crate::node::Db;
 use crate::record::{Record, encode_live, encode_tombstone};
 
 /// Where a shard's HNSW snapshot lives inside the node's graph directory.
 pub(crate) fn graph_file(dir: &Path, key: &ShardKey) -> PathBuf {
     dir.join(format!("{}.hnsw", key.cf_name()))
 }
+
+/// The node's RocksDB instance: one per node, one column family per shard replica. Opened by
+/// [`crate::node::Node`], which owns the shards; a shard only reads and writes its column family (so this
+/// module does not depend on the node's).
+pub type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
 
 /// Which shard of which store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

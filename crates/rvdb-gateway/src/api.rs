@@ -1,0 +1,862 @@
+//! The JSON messages of every operation, once: the request and response types MCP tools and REST routes share,
+//! and from which both surfaces' schemas are derived.
+//!
+//! A type here is the one definition of what an operation takes: its fields, defaults, limits (from
+//! `rvdb_core::types`) and the descriptions a reader (or an LLM) sees. Its JSON Schema comes from the
+//! `schemars` derive ([`input_schema`], [`output_schema`]): MCP's `tools/list` serves it as the tool's
+//! `inputSchema` / `outputSchema` ([`crate::tools`]), and the OpenAPI document takes the same schema through
+//! [`openapi_schema!`] (schemars' 2020-12 output is OpenAPI 3.1's schema dialect), so no schema is written by
+//! hand and the two cannot drift apart.
+//!
+//! Where a surface carries part of a request elsewhere (REST puts the store in the path), the MCP request is the
+//! REST body plus that part: `SearchVectors { store, #[serde(flatten)] query: SearchRequest }`. The checks that
+//! need more than a schema (a vector's dimension, metadata size, HNSW parameters, names) run once, in the domain
+//! ([`Gateway`](crate::Gateway), [`BackupManager`](crate::backup::BackupManager),
+//! [`CreateStore::into_config`](crate::gateway::CreateStore::into_config)), whichever surface the call came in by.
+//! gRPC has its own messages (protobuf, `proto/rvdb/v1/store.proto`) and translates them into the same domain
+//! calls ([`crate::grpc`]).
+
+use rvdb_core::types::{MAX_DIMENSION, MAX_EF, MAX_K, MAX_POINT_ID_BYTES, MAX_SHARDS};
+use rvdb_core::{IndexKind, Metric, Quantization, StoreConfig};
+use schemars::generate::{Contract, SchemaSettings};
+use schemars::{JsonSchema, Schema};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::backup::{BackupInfo, ExportInfo, RestoreInfo};
+use crate::gateway::{PointInput, PointOutput, SearchHit, SearchParams, StoreStats};
+
+/// Store names: what `rvdb_core::types::validate_store_name` accepts.
+pub const STORE_NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+/// Backup and export file names: what `crate::backup::validate_file_name` accepts.
+pub const FILE_NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$";
+/// Most replicas of a shard (`StoreConfig::validate`).
+pub const MAX_REPLICATION_FACTOR: u32 = 16;
+
+/// The schema of a request type: what a client may send (2020-12, subschemas inlined, so a tool's schema reads
+/// on its own).
+pub fn input_schema<T: JsonSchema>() -> Map<String, Value> {
+    schema_of::<T>(Contract::Deserialize)
+}
+
+/// The schema of a response type: what the server sends.
+pub fn output_schema<T: JsonSchema>() -> Map<String, Value> {
+    schema_of::<T>(Contract::Serialize)
+}
+
+fn schema_of<T: JsonSchema>(contract: Contract) -> Map<String, Value> {
+    let generator = SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.inline_subschemas = true;
+            s.contract = contract;
+        })
+        .into_generator();
+    let schema: Schema = generator.into_root_schema_for::<T>();
+    let mut map = match schema.to_value() {
+        Value::Object(map) => map,
+        _ => Map::new(), // `true`: any value; no message has that schema
+    };
+    // a type's Rust name says nothing to a client; the description does
+    map.remove("title");
+    map
+}
+
+/// The OpenAPI schema of a message: its JSON Schema, as [`input_schema`] / [`output_schema`] give it, read into
+/// utoipa's model. A schema utoipa cannot represent is a bug here, found by the test that reads every message.
+pub fn openapi_schema<T: JsonSchema>(
+    contract: Contract,
+) -> Result<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>, serde_json::Error> {
+    let mut map = schema_of::<T>(contract);
+    map.remove("$schema");
+    serde_json::from_value(Value::Object(map))
+}
+
+/// Implements utoipa's `ToSchema` for messages from their `JsonSchema` (the first list: requests, the second:
+/// responses), so `#[utoipa::path]` can name them as bodies.
+#[macro_export]
+macro_rules! openapi_schema {
+    (requests: $($req:ty),* ; responses: $($resp:ty),* $(,)?) => {
+        $( $crate::openapi_schema!(@one $req, Deserialize); )*
+        $( $crate::openapi_schema!(@one $resp, Serialize); )*
+    };
+    (@one $t:ty, $contract:ident) => {
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::api::openapi_schema::<$t>(schemars::generate::Contract::$contract).unwrap_or_else(|e| {
+                    tracing::error!(schema = stringify!($t), error = %e, "a message's schema is not valid OpenAPI");
+                    utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::default())
+                })
+            }
+        }
+        impl utoipa::ToSchema for $t {}
+    };
+}
+
+/// `Deserialize` for a request that is another message plus a few fields (`{store, ...SearchRequest}`): the
+/// fields are taken out of the object first, and the rest is read as the inner message with the path of any
+/// error kept (`k: invalid value: integer `-1`, expected u32`). serde's own `flatten` would lose that path and
+/// the inner message's list of expected fields; the schema is still the derived (flattened) one.
+macro_rules! flattened_request {
+    ($name:ident { $($field:ident: $fty:ty),* } + $inner:ident: $ity:ty) => {
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let mut map = Map::<String, Value>::deserialize(d)?;
+                $( let $field: $fty = take_field(&mut map, stringify!($field)).map_err(serde::de::Error::custom)?; )*
+                let $inner: $ity = read_rest(map).map_err(serde::de::Error::custom)?;
+                Ok($name { $($field,)* $inner })
+            }
+        }
+    };
+}
+
+/// Field `name` of a request object, removed from it; a missing one is read from `null` (so an `Option` is
+/// `None`) and named when that fails.
+fn take_field<T: serde::de::DeserializeOwned>(map: &mut Map<String, Value>, name: &str) -> Result<T, String> {
+    match map.remove(name) {
+        Some(value) => serde_json::from_value(value).map_err(|e| format!("{name}: {e}")),
+        None => serde_json::from_value(Value::Null).map_err(|_| format!("missing field `{name}`")),
+    }
+}
+
+/// The rest of a request object as the inner message, naming the path of an error.
+fn read_rest<T: serde::de::DeserializeOwned>(map: Map<String, Value>) -> Result<T, String> {
+    serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Stores
+
+/// A metric, index kind or quantization given by name: parsed as the domain parses it (case-insensitive, with
+/// its aliases such as `l2` or `ip`), so every surface accepts the same names and refuses others with the same
+/// words ("unknown metric 'hamming': …").
+fn by_name<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    Option::<String>::deserialize(d)?.map(|s| s.parse::<T>().map_err(serde::de::Error::custom)).transpose()
+}
+
+fn metric_schema(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["cosine", "euclidean", "manhattan", "dot"],
+        "default": "cosine",
+        "description": "What \"similar\" means: cosine (direction only; best for text embeddings), euclidean (L2), \
+                        manhattan (L1), or dot (minus the dot product).",
+    })
+}
+
+fn index_schema(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["flat", "hnsw"],
+        "description": "flat: exact search, best below ~100k vectors. hnsw: approximate graph search, fast at any \
+                        size (built in the background; searches are exact until it is ready). Default: the \
+                        server's default_index_type.",
+    })
+}
+
+fn quantization_schema(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["none", "sq8"],
+        "default": "none",
+        "description": "sq8: the HNSW graph keeps 8-bit codes (4x less memory per vector); results are re-scored \
+                        on full vectors.",
+    })
+}
+
+/// Everything a new store is created with but its name.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Length of every vector in the store, e.g. 384 or 1536.
+    #[schemars(range(min = 1, max = MAX_DIMENSION))]
+    pub dimension: u32,
+    #[serde(default, deserialize_with = "by_name")]
+    #[schemars(schema_with = "metric_schema")]
+    pub metric: Option<Metric>,
+    /// Partitions spread over the storage nodes (default 1).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_SHARDS))]
+    pub shards: Option<u32>,
+    /// Copies of each shard on distinct nodes (default 1).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_REPLICATION_FACTOR))]
+    pub replication_factor: Option<u32>,
+    /// Replica acks a write waits for; 0 (default) = a majority of the replicas that are up. At most
+    /// replication_factor.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = MAX_REPLICATION_FACTOR))]
+    pub write_consistency: Option<u32>,
+    #[serde(default, deserialize_with = "by_name")]
+    #[schemars(schema_with = "index_schema")]
+    pub index: Option<IndexKind>,
+    /// HNSW: links per node (default 16; more = better recall, more memory).
+    #[serde(default)]
+    #[schemars(range(min = 2, max = 128))]
+    pub m: Option<u32>,
+    /// HNSW: beam width while building (default 200).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_EF))]
+    pub ef_construction: Option<u32>,
+    /// HNSW: default beam width of a search (default 64; more = better recall, slower).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_EF))]
+    pub ef_search: Option<u32>,
+    #[serde(default, deserialize_with = "by_name")]
+    #[schemars(schema_with = "quantization_schema")]
+    pub quantization: Option<Quantization>,
+}
+
+impl StoreSettings {
+    /// The domain's request for a store `name` with these settings.
+    pub fn into_request(self, name: String) -> crate::gateway::CreateStore {
+        crate::gateway::CreateStore {
+            name,
+            dimension: self.dimension,
+            metric: self.metric,
+            shards: self.shards,
+            replication_factor: self.replication_factor,
+            write_consistency: self.write_consistency,
+            index: self.index,
+            quantization: self.quantization,
+            m: self.m,
+            ef_construction: self.ef_construction,
+            ef_search: self.ef_search,
+        }
+    }
+}
+
+/// A new store (REST `POST /v1/stores`).
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"name": "docs", "dimension": 4, "metric": "cosine"}))]
+pub struct CreateStore {
+    /// Name of the store: letters, digits, `_` and `-`.
+    #[schemars(pattern(STORE_NAME_PATTERN), length(min = 1, max = 64))]
+    pub name: String,
+    #[serde(flatten)]
+    pub settings: StoreSettings,
+}
+
+flattened_request!(CreateStore { name: String } + settings: StoreSettings);
+
+/// A new store (MCP `create_store`).
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStoreArgs {
+    /// Name of the new store: letters, digits, `_` and `-`.
+    #[schemars(pattern(STORE_NAME_PATTERN), length(min = 1, max = 64))]
+    pub store: String,
+    #[serde(flatten)]
+    pub settings: StoreSettings,
+}
+
+flattened_request!(CreateStoreArgs { store: String } + settings: StoreSettings);
+
+/// A store's configuration as created.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StoreSettingsOut {
+    pub dimension: u32,
+    pub metric: String,
+    pub index: String,
+    pub quantization: String,
+    pub shards: u32,
+    pub replication_factor: u32,
+    pub write_consistency: u32,
+    pub m: u32,
+    pub ef_construction: u32,
+    pub ef_search: u32,
+}
+
+impl From<&StoreConfig> for StoreSettingsOut {
+    fn from(c: &StoreConfig) -> Self {
+        Self {
+            dimension: c.dimension,
+            metric: c.metric.as_str().to_string(),
+            index: c.index.kind.as_str().to_string(),
+            quantization: c.index.quantization.as_str().to_string(),
+            shards: c.shards,
+            replication_factor: c.replication_factor,
+            write_consistency: c.write_consistency,
+            m: c.index.hnsw.m,
+            ef_construction: c.index.hnsw.ef_construction,
+            ef_search: c.index.hnsw.ef_search,
+        }
+    }
+}
+
+/// The store created (REST).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StoreCreated {
+    pub name: String,
+    #[serde(flatten)]
+    pub settings: StoreSettingsOut,
+}
+
+/// The store created (MCP).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StoreCreatedResult {
+    pub store: String,
+    #[serde(flatten)]
+    pub settings: StoreSettingsOut,
+}
+
+/// One store named.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreArgs {
+    /// Name of the vector store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+}
+
+/// No arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StoreList {
+    pub stores: Vec<StoreStats>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StoreDeleted {
+    pub store: String,
+    pub deleted: bool,
+}
+
+/// Graph rebuilds started, one per replica held by a node that is not down.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct IndexRebuild {
+    pub store: String,
+    pub started: u32,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StoreSynced {
+    pub store: String,
+    pub synced: bool,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Points
+
+/// A point to insert or replace.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PointIn {
+    /// Unique id of the point in the store (1-512 bytes, no control characters).
+    #[schemars(length(min = 1, max = MAX_POINT_ID_BYTES))]
+    pub id: String,
+    /// Exactly the store's dimension of finite numbers (not all zero under cosine).
+    #[schemars(length(min = 1, max = MAX_DIMENSION))]
+    pub vector: Vec<f32>,
+    /// A JSON object (at most 256 KiB) stored with the vector, returned with results and matched by filters.
+    #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub metadata: Option<Value>,
+}
+
+impl PointIn {
+    /// The domain's point; `field` names the metadata in an error (`metadata`, `points[3].metadata`).
+    pub fn into_point(self, field: &str) -> crate::error::Result<PointInput> {
+        PointInput::from_request(self.id, self.vector, self.metadata, field)
+    }
+}
+
+/// A batch of points (REST `PUT …/points`). The whole batch is checked first: if any point is invalid nothing is
+/// written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"points": [
+    {"id": "a", "vector": [0.1, 0.2, 0.3, 0.4], "metadata": {"lang": "en", "year": 2024}},
+    {"id": "b", "vector": [0.4, 0.3, 0.2, 0.1], "metadata": {"lang": "de", "year": 2019}}
+]}))]
+pub struct UpsertPoints {
+    #[schemars(length(min = 1))]
+    pub points: Vec<PointIn>,
+}
+
+/// MCP `insert_vectors`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InsertVectorsArgs {
+    /// Name of the vector store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub batch: UpsertPoints,
+}
+
+flattened_request!(InsertVectorsArgs { store: String } + batch: UpsertPoints);
+
+/// MCP `insert_vector`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InsertVectorArgs {
+    /// Name of the vector store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub point: PointIn,
+}
+
+flattened_request!(InsertVectorArgs { store: String } + point: PointIn);
+
+impl UpsertPoints {
+    /// The domain's points, each checked; the first bad one is named by its index.
+    pub fn into_points(self) -> crate::error::Result<Vec<PointInput>> {
+        self.points.into_iter().enumerate().map(|(i, p)| p.into_point(&format!("points[{i}].metadata"))).collect()
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Upserted {
+    pub store: String,
+    /// Points written.
+    pub inserted: u64,
+    /// Points skipped because a newer write of the same id was already stored.
+    pub stale: u64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct VectorInserted {
+    pub store: String,
+    pub id: String,
+    /// False if a newer write of the same id was already stored.
+    pub inserted: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Points by id (REST `POST …/points/get`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"ids": ["a", "b"], "with_vector": false}))]
+pub struct GetPoints {
+    /// Point ids (1-512 bytes of UTF-8 each, no control characters).
+    #[schemars(length(min = 1), inner(length(min = 1, max = MAX_POINT_ID_BYTES)))]
+    pub ids: Vec<String>,
+    /// Also return the vectors.
+    #[serde(default = "yes")]
+    pub with_vector: bool,
+}
+
+/// The points found, in the order asked; ids that do not exist are left out.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Points {
+    pub points: Vec<PointOutput>,
+}
+
+/// MCP `get_vector`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetVectorArgs {
+    /// Name of the vector store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[schemars(length(min = 1, max = MAX_POINT_ID_BYTES))]
+    pub id: String,
+    /// Also return the vector.
+    #[serde(default = "yes")]
+    pub with_vector: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct VectorFound {
+    pub store: String,
+    pub found: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub point: Option<PointOutput>,
+}
+
+/// Ids of points to delete (REST `POST …/points/delete`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"ids": ["a"]}))]
+pub struct DeletePoints {
+    /// Point ids (1-512 bytes of UTF-8 each, no control characters).
+    #[schemars(length(min = 1), inner(length(min = 1, max = MAX_POINT_ID_BYTES)))]
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PointsDeleted {
+    pub store: String,
+    /// Points that existed and are now deleted.
+    pub deleted: u64,
+}
+
+/// MCP `delete_vector`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdArgs {
+    /// Name of the vector store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[schemars(length(min = 1, max = MAX_POINT_ID_BYTES))]
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct VectorDeleted {
+    pub store: String,
+    pub id: String,
+    /// False if the id did not exist.
+    pub deleted: bool,
+}
+
+/// A k-nearest-neighbour query (REST `POST …/search`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"vector": [0.1, 0.2, 0.3, 0.4], "k": 3,
+    "filter": {"must": [{"key": "lang", "match": {"value": "en"}}]}}))]
+pub struct SearchRequest {
+    /// The query vector: the store's dimension of finite numbers.
+    #[schemars(length(min = 1, max = MAX_DIMENSION))]
+    pub vector: Vec<f32>,
+    /// How many results to return.
+    #[serde(default = "crate::gateway::default_k")]
+    #[schemars(range(min = 1, max = MAX_K))]
+    pub k: u32,
+    /// Only points whose metadata matches, e.g. `{"must": [{"key": "lang", "match": {"value": "en"}}, {"key":
+    /// "year", "range": {"gte": 2020}}], "must_not": [{"key": "draft", "match": {"value": true}}]}`. Clauses: must
+    /// (all), should (at least one), must_not (none); conditions: match {value | any: [...]}, range {gt, gte, lt,
+    /// lte}, exists (true/false); keys may be dotted paths (`author.name`).
+    #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub filter: Option<Value>,
+    /// HNSW stores: beam width for this search (default: the store's ef_search).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_EF))]
+    pub ef: Option<u32>,
+    /// Exact search even on an HNSW store.
+    #[serde(default)]
+    pub exact: bool,
+    /// Also return each result's vector.
+    #[serde(default)]
+    pub with_vector: bool,
+    /// Return each result's metadata.
+    #[serde(default = "yes")]
+    pub with_metadata: bool,
+}
+
+impl SearchRequest {
+    /// The query vector and the domain's search parameters.
+    pub fn into_parts(self) -> (Vec<f32>, SearchParams) {
+        let params = SearchParams {
+            k: self.k,
+            with_vector: self.with_vector,
+            with_metadata: self.with_metadata,
+            filter: self.filter,
+            ef: self.ef,
+            exact: self.exact,
+        };
+        (self.vector, params)
+    }
+}
+
+/// MCP `search_vectors`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchVectorsArgs {
+    /// Name of the vector store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub query: SearchRequest,
+}
+
+flattened_request!(SearchVectorsArgs { store: String } + query: SearchRequest);
+
+/// Nearest first. `distance` is lower for closer points (cosine: 1 - cosine similarity, euclidean: L2,
+/// manhattan: L1, dot: minus the dot product); it saturates at ±3.4028235e38 when it overflows `f32`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SearchResults {
+    pub store: String,
+    pub results: Vec<SearchHit>,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backups, export and import
+
+/// Options of a backup; the REST body may be left out.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"name": "docs-nightly"}))]
+pub struct CreateBackup {
+    /// Backup name (not `exports`, which is reserved); default `<store>-<time>`.
+    #[serde(default)]
+    #[schemars(pattern(FILE_NAME_PATTERN))]
+    pub name: Option<String>,
+}
+
+/// MCP `backup_store`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupArgs {
+    /// Name of the vector store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub options: CreateBackup,
+}
+
+flattened_request!(BackupArgs { store: String } + options: CreateBackup);
+
+/// Where to restore a backup: a NEW store (the original is not touched), optionally with another shard count.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"store": "docs-restored"}))]
+pub struct RestoreBackup {
+    /// Name of the new store to create.
+    #[schemars(pattern(STORE_NAME_PATTERN), length(min = 1, max = 64))]
+    pub store: String,
+    /// Shards of the new store (default: as in the backup).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_SHARDS))]
+    pub shards: Option<u32>,
+}
+
+/// MCP `restore_store`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreArgs {
+    /// Backup name as list_backups shows it.
+    #[schemars(length(min = 1))]
+    pub backup: String,
+    #[serde(flatten)]
+    pub target: RestoreBackup,
+}
+
+flattened_request!(RestoreArgs { backup: String } + target: RestoreBackup);
+
+/// MCP `list_backups`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListBackupsArgs {
+    /// Only backups of this store.
+    #[serde(default)]
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BackupList {
+    pub backups: Vec<BackupInfo>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BackupDeleted {
+    pub backup: String,
+    pub deleted: bool,
+}
+
+/// Options of an export; the REST body may be left out.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"file": "docs.jsonl"}))]
+pub struct ExportStore {
+    /// File name in the server's export directory; default `<store>-<time>.jsonl`.
+    #[serde(default)]
+    #[schemars(pattern(FILE_NAME_PATTERN))]
+    pub file: Option<String>,
+}
+
+/// MCP `export_store`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportArgs {
+    /// Name of the vector store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub options: ExportStore,
+}
+
+flattened_request!(ExportArgs { store: String } + options: ExportStore);
+
+/// The export file to create the store from (REST `POST …/import`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"file": "docs.jsonl"}))]
+pub struct ImportStore {
+    /// File name in the server's export directory: the `file` that export returned.
+    #[schemars(pattern(FILE_NAME_PATTERN))]
+    pub file: String,
+}
+
+/// MCP `import_store`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportArgs {
+    /// Name of the new store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub source: ImportStore,
+}
+
+flattened_request!(ImportArgs { store: String } + source: ImportStore);
+
+/// The store created from an export file (REST).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Imported {
+    pub file: String,
+    pub store: String,
+    pub points: u64,
+    pub shards: u32,
+}
+
+/// Every message, for the tests that hold their schemas to what the server accepts and sends.
+#[cfg(test)]
+pub(crate) fn every_schema() -> Vec<(&'static str, Map<String, Value>)> {
+    vec![
+        ("CreateStore", input_schema::<CreateStore>()),
+        ("CreateStoreArgs", input_schema::<CreateStoreArgs>()),
+        ("StoreArgs", input_schema::<StoreArgs>()),
+        ("NoArgs", input_schema::<NoArgs>()),
+        ("UpsertPoints", input_schema::<UpsertPoints>()),
+        ("InsertVectorsArgs", input_schema::<InsertVectorsArgs>()),
+        ("InsertVectorArgs", input_schema::<InsertVectorArgs>()),
+        ("GetPoints", input_schema::<GetPoints>()),
+        ("GetVectorArgs", input_schema::<GetVectorArgs>()),
+        ("DeletePoints", input_schema::<DeletePoints>()),
+        ("IdArgs", input_schema::<IdArgs>()),
+        ("SearchRequest", input_schema::<SearchRequest>()),
+        ("SearchVectorsArgs", input_schema::<SearchVectorsArgs>()),
+        ("CreateBackup", input_schema::<CreateBackup>()),
+        ("BackupArgs", input_schema::<BackupArgs>()),
+        ("RestoreBackup", input_schema::<RestoreBackup>()),
+        ("RestoreArgs", input_schema::<RestoreArgs>()),
+        ("ListBackupsArgs", input_schema::<ListBackupsArgs>()),
+        ("ExportStore", input_schema::<ExportStore>()),
+        ("ExportArgs", input_schema::<ExportArgs>()),
+        ("ImportStore", input_schema::<ImportStore>()),
+        ("ImportArgs", input_schema::<ImportArgs>()),
+        ("StoreCreated", output_schema::<StoreCreated>()),
+        ("StoreCreatedResult", output_schema::<StoreCreatedResult>()),
+        ("StoreList", output_schema::<StoreList>()),
+        ("StoreStats", output_schema::<StoreStats>()),
+        ("StoreDeleted", output_schema::<StoreDeleted>()),
+        ("IndexRebuild", output_schema::<IndexRebuild>()),
+        ("StoreSynced", output_schema::<StoreSynced>()),
+        ("Upserted", output_schema::<Upserted>()),
+        ("VectorInserted", output_schema::<VectorInserted>()),
+        ("Points", output_schema::<Points>()),
+        ("PointOutput", output_schema::<PointOutput>()),
+        ("VectorFound", output_schema::<VectorFound>()),
+        ("PointsDeleted", output_schema::<PointsDeleted>()),
+        ("VectorDeleted", output_schema::<VectorDeleted>()),
+        ("SearchResults", output_schema::<SearchResults>()),
+        ("BackupList", output_schema::<BackupList>()),
+        ("BackupInfo", output_schema::<BackupInfo>()),
+        ("BackupDeleted", output_schema::<BackupDeleted>()),
+        ("RestoreInfo", output_schema::<RestoreInfo>()),
+        ("ExportInfo", output_schema::<ExportInfo>()),
+        ("Imported", output_schema::<Imported>()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The limits a schema states are the ones the domain enforces.
+    #[test]
+    fn schemas_state_the_domain_limits() {
+        let create = input_schema::<CreateStoreArgs>();
+        let props = &create["properties"];
+        assert_eq!(props["dimension"]["maximum"], MAX_DIMENSION);
+        assert_eq!(props["shards"]["maximum"], MAX_SHARDS);
+        assert_eq!(props["ef_search"]["maximum"], MAX_EF);
+        assert_eq!(props["store"]["pattern"], STORE_NAME_PATTERN);
+        assert_eq!(create["additionalProperties"], false);
+        let required: Vec<&str> =
+            create["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        assert_eq!(required, ["store", "dimension"]);
+        let search = input_schema::<SearchVectorsArgs>();
+        assert_eq!(search["properties"]["k"]["maximum"], MAX_K);
+        assert_eq!(search["properties"]["k"]["default"], 10);
+        assert_eq!(search["properties"]["with_metadata"]["default"], true);
+        assert_eq!(search["properties"]["filter"]["type"], serde_json::json!(["object", "null"]));
+        let ids = &input_schema::<GetPoints>()["properties"]["ids"];
+        assert_eq!(ids["items"]["maxLength"], MAX_POINT_ID_BYTES);
+        // the name patterns are the ones validation applies
+        let store = regex::Regex::new(STORE_NAME_PATTERN).ok();
+        let long = "x".repeat(65);
+        for name in ["docs", "a-b_c9", "", "a b", "é", long.as_str()] {
+            let by_schema = store.as_ref().is_some_and(|re| re.is_match(name));
+            assert_eq!(by_schema, rvdb_core::types::validate_store_name(name).is_ok(), "{name:?}");
+        }
+        let file = regex::Regex::new(FILE_NAME_PATTERN).ok();
+        for name in ["docs.jsonl", "a-1", ".hidden", "a/b", "", "x..y"] {
+            let by_schema = file.as_ref().is_some_and(|re| re.is_match(name));
+            assert_eq!(by_schema, crate::backup::validate_file_name("file", name).is_ok(), "{name:?}");
+        }
+    }
+
+    /// Requests refuse what their schema forbids structurally: unknown fields (also next to a flattened part) and
+    /// missing required ones.
+    #[test]
+    fn requests_refuse_unknown_and_missing_fields() {
+        let ok: Result<SearchVectorsArgs, _> =
+            serde_json::from_value(serde_json::json!({"store": "s", "vector": [1.0]}));
+        assert!(ok.is_ok_and(|a| a.query.k == 10 && a.query.with_metadata));
+        let unknown =
+            serde_json::from_value::<SearchVectorsArgs>(serde_json::json!({"store": "s", "vector": [1.0], "kk": 1}));
+        assert!(unknown.is_err_and(|e| e.to_string().contains("unknown field `kk`")));
+        let missing = serde_json::from_value::<InsertVectorArgs>(serde_json::json!({"store": "s", "id": "a"}));
+        assert!(missing.is_err_and(|e| e.to_string().contains("missing field `vector`")));
+        let nested = serde_json::from_value::<InsertVectorsArgs>(
+            serde_json::json!({"store": "s", "points": [{"id": "a", "vector": [1.0], "x": 1}]}),
+        );
+        assert!(nested.is_err_and(|e| e.to_string().contains("unknown field `x`")));
+    }
+
+    /// MCP and REST serialise hits alike: a distance that overflowed is a number (saturated), never `null`.
+    #[test]
+    fn distances_stay_finite_numbers() {
+        let hit = |distance| SearchHit { id: "a".into(), distance, metadata: None, vector: None };
+        let hits = [hit(f32::INFINITY), hit(f32::NEG_INFINITY), hit(f32::NAN), hit(0.25)];
+        let json =
+            serde_json::to_value(SearchResults { store: "s".into(), results: hits.to_vec() }).unwrap_or_default();
+        let distances: Vec<Option<f64>> =
+            json["results"].as_array().into_iter().flatten().map(|h| h["distance"].as_f64()).collect();
+        assert_eq!(distances, [Some(f32::MAX as f64), Some(f32::MIN as f64), Some(f32::MAX as f64), Some(0.25)]);
+        let text = serde_json::to_string(&hits[1]).unwrap_or_default();
+        assert!(text.contains(r#""distance":-3.4028235e"#), "{text}");
+    }
+
+    /// Every message's schema is valid for utoipa (the OpenAPI document), and says what each field is.
+    #[test]
+    fn every_schema_reads_as_openapi() {
+        for (name, schema) in every_schema() {
+            let mut schema = schema;
+            schema.remove("$schema");
+            let parsed: Result<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>, _> =
+                serde_json::from_value(Value::Object(schema.clone()));
+            assert!(parsed.is_ok(), "{name}: {:?}", parsed.err());
+            assert_eq!(schema["type"], "object", "{name}");
+            assert!(!schema.contains_key("$ref") && !schema.contains_key("$defs"), "{name} is not inlined");
+        }
+    }
+}
+
+openapi_schema!(
+    requests: CreateStore, UpsertPoints, GetPoints, DeletePoints, SearchRequest, CreateBackup, RestoreBackup,
+        ExportStore, ImportStore;
+    responses: StoreCreated, StoreList, StoreDeleted, IndexRebuild, StoreSynced, Upserted, Points, PointsDeleted,
+        SearchResults, BackupList, BackupDeleted, Imported, StoreStats, PointOutput, BackupInfo, RestoreInfo,
+        ExportInfo,
+);
