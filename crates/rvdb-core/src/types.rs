@@ -116,6 +116,27 @@ pub struct StoreConfig {
     /// Acks a write needs; 0 = a majority of the replicas.
     #[serde(default)]
     pub write_consistency: u32,
+    /// The model that turns this store's texts into vectors, if it takes text: fixed at creation, so a query is
+    /// always embedded by the model that embedded the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingSpec>,
+}
+
+/// Providers a store's [`EmbeddingSpec`] may name.
+pub const EMBEDDING_PROVIDERS: &[&str] = &["local", "openai"];
+
+/// A store's embedding model, as recorded in its config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingSpec {
+    /// `local` (in process, from local model files) or `openai` (an OpenAI-compatible `/v1/embeddings`).
+    pub provider: String,
+    /// The model's name, e.g. `all-MiniLM-L6-v2`.
+    pub model: String,
+    /// Length of its vectors: the store's dimension.
+    pub dimension: u32,
+    /// Its vectors have length 1.
+    #[serde(default)]
+    pub normalized: bool,
 }
 
 fn one() -> u32 {
@@ -132,6 +153,7 @@ impl StoreConfig {
             shards: 1,
             replication_factor: 1,
             write_consistency: 0,
+            embedding: None,
         }
     }
 
@@ -172,6 +194,26 @@ impl StoreConfig {
                 "hnsw parameters m={}, ef_construction={}, ef_search={}: m must be 2..=128 and the efs 1..=100000",
                 h.m, h.ef_construction, h.ef_search
             )));
+        }
+        if let Some(e) = &self.embedding {
+            if !EMBEDDING_PROVIDERS.contains(&e.provider.as_str()) {
+                return Err(CoreError::InvalidConfig(format!(
+                    "embedding provider {:?} is unknown: use one of {}",
+                    excerpt(&e.provider),
+                    EMBEDDING_PROVIDERS.join(", ")
+                )));
+            }
+            if e.model.is_empty() || e.model.len() > 256 || e.model.chars().any(char::is_control) {
+                return Err(CoreError::InvalidConfig("embedding model must be 1-256 characters".into()));
+            }
+            if e.dimension != self.dimension {
+                return Err(CoreError::InvalidConfig(format!(
+                    "embedding model '{}' makes {}-d vectors but the store's dimension is {}",
+                    excerpt(&e.model),
+                    e.dimension,
+                    self.dimension
+                )));
+            }
         }
         Ok(())
     }

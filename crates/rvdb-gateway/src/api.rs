@@ -175,9 +175,11 @@ fn quantization_schema(_: &mut schemars::SchemaGenerator) -> Schema {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
-    /// Length of every vector in the store, e.g. 384 or 1536.
+    /// Length of every vector in the store, e.g. 384 or 1536. Required unless `embedding` is given (then it is
+    /// the model's, and if given must match it).
+    #[serde(default)]
     #[schemars(range(min = 1, max = MAX_DIMENSION))]
-    pub dimension: u32,
+    pub dimension: Option<u32>,
     #[serde(default, deserialize_with = "by_name")]
     #[schemars(schema_with = "metric_schema")]
     pub metric: Option<Metric>,
@@ -212,6 +214,36 @@ pub struct StoreSettings {
     #[serde(default, deserialize_with = "by_name")]
     #[schemars(schema_with = "quantization_schema")]
     pub quantization: Option<Quantization>,
+    /// Bind the store to an embedding model, so it takes text (stored and queried with the same model); its
+    /// dimension is the model's.
+    #[serde(default)]
+    pub embedding: Option<EmbeddingChoice>,
+}
+
+/// The model that embeds a store's texts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingChoice {
+    /// `local`: in the server's process, from the model files in its models directory (no network).
+    #[serde(default = "local_provider")]
+    #[schemars(schema_with = "provider_schema")]
+    pub provider: String,
+    /// The model's name (a directory in the server's models directory).
+    #[serde(default = "default_model")]
+    #[schemars(length(min = 1, max = 128))]
+    pub model: String,
+}
+
+fn local_provider() -> String {
+    crate::embedding::LOCAL.into()
+}
+
+fn default_model() -> String {
+    rvdb_embed::DEFAULT_MODEL.into()
+}
+
+fn provider_schema(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({"type": "string", "enum": ["local"], "default": "local"})
 }
 
 impl StoreSettings {
@@ -229,6 +261,7 @@ impl StoreSettings {
             m: self.m,
             ef_construction: self.ef_construction,
             ef_search: self.ef_search,
+            embedding: self.embedding.map(|e| (e.provider, e.model)),
         }
     }
 }
@@ -273,6 +306,8 @@ pub struct StoreSettingsOut {
     pub m: u32,
     pub ef_construction: u32,
     pub ef_search: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<crate::gateway::EmbeddingInfo>,
 }
 
 impl From<&StoreConfig> for StoreSettingsOut {
@@ -288,6 +323,7 @@ impl From<&StoreConfig> for StoreSettingsOut {
             m: c.index.hnsw.m,
             ef_construction: c.index.hnsw.ef_construction,
             ef_search: c.index.hnsw.ef_search,
+            embedding: c.embedding.as_ref().map(Into::into),
         }
     }
 }
@@ -718,6 +754,135 @@ pub struct Imported {
     pub shards: u32,
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Embeddings (OpenAI-compatible `POST /v1/embeddings`)
+
+/// Most texts one embeddings request may carry (OpenAI's limit too).
+pub const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+/// Text in, vectors out, as OpenAI's embeddings API takes it, so OpenAI clients (and rvdb's own `openai`
+/// provider) can use the server's models.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"input": ["The quick brown fox", "A lazy dog"], "model": "all-MiniLM-L6-v2"}))]
+pub struct EmbeddingsRequest {
+    /// A text, or a list of up to 2048 texts; none may be empty. Texts longer than the model's limit (256 tokens
+    /// for all-MiniLM-L6-v2) are truncated.
+    pub input: TextInput,
+    /// A model installed in the server's models directory (default all-MiniLM-L6-v2).
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 128))]
+    pub model: Option<String>,
+    /// `float` (default): arrays of numbers; `base64`: each vector's little-endian f32 bytes, base64-encoded.
+    #[serde(default)]
+    pub encoding_format: Option<EncodingFormat>,
+    /// The vectors' length: if given, it must be the model's (models here are not truncatable).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_DIMENSION))]
+    pub dimensions: Option<u32>,
+    /// Accepted and ignored (OpenAI clients send it).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// One text or several.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TextInput {
+    One(String),
+    Many(#[schemars(length(min = 1, max = MAX_EMBEDDING_INPUTS))] Vec<String>),
+}
+
+impl TextInput {
+    /// The texts, checked: 1..=2048 of them, none empty.
+    pub fn into_texts(self) -> crate::error::Result<Vec<String>> {
+        let texts = match self {
+            TextInput::One(t) => vec![t],
+            TextInput::Many(ts) => ts,
+        };
+        if texts.is_empty() || texts.len() > MAX_EMBEDDING_INPUTS {
+            return Err(crate::GatewayError::InvalidArgument(format!(
+                "input has {} texts: send 1 to {MAX_EMBEDDING_INPUTS}",
+                texts.len()
+            )));
+        }
+        if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(crate::GatewayError::InvalidArgument(format!("input[{i}] is empty: every text needs words")));
+        }
+        Ok(texts)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    Float,
+    Base64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EmbeddingsResponse {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<EmbeddingData>,
+    pub model: String,
+    pub usage: EmbeddingUsage,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EmbeddingData {
+    /// Always `embedding`.
+    pub object: String,
+    /// Position of the text in `input`.
+    pub index: usize,
+    pub embedding: EmbeddingValue,
+}
+
+/// Numbers, or base64 of little-endian f32 bytes when `encoding_format` is `base64`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EmbeddingValue {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EmbeddingUsage {
+    /// Tokens of all texts, after truncation.
+    pub prompt_tokens: usize,
+    pub total_tokens: usize,
+}
+
+impl EmbeddingValue {
+    /// `v` in `format`.
+    pub fn encode(v: Vec<f32>, format: EncodingFormat) -> Self {
+        match format {
+            EncodingFormat::Float => EmbeddingValue::Float(v),
+            EncodingFormat::Base64 => {
+                EmbeddingValue::Base64(base64(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
+            }
+        }
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), as OpenAI's `encoding_format: base64` answers.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if k <= chunk.len() {
+                out.push(ALPHABET[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Every message, for the tests that hold their schemas to what the server accepts and sends.
 #[cfg(test)]
 pub(crate) fn every_schema() -> Vec<(&'static str, Map<String, Value>)> {
@@ -765,6 +930,8 @@ pub(crate) fn every_schema() -> Vec<(&'static str, Map<String, Value>)> {
         ("RestoreInfo", output_schema::<RestoreInfo>()),
         ("ExportInfo", output_schema::<ExportInfo>()),
         ("Imported", output_schema::<Imported>()),
+        ("EmbeddingsRequest", input_schema::<EmbeddingsRequest>()),
+        ("EmbeddingsResponse", output_schema::<EmbeddingsResponse>()),
     ]
 }
 
@@ -784,7 +951,7 @@ mod tests {
         assert_eq!(create["additionalProperties"], false);
         let required: Vec<&str> =
             create["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        assert_eq!(required, ["store", "dimension"]);
+        assert_eq!(required, ["store"]);
         let search = input_schema::<SearchVectorsArgs>();
         assert_eq!(search["properties"]["k"]["maximum"], MAX_K);
         assert_eq!(search["properties"]["k"]["default"], 10);
@@ -838,6 +1005,31 @@ mod tests {
         assert!(text.contains(r#""distance":-3.4028235e"#), "{text}");
     }
 
+    #[test]
+    fn base64_is_rfc_4648() {
+        for (raw, want) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")]
+        {
+            assert_eq!(base64(raw.as_bytes()), want);
+        }
+        let EmbeddingValue::Base64(b) = EmbeddingValue::encode(vec![1.0, -2.5], EncodingFormat::Base64) else {
+            panic!("base64 asked")
+        };
+        assert_eq!(b, "AACAPwAAIMA=");
+    }
+
+    #[test]
+    fn embedding_inputs_are_checked() {
+        assert!(TextInput::One("a".into()).into_texts().is_ok_and(|t| t == ["a"]));
+        assert!(TextInput::Many(vec![]).into_texts().is_err());
+        assert!(
+            TextInput::Many(vec!["a".into(), " ".into()])
+                .into_texts()
+                .is_err_and(|e| e.to_string().contains("input[1]"))
+        );
+        assert!(TextInput::Many(vec!["a".into(); MAX_EMBEDDING_INPUTS + 1]).into_texts().is_err());
+    }
+
     /// Every message's schema is valid for utoipa (the OpenAPI document), and says what each field is.
     #[test]
     fn every_schema_reads_as_openapi() {
@@ -855,8 +1047,8 @@ mod tests {
 
 openapi_schema!(
     requests: CreateStore, UpsertPoints, GetPoints, DeletePoints, SearchRequest, CreateBackup, RestoreBackup,
-        ExportStore, ImportStore;
+        ExportStore, ImportStore, EmbeddingsRequest;
     responses: StoreCreated, StoreList, StoreDeleted, IndexRebuild, StoreSynced, Upserted, Points, PointsDeleted,
         SearchResults, BackupList, BackupDeleted, Imported, StoreStats, PointOutput, BackupInfo, RestoreInfo,
-        ExportInfo,
+        ExportInfo, EmbeddingsResponse,
 );

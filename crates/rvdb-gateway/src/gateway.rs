@@ -36,7 +36,7 @@ use rvdb_core::clock::HybridClock;
 use rvdb_core::error::excerpt;
 use rvdb_core::types::MAX_EF;
 use rvdb_core::types::{canonical_metadata, validate_k, validate_point_id, validate_store_name, validate_vector};
-use rvdb_core::{IndexKind, Metric, Quantization, StoreConfig};
+use rvdb_core::{EmbeddingSpec, IndexKind, Metric, Quantization, StoreConfig};
 use rvdb_proto::api::{ApiStream, ManagerApi, NodeDirectory, RemoteManager, StorageApi};
 use rvdb_proto::convert::config_to_pb;
 use rvdb_proto::v1 as pb;
@@ -66,6 +66,8 @@ pub struct GatewayOptions {
     /// Milliseconds added to the wall clock of the gateway's version clock (negative = behind). A test and drill
     /// knob (`RVDB_CLOCK_OFFSET_MS`): it runs a gateway "in the past" against versions stamped by a faster clock.
     pub clock_offset_ms: i64,
+    /// Where local embedding models are (one directory per model, named as the model).
+    pub models_dir: std::path::PathBuf,
 }
 
 /// Default [`GatewayOptions::write_request_bytes`]: a quarter of the nodes' default request limit.
@@ -93,6 +95,7 @@ impl Default for GatewayOptions {
             write_request_bytes: DEFAULT_WRITE_REQUEST_BYTES,
             default_index: IndexKind::Flat,
             clock_offset_ms: 0,
+            models_dir: rvdb_embed::default_models_dir(),
         }
     }
 }
@@ -174,7 +177,8 @@ pub fn finite(d: f32) -> f32 {
 #[derive(Debug, Clone, Default)]
 pub struct CreateStore {
     pub name: String,
-    pub dimension: u32,
+    /// Required, unless the store gets an embedding model (then it is the model's; if given, it must match).
+    pub dimension: Option<u32>,
     /// Default cosine.
     pub metric: Option<Metric>,
     /// Default 1.
@@ -190,6 +194,8 @@ pub struct CreateStore {
     pub m: Option<u32>,
     pub ef_construction: Option<u32>,
     pub ef_search: Option<u32>,
+    /// Provider and model that embed the store's texts (`None`: the store takes vectors only).
+    pub embedding: Option<(String, String)>,
 }
 
 impl CreateStore {
@@ -204,7 +210,7 @@ impl CreateStore {
 
     /// The store's config, checked: HNSW parameters are checked whatever the index (the core checks them for
     /// HNSW stores only; a beam is allocated up front, so an unbounded ef could ask for gigabytes).
-    pub fn into_config(self, default_index: IndexKind) -> Result<StoreConfig> {
+    pub fn into_config(self, default_index: IndexKind, embedding: Option<EmbeddingSpec>) -> Result<StoreConfig> {
         if self.m.is_some_and(|m| !(2..=128).contains(&m)) {
             return Err(GatewayError::InvalidArgument("m must be between 2 and 128".into()));
         }
@@ -213,7 +219,17 @@ impl CreateStore {
                 return Err(GatewayError::InvalidArgument(format!("{name} must be between 1 and {MAX_EF}")));
             }
         }
-        let mut config = StoreConfig::new(self.name, self.dimension, self.metric.unwrap_or(Metric::Cosine));
+        let dimension = match (self.dimension, &embedding) {
+            (Some(d), _) => d,
+            (None, Some(e)) => e.dimension,
+            (None, None) => {
+                return Err(GatewayError::InvalidArgument(
+                    "dimension is required (or give the store an embedding model, whose dimension it takes)".into(),
+                ));
+            }
+        };
+        let mut config = StoreConfig::new(self.name, dimension, self.metric.unwrap_or(Metric::Cosine));
+        config.embedding = embedding;
         config.shards = self.shards.unwrap_or(1);
         config.replication_factor = self.replication_factor.unwrap_or(1);
         config.write_consistency = self.write_consistency.unwrap_or(0);
@@ -264,6 +280,26 @@ pub struct StoreStats {
     /// `none` (flat), `building` (some shard's graph is being built: its searches are exact meanwhile), `ready`.
     pub index_status: String,
     pub quantization: String,
+    /// The model that embeds the store's texts, if it takes text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingInfo>,
+}
+
+/// A store's embedding model as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct EmbeddingInfo {
+    /// `local`: run in the server's process.
+    pub provider: String,
+    pub model: String,
+    pub dimension: u32,
+    /// Its vectors have length 1.
+    pub normalized: bool,
+}
+
+impl From<&EmbeddingSpec> for EmbeddingInfo {
+    fn from(e: &EmbeddingSpec) -> Self {
+        Self { provider: e.provider.clone(), model: e.model.clone(), dimension: e.dimension, normalized: e.normalized }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
@@ -283,6 +319,7 @@ pub struct Gateway {
     /// Serialises catalog changes (create / drop) made by this gateway.
     catalog_lock: tokio::sync::Mutex<()>,
     options: GatewayOptions,
+    embedders: Arc<crate::embedding::Embedders>,
     /// The routing-table watch, stopped when the gateway is dropped.
     watcher: Option<tokio::task::AbortHandle>,
 }
@@ -318,6 +355,7 @@ impl Gateway {
             nodes,
             clock: HybridClock::with_offset_ms(options.clock_offset_ms),
             catalog_lock: tokio::sync::Mutex::new(()),
+            embedders: Arc::new(crate::embedding::Embedders::new(options.models_dir.clone())),
             options,
             watcher: None,
         };
@@ -398,6 +436,11 @@ impl Gateway {
         self.table().up_nodes()
     }
 
+    /// The embedding models this gateway runs.
+    pub fn embedders(&self) -> &Arc<crate::embedding::Embedders> {
+        &self.embedders
+    }
+
     pub fn options(&self) -> &GatewayOptions {
         &self.options
     }
@@ -446,8 +489,12 @@ impl Gateway {
     }
 
     /// Creates a store as a caller asked for it (defaults and limits: [`CreateStore::into_config`]).
-    pub async fn create(&self, request: CreateStore) -> Result<StoreRoute> {
-        let config = request.into_config(self.options.default_index)?;
+    pub async fn create(&self, mut request: CreateStore) -> Result<StoreRoute> {
+        let embedding = match request.embedding.take() {
+            Some((provider, model)) => Some(self.embedders.spec(&provider, &model).await?),
+            None => None,
+        };
+        let config = request.into_config(self.options.default_index, embedding)?;
         self.create_store(config).await
     }
 
@@ -797,6 +844,7 @@ impl Gateway {
             disk_bytes: 0,
             index_status: String::new(),
             quantization: c.index.quantization.as_str().to_string(),
+            embedding: c.embedding.as_ref().map(Into::into),
         };
         let mut statuses = Vec::new();
         for shard in 0..route.shards.len() as u32 {

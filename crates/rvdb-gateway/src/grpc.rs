@@ -165,7 +165,7 @@ impl StoreService for StoreGrpc {
         let r = req.into_inner();
         let request = CreateStore {
             name: r.name,
-            dimension: r.dimension,
+            dimension: Some(r.dimension),
             metric: CreateStore::parse_name(r.metric.as_deref())?,
             shards: r.shards,
             replication_factor: r.replication_factor,
@@ -175,6 +175,7 @@ impl StoreService for StoreGrpc {
             m: r.m,
             ef_construction: r.ef_construction,
             ef_search: r.ef_search,
+            embedding: None,
         };
         let route = self.gateway.create(request).await?;
         Ok(Response::new(summary(self.gateway.stats(&route.config.name).await?)))

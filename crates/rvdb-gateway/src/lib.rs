@@ -17,6 +17,7 @@
 pub mod api;
 pub mod backup;
 pub mod embedded;
+pub mod embedding;
 pub mod error;
 pub mod gateway;
 pub mod grpc;

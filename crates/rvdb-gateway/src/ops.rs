@@ -37,6 +37,7 @@ pub enum Operation {
     Restore,
     Export,
     Import,
+    Embed,
 }
 
 /// One operation and its names on each surface (`None`: that surface does not offer it).
@@ -185,6 +186,7 @@ pub const OPERATIONS: &[Spec] = &[
         Some("/rvdb.v1.BackupService/Import"),
         Some("import-store"),
     ),
+    spec(Embed, Read, None, &[(Method::POST, "/v1/embeddings")], None, None),
 ];
 
 impl Operation {

@@ -55,6 +55,12 @@ pub fn config_from_pb(c: pb::StoreConfig) -> Result<StoreConfig, CoreError> {
         shards: c.shards.max(1),
         replication_factor: c.replication_factor.max(1),
         write_consistency: c.write_consistency,
+        embedding: c.embedding.map(|e| rvdb_core::EmbeddingSpec {
+            provider: e.provider,
+            model: e.model,
+            dimension: e.dimension,
+            normalized: e.normalized,
+        }),
     };
     config.validate()?;
     Ok(config)
@@ -83,6 +89,12 @@ pub fn config_to_pb(c: &StoreConfig) -> pb::StoreConfig {
         shards: c.shards,
         replication_factor: c.replication_factor,
         write_consistency: c.write_consistency,
+        embedding: c.embedding.as_ref().map(|e| pb::EmbeddingSpec {
+            provider: e.provider.clone(),
+            model: e.model.clone(),
+            dimension: e.dimension,
+            normalized: e.normalized,
+        }),
     }
 }
 

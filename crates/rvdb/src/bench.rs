@@ -125,6 +125,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         dimension: usize,
     },
+    /// Embedding throughput of the in-process model (texts/s) on a file of texts, one per line; the thread count
+    /// is rayon's (`RAYON_NUM_THREADS=1`). The peer: bench/embed_peer.py (sentence-transformers).
+    Embed {
+        #[arg(long)]
+        texts: PathBuf,
+        /// Model directory (default: the default model under `$RVDB_MODEL_DIR` / `~/.cache/rvdb/models`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Latency a `search_vectors` MCP call adds over a direct gRPC search to the node (median, p99).
     GatewayLatency {
         #[arg(long, default_value_t = 10_000)]
@@ -147,6 +156,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::GatewayLatency { count, dimension, queries, k } => {
             gateway_latency(count, dimension, queries, k).await
         }
+        BenchCommand::Embed { texts, model } => tokio::task::spawn_blocking(move || embed(texts, model)).await?,
         BenchCommand::Hnsw {
             data,
             metric,
@@ -727,5 +737,27 @@ async fn gateway_latency(count: usize, dimension: usize, queries: usize, k: u32)
         })
     );
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn embed(texts: PathBuf, model: Option<PathBuf>) -> anyhow::Result<()> {
+    use rvdb_embed::Embedder;
+    let text = std::fs::read_to_string(&texts)?;
+    let texts: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    anyhow::ensure!(!texts.is_empty(), "no texts in the file");
+    let dir = model.unwrap_or_else(|| rvdb_embed::default_models_dir().join(rvdb_embed::DEFAULT_MODEL));
+    let model = rvdb_embed::LocalEmbedder::load(&dir)?;
+    model.embed(&texts[..texts.len().min(32)])?;
+    let start = Instant::now();
+    let vectors = model.embed(&texts)?;
+    let secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(vectors.len() == texts.len());
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
+    println!(
+        "{}",
+        serde_json::json!({"engine": format!("rvdb {} (candle)", env!("CARGO_PKG_VERSION")), "threads": threads,
+                           "texts": texts.len(), "seconds": (secs * 1000.0).round() / 1000.0,
+                           "texts_per_s": (texts.len() as f64 / secs * 10.0).round() / 10.0})
+    );
     Ok(())
 }

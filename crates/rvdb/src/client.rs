@@ -21,8 +21,12 @@ pub enum ClientCommand {
     /// Create a store.
     CreateStore {
         name: String,
+        /// Length of every vector; required unless --embedding is given (then it is the model's).
         #[arg(long)]
-        dimension: u32,
+        dimension: Option<u32>,
+        /// Embedding model that turns the store's texts into vectors (a local model, e.g. all-MiniLM-L6-v2).
+        #[arg(long)]
+        embedding: Option<String>,
         /// cosine, euclidean, manhattan or dot.
         #[arg(long, default_value = "cosine")]
         metric: String,
@@ -316,11 +320,13 @@ async fn execute(cmd: ClientCommand) -> anyhow::Result<Value> {
             m,
             ef_construction,
             ef_search,
+            embedding,
             target,
         } => {
             let body = fields(&[
                 ("name", Some(json!(name))),
-                ("dimension", Some(json!(dimension))),
+                ("dimension", opt(dimension)),
+                ("embedding", embedding.map(|model| json!({"provider": "local", "model": model}))),
                 ("metric", Some(json!(metric))),
                 ("index", opt(index)),
                 ("quantization", opt(quantization)),

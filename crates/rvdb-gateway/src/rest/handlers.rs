@@ -430,6 +430,49 @@ pub(super) async fn import_store(
 }
 
 /// The `{store}` path parameter.
+/// Create embeddings
+///
+/// Vectors for texts with one of the server's embedding models, as OpenAI's `POST /v1/embeddings` answers (so
+/// OpenAI clients work against it). Read-only: it stores nothing.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "embeddings", operation_id = "create_embeddings",
+    request_body = EmbeddingsRequest,
+    responses(
+        (status = 200, description = "One vector per text, in order", body = EmbeddingsResponse),
+        (status = 404, description = "not_found: no such model in the server's models directory", body = ErrorBody),
+    ))]
+pub(super) async fn embeddings(
+    State(api): State<Api>,
+    Body(req): Body<EmbeddingsRequest>,
+) -> ApiResult<Json<EmbeddingsResponse>> {
+    let texts = req.input.into_texts()?;
+    let model = req.model.unwrap_or_else(|| rvdb_embed::DEFAULT_MODEL.to_string());
+    let format = req.encoding_format.unwrap_or(EncodingFormat::Float);
+    let embedders = api.gateway.embedders();
+    let (vectors, tokens) = embedders.embed_counted(crate::embedding::LOCAL, &model, texts).await?;
+    let dimension = vectors.first().map_or(0, Vec::len);
+    if let Some(d) = req.dimensions.filter(|d| *d as usize != dimension) {
+        return Err(ApiError::invalid(format!(
+            "dimensions is {d}, but model '{model}' makes {dimension}-d vectors (it cannot be shortened)"
+        )));
+    }
+    let total: usize = tokens.iter().sum();
+    let data = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, v)| EmbeddingData {
+            object: "embedding".into(),
+            index,
+            embedding: EmbeddingValue::encode(v, format),
+        })
+        .collect();
+    Ok(Json(EmbeddingsResponse {
+        object: "list".into(),
+        data,
+        model,
+        usage: EmbeddingUsage { prompt_tokens: total, total_tokens: total },
+    }))
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(super) struct StorePath {

@@ -5,8 +5,9 @@
 //! (`/v1/stores/{store}`), their points (`…/points`, batch upsert with `PUT`) and backups (`/v1/backups/{backup}`);
 //! actions that are neither a create nor a read are `POST`s on a verb (`…/sync`, `…/restore`, `…/export`,
 //! `…/import`). Reads that need a body (search, get many points) are `POST`s on paths ending in `/search` or
-//! `/points/get`, so an access policy can tell reads from writes by method and path alone; which routes only read
-//! is the operation table's to say ([`crate::ops`]), for REST as for MCP and gRPC.
+//! `/points/get`, so an access policy can tell reads from writes by method and path alone (and `POST
+//! /v1/embeddings`, OpenAI's path, which stores nothing); which routes only read is the operation table's to say
+//! ([`crate::ops`]), for REST as for MCP and gRPC.
 //!
 //! Errors have one JSON shape everywhere, `{"error": {"code": "not_found", "message": "…"}}`: a domain error is
 //! mapped once ([`ApiError`]'s `From<GatewayError>`, the code being [`GatewayError::kind`], as MCP reports it),
@@ -63,6 +64,7 @@ pub fn router(gateway: Arc<Gateway>, backups: Arc<BackupManager>) -> Router {
         .route("/backups", get(list_backups))
         .route("/backups/{backup}", get(describe_backup).delete(delete_backup))
         .route("/backups/{backup}/restore", post(restore_backup))
+        .route("/embeddings", post(embeddings))
         .method_not_allowed_fallback(wrong_method)
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -1,0 +1,159 @@
+//! A sentence-transformers model run in process: tokenise (the model's own `tokenizer.json`, truncated at its
+//! `max_seq_length`), encode ([`crate::bert`]), mean-pool over the real tokens, L2-normalise when the model's
+//! pipeline does (`modules.json` lists `Normalize`). The same steps as sentence-transformers' `encode`, so the
+//! vectors match the ones the model's users already have (the golden-vector test holds them to it).
+//!
+//! A call's texts are sorted by length and embedded in batches of similar lengths, so short texts are not padded
+//! to the longest of the call.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::bert::{BertConfig, BertModel};
+use crate::{EmbedError, Embedder, ModelInfo};
+
+/// Texts per forward pass.
+const BATCH: usize = 32;
+
+pub struct LocalEmbedder {
+    tokenizer: Tokenizer,
+    model: BertModel,
+    info: ModelInfo,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for LocalEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEmbedder").field("info", &self.info).field("dir", &self.dir).finish()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SentenceConfig {
+    max_seq_length: usize,
+}
+
+#[derive(serde::Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ModuleEntry {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl LocalEmbedder {
+    /// Loads the model in `dir`; its name is the directory's name (`…/all-MiniLM-L6-v2`).
+    pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        let fail = |reason: String| EmbedError::Model { dir: dir.display().to_string(), reason };
+        let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| fail(format!("cannot read {name}: {e}")));
+        let json = |name: &str| -> Result<serde_json::Value, EmbedError> {
+            serde_json::from_slice(&read(name)?).map_err(|e| fail(format!("{name} is not valid JSON: {e}")))
+        };
+        let config: BertConfig =
+            serde_json::from_value(json("config.json")?).map_err(|e| fail(format!("config.json: {e}")))?;
+        if let Some(what) = config.unsupported() {
+            return Err(fail(format!("config.json: unsupported {what}")));
+        }
+        let sentence: SentenceConfig = serde_json::from_value(json("sentence_bert_config.json")?)
+            .map_err(|e| fail(format!("sentence_bert_config.json: {e}")))?;
+        let pooling: PoolingConfig = serde_json::from_value(json("1_Pooling/config.json")?)
+            .map_err(|e| fail(format!("1_Pooling/config.json: {e}")))?;
+        if !pooling.pooling_mode_mean_tokens || pooling.pooling_mode_cls_token || pooling.pooling_mode_max_tokens {
+            return Err(fail("1_Pooling/config.json: only mean pooling is supported".into()));
+        }
+        let modules: Vec<ModuleEntry> =
+            serde_json::from_value(json("modules.json")?).map_err(|e| fail(format!("modules.json: {e}")))?;
+        let normalized = modules.iter().any(|m| m.kind.ends_with(".Normalize"));
+        let max_tokens = sentence.max_seq_length.min(config.max_position_embeddings);
+
+        let mut tokenizer =
+            Tokenizer::from_bytes(read("tokenizer.json")?).map_err(|e| fail(format!("tokenizer.json: {e}")))?;
+        // tokenizer.json carries its own truncation and fixed padding (128); sentence-transformers truncates at
+        // max_seq_length and pads a batch to its longest text.
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| fail(format!("tokenizer.json: {e}")))?;
+        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+
+        let weights = read("model.safetensors")?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .map_err(|e| fail(format!("model.safetensors: {e}")))?;
+        let model = BertModel::load(vb, &config).map_err(|e| fail(format!("model.safetensors: {e}")))?;
+        let name = dir.file_name().map_or_else(|| "local".to_string(), |n| n.to_string_lossy().into_owned());
+        let info = ModelInfo { name, dimension: config.hidden_size as u32, normalized, max_tokens };
+        tracing::info!(model = %info.name, dimension = info.dimension, dir = %dir.display(), "embedding model loaded");
+        Ok(Self { tokenizer, model, info, dir: dir.to_path_buf() })
+    }
+
+    /// Where the model was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Tokens of each text after truncation (what a call costs; the OpenAI-compatible endpoint reports it).
+    pub fn count_tokens(&self, texts: &[&str]) -> Result<Vec<usize>, EmbedError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Inference(format!("tokenizer: {e}")))?;
+        Ok(encodings.iter().map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count()).collect())
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Inference(format!("tokenizer: {e}")))?;
+        let len = encodings.first().map_or(0, |e| e.len());
+        let mut ids = Vec::with_capacity(texts.len() * len);
+        let mut mask = Vec::with_capacity(texts.len() * len);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend(e.get_attention_mask().iter().map(|&m| m as f32));
+        }
+        let device = Device::Cpu;
+        let ids = Tensor::from_vec(ids, (texts.len(), len), &device)?;
+        let mask = Tensor::from_vec(mask, (texts.len(), len), &device)?;
+        let hidden = self.model.forward(&ids, &mask)?;
+        // mean over the real tokens (padding masked out), as sentence-transformers' Pooling
+        let summed = hidden.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
+        let counts = mask.sum_keepdim(1)?.clamp(1e-9, f64::MAX)?;
+        let mut pooled = summed.broadcast_div(&counts)?;
+        if self.info.normalized {
+            // F.normalize(p=2, eps=1e-12)
+            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+            pooled = pooled.broadcast_div(&norms)?;
+        }
+        Ok(pooled.to_vec2::<f32>()?)
+    }
+}
+
+impl Embedder for LocalEmbedder {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            for (&i, v) in chunk.iter().zip(self.embed_batch(&batch)?) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+}
