@@ -755,6 +755,167 @@ pub struct Imported {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Texts (stores bound to an embedding model)
+
+/// A text to store: embedded by the store's model and stored with its vector and metadata.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentIn {
+    /// Id of the point (1-512 bytes); default: derived from the text, so the same text is stored once.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = MAX_POINT_ID_BYTES))]
+    pub id: Option<String>,
+    /// The text (at most 64 KiB; the model reads its first 256 tokens, all of it is stored and returned).
+    #[schemars(length(min = 1, max = crate::text::MAX_TEXT_BYTES))]
+    pub text: String,
+    /// A JSON object stored with the text and matched by filters (not the key `_text`, which holds the text).
+    #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub metadata: Option<Value>,
+}
+
+/// Documents to store (REST `PUT …/texts`). All are checked before any is embedded or written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"documents": [
+    {"text": "The deploy failed with error E1234 on the build server.", "metadata": {"source": "chat"}},
+    {"id": "note-2", "text": "Alice prefers short answers."}
+]}))]
+pub struct InsertTexts {
+    #[schemars(length(min = 1))]
+    pub documents: Vec<DocumentIn>,
+}
+
+impl InsertTexts {
+    pub fn into_documents(self) -> Vec<crate::text::Document> {
+        self.documents
+            .into_iter()
+            .map(|d| crate::text::Document { id: d.id, text: d.text, metadata: d.metadata.unwrap_or(Value::Null) })
+            .collect()
+    }
+}
+
+/// MCP `insert_texts`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InsertTextsArgs {
+    /// Name of a store created with an embedding model.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub batch: InsertTexts,
+}
+
+flattened_request!(InsertTextsArgs { store: String } + batch: InsertTexts);
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TextsInserted {
+    pub store: String,
+    /// Documents written.
+    pub inserted: u64,
+    /// Documents skipped because a newer write of the same id was already stored.
+    pub stale: u64,
+    /// The documents' ids, in order (derived from the text where none was given).
+    pub ids: Vec<String>,
+}
+
+/// A search by meaning (REST `POST …/texts/search`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"query": "why did the deploy fail?", "k": 3}))]
+pub struct SearchTextRequest {
+    /// What to look for, in words; embedded by the store's model.
+    #[schemars(length(min = 1, max = crate::text::MAX_TEXT_BYTES))]
+    pub query: String,
+    /// How many results to return.
+    #[serde(default = "crate::gateway::default_k")]
+    #[schemars(range(min = 1, max = MAX_K))]
+    pub k: u32,
+    /// Only documents whose metadata matches (the same filter as search_vectors).
+    #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub filter: Option<Value>,
+    /// HNSW stores: beam width for this search.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_EF))]
+    pub ef: Option<u32>,
+    /// Exact search even on an HNSW store.
+    #[serde(default)]
+    pub exact: bool,
+    /// Return each result's text.
+    #[serde(default = "yes")]
+    pub with_text: bool,
+    /// Return each result's metadata.
+    #[serde(default = "yes")]
+    pub with_metadata: bool,
+    /// Also return each result's vector.
+    #[serde(default)]
+    pub with_vector: bool,
+}
+
+impl SearchTextRequest {
+    /// The query text, the domain's search parameters and `with_text`.
+    pub fn into_parts(self) -> (String, SearchParams, bool) {
+        let params = SearchParams {
+            k: self.k,
+            with_vector: self.with_vector,
+            with_metadata: self.with_metadata,
+            filter: self.filter,
+            ef: self.ef,
+            exact: self.exact,
+        };
+        (self.query, params, self.with_text)
+    }
+}
+
+/// MCP `search_text`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchTextArgs {
+    /// Name of a store created with an embedding model.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub query: SearchTextRequest,
+}
+
+flattened_request!(SearchTextArgs { store: String } + query: SearchTextRequest);
+
+/// A document found.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TextHitOut {
+    pub id: String,
+    /// Lower is closer (cosine: 1 - cosine similarity); always a finite number.
+    pub distance: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub metadata: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+impl From<crate::text::TextHit> for TextHitOut {
+    fn from(h: crate::text::TextHit) -> Self {
+        Self {
+            id: h.id,
+            distance: crate::gateway::finite(h.distance),
+            text: h.text,
+            metadata: h.metadata,
+            vector: h.vector,
+        }
+    }
+}
+
+/// Nearest first.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TextResults {
+    pub store: String,
+    pub results: Vec<TextHitOut>,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Embeddings (OpenAI-compatible `POST /v1/embeddings`)
 
 /// Most texts one embeddings request may carry (OpenAI's limit too).
@@ -932,6 +1093,10 @@ pub(crate) fn every_schema() -> Vec<(&'static str, Map<String, Value>)> {
         ("Imported", output_schema::<Imported>()),
         ("EmbeddingsRequest", input_schema::<EmbeddingsRequest>()),
         ("EmbeddingsResponse", output_schema::<EmbeddingsResponse>()),
+        ("InsertTextsArgs", input_schema::<InsertTextsArgs>()),
+        ("SearchTextArgs", input_schema::<SearchTextArgs>()),
+        ("TextsInserted", output_schema::<TextsInserted>()),
+        ("TextResults", output_schema::<TextResults>()),
     ]
 }
 
@@ -1047,8 +1212,8 @@ mod tests {
 
 openapi_schema!(
     requests: CreateStore, UpsertPoints, GetPoints, DeletePoints, SearchRequest, CreateBackup, RestoreBackup,
-        ExportStore, ImportStore, EmbeddingsRequest;
+        ExportStore, ImportStore, EmbeddingsRequest, InsertTexts, SearchTextRequest;
     responses: StoreCreated, StoreList, StoreDeleted, IndexRebuild, StoreSynced, Upserted, Points, PointsDeleted,
         SearchResults, BackupList, BackupDeleted, Imported, StoreStats, PointOutput, BackupInfo, RestoreInfo,
-        ExportInfo, EmbeddingsResponse,
+        ExportInfo, EmbeddingsResponse, TextsInserted, TextResults,
 );

@@ -28,6 +28,7 @@ pub mod ops;
 pub mod rest;
 pub mod routing;
 pub mod stdio;
+pub mod text;
 pub mod tools;
 
 pub use error::GatewayError;

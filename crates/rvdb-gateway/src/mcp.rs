@@ -93,6 +93,20 @@ impl McpServer {
                 progress.finish().await;
                 to_json(&Upserted { store: a.store, inserted: s.inserted, stale: s.stale })
             }
+            "insert_texts" => {
+                let a: InsertTextsArgs = parse(name, args)?;
+                let progress = ProgressReporter::new(context);
+                let documents = a.batch.into_documents();
+                let (s, ids) = gw.insert_texts(&a.store, documents, |done, total| progress.tick(done, total)).await?;
+                progress.finish().await;
+                to_json(&TextsInserted { store: a.store, inserted: s.inserted, stale: s.stale, ids })
+            }
+            "search_text" => {
+                let a: SearchTextArgs = parse(name, args)?;
+                let (query, params, with_text) = a.query.into_parts();
+                let hits = gw.search_text(&a.store, query, &params, with_text).await?;
+                to_json(&TextResults { store: a.store, results: hits.into_iter().map(Into::into).collect() })
+            }
             "search_vectors" => {
                 let a: SearchVectorsArgs = parse(name, args)?;
                 let (vector, params) = a.query.into_parts();
@@ -223,9 +237,11 @@ impl ServerHandler for McpServer {
                     .with_description("Named vector stores with k-NN search for AI agents"),
             )
             .with_instructions(
-                "rvdb stores vectors (embeddings) with an id and JSON metadata in named stores and finds the nearest ones. \
-                 Typical flow: create_store (choose dimension = your embedding size, metric = cosine for text), then \
-                 insert_vector / insert_vectors, then search_vectors with a query vector. list_stores shows what exists.",
+                "rvdb stores texts or vectors with an id and JSON metadata in named stores and finds the nearest ones. \
+                 For texts (memory, notes, documents) no vectors are needed: create_store with `embedding: {}` (the \
+                 server's model embeds every text), then insert_texts, then search_text with a query in words. For \
+                 your own vectors: create_store with `dimension`, insert_vectors, search_vectors. list_stores shows \
+                 what exists.",
             )
     }
 

@@ -38,6 +38,8 @@ pub enum Operation {
     Export,
     Import,
     Embed,
+    InsertTexts,
+    SearchText,
 }
 
 /// One operation and its names on each surface (`None`: that surface does not offer it).
@@ -187,6 +189,8 @@ pub const OPERATIONS: &[Spec] = &[
         Some("import-store"),
     ),
     spec(Embed, Read, None, &[(Method::POST, "/v1/embeddings")], None, None),
+    spec(InsertTexts, Write, Some("insert_texts"), &[(Method::PUT, "/v1/stores/{store}/texts")], None, None),
+    spec(SearchText, Read, Some("search_text"), &[(Method::POST, "/v1/stores/{store}/texts/search")], None, None),
 ];
 
 impl Operation {

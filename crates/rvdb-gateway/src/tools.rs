@@ -51,6 +51,23 @@ fn build() -> Vec<Tool> {
              manhattan, or dot. Fails if a store with this name already exists.",
             annotations("Create vector store", false, false),
         ),
+        tool::<InsertTextsArgs, TextsInserted>(
+            "insert_texts",
+            "Store texts",
+            "Store texts (notes, facts, documents) in a store created with an embedding model: the server turns \
+             each text into a vector with the store's model and stores text, vector and metadata together. No \
+             vectors needed. Without an id, a text's id is derived from its words, so storing the same text again \
+             does not duplicate it. Sends progress notifications.",
+            annotations("Store texts", false, true),
+        ),
+        tool::<SearchTextArgs, TextResults>(
+            "search_text",
+            "Search texts by meaning",
+            "Find the stored texts closest in meaning to a query written in words, in a store created with an \
+             embedding model. Results are nearest first with their text and metadata; `distance` is lower for \
+             closer texts (cosine: 1 - similarity). `filter` narrows by metadata as in search_vectors.",
+            annotations("Search texts by meaning", false, true),
+        ),
         tool::<InsertVectorArgs, VectorInserted>(
             "insert_vector",
             "Insert a vector",

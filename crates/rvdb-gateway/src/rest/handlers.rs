@@ -430,6 +430,44 @@ pub(super) async fn import_store(
 }
 
 /// The `{store}` path parameter.
+/// Store texts
+///
+/// Documents embedded by the store's model and stored with their text and metadata (the store must have been
+/// created with `embedding`). All are checked before any is embedded or written.
+#[utoipa::path(put, path = "/v1/stores/{store}/texts", tag = "texts", operation_id = "insert_texts",
+    params(StorePath), request_body = InsertTexts,
+    responses(
+        (status = 200, description = "Written", body = TextsInserted),
+        (status = 404, description = "not_found: no such store", body = ErrorBody),
+    ))]
+pub(super) async fn insert_texts(
+    State(api): State<Api>,
+    Param(StorePath { store }): Param<StorePath>,
+    Body(req): Body<InsertTexts>,
+) -> ApiResult<Json<TextsInserted>> {
+    let (s, ids) = api.gateway.insert_texts(&store, req.into_documents(), |_, _| true).await?;
+    Ok(Json(TextsInserted { store, inserted: s.inserted, stale: s.stale, ids }))
+}
+
+/// Search texts by meaning
+///
+/// The stored documents nearest in meaning to a query in words, embedded by the store's model.
+#[utoipa::path(post, path = "/v1/stores/{store}/texts/search", tag = "texts", operation_id = "search_text",
+    params(StorePath), request_body = SearchTextRequest,
+    responses(
+        (status = 200, description = "Nearest first", body = TextResults),
+        (status = 404, description = "not_found: no such store", body = ErrorBody),
+    ))]
+pub(super) async fn search_text(
+    State(api): State<Api>,
+    Param(StorePath { store }): Param<StorePath>,
+    Body(req): Body<SearchTextRequest>,
+) -> ApiResult<Json<TextResults>> {
+    let (query, params, with_text) = req.into_parts();
+    let hits = api.gateway.search_text(&store, query, &params, with_text).await?;
+    Ok(Json(TextResults { store, results: hits.into_iter().map(Into::into).collect() }))
+}
+
 /// Create embeddings
 ///
 /// Vectors for texts with one of the server's embedding models, as OpenAI's `POST /v1/embeddings` answers (so

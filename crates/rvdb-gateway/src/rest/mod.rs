@@ -64,6 +64,8 @@ pub fn router(gateway: Arc<Gateway>, backups: Arc<BackupManager>) -> Router {
         .route("/backups", get(list_backups))
         .route("/backups/{backup}", get(describe_backup).delete(delete_backup))
         .route("/backups/{backup}/restore", post(restore_backup))
+        .route("/stores/{store}/texts", put(insert_texts))
+        .route("/stores/{store}/texts/search", post(search_text))
         .route("/embeddings", post(embeddings))
         .method_not_allowed_fallback(wrong_method)
         .fallback(unknown_route)

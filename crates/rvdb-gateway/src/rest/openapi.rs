@@ -73,7 +73,7 @@ impl Modify for CommonErrors {
         list_stores, create_store, describe_store, delete_store, sync_store, rebuild_index,
         upsert_points, get_points, get_point, delete_point, delete_points, search,
         create_backup, list_backups, describe_backup, delete_backup, restore_backup, export_store, import_store,
-        embeddings,
+        insert_texts, search_text, embeddings,
     ),
     components(schemas(ErrorBody, ErrorCode)),
     modifiers(&CommonErrors),
@@ -81,6 +81,7 @@ impl Modify for CommonErrors {
         (name = "stores", description = "Create, list, describe, sync and delete stores."),
         (name = "points", description = "Write, read, delete and search points."),
         (name = "backups", description = "Backups, restores into new stores, JSON Lines export and import."),
+        (name = "texts", description = "Stores bound to an embedding model: store and search texts."),
         (name = "embeddings", description = "Text to vectors with the server's models (OpenAI-compatible)."),
     ),
 )]
@@ -111,7 +112,7 @@ mod tests {
                 assert!(responses.contains_key("503"), "{method} {path}");
             }
         }
-        assert_eq!(ops.len(), 20, "{ops:?}");
+        assert_eq!(ops.len(), 22, "{ops:?}");
         // Limits in the schemas are the server's.
         let create = &doc["components"]["schemas"]["CreateStore"]["properties"];
         assert_eq!(create["dimension"]["maximum"], MAX_DIMENSION);
