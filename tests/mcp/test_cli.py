@@ -128,3 +128,19 @@ def test_a_missing_store_error_lists_at_most_twenty_names(server):
     message = err["error"]["message"]
     assert code == 1 and err["error"]["code"] == "not_found", err
     assert "s00, s01" in message and "s19 and 2 more (list_stores)" in message and "s21" not in message, message
+
+
+def test_texts_through_the_cli(server, tmp_path):
+    url = server.mcp_url
+    _, created = cli(url, "create-store", "notes", "--embedding", "all-MiniLM-L6-v2")
+    assert created["dimension"] == 384 and created["embedding"]["model"] == "all-MiniLM-L6-v2", created
+    (tmp_path / "notes.txt").write_text("The build server runs out of disk every Monday.\n\nBob is allergic to peanuts.\n")
+    _, out = cli(url, "insert-texts", "notes", "The office closes at 6pm on Fridays.", "--file", str(tmp_path / "notes.txt"))
+    assert out["inserted"] == 3 and len(out["ids"]) == 3, out
+    _, found = cli(url, "search-text", "notes", "what food should Bob avoid?", "-k", "1")
+    assert found["results"][0]["text"] == "Bob is allergic to peanuts.", found
+    code, err = cli(url, "create-store", "bad", ok=False)
+    assert code == 1 and err["error"]["code"] == "invalid_argument" and "dimension is required" in err["error"]["message"]
+    p = subprocess.run([rvdb_bin(), "insert-texts", "notes", "--url", base_url(url)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode != 0 and "no texts" in p.stderr, (p.returncode, p.stderr)

@@ -86,6 +86,8 @@ def test_a_thousand_sentences_are_found_by_their_own_words(server):
                 {"text": "fine", "metadata": {"_text": "spoof"}}]}), "_text")
             call_err(await c.call_tool("search_text", {"store": "mem", "query": ""}), "query")
             call_err(await c.call_tool("search_vectors", {"store": "mem", "vector": [0.1] * 383}), "384")
+            call_err(await c.call_tool("insert_vector", {"store": "vecs", "id": "v", "vector": [0.1] * 384,
+                                                         "metadata": {"_text": 5}}), "_text must be a string")
             assert call_ok(await c.call_tool("describe_store", {"store": "mem"}))["points"] == len(texts)
             return ids
     ids = asyncio.run(go())

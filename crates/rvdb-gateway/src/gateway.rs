@@ -132,6 +132,13 @@ impl PointInput {
                 return Err(GatewayError::InvalidArgument(format!("{field} must be a JSON object, got {kind}")));
             }
         };
+        // `_text` holds a point's text (crate::text): a point written with its own vector may carry one, as a string
+        if metadata.get(crate::text::TEXT_KEY).is_some_and(|t| !t.is_string()) {
+            return Err(GatewayError::InvalidArgument(format!(
+                "{field}.{} must be a string: it holds the point's text",
+                crate::text::TEXT_KEY
+            )));
+        }
         Ok(PointInput { id, vector, metadata })
     }
 }

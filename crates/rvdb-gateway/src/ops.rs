@@ -189,8 +189,22 @@ pub const OPERATIONS: &[Spec] = &[
         Some("import-store"),
     ),
     spec(Embed, Read, None, &[(Method::POST, "/v1/embeddings")], None, None),
-    spec(InsertTexts, Write, Some("insert_texts"), &[(Method::PUT, "/v1/stores/{store}/texts")], None, None),
-    spec(SearchText, Read, Some("search_text"), &[(Method::POST, "/v1/stores/{store}/texts/search")], None, None),
+    spec(
+        InsertTexts,
+        Write,
+        Some("insert_texts"),
+        &[(Method::PUT, "/v1/stores/{store}/texts")],
+        None,
+        Some("insert-texts"),
+    ),
+    spec(
+        SearchText,
+        Read,
+        Some("search_text"),
+        &[(Method::POST, "/v1/stores/{store}/texts/search")],
+        None,
+        Some("search-text"),
+    ),
 ];
 
 impl Operation {

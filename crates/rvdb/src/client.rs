@@ -143,6 +143,29 @@ pub enum ClientCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Store texts in a store created with --embedding (embedded by the server): one text per argument, or
+    /// one per line of --file.
+    InsertTexts {
+        store: String,
+        texts: Vec<String>,
+        /// A file with one text per line.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Search a store created with --embedding by meaning: the query in words.
+    SearchText {
+        store: String,
+        query: String,
+        #[arg(short, long)]
+        k: Option<u32>,
+        /// Metadata filter (JSON), as for search.
+        #[arg(long)]
+        filter: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Flush a store to disk and fsync the WAL of its replicas.
     Sync {
         store: String,
@@ -404,6 +427,25 @@ async fn execute(cmd: ClientCommand) -> anyhow::Result<Value> {
                 ("exact", Some(json!(exact))),
             ]);
             Rest::new(&target)?.call("POST", &format!("/stores/{}/search", segment(&store)), Some(body)).await
+        }
+        InsertTexts { store, mut texts, file, target } => {
+            if let Some(file) = file {
+                let content = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                texts.extend(content.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+            }
+            anyhow::ensure!(!texts.is_empty(), "no texts: give them as arguments or with --file");
+            let documents: Vec<Value> = texts.into_iter().map(|t| json!({"text": t})).collect();
+            let path = format!("/stores/{}/texts", segment(&store));
+            Rest::new(&target)?.call("PUT", &path, Some(json!({"documents": documents}))).await
+        }
+        SearchText { store, query, k, filter, target } => {
+            let body = fields(&[
+                ("query", Some(json!(query))),
+                ("k", opt(k)),
+                ("filter", filter.map(|f| parse_json("--filter", &f)).transpose()?),
+            ]);
+            Rest::new(&target)?.call("POST", &format!("/stores/{}/texts/search", segment(&store)), Some(body)).await
         }
         Sync { store, target } => {
             Rest::new(&target)?.call("POST", &format!("/stores/{}/sync", segment(&store)), None).await
