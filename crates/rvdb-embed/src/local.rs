@@ -101,21 +101,31 @@ impl LocalEmbedder {
         &self.dir
     }
 
-    /// Tokens of each text after truncation (what a call costs; the OpenAI-compatible endpoint reports it).
-    pub fn count_tokens(&self, texts: &[&str]) -> Result<Vec<usize>, EmbedError> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Inference(format!("tokenizer: {e}")))?;
-        Ok(encodings.iter().map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count()).collect())
+    /// One vector per text and the tokens each text counted after truncation (what a call costs; the
+    /// OpenAI-compatible endpoint reports it), from the same tokenisation.
+    pub fn embed_counted(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), EmbedError> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut vectors = vec![Vec::new(); texts.len()];
+        let mut tokens = vec![0; texts.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let (v, t) = self.embed_batch(&batch)?;
+            for ((&i, v), t) in chunk.iter().zip(v).zip(t) {
+                vectors[i] = v;
+                tokens[i] = t;
+            }
+        }
+        Ok((vectors, tokens))
     }
 
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed_batch(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), EmbedError> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EmbedError::Inference(format!("tokenizer: {e}")))?;
         let len = encodings.first().map_or(0, |e| e.len());
+        let tokens = encodings.iter().map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count()).collect();
         let mut ids = Vec::with_capacity(texts.len() * len);
         let mut mask = Vec::with_capacity(texts.len() * len);
         for e in &encodings {
@@ -135,7 +145,7 @@ impl LocalEmbedder {
             let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
             pooled = pooled.broadcast_div(&norms)?;
         }
-        Ok(pooled.to_vec2::<f32>()?)
+        Ok((pooled.to_vec2::<f32>()?, tokens))
     }
 }
 
@@ -145,15 +155,6 @@ impl Embedder for LocalEmbedder {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            for (&i, v) in chunk.iter().zip(self.embed_batch(&batch)?) {
-                out[i] = v;
-            }
-        }
-        Ok(out)
+        Ok(self.embed_counted(texts)?.0)
     }
 }

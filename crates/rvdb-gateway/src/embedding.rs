@@ -35,17 +35,8 @@ impl Embedders {
 
     /// The local model `name`, loaded on first use. Blocking (reads ~90 MB the first time).
     fn local_blocking(&self, name: &str) -> Result<Arc<LocalEmbedder>> {
-        let plain = !name.is_empty()
-            && name.len() <= 128
-            && !name.starts_with('.')
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !plain {
-            return Err(GatewayError::InvalidArgument(format!(
-                "invalid embedding model name {:?}: use the name of a model directory, e.g. {}",
-                excerpt(name),
-                rvdb_embed::DEFAULT_MODEL
-            )));
-        }
+        // a directory in the models directory: the file-name rule of backups and exports (no paths)
+        crate::backup::validate_file_name("embedding model", name)?;
         let mut models = self.local.lock().map_err(|_| GatewayError::Backend("embedding models lock".into()))?;
         if let Some(m) = models.get(name) {
             return Ok(m.clone());
@@ -73,12 +64,7 @@ impl Embedders {
 
     /// What a store created with `provider` / `model` records: the model's name, dimension and normalisation.
     pub async fn spec(self: &Arc<Self>, provider: &str, model: &str) -> Result<EmbeddingSpec> {
-        if provider != LOCAL {
-            return Err(GatewayError::InvalidArgument(format!(
-                "embedding provider {:?} is not available on this server: use \"local\"",
-                excerpt(provider)
-            )));
-        }
+        check_provider(provider)?;
         // a store naming a model that is not installed is a bad argument of the create, not a missing resource
         let m = self.local(model).await.map_err(|e| match e {
             GatewayError::NotFound(m) => GatewayError::InvalidArgument(m),
@@ -114,20 +100,24 @@ impl Embedders {
         model: &str,
         texts: Vec<String>,
     ) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
-        if provider != LOCAL {
-            return Err(GatewayError::InvalidArgument(format!(
-                "embedding provider {:?} is not available",
-                excerpt(provider)
-            )));
-        }
+        check_provider(provider)?;
         let m = self.local(model).await?;
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vectors = m.embed(&refs).map_err(|e| GatewayError::Backend(e.to_string()))?;
-            let tokens = m.count_tokens(&refs).map_err(|e| GatewayError::Backend(e.to_string()))?;
-            Ok((vectors, tokens))
+            m.embed_counted(&refs).map_err(|e| GatewayError::Backend(e.to_string()))
         })
         .await
         .map_err(|e| GatewayError::Backend(format!("embedding failed: {e}")))?
     }
+}
+
+/// Refuses a provider this server does not run.
+fn check_provider(provider: &str) -> Result<()> {
+    if provider == LOCAL {
+        return Ok(());
+    }
+    Err(GatewayError::InvalidArgument(format!(
+        "embedding provider {:?} is not available on this server: use \"local\"",
+        excerpt(provider)
+    )))
 }
