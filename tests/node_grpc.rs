@@ -325,6 +325,7 @@ async fn scan_delete_flush_list_and_drop_over_grpc() {
             chunk_size: 300,
             with_vector: true,
             with_metadata: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -352,6 +353,7 @@ async fn scan_delete_flush_list_and_drop_over_grpc() {
             chunk_size: 0,
             with_vector: false,
             with_metadata: false,
+            ..Default::default()
         })
         .await
         .unwrap()

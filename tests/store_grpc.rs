@@ -69,7 +69,11 @@ async fn stores_and_points_over_grpc_answer_as_rest() {
         .points;
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].id.as_str(), got[0].vector.as_slice()), ("c", [2.0f32, 0.0, 0.0].as_slice()));
-    let deleted = g.delete_points(pb::DeletePointsRequest { store: "p".into(), ids: vec!["a".into(), "zz".into()] });
+    let deleted = g.delete_points(pb::DeletePointsRequest {
+        store: "p".into(),
+        ids: vec!["a".into(), "zz".into()],
+        ..Default::default()
+    });
     assert_eq!(deleted.await.unwrap().into_inner().deleted, 1);
     g.sync_store(pb::StoreRef { name: "p".into() }).await.unwrap();
     let described = g.describe_store(pb::StoreRef { name: "p".into() }).await.unwrap().into_inner();
@@ -138,4 +142,149 @@ async fn stores_and_points_over_grpc_answer_as_rest() {
     assert_eq!(g.drop_store(pb::StoreRef { name: "nope".into() }).await.expect_err("absent").code(), Code::NotFound);
     g.drop_store(pb::StoreRef { name: "p".into() }).await.unwrap();
     assert!(g.list_stores(pb::ListStoreSummariesRequest {}).await.unwrap().into_inner().stores.is_empty());
+}
+
+/// The memory and text operations over gRPC: count, scroll with its cursor, metadata updates and deletes by
+/// filter, and texts embedded by the server, answering as REST does on the same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_and_text_operations_over_grpc_answer_as_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::start(&dir.path().join("data"), &dir.path().join("backups"));
+    let mut g = serve.stores().await;
+    let rest = |method: &'static str, path: String, body: Option<Value>| {
+        let url = format!("{}{path}", serve.http_url());
+        async move {
+            let (status, _, text) = http(method, &url, None, body).await;
+            assert_eq!(status, 200, "{method} {path}: {text}");
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    let created = g
+        .create_store(pb::NewStore {
+            embedding_model: Some("all-MiniLM-L6-v2".into()),
+            shards: Some(2),
+            ..new_store("t", 0)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let spec = created.embedding.expect("the model is in the summary");
+    assert_eq!(
+        (created.dimension, spec.model.as_str(), spec.dimension, spec.normalized),
+        (384, "all-MiniLM-L6-v2", 384, true)
+    );
+    let texts = [
+        "The kernel mounts the root file system read-only at boot.",
+        "Use chmod to change the permissions of a file.",
+        "The ping command sends ICMP echo requests to a host.",
+        "Disk quotas limit how much space a user may take.",
+    ];
+    let documents = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| pb::Document {
+            id: format!("doc{i}"),
+            text: t.to_string(),
+            metadata_json: json!({"i": i, "odd": i % 2 == 1}).to_string(),
+        })
+        .collect();
+    let inserted = g.insert_texts(pb::InsertTextsRequest { store: "t".into(), documents }).await.unwrap().into_inner();
+    assert_eq!((inserted.inserted, inserted.ids.len()), (4, 4));
+    let found = g
+        .search_text(pb::SearchTextRequest {
+            store: "t".into(),
+            query: "send echo packets to a machine on the network".into(),
+            k: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!((found[0].id.as_str(), found[0].text.as_str()), ("doc2", texts[2]));
+    let by_rest = rest(
+        "POST",
+        "/v1/stores/t/texts/search".into(),
+        Some(json!({"query": "send echo packets to a machine on the network", "k": 2})),
+    )
+    .await;
+    let rest_ids: Vec<&str> = by_rest["results"].as_array().unwrap().iter().filter_map(|h| h["id"].as_str()).collect();
+    assert_eq!(found.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), rest_ids);
+    assert!((found[0].distance as f64 - by_rest["results"][0]["distance"].as_f64().unwrap()).abs() < 1e-6);
+    let cut = g
+        .search_text(pb::SearchTextRequest {
+            store: "t".into(),
+            query: texts[1].into(),
+            score_threshold: Some(0.01),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(cut.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["doc1"], "only the text itself is that close");
+
+    // count, scroll, update and delete by filter
+    let odd = json!({"must": [{"key": "odd", "match": {"value": true}}]}).to_string();
+    let counted = g.count_points(pb::CountPointsRequest { store: "t".into(), filter_json: odd.clone() });
+    assert_eq!(counted.await.unwrap().into_inner().count, 2);
+    let page = g
+        .scroll_points(pb::ScrollPointsRequest { store: "t".into(), limit: Some(3), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.points.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["doc0", "doc1", "doc2"]);
+    let by_rest = rest("POST", "/v1/stores/t/points/scroll".into(), Some(json!({"limit": 3}))).await;
+    assert_eq!(by_rest["next_cursor"].as_str(), Some(page.next_cursor.as_str()), "one cursor for every surface");
+    let last = g
+        .scroll_points(pb::ScrollPointsRequest { store: "t".into(), cursor: page.next_cursor, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((last.points.len(), last.points[0].id.as_str(), last.next_cursor.as_str()), (1, "doc3", ""));
+    let updated = g
+        .update_metadata(pb::UpdateMetadataPointsRequest {
+            store: "t".into(),
+            filter_json: odd.clone(),
+            set_json: json!({"seen": true}).to_string(),
+            unset: vec!["i".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.updated, 2);
+    let got = rest("GET", "/v1/stores/t/points/doc3?with_vector=false".into(), None).await;
+    assert_eq!(got["metadata"], json!({"odd": true, "seen": true, "_text": texts[3]}));
+    let bad = [
+        pb::UpdateMetadataPointsRequest { store: "t".into(), ids: vec!["doc0".into()], ..Default::default() },
+        pb::UpdateMetadataPointsRequest {
+            store: "t".into(),
+            ids: vec!["doc0".into()],
+            set_json: "[1]".into(),
+            ..Default::default()
+        },
+        pb::UpdateMetadataPointsRequest {
+            store: "t".into(),
+            ids: vec!["doc0".into()],
+            filter_json: odd.clone(),
+            set_json: "{}".into(),
+            unset: vec!["x".into()],
+        },
+    ];
+    for req in bad {
+        let err = g.update_metadata(req.clone()).await.expect_err("refused");
+        assert_eq!(err.code(), Code::InvalidArgument, "{req:?}: {}", err.message());
+    }
+    let deleted =
+        g.delete_points(pb::DeletePointsRequest { store: "t".into(), filter_json: odd, ..Default::default() });
+    assert_eq!(deleted.await.unwrap().into_inner().deleted, 2);
+    let counted = rest("POST", "/v1/stores/t/points/count".into(), None).await;
+    assert_eq!(counted["count"], 2);
+    let err = g
+        .scroll_points(pb::ScrollPointsRequest { store: "t".into(), cursor: "zz".into(), ..Default::default() })
+        .await
+        .expect_err("a forged cursor");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("cursor"), "{}", err.message());
 }

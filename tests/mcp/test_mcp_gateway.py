@@ -19,7 +19,8 @@ from conftest import rvdb_bin
 
 MODES = ["legacy", "2026-07-28"]  # legacy = initialize handshake, negotiates 2025-11-25
 
-EXPECTED_TOOLS = ["create_store", "insert_texts", "search_text", "insert_vector", "search_vectors", "sync_store", "backup_store", "restore_store",
+EXPECTED_TOOLS = ["create_store", "insert_texts", "search_text", "update_metadata", "delete_points", "count", "scroll",
+                  "insert_vector", "search_vectors", "sync_store", "backup_store", "restore_store",
                   "list_backups", "list_stores", "describe_store", "delete_store", "get_vector", "delete_vector",
                   "insert_vectors", "export_store", "import_store"]
 

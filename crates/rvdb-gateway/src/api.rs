@@ -224,13 +224,15 @@ pub struct StoreSettings {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingChoice {
-    /// `local`: in the server's process, from the model files in its models directory (no network).
+    /// `local`: in the server's process, from the model files in its models directory (no network). `openai`:
+    /// the OpenAI-compatible endpoint the server is configured with (`--openai-base-url`).
     #[serde(default = "local_provider")]
     #[schemars(schema_with = "provider_schema")]
     pub provider: String,
-    /// The model's name (a directory in the server's models directory).
+    /// The model's name: a directory in the server's models directory (`local`), or the provider's model name
+    /// (`openai`, e.g. text-embedding-3-small).
     #[serde(default = "default_model")]
-    #[schemars(length(min = 1, max = 128))]
+    #[schemars(length(min = 1, max = 256))]
     pub model: String,
 }
 
@@ -243,7 +245,7 @@ fn default_model() -> String {
 }
 
 fn provider_schema(_: &mut schemars::SchemaGenerator) -> Schema {
-    schemars::json_schema!({"type": "string", "enum": ["local"], "default": "local"})
+    schemars::json_schema!({"type": "string", "enum": ["local", "openai"], "default": "local"})
 }
 
 impl StoreSettings {
@@ -516,15 +518,39 @@ pub struct VectorFound {
     pub point: Option<PointOutput>,
 }
 
-/// Ids of points to delete (REST `POST …/points/delete`).
+/// Points to delete, by ids or by a filter (REST `POST …/points/delete`).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(example = serde_json::json!({"ids": ["a"]}))]
 pub struct DeletePoints {
-    /// Point ids (1-512 bytes of UTF-8 each, no control characters).
+    /// Point ids (1-512 bytes of UTF-8 each, no control characters). Give this or `filter`.
+    #[serde(default)]
     #[schemars(length(min = 1), inner(length(min = 1, max = MAX_POINT_ID_BYTES)))]
-    pub ids: Vec<String>,
+    pub ids: Option<Vec<String>>,
+    /// Delete every point whose metadata matches (the same filter as search). Give this or `ids`.
+    #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub filter: Option<Value>,
 }
+
+impl DeletePoints {
+    pub fn selector(self) -> Result<crate::points::Selector, crate::GatewayError> {
+        crate::points::Selector::from_request(self.ids, self.filter)
+    }
+}
+
+/// MCP `delete_points`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeletePointsArgs {
+    /// Name of the store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub which: DeletePoints,
+}
+
+flattened_request!(DeletePointsArgs { store: String } + which: DeletePoints);
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PointsDeleted {
@@ -550,6 +576,158 @@ pub struct VectorDeleted {
     pub id: String,
     /// False if the id did not exist.
     pub deleted: bool,
+}
+
+/// Metadata keys to set and to remove on points chosen by ids or by a filter (REST `POST …/points/metadata`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"ids": ["a"], "set": {"status": "done"}, "unset": ["draft"]}))]
+pub struct UpdateMetadata {
+    /// Point ids. Give this or `filter`.
+    #[serde(default)]
+    #[schemars(length(min = 1), inner(length(min = 1, max = MAX_POINT_ID_BYTES)))]
+    pub ids: Option<Vec<String>>,
+    /// Update every point whose metadata matches (the same filter as search). Give this or `ids`.
+    #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub filter: Option<Value>,
+    /// Top-level keys and their new values (other keys are kept).
+    #[serde(default)]
+    pub set: Map<String, Value>,
+    /// Top-level keys to remove.
+    #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
+    pub unset: Vec<String>,
+}
+
+impl UpdateMetadata {
+    pub fn into_parts(self) -> Result<(crate::points::Selector, crate::points::MetadataUpdate), crate::GatewayError> {
+        let selector = crate::points::Selector::from_request(self.ids, self.filter)?;
+        Ok((selector, crate::points::MetadataUpdate { set: self.set, unset: self.unset }))
+    }
+}
+
+/// MCP `update_metadata`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMetadataArgs {
+    /// Name of the store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub update: UpdateMetadata,
+}
+
+flattened_request!(UpdateMetadataArgs { store: String } + update: UpdateMetadata);
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MetadataUpdated {
+    pub store: String,
+    /// Points that existed and were updated.
+    pub updated: u64,
+}
+
+/// How many points match (REST `POST …/points/count`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"filter": {"must": [{"key": "topic", "match": {"value": "deploys"}}]}}))]
+pub struct CountPoints {
+    /// Count only points whose metadata matches (the same filter as search); every point without one.
+    #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub filter: Option<Value>,
+}
+
+/// MCP `count`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CountArgs {
+    /// Name of the store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub query: CountPoints,
+}
+
+flattened_request!(CountArgs { store: String } + query: CountPoints);
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Counted {
+    pub store: String,
+    pub count: u64,
+}
+
+/// One page of points in id order (REST `POST …/points/scroll`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"limit": 100, "filter": {"must": [{"key": "topic", "match": {"value": "deploys"}}]}}))]
+pub struct ScrollPoints {
+    /// Only points whose metadata matches (the same filter as search).
+    #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub filter: Option<Value>,
+    /// Most points in the page.
+    #[serde(default = "crate::points::default_scroll_limit")]
+    #[schemars(range(min = 1, max = MAX_K))]
+    pub limit: u32,
+    /// `next_cursor` of the previous page, as returned; leave out for the first page.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub cursor: Option<String>,
+    /// Also return each point's vector.
+    #[serde(default)]
+    pub with_vector: bool,
+    /// Return each point's metadata.
+    #[serde(default = "yes")]
+    pub with_metadata: bool,
+}
+
+impl Default for ScrollPoints {
+    /// An empty body: the first page with the defaults the schema states.
+    fn default() -> Self {
+        Self {
+            filter: None,
+            limit: crate::points::default_scroll_limit(),
+            cursor: None,
+            with_vector: false,
+            with_metadata: true,
+        }
+    }
+}
+
+impl ScrollPoints {
+    pub fn into_params(self) -> crate::points::ScrollParams {
+        crate::points::ScrollParams {
+            filter: self.filter,
+            limit: self.limit,
+            cursor: self.cursor,
+            with_vector: self.with_vector,
+            with_metadata: self.with_metadata,
+        }
+    }
+}
+
+/// MCP `scroll`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScrollArgs {
+    /// Name of the store.
+    #[schemars(pattern(STORE_NAME_PATTERN))]
+    pub store: String,
+    #[serde(flatten)]
+    pub page: ScrollPoints,
+}
+
+flattened_request!(ScrollArgs { store: String } + page: ScrollPoints);
+
+/// Points in id order; `next_cursor` fetches the next page (absent on the last one). A cursor stays valid: it
+/// is a position in the id order, not server state.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ScrollPage {
+    pub store: String,
+    pub points: Vec<PointOutput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// A k-nearest-neighbour query (REST `POST …/search`).
@@ -579,6 +757,10 @@ pub struct SearchRequest {
     /// Exact search even on an HNSW store.
     #[serde(default)]
     pub exact: bool,
+    /// Only results at most this distance from the query (lower is closer, as `distance` in the results; cosine:
+    /// 0.3 keeps similarity ≥ 0.7). Fewer than k results may come back.
+    #[serde(default)]
+    pub score_threshold: Option<f32>,
     /// Also return each result's vector.
     #[serde(default)]
     pub with_vector: bool,
@@ -597,6 +779,7 @@ impl SearchRequest {
             filter: self.filter,
             ef: self.ef,
             exact: self.exact,
+            score_threshold: self.score_threshold,
         };
         (self.vector, params)
     }
@@ -842,6 +1025,10 @@ pub struct SearchTextRequest {
     /// Exact search even on an HNSW store.
     #[serde(default)]
     pub exact: bool,
+    /// Only results at most this distance from the query (cosine: 1 - similarity, so 0.5 keeps similarity ≥
+    /// 0.5). Fewer than k results may come back: none when nothing stored is that close.
+    #[serde(default)]
+    pub score_threshold: Option<f32>,
     /// Return each result's text.
     #[serde(default = "yes")]
     pub with_text: bool,
@@ -863,6 +1050,7 @@ impl SearchTextRequest {
             filter: self.filter,
             ef: self.ef,
             exact: self.exact,
+            score_threshold: self.score_threshold,
         };
         (self.query, params, self.with_text)
     }
@@ -1058,6 +1246,16 @@ pub(crate) fn every_schema() -> Vec<(&'static str, Map<String, Value>)> {
         ("GetPoints", input_schema::<GetPoints>()),
         ("GetVectorArgs", input_schema::<GetVectorArgs>()),
         ("DeletePoints", input_schema::<DeletePoints>()),
+        ("DeletePointsArgs", input_schema::<DeletePointsArgs>()),
+        ("UpdateMetadata", input_schema::<UpdateMetadata>()),
+        ("UpdateMetadataArgs", input_schema::<UpdateMetadataArgs>()),
+        ("CountPoints", input_schema::<CountPoints>()),
+        ("CountArgs", input_schema::<CountArgs>()),
+        ("ScrollPoints", input_schema::<ScrollPoints>()),
+        ("ScrollArgs", input_schema::<ScrollArgs>()),
+        ("MetadataUpdated", output_schema::<MetadataUpdated>()),
+        ("Counted", output_schema::<Counted>()),
+        ("ScrollPage", output_schema::<ScrollPage>()),
         ("IdArgs", input_schema::<IdArgs>()),
         ("SearchRequest", input_schema::<SearchRequest>()),
         ("SearchVectorsArgs", input_schema::<SearchVectorsArgs>()),
@@ -1156,6 +1354,29 @@ mod tests {
         assert!(nested.is_err_and(|e| e.to_string().contains("unknown field `x`")));
     }
 
+    /// The memory tools' requests: a selector is ids or a filter; set / unset default to nothing; scroll pages
+    /// default to 10 points with metadata.
+    #[test]
+    fn memory_requests_read_as_meant() {
+        let by_filter: Result<DeletePointsArgs, _> =
+            serde_json::from_value(serde_json::json!({"store": "s", "filter": {"must": []}}));
+        assert!(by_filter.is_ok_and(|a| a.which.ids.is_none() && a.which.filter.is_some()));
+        let update: Result<UpdateMetadataArgs, _> =
+            serde_json::from_value(serde_json::json!({"store": "s", "ids": ["a"], "set": {"k": 1}}));
+        assert!(update.is_ok_and(|a| a.update.unset.is_empty() && a.update.set.len() == 1));
+        let bad_set = serde_json::from_value::<UpdateMetadataArgs>(serde_json::json!({"store": "s", "set": [1]}));
+        assert!(bad_set.is_err_and(|e| e.to_string().starts_with("set: ")));
+        let page: Result<ScrollArgs, _> = serde_json::from_value(serde_json::json!({"store": "s"}));
+        assert!(page.is_ok_and(|a| a.page.limit == 10 && a.page.with_metadata && !a.page.with_vector));
+        let empty = ScrollPoints::default();
+        assert!(empty.limit == 10 && empty.with_metadata && empty.cursor.is_none(), "an empty REST body");
+        let schema = input_schema::<ScrollArgs>();
+        assert_eq!(schema["properties"]["limit"]["maximum"], MAX_K);
+        let required: Vec<&str> =
+            schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        assert_eq!(required, ["store"]);
+    }
+
     /// MCP and REST serialise hits alike: a distance that overflowed is a number (saturated), never `null`.
     #[test]
     fn distances_stay_finite_numbers() {
@@ -1212,8 +1433,9 @@ mod tests {
 
 openapi_schema!(
     requests: CreateStore, UpsertPoints, GetPoints, DeletePoints, SearchRequest, CreateBackup, RestoreBackup,
-        ExportStore, ImportStore, EmbeddingsRequest, InsertTexts, SearchTextRequest;
+        ExportStore, ImportStore, EmbeddingsRequest, InsertTexts, SearchTextRequest, UpdateMetadata, CountPoints,
+        ScrollPoints;
     responses: StoreCreated, StoreList, StoreDeleted, IndexRebuild, StoreSynced, Upserted, Points, PointsDeleted,
         SearchResults, BackupList, BackupDeleted, Imported, StoreStats, PointOutput, BackupInfo, RestoreInfo,
-        ExportInfo, EmbeddingsResponse, TextsInserted, TextResults,
+        ExportInfo, EmbeddingsResponse, TextsInserted, TextResults, MetadataUpdated, Counted, ScrollPage,
 );

@@ -25,7 +25,8 @@ pub enum GatewayError {
     LimitReached(String),
     #[error("{0}")]
     Unavailable(String),
-    #[error("storage node error: {0}")]
+    /// A storage node, the backup directory or an embedding provider failed; the message says which.
+    #[error("{0}")]
     Backend(String),
     #[error("cancelled by the client")]
     Cancelled,
@@ -41,7 +42,7 @@ impl GatewayError {
             Code::AlreadyExists => GatewayError::AlreadyExists(msg),
             Code::Unavailable | Code::DeadlineExceeded => GatewayError::Unavailable(msg),
             Code::ResourceExhausted => GatewayError::LimitReached(msg),
-            _ => GatewayError::Backend(format!("{:?}: {msg}", status.code())),
+            _ => GatewayError::Backend(format!("storage node error ({:?}): {msg}", status.code())),
         }
     }
 

@@ -68,6 +68,8 @@ pub struct GatewayOptions {
     pub clock_offset_ms: i64,
     /// Where local embedding models are (one directory per model, named as the model).
     pub models_dir: std::path::PathBuf,
+    /// The OpenAI-compatible endpoint of the `openai` embedding provider (`None`: not offered).
+    pub openai: Option<rvdb_embed::OpenAiOptions>,
 }
 
 /// Default [`GatewayOptions::write_request_bytes`]: a quarter of the nodes' default request limit.
@@ -96,6 +98,7 @@ impl Default for GatewayOptions {
             default_index: IndexKind::Flat,
             clock_offset_ms: 0,
             models_dir: rvdb_embed::default_models_dir(),
+            openai: None,
         }
     }
 }
@@ -148,7 +151,9 @@ pub struct PointOutput {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
-    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    /// The point's metadata (an object); left out only when not asked for (a scroll with `with_metadata: false`).
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub metadata: serde_json::Value,
     pub version: u64,
 }
@@ -268,6 +273,8 @@ pub struct SearchParams {
     pub ef: Option<u32>,
     /// Exact search even on an HNSW store.
     pub exact: bool,
+    /// Only hits at most this far from the query (a distance, as results report it: lower is closer).
+    pub score_threshold: Option<f32>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
@@ -307,6 +314,16 @@ impl From<&EmbeddingSpec> for EmbeddingInfo {
     fn from(e: &EmbeddingSpec) -> Self {
         Self { provider: e.provider.clone(), model: e.model.clone(), dimension: e.dimension, normalized: e.normalized }
     }
+}
+
+/// A replica's answer to a write of ids ([`Gateway::write_ids`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdsAck {
+    /// Ids that held a live point and were written.
+    pub count: u64,
+    /// Ids whose stored record is newer than the write's version.
+    pub stale_ids: Vec<String>,
+    pub shard_max_version: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
@@ -356,13 +373,19 @@ impl Gateway {
         nodes: Arc<NodeDirectory>,
         options: GatewayOptions,
     ) -> Result<Gateway> {
+        let openai = match &options.openai {
+            Some(o) => Some(
+                rvdb_embed::OpenAiClient::new(o.clone()).map_err(|e| GatewayError::InvalidArgument(e.to_string()))?,
+            ),
+            None => None,
+        };
         let mut gw = Gateway {
             manager: manager.clone(),
             table: Arc::new(RwLock::new(RoutingTable::default())),
             nodes,
             clock: HybridClock::with_offset_ms(options.clock_offset_ms),
             catalog_lock: tokio::sync::Mutex::new(()),
-            embedders: Arc::new(crate::embedding::Embedders::new(options.models_dir.clone())),
+            embedders: Arc::new(crate::embedding::Embedders::new(options.models_dir.clone(), openai)),
             options,
             watcher: None,
         };
@@ -736,48 +759,77 @@ impl Gateway {
         for (i, id) in ids.iter().enumerate() {
             validate_point_id(id).map_err(|e| GatewayError::InvalidArgument(format!("ids[{i}]: {e}")))?;
         }
-        let version = self.clock.now();
         let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for id in ids {
             by_shard.entry(route.shard_of(&id)).or_default().push(id);
         }
         let mut deleted = 0u64;
         for (shard, ids) in by_shard {
-            let (mut pending, mut version) = (ids, version);
-            // Ids a replica reports stale hold a version from a clock ahead of this one: re-stamped and sent
-            // again (the clock observed the shard's max version), as in `write_chunk`.
-            for attempt in 0..=STALE_RETRIES {
-                let req = pb::DeleteRequest {
-                    shard: Some(pb::ShardId { store: store.to_string(), shard }),
-                    ids: pending,
-                    version,
-                    sync: false,
-                };
-                let acks = self
-                    .on_replicas(&route, shard, version, |c| {
-                        let req = req.clone();
-                        async move { c.delete(req).await }
-                    })
-                    .await?;
-                for a in &acks {
-                    self.clock.observe(a.shard_max_version);
-                }
-                deleted += acks.iter().map(|r| r.deleted).max().unwrap_or(0) as u64;
-                let mut seen = HashSet::new();
-                pending = acks.into_iter().flat_map(|a| a.stale_ids).filter(|id| seen.insert(id.clone())).collect();
-                if pending.is_empty() || attempt == STALE_RETRIES {
-                    break;
-                }
-                tracing::info!(
-                    store,
-                    shard,
-                    ids = pending.len(),
-                    "deletes lost to newer stored versions; re-stamping them"
-                );
-                version = self.clock.now();
-            }
+            deleted += self.delete_in_shard(&route, shard, ids).await?;
         }
         Ok(deleted)
+    }
+
+    /// Deletes ids (all of `shard`) on the shard's replicas; returns how many held a point.
+    pub(crate) async fn delete_in_shard(&self, route: &StoreRoute, shard: u32, ids: Vec<String>) -> Result<u64> {
+        let store = route.config.name.clone();
+        self.write_ids(route, shard, ids, move |c, ids, version| {
+            let req = pb::DeleteRequest {
+                shard: Some(pb::ShardId { store: store.clone(), shard }),
+                ids,
+                version,
+                sync: false,
+            };
+            async move {
+                c.delete(req).await.map(|r| IdsAck {
+                    count: r.deleted.into(),
+                    stale_ids: r.stale_ids,
+                    shard_max_version: r.shard_max_version,
+                })
+            }
+        })
+        .await
+    }
+
+    /// Sends a write of ids at one version (a delete, a metadata update; `call` makes the request for the ids and
+    /// version) to the replicas of `shard`. Ids a replica reports stale hold a version from a clock ahead of this
+    /// one: the clock observed the shard's max version from the reply, so they are re-stamped and sent again, as
+    /// in `write_chunk`. Returns the count the replicas report (the largest, as replicas that were behind may
+    /// count fewer).
+    pub(crate) async fn write_ids<F, Fut>(
+        &self,
+        route: &StoreRoute,
+        shard: u32,
+        ids: Vec<String>,
+        call: F,
+    ) -> Result<u64>
+    where
+        F: Fn(Replica, Vec<String>, u64) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<IdsAck, tonic::Status>> + Send + 'static,
+    {
+        let (mut pending, mut version) = (ids, self.clock.now());
+        let mut count = 0u64;
+        for attempt in 0..=STALE_RETRIES {
+            let sent = std::mem::take(&mut pending);
+            let acks = self.on_replicas(route, shard, version, |c| call(c, sent.clone(), version)).await?;
+            for a in &acks {
+                self.clock.observe(a.shard_max_version);
+            }
+            count += acks.iter().map(|a| a.count).max().unwrap_or(0);
+            let mut seen = HashSet::new();
+            pending = acks.into_iter().flat_map(|a| a.stale_ids).filter(|id| seen.insert(id.clone())).collect();
+            if pending.is_empty() || attempt == STALE_RETRIES {
+                break;
+            }
+            tracing::info!(
+                store = %route.config.name,
+                shard,
+                ids = pending.len(),
+                "writes lost to newer stored versions; re-stamping them"
+            );
+            version = self.clock.now();
+        }
+        Ok(count)
     }
 
     /// k-NN over every shard (each by its own plan: exact, candidates or HNSW), merged into the global top-k.
@@ -787,13 +839,10 @@ impl Gateway {
         validate_vector(&vector, route.config.dimension, route.config.metric)
             .map_err(|e| GatewayError::InvalidArgument(format!("vector: {e}")))?;
         validate_k(k).map_err(|e| GatewayError::InvalidArgument(format!("k: {e}")))?;
-        let filter_json = match &params.filter {
-            None | Some(serde_json::Value::Null) => String::new(),
-            Some(f) => {
-                rvdb_core::filter::Filter::parse(f, "filter")?;
-                f.to_string()
-            }
-        };
+        let filter_json = crate::points::filter_text(params.filter.as_ref())?;
+        if params.score_threshold.is_some_and(|t| !t.is_finite()) {
+            return Err(GatewayError::InvalidArgument("score_threshold must be a finite number".into()));
+        }
         if params.ef.is_some_and(|ef| ef == 0 || ef > 100_000) {
             return Err(GatewayError::InvalidArgument("ef must be between 1 and 100000".into()));
         }
@@ -822,6 +871,9 @@ impl Gateway {
         }
         all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
         all.truncate(k as usize);
+        if let Some(t) = params.score_threshold {
+            all.retain(|p| p.distance <= t);
+        }
         Ok(all
             .into_iter()
             .map(|p| SearchHit {
@@ -889,6 +941,7 @@ impl Gateway {
             chunk_size: 1000,
             with_vector,
             with_metadata: true,
+            ..Default::default()
         };
         self.read_shard(&route, shard, |c| {
             let req = req.clone();
@@ -914,7 +967,7 @@ impl Gateway {
     }
 
     /// The replicas of `shard` that may serve reads, in placement order, with `read_timeout`.
-    fn read_replicas(&self, route: &StoreRoute, shard: u32) -> Result<ReadReplicas> {
+    pub(crate) fn read_replicas(&self, route: &StoreRoute, shard: u32) -> Result<ReadReplicas> {
         let placed = route.shards[shard as usize].clone();
         let readable = self.table().readable(&placed);
         let clients = readable
@@ -925,7 +978,7 @@ impl Gateway {
     }
 
     /// Runs a read on the first replica of `shard` that answers.
-    async fn read_shard<T, F, Fut>(&self, route: &StoreRoute, shard: u32, call: F) -> Result<T>
+    pub(crate) async fn read_shard<T, F, Fut>(&self, route: &StoreRoute, shard: u32, call: F) -> Result<T>
     where
         F: Fn(Replica) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
@@ -935,7 +988,7 @@ impl Gateway {
 }
 
 /// The replicas a read of one shard tries in order, and what an error names.
-struct ReadReplicas {
+pub(crate) struct ReadReplicas {
     store: String,
     shard: u32,
     /// Every replica of the shard, up or not.
@@ -946,7 +999,7 @@ struct ReadReplicas {
 
 /// Tries `call` on each replica in order until one answers; fails over on unavailable / deadline errors, returns
 /// any other error at once. Owns its clients, so scatter-gather can spawn it per shard.
-async fn first_replica<T, F, Fut>(replicas: ReadReplicas, call: F) -> Result<T>
+pub(crate) async fn first_replica<T, F, Fut>(replicas: ReadReplicas, call: F) -> Result<T>
 where
     F: Fn(Replica) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
@@ -956,6 +1009,32 @@ where
     for (client, url) in clients {
         match call(client).await {
             Ok(v) => return Ok(v),
+            Err(s) if is_retryable(&s) => last = Some((s, url)),
+            Err(s) => return Err(GatewayError::from_replica(s, &store, shard, &url)),
+        }
+    }
+    Err(match last {
+        Some((s, url)) => GatewayError::from_replica(s, &store, shard, &url),
+        None => GatewayError::shard_unavailable(&store, shard, &placed.join(", "), "is down (no replica is up)"),
+    })
+}
+
+/// Runs a scan of one shard to its end on the first replica that serves it whole, failing over (and starting
+/// again) on unavailable / deadline errors, when opening the stream or in the middle of it: a scan only reads.
+pub(crate) async fn collect_scan(replicas: ReadReplicas, req: pb::ScanRequest) -> Result<Vec<pb::Point>> {
+    let ReadReplicas { store, shard, placed, clients } = replicas;
+    let mut last = None;
+    for (client, url) in clients {
+        let drained = async {
+            let mut stream = client.scan(req.clone()).await?;
+            let mut points = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                points.extend(chunk?.points);
+            }
+            Ok::<_, tonic::Status>(points)
+        };
+        match drained.await {
+            Ok(points) => return Ok(points),
             Err(s) if is_retryable(&s) => last = Some((s, url)),
             Err(s) => return Err(GatewayError::from_replica(s, &store, shard, &url)),
         }

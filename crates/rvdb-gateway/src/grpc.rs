@@ -11,7 +11,9 @@ use tonic::{Code, Request, Response, Status};
 use rvdb_proto::v1::store_service_server::{StoreService, StoreServiceServer};
 
 use crate::backup::{BackupInfo, BackupManager};
-use crate::gateway::{CreateStore, PointInput, SearchParams, StoreStats, default_k, finite};
+use crate::gateway::{CreateStore, PointInput, PointOutput, SearchParams, StoreStats, default_k, finite};
+use crate::points::{MetadataUpdate, ScrollParams, Selector};
+use crate::text::Document;
 use crate::{Gateway, GatewayError};
 
 impl From<GatewayError> for Status {
@@ -144,6 +146,12 @@ fn summary(s: StoreStats) -> pb::StoreSummary {
         disk_bytes: s.disk_bytes,
         index_status: s.index_status,
         quantization: s.quantization,
+        embedding: s.embedding.map(|e| pb::EmbeddingSpec {
+            provider: e.provider,
+            model: e.model,
+            dimension: e.dimension,
+            normalized: e.normalized,
+        }),
     }
 }
 
@@ -159,13 +167,22 @@ fn json_text(value: &serde_json::Value) -> String {
     if value.is_null() { String::new() } else { value.to_string() }
 }
 
+fn point_to_pb(p: PointOutput) -> pb::Point {
+    pb::Point {
+        id: p.id,
+        vector: p.vector.unwrap_or_default(),
+        metadata_json: json_text(&p.metadata),
+        version: p.version,
+    }
+}
+
 #[tonic::async_trait]
 impl StoreService for StoreGrpc {
     async fn create_store(&self, req: Request<pb::NewStore>) -> Result<Response<pb::StoreSummary>, Status> {
         let r = req.into_inner();
         let request = CreateStore {
             name: r.name,
-            dimension: Some(r.dimension),
+            dimension: (r.dimension > 0 || r.embedding_model.is_none()).then_some(r.dimension),
             metric: CreateStore::parse_name(r.metric.as_deref())?,
             shards: r.shards,
             replication_factor: r.replication_factor,
@@ -175,7 +192,7 @@ impl StoreService for StoreGrpc {
             m: r.m,
             ef_construction: r.ef_construction,
             ef_search: r.ef_search,
-            embedding: None,
+            embedding: r.embedding_model.map(|m| (crate::embedding::LOCAL.to_string(), m)),
         };
         let route = self.gateway.create(request).await?;
         Ok(Response::new(summary(self.gateway.stats(&route.config.name).await?)))
@@ -226,15 +243,7 @@ impl StoreService for StoreGrpc {
     async fn get_points(&self, req: Request<pb::GetPointsRequest>) -> Result<Response<pb::GetPointsResponse>, Status> {
         let r = req.into_inner();
         let found = self.gateway.get(&r.store, r.ids, !r.without_vector).await?;
-        let points = found
-            .into_iter()
-            .map(|p| pb::Point {
-                id: p.id,
-                vector: p.vector.unwrap_or_default(),
-                metadata_json: json_text(&p.metadata),
-                version: p.version,
-            })
-            .collect();
+        let points = found.into_iter().map(point_to_pb).collect();
         Ok(Response::new(pb::GetPointsResponse { points }))
     }
 
@@ -243,7 +252,9 @@ impl StoreService for StoreGrpc {
         req: Request<pb::DeletePointsRequest>,
     ) -> Result<Response<pb::DeletePointsResponse>, Status> {
         let r = req.into_inner();
-        let deleted = self.gateway.delete(&r.store, r.ids).await?;
+        let ids = (!r.ids.is_empty() || r.filter_json.trim().is_empty()).then_some(r.ids);
+        let selector = Selector::from_request(ids, json_field(&r.filter_json, "filter_json")?)?;
+        let deleted = self.gateway.delete_points(&r.store, selector).await?;
         Ok(Response::new(pb::DeletePointsResponse { deleted }))
     }
 
@@ -259,6 +270,7 @@ impl StoreService for StoreGrpc {
             filter: json_field(&r.filter_json, "filter_json")?,
             ef: r.ef,
             exact: r.exact,
+            score_threshold: r.score_threshold,
         };
         let hits = self.gateway.search(&r.store, r.vector, &params).await?;
         let results = hits
@@ -272,5 +284,94 @@ impl StoreService for StoreGrpc {
             })
             .collect();
         Ok(Response::new(pb::SearchPointsResponse { results }))
+    }
+
+    async fn update_metadata(
+        &self,
+        req: Request<pb::UpdateMetadataPointsRequest>,
+    ) -> Result<Response<pb::UpdateMetadataPointsResponse>, Status> {
+        let r = req.into_inner();
+        let ids = (!r.ids.is_empty() || r.filter_json.trim().is_empty()).then_some(r.ids);
+        let selector = Selector::from_request(ids, json_field(&r.filter_json, "filter_json")?)?;
+        let set = match json_field(&r.set_json, "set_json")? {
+            None => serde_json::Map::new(),
+            Some(serde_json::Value::Object(m)) => m,
+            Some(_) => return Err(GatewayError::InvalidArgument("set_json must be a JSON object".into()).into()),
+        };
+        let update = MetadataUpdate { set, unset: r.unset };
+        let updated = self.gateway.update_metadata(&r.store, selector, &update).await?;
+        Ok(Response::new(pb::UpdateMetadataPointsResponse { updated }))
+    }
+
+    async fn count_points(
+        &self,
+        req: Request<pb::CountPointsRequest>,
+    ) -> Result<Response<pb::CountPointsResponse>, Status> {
+        let r = req.into_inner();
+        let count = self.gateway.count(&r.store, json_field(&r.filter_json, "filter_json")?.as_ref()).await?;
+        Ok(Response::new(pb::CountPointsResponse { count }))
+    }
+
+    async fn scroll_points(
+        &self,
+        req: Request<pb::ScrollPointsRequest>,
+    ) -> Result<Response<pb::ScrollPointsResponse>, Status> {
+        let r = req.into_inner();
+        let params = ScrollParams {
+            filter: json_field(&r.filter_json, "filter_json")?,
+            limit: r.limit.unwrap_or_else(crate::points::default_scroll_limit),
+            cursor: non_empty(r.cursor),
+            with_vector: r.with_vector,
+            with_metadata: !r.without_metadata,
+        };
+        let page = self.gateway.scroll(&r.store, &params).await?;
+        let points = page.points.into_iter().map(point_to_pb).collect();
+        Ok(Response::new(pb::ScrollPointsResponse { points, next_cursor: page.next_cursor.unwrap_or_default() }))
+    }
+
+    async fn insert_texts(
+        &self,
+        req: Request<pb::InsertTextsRequest>,
+    ) -> Result<Response<pb::InsertTextsResponse>, Status> {
+        let r = req.into_inner();
+        let documents = r
+            .documents
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let metadata = json_field(&d.metadata_json, &format!("documents[{i}].metadata_json"))?;
+                Ok(Document { id: non_empty(d.id), text: d.text, metadata: metadata.unwrap_or_default() })
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        let (s, ids) = self.gateway.insert_texts(&r.store, documents, |_, _| true).await?;
+        Ok(Response::new(pb::InsertTextsResponse { inserted: s.inserted, stale: s.stale, ids }))
+    }
+
+    async fn search_text(
+        &self,
+        req: Request<pb::SearchTextRequest>,
+    ) -> Result<Response<pb::SearchTextResponse>, Status> {
+        let r = req.into_inner();
+        let params = SearchParams {
+            k: r.k.unwrap_or_else(default_k),
+            with_vector: r.with_vector,
+            with_metadata: !r.without_metadata,
+            filter: json_field(&r.filter_json, "filter_json")?,
+            ef: r.ef,
+            exact: r.exact,
+            score_threshold: r.score_threshold,
+        };
+        let hits = self.gateway.search_text(&r.store, r.query, &params, !r.without_text).await?;
+        let results = hits
+            .into_iter()
+            .map(|h| pb::TextHit {
+                id: h.id,
+                distance: finite(h.distance),
+                text: h.text.unwrap_or_default(),
+                metadata_json: h.metadata.as_ref().map(json_text).unwrap_or_default(),
+                vector: h.vector.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::SearchTextResponse { results }))
     }
 }

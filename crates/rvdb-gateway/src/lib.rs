@@ -6,6 +6,7 @@
 //! - [`api`]: the JSON messages of every operation, shared by MCP and REST; both surfaces' schemas derive from
 //!   them.
 //! - [`ops`]: every operation once, with the access it needs and its name on each surface (MCP, REST, gRPC, CLI).
+//! - [`points`]: count, scroll (stateless cursor), delete and metadata updates by ids or by filter.
 //! - [`routing`]: the routing table and the point → shard hash.
 //! - [`backup`]: checksummed, portable backups; restore into a new store; JSON Lines export / import; schedule.
 //! - [`mcp`] + [`tools`]: the MCP server (rmcp) and its tool catalogue; [`stdio`]: MCP on stdin / stdout, with
@@ -25,6 +26,7 @@ pub mod http;
 pub mod mcp;
 pub mod metrics;
 pub mod ops;
+pub mod points;
 pub mod rest;
 pub mod routing;
 pub mod stdio;

@@ -107,6 +107,27 @@ impl McpServer {
                 let hits = gw.search_text(&a.store, query, &params, with_text).await?;
                 to_json(&TextResults { store: a.store, results: hits.into_iter().map(Into::into).collect() })
             }
+            "update_metadata" => {
+                let a: UpdateMetadataArgs = parse(name, args)?;
+                let (selector, update) = a.update.into_parts()?;
+                let updated = gw.update_metadata(&a.store, selector, &update).await?;
+                to_json(&MetadataUpdated { store: a.store, updated })
+            }
+            "delete_points" => {
+                let a: DeletePointsArgs = parse(name, args)?;
+                let deleted = gw.delete_points(&a.store, a.which.selector()?).await?;
+                to_json(&PointsDeleted { store: a.store, deleted })
+            }
+            "count" => {
+                let a: CountArgs = parse(name, args)?;
+                let count = gw.count(&a.store, a.query.filter.as_ref()).await?;
+                to_json(&Counted { store: a.store, count })
+            }
+            "scroll" => {
+                let a: ScrollArgs = parse(name, args)?;
+                let page = gw.scroll(&a.store, &a.page.into_params()).await?;
+                to_json(&ScrollPage { store: a.store, points: page.points, next_cursor: page.next_cursor })
+            }
             "search_vectors" => {
                 let a: SearchVectorsArgs = parse(name, args)?;
                 let (vector, params) = a.query.into_parts();

@@ -40,6 +40,9 @@ pub enum Operation {
     Embed,
     InsertTexts,
     SearchText,
+    UpdateMetadata,
+    Count,
+    Scroll,
 }
 
 /// One operation and its names on each surface (`None`: that surface does not offer it).
@@ -133,7 +136,7 @@ pub const OPERATIONS: &[Spec] = &[
     spec(
         DeleteVectors,
         Write,
-        None,
+        Some("delete_points"),
         &[(Method::POST, "/v1/stores/{store}/points/delete")],
         Some("/rvdb.v1.StoreService/DeletePoints"),
         Some("delete"),
@@ -194,7 +197,7 @@ pub const OPERATIONS: &[Spec] = &[
         Write,
         Some("insert_texts"),
         &[(Method::PUT, "/v1/stores/{store}/texts")],
-        None,
+        Some("/rvdb.v1.StoreService/InsertTexts"),
         Some("insert-texts"),
     ),
     spec(
@@ -202,8 +205,32 @@ pub const OPERATIONS: &[Spec] = &[
         Read,
         Some("search_text"),
         &[(Method::POST, "/v1/stores/{store}/texts/search")],
-        None,
+        Some("/rvdb.v1.StoreService/SearchText"),
         Some("search-text"),
+    ),
+    spec(
+        UpdateMetadata,
+        Write,
+        Some("update_metadata"),
+        &[(Method::POST, "/v1/stores/{store}/points/metadata")],
+        Some("/rvdb.v1.StoreService/UpdateMetadata"),
+        Some("update-metadata"),
+    ),
+    spec(
+        Count,
+        Read,
+        Some("count"),
+        &[(Method::POST, "/v1/stores/{store}/points/count")],
+        Some("/rvdb.v1.StoreService/CountPoints"),
+        Some("count"),
+    ),
+    spec(
+        Scroll,
+        Read,
+        Some("scroll"),
+        &[(Method::POST, "/v1/stores/{store}/points/scroll")],
+        Some("/rvdb.v1.StoreService/ScrollPoints"),
+        Some("scroll"),
     ),
 ];
 

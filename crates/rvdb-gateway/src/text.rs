@@ -31,7 +31,7 @@ pub struct Document {
 /// The id of a document given without one: the first 128 bits of the SHA-256 of its text, in hex.
 pub fn content_id(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    rvdb_core::types::hex(&digest[..16])
 }
 
 /// A search hit with its text taken out of the metadata.

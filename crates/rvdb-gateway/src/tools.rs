@@ -65,8 +65,38 @@ fn build() -> Vec<Tool> {
             "Search texts by meaning",
             "Find the stored texts closest in meaning to a query written in words, in a store created with an \
              embedding model. Results are nearest first with their text and metadata; `distance` is lower for \
-             closer texts (cosine: 1 - similarity). `filter` narrows by metadata as in search_vectors.",
+             closer texts (cosine: 1 - similarity). `filter` narrows by metadata as in search_vectors; \
+             `score_threshold` drops results farther than that distance.",
             annotations("Search texts by meaning", false, true),
+        ),
+        tool::<UpdateMetadataArgs, MetadataUpdated>(
+            "update_metadata",
+            "Update metadata",
+            "Set and/or remove top-level metadata keys on points chosen by `ids` or by `filter` (e.g. mark notes \
+             as done, tag a topic); other keys, texts and vectors stay as they are. `set` adds or replaces keys, \
+             `unset` removes them. Returns how many points were updated.",
+            annotations("Update metadata", false, true),
+        ),
+        tool::<DeletePointsArgs, PointsDeleted>(
+            "delete_points",
+            "Delete points",
+            "Delete points (texts or vectors) by `ids`, or every point whose metadata matches `filter` (the same \
+             filter as search_text). This cannot be undone. Returns how many points existed and were deleted.",
+            annotations("Delete points", true, true),
+        ),
+        tool::<CountArgs, Counted>(
+            "count",
+            "Count points",
+            "How many points a store holds, or how many match `filter` (the same filter as search_text).",
+            annotations("Count points", false, true),
+        ),
+        tool::<ScrollArgs, ScrollPage>(
+            "scroll",
+            "Browse points",
+            "List a store's points (texts, metadata) page by page in id order, optionally only those matching \
+             `filter`. Pass `next_cursor` from a page as `cursor` to get the next one; there is no next page when \
+             `next_cursor` is absent.",
+            annotations("Browse points", false, true),
         ),
         tool::<InsertVectorArgs, VectorInserted>(
             "insert_vector",

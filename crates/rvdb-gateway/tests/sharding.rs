@@ -171,3 +171,112 @@ async fn a_gateway_whose_clock_is_behind_the_stored_versions_still_replaces_and_
     assert!(gw.get("v", vec!["b".into()], false).await.unwrap().is_empty());
     drop(node);
 }
+
+/// The memory operations over 4 shards × 2 replicas on real nodes: counts and scrolls equal what brute force
+/// finds in the data the test stored, a cursor from one gateway continues on another, updates and deletes by ids
+/// and by filter change exactly the matching points on every replica (equal digests), vectors untouched, and
+/// `score_threshold` keeps exactly the top-k hits within the distance. A gateway whose clock is behind still
+/// updates metadata (the stale update is re-stamped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_scroll_update_and_delete_by_filter_are_exact_on_every_replica() {
+    use rvdb_gateway::points::{MetadataUpdate, ScrollParams, Selector};
+    use serde_json::json;
+    let nodes = [start_node().await, start_node().await, start_node().await];
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager(&dir, &urls);
+    let gw = gateway(&m, GatewayOptions::default()).await;
+    let mut config = StoreConfig::new("mem", 8, Metric::Cosine);
+    config.shards = 4;
+    config.replication_factor = 2;
+    gw.create_store(config).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let n = 1000;
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
+    let meta = |i: usize| json!({"i": i, "group": i % 10, "tag": if i.is_multiple_of(3) { "a" } else { "b" }});
+    let inputs =
+        (0..n).map(|i| PointInput { id: format!("p{i:04}"), vector: vectors[i].clone(), metadata: meta(i) }).collect();
+    gw.upsert("mem", inputs, |_, _| true).await.unwrap();
+    let group = |g: usize| json!({"must": [{"key": "group", "match": {"value": g}}]});
+
+    // count, with and without filters (one indexed, one a range read from every point)
+    assert_eq!(gw.count("mem", None).await.unwrap(), n as u64);
+    assert_eq!(gw.count("mem", Some(&group(3))).await.unwrap(), 100);
+    let range = json!({"must": [{"key": "i", "range": {"gte": 100, "lt": 350}}], "must_not": [{"key": "tag", "match": {"value": "a"}}]});
+    let want = (100..350).filter(|i| i % 3 != 0).count() as u64;
+    assert_eq!(gw.count("mem", Some(&range)).await.unwrap(), want);
+
+    // scroll: every id once, in order, across shards; a filtered scroll equals the filtered ids; a cursor from
+    // this gateway continues on another one
+    let gw2 = gateway(&m, GatewayOptions::default()).await;
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let on = if pages % 2 == 0 { &gw } else { &gw2 };
+        let params = ScrollParams { limit: 33, cursor: cursor.clone(), with_metadata: true, ..Default::default() };
+        let page = on.scroll("mem", &params).await.unwrap();
+        pages += 1;
+        assert!(page.points.iter().all(|p| p.metadata == meta(p.id[1..].parse().unwrap())));
+        seen.extend(page.points.into_iter().map(|p| p.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let all_ids: Vec<String> = (0..n).map(|i| format!("p{i:04}")).collect();
+    assert_eq!(seen, all_ids);
+    assert_eq!(pages, n.div_ceil(33));
+    let params = ScrollParams { limit: 10_000, filter: Some(range.clone()), ..Default::default() };
+    let page = gw.scroll("mem", &params).await.unwrap();
+    let want_ids: Vec<String> = (100..350).filter(|i| i % 3 != 0).map(|i| format!("p{i:04}")).collect();
+    assert_eq!(page.points.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), want_ids);
+    assert!(page.next_cursor.is_none());
+    assert!(page.points.iter().all(|p| p.vector.is_none() && p.metadata.is_null()));
+
+    // update by ids and by filter, from a gateway whose clock is ten minutes behind the stored versions
+    let late = gateway(&m, GatewayOptions { clock_offset_ms: -600_000, ..GatewayOptions::default() }).await;
+    let before = gw.get("mem", vec!["p0015".into()], true).await.unwrap().remove(0);
+    let mut set = serde_json::Map::new();
+    set.insert("status".into(), json!("done"));
+    let update = MetadataUpdate { set, unset: vec!["tag".into()] };
+    let ids = Selector::Ids(vec!["p0001".into(), "p0002".into(), "nope".into()]);
+    assert_eq!(late.update_metadata("mem", ids, &update).await.unwrap(), 2);
+    assert_eq!(gw.update_metadata("mem", Selector::Filter(group(5)), &update).await.unwrap(), 100);
+    let done = json!({"must": [{"key": "status", "match": {"value": "done"}}]});
+    assert_eq!(gw.count("mem", Some(&done)).await.unwrap(), 102);
+    let got = gw.get("mem", vec!["p0015".into(), "p0001".into()], true).await.unwrap();
+    assert_eq!(got[0].metadata, json!({"i": 15, "group": 5, "status": "done"}));
+    assert_eq!(got[1].metadata, json!({"i": 1, "group": 1, "status": "done"}));
+    assert_eq!(got[0].vector, before.vector, "the vector is kept");
+    assert!(got[0].version > before.version);
+
+    // delete by filter: exactly the matching points, and searches no longer see them
+    assert_eq!(gw.delete_points("mem", Selector::Filter(group(7))).await.unwrap(), 100);
+    assert_eq!(gw.delete_points("mem", Selector::Filter(group(7))).await.unwrap(), 0);
+    assert_eq!(gw.count("mem", None).await.unwrap(), n as u64 - 100);
+    let q = vectors[17].clone();
+    let hits = gw.search("mem", q.clone(), &SearchParams { k: 50, ..Default::default() }).await.unwrap();
+    assert!(hits.iter().all(|h| h.id[1..].parse::<usize>().unwrap() % 10 != 7));
+
+    // every shard's two replicas hold the same bytes
+    for shard in 0..4 {
+        let key = rvdb_node::ShardKey::new("mem", shard);
+        let digests: Vec<_> = nodes.iter().filter_map(|nd| nd.node.with_shard(&key, |s| s.digest()).ok()).collect();
+        assert_eq!(digests.len(), 2, "shard {shard}");
+        assert_eq!(digests[0], digests[1], "shard {shard}");
+    }
+
+    // score_threshold: the top-k hits within the distance, no others
+    let live: Vec<(String, Vec<f32>)> =
+        (0..n).filter(|i| i % 10 != 7).map(|i| (format!("p{i:04}"), vectors[i].clone())).collect();
+    let ranked = brute(&live, &q, 20);
+    let all = gw.search("mem", q.clone(), &SearchParams { k: 20, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|h| h.id.clone()).collect::<Vec<_>>(), ranked);
+    let cut = (all[5].distance + all[6].distance) / 2.0;
+    let near = gw
+        .search("mem", q.clone(), &SearchParams { k: 20, score_threshold: Some(cut), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(near.iter().map(|h| h.id.clone()).collect::<Vec<_>>(), ranked[..6].to_vec());
+    let nan = SearchParams { k: 5, score_threshold: Some(f32::NAN), ..Default::default() };
+    assert!(matches!(gw.search("mem", q, &nan).await, Err(GatewayError::InvalidArgument(_))));
+}

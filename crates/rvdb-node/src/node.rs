@@ -659,4 +659,73 @@ mod tests {
         node.drop_shard(&key).unwrap();
         assert!(!dir.path().join("hnsw").join("h#0.hnsw").exists(), "dropping a store removes its snapshot");
     }
+
+    #[test]
+    fn metadata_updates_count_and_filtered_scans() {
+        use crate::shard::MetadataPatch;
+        use rvdb_core::filter::Filter;
+        let dir = tempfile::tempdir().unwrap();
+        let key = ShardKey::new("m", 0);
+        let filter = |j: serde_json::Value| Filter::parse(&j, "filter").unwrap();
+        let even = filter(serde_json::json!({"must": [{"key": "even", "match": {"value": true}}]}));
+        let done = filter(serde_json::json!({"must": [{"key": "status", "match": {"value": "done"}}]}));
+        let ranged = filter(serde_json::json!({"must": [{"key": "i", "range": {"gte": 10}}]}));
+        let max_version = {
+            let node = open(dir.path());
+            node.create_shard(key.clone(), StoreConfig::new("m", 2, Metric::Euclidean)).unwrap();
+            let points = (0..40)
+                .map(|i| PointData {
+                    id: format!("p{i:02}"),
+                    vector: vec![i as f32, 1.0],
+                    metadata: format!(r#"{{"i":{i},"even":{},"tag":"t"}}"#, i % 2 == 0),
+                    version: 0,
+                })
+                .collect();
+            node.with_shard(&key, |s| s.upsert(points, false)).unwrap();
+            assert_eq!(node.with_shard(&key, |s| s.count(None)).unwrap(), 40);
+            assert_eq!(node.with_shard(&key, |s| s.count(Some(&even))).unwrap(), 20);
+            assert_eq!(node.with_shard(&key, |s| s.count(Some(&ranged))).unwrap(), 30, "no index: every point read");
+
+            let mut set = serde_json::Map::new();
+            set.insert("status".into(), serde_json::json!("done"));
+            let patch = MetadataPatch { set, unset: vec!["tag".into()] };
+            let ids: Vec<String> = ["p01", "p02", "p02", "nope"].iter().map(|s| s.to_string()).collect();
+            let out = node.with_shard(&key, |s| s.update_metadata(&ids, &patch, 0, false)).unwrap();
+            assert_eq!((out.updated, out.stale_ids.len()), (2, 0), "duplicates once, absent ids left alone");
+            let got = node.with_shard(&key, |s| s.get(&["p02".into()])).unwrap();
+            assert_eq!(got[0].vector, vec![2.0, 1.0]);
+            assert_eq!(got[0].metadata, r#"{"even":true,"i":2,"status":"done"}"#);
+            assert_eq!(node.with_shard(&key, |s| s.count(Some(&done))).unwrap(), 2, "the payload index follows");
+            // an update older than the stored version loses, and says so
+            let out = node.with_shard(&key, |s| s.update_metadata(&["p03".into()], &patch, 1, false)).unwrap();
+            assert_eq!((out.updated, out.stale_ids), (0, vec!["p03".to_string()]));
+            // one document that would grow past the limit refuses the whole request
+            let mut big = serde_json::Map::new();
+            big.insert("blob".into(), serde_json::json!("x".repeat(rvdb_core::types::MAX_METADATA_BYTES)));
+            let too_big = MetadataPatch { set: big, unset: vec![] };
+            let e = node.with_shard(&key, |s| s.update_metadata(&["p04".into(), "p05".into()], &too_big, 0, false));
+            assert!(e.is_err_and(|e| e.to_string().contains("after this update")));
+            let got = node.with_shard(&key, |s| s.get(&["p04".into()])).unwrap();
+            assert_eq!(got[0].metadata, r#"{"even":true,"i":4,"tag":"t"}"#);
+
+            // filtered scans: matching points only, in id order, resumable after an id
+            let mut seen = Vec::new();
+            node.shard(&key)
+                .unwrap()
+                .scan_matching("p10", Some(&even), |p| {
+                    seen.push(p.id);
+                    true
+                })
+                .unwrap();
+            let want: Vec<String> = (12..40).step_by(2).map(|i| format!("p{i:02}")).collect();
+            assert_eq!(seen, want);
+            node.with_shard(&key, |s| s.stats()).unwrap().max_version
+        };
+        // the updates are durable, and a later write is stamped above them
+        let node = open(dir.path());
+        let got = node.with_shard(&key, |s| s.get(&["p01".into()])).unwrap();
+        assert_eq!(got[0].metadata, r#"{"even":false,"i":1,"status":"done"}"#);
+        assert_eq!(node.with_shard(&key, |s| s.count(Some(&done))).unwrap(), 2);
+        assert_eq!(node.with_shard(&key, |s| s.stats()).unwrap().max_version, max_version);
+    }
 }

@@ -14,7 +14,7 @@ use rvdb_proto::v1::storage_node_server::{StorageNode, StorageNodeServer};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::shard::{Change, PointData, ScoredPoint, SearchOptions};
+use crate::shard::{Change, MetadataPatch, PointData, ScoredPoint, SearchOptions};
 use crate::{Node, NodeError, ShardKey, ShardStats};
 use rvdb_core::filter::Filter;
 
@@ -285,12 +285,58 @@ impl StorageNode for StorageNodeService {
         let shard = self.node.shard(&key)?;
         let chunk_size = if req.chunk_size == 0 { 1000 } else { req.chunk_size.min(100_000) as usize };
         let (wv, wm, start_after) = (req.with_vector, req.with_metadata, req.start_after);
+        let filter = parse_filter(&req.filter_json)?;
+        let limit = if req.limit == 0 { u64::MAX } else { u64::from(req.limit) };
+        let chunk_size = chunk_size.min(usize::try_from(limit).unwrap_or(usize::MAX));
         let stream = stream_blocking(
             chunk_size,
             |points| pb::ScanChunk { points },
-            move |emit| shard.scan(&start_after, |p| emit(point_to_pb(p, wv, wm))),
+            move |emit| {
+                let mut sent = 0u64;
+                shard.scan_matching(&start_after, filter.as_ref(), |p| {
+                    sent += 1;
+                    emit(point_to_pb(p, wv, wm)) && sent < limit
+                })
+            },
         );
         Ok(Response::new(stream))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn count(&self, req: Request<pb::CountRequest>) -> Result<Response<pb::CountResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let filter = parse_filter(&req.filter_json)?;
+        let count = self.blocking(move |n| n.with_shard(&key, |s| s.count(filter.as_ref()))).await?;
+        Ok(Response::new(pb::CountResponse { count }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn update_metadata(
+        &self,
+        req: Request<pb::UpdateMetadataRequest>,
+    ) -> Result<Response<pb::UpdateMetadataResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let set = match req.set_json.trim() {
+            "" => serde_json::Map::new(),
+            text => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(m)) => m,
+                Ok(_) => return Err(Status::invalid_argument("set_json must be a JSON object")),
+                Err(e) => return Err(Status::invalid_argument(format!("set_json is not JSON: {e}"))),
+            },
+        };
+        let patch = MetadataPatch { set, unset: req.unset };
+        let (ids, version, sync) = (req.ids, req.version, req.sync);
+        let out =
+            self.blocking(move |n| n.with_shard(&key, |s| s.update_metadata(&ids, &patch, version, sync))).await?;
+        Ok(Response::new(pb::UpdateMetadataResponse {
+            updated: out.updated,
+            stale_ids: out.stale_ids,
+            shard_max_version: out.shard_max_version,
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -463,6 +509,18 @@ impl StorageApi for LocalNode {
     async fn scan(&self, req: pb::ScanRequest) -> ApiResult<ApiStream<pb::ScanChunk>> {
         served_locally("/rvdb.v1.StorageNode/Scan", async {
             Ok(StorageNode::scan(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn count(&self, req: pb::CountRequest) -> ApiResult<pb::CountResponse> {
+        served_locally("/rvdb.v1.StorageNode/Count", async {
+            Ok(StorageNode::count(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn update_metadata(&self, req: pb::UpdateMetadataRequest) -> ApiResult<pb::UpdateMetadataResponse> {
+        served_locally("/rvdb.v1.StorageNode/UpdateMetadata", async {
+            Ok(StorageNode::update_metadata(&self.0, Request::new(req)).await?.into_inner())
         })
         .await
     }

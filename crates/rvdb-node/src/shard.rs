@@ -15,10 +15,11 @@ use std::time::Instant;
 use rocksdb::{BoundColumnFamily, Direction, IteratorMode, WriteBatch, WriteOptions};
 use rvdb_core::clock::HybridClock;
 use rvdb_core::engine::{GraphStatus, Plan, SearchRequest, ShardIndex};
+use rvdb_core::error::excerpt;
 use rvdb_core::filter::Filter;
 use rvdb_core::hnsw::HnswIndex;
 use rvdb_core::options::IndexOptions;
-use rvdb_core::types::{parse_metadata, validate_k, validate_point_id, validate_vector};
+use rvdb_core::types::{check_metadata, parse_metadata, validate_k, validate_point_id, validate_vector};
 use rvdb_core::{IndexKind, StoreConfig};
 
 use crate::NodeError;
@@ -100,6 +101,35 @@ pub struct DeleteOutcome {
     pub shard_max_version: u64,
 }
 
+/// Top-level metadata keys to remove and to set, as `update_metadata` applies them to each point.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetadataPatch {
+    pub set: serde_json::Map<String, serde_json::Value>,
+    pub unset: Vec<String>,
+}
+
+impl MetadataPatch {
+    /// `metadata` with the keys of `unset` removed, then those of `set` inserted (replacing their values).
+    pub fn apply(&self, metadata: &mut serde_json::Map<String, serde_json::Value>) {
+        for key in &self.unset {
+            metadata.remove(key);
+        }
+        for (key, value) in &self.set {
+            metadata.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// Ids that held a live point, now updated.
+    pub updated: u32,
+    /// Ids whose stored record is newer than the update's version (left alone), in request order.
+    pub stale_ids: Vec<String>,
+    /// The highest version the shard holds after the update.
+    pub shard_max_version: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardStats {
     pub key: ShardKey,
@@ -178,6 +208,15 @@ impl ShardState {
         }
         self.versions.insert(id.into(), VersionEntry { version, live });
         self.max_version = self.max_version.max(version);
+    }
+
+    /// A live point's new metadata at `version`; its vector and graph node stay (the graph node keeps the tag of
+    /// the version its vector was written at, so a snapshot reload re-inserts it: correct, if not free).
+    fn apply_metadata(&mut self, id: &str, version: u64, metadata: serde_json::Value) {
+        if self.index.set_metadata(id, metadata) {
+            self.versions.insert(id.into(), VersionEntry { version, live: true });
+            self.max_version = self.max_version.max(version);
+        }
     }
 
     fn current_version(&self, id: &str) -> Option<u64> {
@@ -679,6 +718,75 @@ impl Shard {
             .collect())
     }
 
+    /// Applies `patch` to the metadata of each live point among `ids`, atomically (one `WriteBatch`, under the
+    /// write lock, so no write lands between the read of a record and its update), at `version` (last write
+    /// wins: a point stored at a newer version is left alone and reported stale). Vectors are kept. Every updated
+    /// document is checked before anything is written: one that would be invalid (too large, too deep) refuses
+    /// the whole request.
+    pub fn update_metadata(
+        &self,
+        ids: &[String],
+        patch: &MetadataPatch,
+        version: u64,
+        sync: bool,
+    ) -> Result<UpdateOutcome, NodeError> {
+        for (index, id) in ids.iter().enumerate() {
+            validate_point_id(id).map_err(|source| NodeError::InvalidPoint { index, source })?;
+        }
+        let _guard = self.begin_write()?;
+        let version = if version == 0 {
+            self.clock.now()
+        } else {
+            self.clock.observe(version);
+            version
+        };
+        let records = self.read_records(ids)?;
+        let mut outcome = UpdateOutcome::default();
+        let mut batch = WriteBatch::default();
+        let mut updated: Vec<(&str, serde_json::Value)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        {
+            let state = self.read_state()?;
+            let cf = self.cf()?;
+            for (id, record) in ids.iter().zip(records) {
+                let Some(Record::Live { vector, metadata, .. }) = record else { continue };
+                if !seen.insert(id.as_str()) {
+                    continue;
+                }
+                let (mut doc, _) = parse_metadata(&metadata).map_err(|e| NodeError::Corrupt {
+                    key: self.key.clone(),
+                    message: format!("point {id:?}: stored metadata: {e}"),
+                })?;
+                if let Some(map) = doc.as_object_mut() {
+                    patch.apply(map);
+                }
+                let canonical = check_metadata(&doc).map_err(|e| {
+                    NodeError::BadRequest(format!("point {:?}: its metadata after this update: {e}", excerpt(id)))
+                })?;
+                let record = encode_live(version, &vector, &canonical);
+                if !self.newer_than_stored(&state, id, version, &record)? {
+                    outcome.stale_ids.push(id.clone());
+                    continue;
+                }
+                batch.put_cf(&cf, id.as_bytes(), &record);
+                updated.push((id, doc));
+            }
+        }
+        self.write_batch(batch, sync)?;
+        let mut state = self.write_state()?;
+        for (id, doc) in updated {
+            state.apply_metadata(id, version, doc);
+            outcome.updated += 1;
+        }
+        outcome.shard_max_version = state.max_version;
+        Ok(outcome)
+    }
+
+    /// How many live points match `filter` (all of them without one), from the in-memory index.
+    pub fn count(&self, filter: Option<&Filter>) -> Result<u64, NodeError> {
+        Ok(self.read_state()?.index.count(filter) as u64)
+    }
+
     fn read_records(&self, ids: &[String]) -> Result<Vec<Option<Record>>, NodeError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -718,6 +826,28 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// [`Shard::scan`] of the points whose metadata matches `filter` (every point without one).
+    pub fn scan_matching(
+        &self,
+        start_after: &str,
+        filter: Option<&Filter>,
+        mut visit: impl FnMut(PointData) -> bool,
+    ) -> Result<(), NodeError> {
+        let Some(filter) = filter else { return self.scan(start_after, visit) };
+        let mut corrupt = None;
+        self.scan(start_after, |p| match parse_metadata(&p.metadata) {
+            Ok((doc, _)) => !filter.matches(&doc) || visit(p),
+            Err(e) => {
+                corrupt = Some(format!("point {:?}: stored metadata: {e}", p.id));
+                false
+            }
+        })?;
+        match corrupt {
+            Some(message) => Err(NodeError::Corrupt { key: self.key.clone(), message }),
+            None => Ok(()),
+        }
     }
 
     /// One stored key and value as `(point id, record)`; a non-UTF-8 id or an undecodable value is `Corrupt`.
@@ -775,7 +905,7 @@ impl Shard {
             records += 1;
             max_version = max_version.max(Record::version_of(&v).unwrap_or(0));
         }
-        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = rvdb_core::types::hex(&hasher.finalize());
         Ok(ShardDigest { sha256, records, max_version })
     }
 

@@ -42,6 +42,8 @@ pub trait StorageApi: Send + Sync + std::fmt::Debug {
     async fn delete(&self, req: pb::DeleteRequest) -> ApiResult<pb::DeleteResponse>;
     async fn search(&self, req: pb::SearchRequest) -> ApiResult<pb::SearchResponse>;
     async fn scan(&self, req: pb::ScanRequest) -> ApiResult<ApiStream<pb::ScanChunk>>;
+    async fn count(&self, req: pb::CountRequest) -> ApiResult<pb::CountResponse>;
+    async fn update_metadata(&self, req: pb::UpdateMetadataRequest) -> ApiResult<pb::UpdateMetadataResponse>;
     async fn flush(&self, req: pb::FlushRequest) -> ApiResult<pb::FlushResponse>;
     async fn stats(&self, req: pb::StatsRequest) -> ApiResult<pb::StatsResponse>;
     async fn rebuild_index(&self, req: pb::RebuildIndexRequest) -> ApiResult<pb::RebuildIndexResponse>;
@@ -106,6 +108,12 @@ impl StorageApi for RemoteStorage {
     }
     async fn scan(&self, req: pb::ScanRequest) -> ApiResult<ApiStream<pb::ScanChunk>> {
         Ok(boxed(self.0.clone().scan(req).await?.into_inner()))
+    }
+    async fn count(&self, req: pb::CountRequest) -> ApiResult<pb::CountResponse> {
+        Ok(self.0.clone().count(req).await?.into_inner())
+    }
+    async fn update_metadata(&self, req: pb::UpdateMetadataRequest) -> ApiResult<pb::UpdateMetadataResponse> {
+        Ok(self.0.clone().update_metadata(req).await?.into_inner())
     }
     async fn flush(&self, req: pb::FlushRequest) -> ApiResult<pb::FlushResponse> {
         Ok(self.0.clone().flush(req).await?.into_inner())

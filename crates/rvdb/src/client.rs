@@ -114,10 +114,52 @@ pub enum ClientCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Delete points by id.
+    /// Delete points by id, or every point matching --filter.
     Delete {
         store: String,
         ids: Vec<String>,
+        /// Metadata filter (JSON), instead of ids.
+        #[arg(long, conflicts_with = "ids")]
+        filter: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set (--set '{"k": v}') and remove (--unset k) metadata keys of points by id, or of every point matching
+    /// --filter; vectors and other keys are kept.
+    UpdateMetadata {
+        store: String,
+        ids: Vec<String>,
+        /// Metadata filter (JSON), instead of ids.
+        #[arg(long, conflicts_with = "ids")]
+        filter: Option<String>,
+        /// JSON object: keys to set.
+        #[arg(long)]
+        set: Option<String>,
+        /// A key to remove (repeatable).
+        #[arg(long)]
+        unset: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// How many points a store holds (matching --filter, if given).
+    Count {
+        store: String,
+        #[arg(long)]
+        filter: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// One page of points in id order; --cursor takes the next_cursor a page returned.
+    Scroll {
+        store: String,
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        with_vector: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -140,6 +182,9 @@ pub enum ClientCommand {
         /// Exact search even on an HNSW store.
         #[arg(long)]
         exact: bool,
+        /// Only results at most this distance away.
+        #[arg(long)]
+        score_threshold: Option<f32>,
         #[command(flatten)]
         target: Target,
     },
@@ -163,6 +208,9 @@ pub enum ClientCommand {
         /// Metadata filter (JSON), as for search.
         #[arg(long)]
         filter: Option<String>,
+        /// Only results at most this distance away (cosine: 1 - similarity).
+        #[arg(long)]
+        score_threshold: Option<f32>,
         #[command(flatten)]
         target: Target,
     },
@@ -413,11 +461,40 @@ async fn execute(cmd: ClientCommand) -> anyhow::Result<Value> {
             let path = format!("/stores/{}/points/get", segment(&store));
             Rest::new(&target)?.call("POST", &path, Some(json!({"ids": ids, "with_vector": !no_vector}))).await
         }
-        Delete { store, ids, target } => {
+        Delete { store, ids, filter, target } => {
             let path = format!("/stores/{}/points/delete", segment(&store));
-            Rest::new(&target)?.call("POST", &path, Some(json!({"ids": ids}))).await
+            let body = match filter {
+                Some(f) => json!({"filter": parse_json("--filter", &f)?}),
+                None => json!({"ids": ids}),
+            };
+            Rest::new(&target)?.call("POST", &path, Some(body)).await
         }
-        Search { store, vector, k, with_vector, filter, ef, exact, target } => {
+        UpdateMetadata { store, ids, filter, set, unset, target } => {
+            let path = format!("/stores/{}/points/metadata", segment(&store));
+            let body = fields(&[
+                ("ids", (filter.is_none()).then(|| json!(ids))),
+                ("filter", filter.map(|f| parse_json("--filter", &f)).transpose()?),
+                ("set", set.map(|s| parse_json("--set", &s)).transpose()?),
+                ("unset", (!unset.is_empty()).then(|| json!(unset))),
+            ]);
+            Rest::new(&target)?.call("POST", &path, Some(body)).await
+        }
+        Count { store, filter, target } => {
+            let path = format!("/stores/{}/points/count", segment(&store));
+            let body = fields(&[("filter", filter.map(|f| parse_json("--filter", &f)).transpose()?)]);
+            Rest::new(&target)?.call("POST", &path, Some(body)).await
+        }
+        Scroll { store, filter, limit, cursor, with_vector, target } => {
+            let path = format!("/stores/{}/points/scroll", segment(&store));
+            let body = fields(&[
+                ("filter", filter.map(|f| parse_json("--filter", &f)).transpose()?),
+                ("limit", opt(limit)),
+                ("cursor", opt(cursor)),
+                ("with_vector", Some(json!(with_vector))),
+            ]);
+            Rest::new(&target)?.call("POST", &path, Some(body)).await
+        }
+        Search { store, vector, k, with_vector, filter, ef, exact, score_threshold, target } => {
             let body = fields(&[
                 ("vector", Some(parse_json("--vector", &vector)?)),
                 ("k", opt(k)),
@@ -425,6 +502,7 @@ async fn execute(cmd: ClientCommand) -> anyhow::Result<Value> {
                 ("filter", filter.map(|f| parse_json("--filter", &f)).transpose()?),
                 ("ef", opt(ef)),
                 ("exact", Some(json!(exact))),
+                ("score_threshold", opt(score_threshold)),
             ]);
             Rest::new(&target)?.call("POST", &format!("/stores/{}/search", segment(&store)), Some(body)).await
         }
@@ -439,11 +517,12 @@ async fn execute(cmd: ClientCommand) -> anyhow::Result<Value> {
             let path = format!("/stores/{}/texts", segment(&store));
             Rest::new(&target)?.call("PUT", &path, Some(json!({"documents": documents}))).await
         }
-        SearchText { store, query, k, filter, target } => {
+        SearchText { store, query, k, filter, score_threshold, target } => {
             let body = fields(&[
                 ("query", Some(json!(query))),
                 ("k", opt(k)),
                 ("filter", filter.map(|f| parse_json("--filter", &f)).transpose()?),
+                ("score_threshold", opt(score_threshold)),
             ]);
             Rest::new(&target)?.call("POST", &format!("/stores/{}/texts/search", segment(&store)), Some(body)).await
         }

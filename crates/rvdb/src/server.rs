@@ -249,7 +249,54 @@ pub struct GatewayArgs {
     #[arg(long, env = "RVDB_CLOCK_OFFSET_MS", default_value_t = 0, allow_negative_numbers = true, hide = true)]
     pub clock_offset_ms: i64,
     #[command(flatten)]
+    pub embedding: EmbeddingArgs,
+    #[command(flatten)]
     pub backup: BackupArgs,
+}
+
+/// The `openai` embedding provider: an OpenAI-compatible endpoint stores can be bound to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmbeddingArgs {
+    /// Base URL of an OpenAI-compatible embeddings API (OpenAI, Ollama, vLLM, TEI, LiteLLM, another rvdb):
+    /// requests go to `<url>/v1/embeddings`. Unset: the `openai` provider is not offered. The API key is read
+    /// from --openai-api-key-file, else RVDB_OPENAI_API_KEY, else OPENAI_API_KEY; it is never logged or stored.
+    #[arg(long, env = "RVDB_OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    /// A file whose first line is the provider's API key.
+    #[arg(long, env = "RVDB_OPENAI_API_KEY_FILE")]
+    pub openai_api_key_file: Option<std::path::PathBuf>,
+    /// Texts per request to the provider.
+    #[arg(long, env = "RVDB_OPENAI_BATCH_SIZE", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=2048))]
+    pub openai_batch_size: u32,
+    /// Requests to the provider in flight at once.
+    #[arg(long, env = "RVDB_OPENAI_MAX_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub openai_max_concurrency: u32,
+    /// Milliseconds one request to the provider may take.
+    #[arg(long, env = "RVDB_OPENAI_TIMEOUT", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub openai_timeout: u64,
+    /// Retries of a request that timed out or got 429 / 5xx (exponential backoff from 200 ms).
+    #[arg(long, env = "RVDB_OPENAI_RETRIES", default_value_t = 3)]
+    pub openai_retries: u32,
+}
+
+impl EmbeddingArgs {
+    /// The provider's settings, with the key read; `None` when no base URL is set.
+    pub fn openai(&self) -> anyhow::Result<Option<rvdb_embed::OpenAiOptions>> {
+        let Some(base_url) = &self.openai_base_url else { return Ok(None) };
+        let api_key = rvdb_embed::ApiKey::from_file_or_env(
+            self.openai_api_key_file.as_deref(),
+            &["RVDB_OPENAI_API_KEY", "OPENAI_API_KEY"],
+        )?;
+        Ok(Some(rvdb_embed::OpenAiOptions {
+            base_url: base_url.clone(),
+            api_key,
+            batch_size: self.openai_batch_size as usize,
+            max_concurrency: self.openai_max_concurrency as usize,
+            timeout: Duration::from_millis(self.openai_timeout),
+            retries: self.openai_retries,
+            ..rvdb_embed::OpenAiOptions::default()
+        }))
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -303,15 +350,16 @@ impl GatewayArgs {
         })
     }
 
-    fn gateway_options(&self) -> GatewayOptions {
-        GatewayOptions {
+    fn gateway_options(&self) -> anyhow::Result<GatewayOptions> {
+        Ok(GatewayOptions {
             default_index: self.default_index_type,
             read_timeout: Duration::from_millis(self.read_timeout.max(1)),
             call_timeout: Duration::from_millis(self.call_timeout.max(1)),
             write_request_bytes: self.write_request_bytes,
             clock_offset_ms: self.clock_offset_ms,
+            openai: self.embedding.openai()?,
             ..GatewayOptions::default()
-        }
+        })
     }
 }
 
@@ -395,6 +443,8 @@ pub struct McpStdioArgs {
     /// Index of a store created without one (the seed's `default_index_type`): flat or hnsw.
     #[arg(long, env = "RVDB_DEFAULT_INDEX_TYPE", default_value = "flat")]
     pub default_index_type: IndexKind,
+    #[command(flatten)]
+    pub embedding: EmbeddingArgs,
     #[command(flatten)]
     pub backup: BackupArgs,
 }
@@ -537,7 +587,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // the gateway's write requests must fit the node's limit, with room for framing
     gateway_args.write_request_bytes =
         gateway_args.write_request_bytes.min(args.node.max_request_bytes.saturating_sub(64 << 10));
-    let deployment = embedded(&node, &args.node, args.max_vector_stores, gateway_args.gateway_options()).await?;
+    let deployment = embedded(&node, &args.node, args.max_vector_stores, gateway_args.gateway_options()?).await?;
     let gateway = start_gateway(deployment.gateway().clone(), &gateway_args, shutdown.clone()).await?;
     // One machine-readable line on stdout: test harnesses and scripts wait for it.
     println!("RVDB_READY grpc={} mcp={} gateway_grpc={}", node.url, gateway.mcp_url, gateway.grpc_url);
@@ -638,7 +688,7 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
 pub async fn gateway(args: GatewayCommand) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
     let url = &args.manager;
-    let gateway = Gateway::connect_manager(url, args.gateway.gateway_options())
+    let gateway = Gateway::connect_manager(url, args.gateway.gateway_options()?)
         .await
         .with_context(|| format!("connecting the gateway to the index manager at {url}"))?;
     let gateway = start_gateway(Arc::new(gateway), &args.gateway, shutdown).await?;
@@ -650,7 +700,11 @@ pub async fn gateway(args: GatewayCommand) -> anyhow::Result<()> {
 /// `rvdb mcp-stdio`: MCP on stdin/stdout (one JSON message per line, nothing else on stdout; logs on stderr).
 pub async fn mcp_stdio(args: McpStdioArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let options = GatewayOptions { default_index: args.default_index_type, ..GatewayOptions::default() };
+    let options = GatewayOptions {
+        default_index: args.default_index_type,
+        openai: args.embedding.openai()?,
+        ..GatewayOptions::default()
+    };
     let (gateway, embedded) = match &args.manager {
         Some(url) => {
             let gateway = Gateway::connect_manager(url, options)

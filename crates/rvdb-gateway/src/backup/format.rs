@@ -25,9 +25,7 @@ pub struct Manifest {
     pub files: Vec<BackupFile>,
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(super) use rvdb_core::types::hex;
 
 /// A writer that hashes what passes through it and counts bytes.
 pub(super) struct HashingWriter<W: Write> {

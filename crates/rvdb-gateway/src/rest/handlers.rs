@@ -258,6 +258,8 @@ pub(super) fn point_named(name: &'static str) -> MethodRouter<Api> {
 }
 
 /// Delete points
+///
+/// By ids, or every point whose metadata matches a filter.
 #[utoipa::path(post, path = "/v1/stores/{store}/points/delete", tag = "points", operation_id = "delete_points",
     params(StorePath), request_body = DeletePoints,
     responses(
@@ -269,8 +271,65 @@ pub(super) async fn delete_points(
     Param(StorePath { store }): Param<StorePath>,
     Body(req): Body<DeletePoints>,
 ) -> ApiResult<Json<PointsDeleted>> {
-    let deleted = api.gateway.delete(&store, req.ids).await?;
+    let deleted = api.gateway.delete_points(&store, req.selector()?).await?;
     Ok(Json(PointsDeleted { store, deleted }))
+}
+
+/// Update metadata
+///
+/// Sets and removes top-level metadata keys of points chosen by ids or by a filter; vectors and other keys are
+/// kept. Each point is updated atomically.
+#[utoipa::path(post, path = "/v1/stores/{store}/points/metadata", tag = "points", operation_id = "update_metadata",
+    params(StorePath), request_body = UpdateMetadata,
+    responses(
+        (status = 200, description = "Updated", body = MetadataUpdated),
+        (status = 404, description = "not_found: no such store", body = ErrorBody),
+    ))]
+pub(super) async fn update_metadata(
+    State(api): State<Api>,
+    Param(StorePath { store }): Param<StorePath>,
+    Body(req): Body<UpdateMetadata>,
+) -> ApiResult<Json<MetadataUpdated>> {
+    let (selector, update) = req.into_parts()?;
+    let updated = api.gateway.update_metadata(&store, selector, &update).await?;
+    Ok(Json(MetadataUpdated { store, updated }))
+}
+
+/// Count points
+///
+/// How many points match a filter (every point without one).
+#[utoipa::path(post, path = "/v1/stores/{store}/points/count", tag = "points", operation_id = "count_points",
+    params(StorePath), request_body = Option<CountPoints>,
+    responses(
+        (status = 200, description = "The count", body = Counted),
+        (status = 404, description = "not_found: no such store", body = ErrorBody),
+    ))]
+pub(super) async fn count_points(
+    State(api): State<Api>,
+    Param(StorePath { store }): Param<StorePath>,
+    OptionalBody(req): OptionalBody<CountPoints>,
+) -> ApiResult<Json<Counted>> {
+    let count = api.gateway.count(&store, req.filter.as_ref()).await?;
+    Ok(Json(Counted { store, count }))
+}
+
+/// Scroll points
+///
+/// One page of points in id order, optionally only those matching a filter; pass `next_cursor` back for the next
+/// page. Cursors are stateless: they stay valid across requests, gateways and restarts.
+#[utoipa::path(post, path = "/v1/stores/{store}/points/scroll", tag = "points", operation_id = "scroll_points",
+    params(StorePath), request_body = Option<ScrollPoints>,
+    responses(
+        (status = 200, description = "A page of points", body = ScrollPage),
+        (status = 404, description = "not_found: no such store", body = ErrorBody),
+    ))]
+pub(super) async fn scroll_points(
+    State(api): State<Api>,
+    Param(StorePath { store }): Param<StorePath>,
+    OptionalBody(req): OptionalBody<ScrollPoints>,
+) -> ApiResult<Json<ScrollPage>> {
+    let page = api.gateway.scroll(&store, &req.into_params()).await?;
+    Ok(Json(ScrollPage { store, points: page.points, next_cursor: page.next_cursor }))
 }
 
 /// Search
@@ -493,7 +552,7 @@ pub(super) async fn embeddings(
             "dimensions is {d}, but model '{model}' makes {dimension}-d vectors (it cannot be shortened)"
         )));
     }
-    let total: usize = tokens.iter().sum();
+    let total = tokens;
     let data = vectors
         .into_iter()
         .enumerate()

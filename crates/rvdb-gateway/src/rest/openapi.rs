@@ -48,7 +48,7 @@ impl Modify for CommonErrors {
                 if !crate::ops::rest_reads(&method, path) {
                     add(op, "403", "permission_denied: a read-only API key cannot write");
                 }
-                add(op, "502", "backend_error: a storage node or the backup directory failed");
+                add(op, "502", "backend_error: a storage node, the backup directory or an embedding provider failed");
                 add(op, "503", "unavailable: too few replicas are up");
             }
         }
@@ -71,7 +71,8 @@ impl Modify for CommonErrors {
     ),
     paths(
         list_stores, create_store, describe_store, delete_store, sync_store, rebuild_index,
-        upsert_points, get_points, get_point, delete_point, delete_points, search,
+        upsert_points, get_points, get_point, delete_point, delete_points, update_metadata, count_points,
+        scroll_points, search,
         create_backup, list_backups, describe_backup, delete_backup, restore_backup, export_store, import_store,
         insert_texts, search_text, embeddings,
     ),
@@ -112,7 +113,7 @@ mod tests {
                 assert!(responses.contains_key("503"), "{method} {path}");
             }
         }
-        assert_eq!(ops.len(), 22, "{ops:?}");
+        assert_eq!(ops.len(), 25, "{ops:?}");
         // Limits in the schemas are the server's.
         let create = &doc["components"]["schemas"]["CreateStore"]["properties"];
         assert_eq!(create["dimension"]["maximum"], MAX_DIMENSION);
