@@ -297,13 +297,15 @@ def test_openapi_document_matches_the_routes(server):
     doc = api.ok("GET", "/openapi.json")
     assert doc["openapi"] == "3.1.0" and doc["info"]["title"] == "rvdb REST API"
     ops = [(m.upper(), p) for p, item in doc["paths"].items() for m in item]
-    assert len(ops) == 22, ops
+    assert len(ops) == 25, ops
     read_only = {(m, p) for m, p in ops
-                 if m == "GET" or p.endswith(("/search", "/points/get")) or p == "/v1/embeddings"}
+                 if m == "GET" or p.endswith(("/search", "/points/get", "/points/count", "/points/scroll"))
+                 or p == "/v1/embeddings"}
     assert read_only == {("GET", "/v1/stores"), ("GET", "/v1/stores/{store}"), ("GET", "/v1/stores/{store}/points/{id}"),
                          ("POST", "/v1/stores/{store}/points/get"), ("POST", "/v1/stores/{store}/search"),
                          ("GET", "/v1/backups"), ("GET", "/v1/backups/{backup}"), ("POST", "/v1/embeddings"),
-                         ("POST", "/v1/stores/{store}/texts/search")}
+                         ("POST", "/v1/stores/{store}/texts/search"), ("POST", "/v1/stores/{store}/points/count"),
+                         ("POST", "/v1/stores/{store}/points/scroll")}
     for method, path in ops:
         op = doc["paths"][path][method.lower()]
         # 403 (a read-only key) is documented exactly on the writes

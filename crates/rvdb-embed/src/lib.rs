@@ -17,6 +17,7 @@
 //! ~150 lines BERT needs; the golden-vector test holds it to sentence-transformers' output.
 
 pub mod bert;
+pub mod dense;
 pub mod error;
 pub mod local;
 pub mod openai;

@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::{BertConfig, BertModel};
 use crate::{EmbedError, Embedder, ModelInfo};
 
 /// Texts per forward pass.
 const BATCH: usize = 32;
+/// The id padding positions get (BERT's `[PAD]`); they are masked out of attention and pooling, so it never shows.
+const PAD_ID: u32 = 0;
 
 pub struct LocalEmbedder {
     tokenizer: Tokenizer,
@@ -80,11 +82,12 @@ impl LocalEmbedder {
         let mut tokenizer =
             Tokenizer::from_bytes(read("tokenizer.json")?).map_err(|e| fail(format!("tokenizer.json: {e}")))?;
         // tokenizer.json carries its own truncation and fixed padding (128); sentence-transformers truncates at
-        // max_seq_length and pads a batch to its longest text.
+        // max_seq_length and pads a batch to its longest text. Here texts are tokenised without padding, then
+        // batched by token count and padded per batch (`embed_counted`).
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| fail(format!("tokenizer.json: {e}")))?;
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        tokenizer.with_padding(None);
 
         let weights = read("model.safetensors")?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
@@ -104,37 +107,50 @@ impl LocalEmbedder {
     /// One vector per text and the tokens each text counted after truncation (what a call costs; the
     /// OpenAI-compatible endpoint reports it), from the same tokenisation.
     pub fn embed_counted(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), EmbedError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Inference(format!("tokenizer: {e}")))?;
+        let tokens: Vec<usize> = encodings.iter().map(|e| e.len()).collect();
+        // Batches of texts of about the same token count, so that little of a batch is padding (sorting by
+        // characters, as sentence-transformers does, leaves a third of the tokens padding on man-page sentences).
         let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
+        order.sort_by_key(|&i| tokens[i]);
         let mut vectors = vec![Vec::new(); texts.len()];
-        let mut tokens = vec![0; texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let (v, t) = self.embed_batch(&batch)?;
-            for ((&i, v), t) in chunk.iter().zip(v).zip(t) {
+        // Batches run in parallel on rayon's pool (`RAYON_NUM_THREADS`): a batch's element-wise work and small
+        // attention products do not spread over cores, whole batches do.
+        use rayon::prelude::*;
+        let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
+        let done: Vec<_> = chunks
+            .par_iter()
+            .map(|chunk| {
+                let batch: Vec<&[u32]> = chunk.iter().map(|&i| encodings[i].get_ids()).collect();
+                self.embed_batch(&batch)
+            })
+            .collect();
+        for (chunk, out) in chunks.iter().zip(done) {
+            for (&i, v) in chunk.iter().zip(out?) {
                 vectors[i] = v;
-                tokens[i] = t;
             }
         }
         Ok((vectors, tokens))
     }
 
-    fn embed_batch(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), EmbedError> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Inference(format!("tokenizer: {e}")))?;
-        let len = encodings.first().map_or(0, |e| e.len());
-        let tokens = encodings.iter().map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count()).collect();
-        let mut ids = Vec::with_capacity(texts.len() * len);
-        let mut mask = Vec::with_capacity(texts.len() * len);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            mask.extend(e.get_attention_mask().iter().map(|&m| m as f32));
+    /// Token ids of one batch (each with its special tokens, truncated) → one vector each: padded to the
+    /// longest, encoded, mean-pooled over the real tokens, normalised.
+    fn embed_batch(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0).max(1);
+        let mut ids = Vec::with_capacity(batch.len() * len);
+        let mut mask = Vec::with_capacity(batch.len() * len);
+        for t in batch {
+            ids.extend_from_slice(t);
+            ids.extend(std::iter::repeat_n(PAD_ID, len - t.len()));
+            mask.extend(std::iter::repeat_n(1.0f32, t.len()));
+            mask.extend(std::iter::repeat_n(0.0f32, len - t.len()));
         }
         let device = Device::Cpu;
-        let ids = Tensor::from_vec(ids, (texts.len(), len), &device)?;
-        let mask = Tensor::from_vec(mask, (texts.len(), len), &device)?;
+        let ids = Tensor::from_vec(ids, (batch.len(), len), &device)?;
+        let mask = Tensor::from_vec(mask, (batch.len(), len), &device)?;
         let hidden = self.model.forward(&ids, &mask)?;
         // mean over the real tokens (padding masked out), as sentence-transformers' Pooling
         let summed = hidden.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
@@ -145,7 +161,7 @@ impl LocalEmbedder {
             let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
             pooled = pooled.broadcast_div(&norms)?;
         }
-        Ok((pooled.to_vec2::<f32>()?, tokens))
+        Ok(pooled.to_vec2::<f32>()?)
     }
 }
 

@@ -254,7 +254,7 @@ impl StoreService for StoreGrpc {
         let r = req.into_inner();
         let ids = (!r.ids.is_empty() || r.filter_json.trim().is_empty()).then_some(r.ids);
         let selector = Selector::from_request(ids, json_field(&r.filter_json, "filter_json")?)?;
-        let deleted = self.gateway.delete_points(&r.store, selector).await?;
+        let deleted = self.gateway.delete_points(&r.store, selector, |_, _| true).await?;
         Ok(Response::new(pb::DeletePointsResponse { deleted }))
     }
 
@@ -299,7 +299,7 @@ impl StoreService for StoreGrpc {
             Some(_) => return Err(GatewayError::InvalidArgument("set_json must be a JSON object".into()).into()),
         };
         let update = MetadataUpdate { set, unset: r.unset };
-        let updated = self.gateway.update_metadata(&r.store, selector, &update).await?;
+        let updated = self.gateway.update_metadata(&r.store, selector, &update, |_, _| true).await?;
         Ok(Response::new(pb::UpdateMetadataPointsResponse { updated }))
     }
 

@@ -110,12 +110,18 @@ impl McpServer {
             "update_metadata" => {
                 let a: UpdateMetadataArgs = parse(name, args)?;
                 let (selector, update) = a.update.into_parts()?;
-                let updated = gw.update_metadata(&a.store, selector, &update).await?;
+                let progress = ProgressReporter::new(context);
+                let updated =
+                    gw.update_metadata(&a.store, selector, &update, |done, total| progress.tick(done, total)).await?;
+                progress.finish().await;
                 to_json(&MetadataUpdated { store: a.store, updated })
             }
             "delete_points" => {
                 let a: DeletePointsArgs = parse(name, args)?;
-                let deleted = gw.delete_points(&a.store, a.which.selector()?).await?;
+                let progress = ProgressReporter::new(context);
+                let deleted =
+                    gw.delete_points(&a.store, a.which.selector()?, |done, total| progress.tick(done, total)).await?;
+                progress.finish().await;
                 to_json(&PointsDeleted { store: a.store, deleted })
             }
             "count" => {
@@ -220,9 +226,9 @@ impl ProgressReporter {
                 let mut p = ProgressNotificationParam::new(token.clone(), done as f64);
                 if total > 0 {
                     p.total = Some(total as f64);
-                    p.message = Some(format!("{done} of {total} vectors"));
+                    p.message = Some(format!("{done} of {total} points"));
                 } else {
-                    p.message = Some(format!("{done} vectors"));
+                    p.message = Some(format!("{done} points"));
                 }
                 if peer.notify_progress(p).await.is_err() {
                     break;

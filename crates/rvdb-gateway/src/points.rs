@@ -225,16 +225,28 @@ impl Gateway {
         Ok(ScrollPage { points, next_cursor })
     }
 
-    /// Deletes the selected points; returns how many existed.
-    pub async fn delete_points(&self, store: &str, selector: Selector) -> Result<u64> {
+    /// Deletes the selected points; returns how many existed. `progress(done, total)` is told after each request
+    /// of ids (a filter may select millions); returning false stops (cancelled) after the ids sent so far.
+    pub async fn delete_points(
+        &self,
+        store: &str,
+        selector: Selector,
+        mut progress: impl FnMut(u64, u64) -> bool,
+    ) -> Result<u64> {
         match selector {
             Selector::Ids(ids) => self.delete(store, ids).await,
             Selector::Filter(filter) => {
                 let route = self.resolve(store).await?;
-                let mut deleted = 0;
-                for (shard, ids) in self.matching_ids(&route, &filter).await? {
+                let by_shard = self.matching_ids(&route, &filter).await?;
+                let total: u64 = by_shard.values().map(|ids| ids.len() as u64).sum();
+                let (mut deleted, mut done) = (0, 0);
+                for (shard, ids) in by_shard {
                     for chunk in ids.chunks(IDS_PER_REQUEST) {
                         deleted += self.delete_in_shard(&route, shard, chunk.to_vec()).await?;
+                        done += chunk.len() as u64;
+                        if !progress(done, total) {
+                            return Err(GatewayError::Cancelled);
+                        }
                     }
                 }
                 Ok(deleted)
@@ -243,8 +255,14 @@ impl Gateway {
     }
 
     /// Sets and removes metadata keys on the selected points (vectors kept); returns how many points were
-    /// updated (ids that hold no point are not counted).
-    pub async fn update_metadata(&self, store: &str, selector: Selector, update: &MetadataUpdate) -> Result<u64> {
+    /// updated (ids that hold no point are not counted). `progress` as in [`Gateway::delete_points`].
+    pub async fn update_metadata(
+        &self,
+        store: &str,
+        selector: Selector,
+        update: &MetadataUpdate,
+        mut progress: impl FnMut(u64, u64) -> bool,
+    ) -> Result<u64> {
         let route = self.resolve(store).await?;
         update.check()?;
         let by_shard: BTreeMap<u32, Vec<String>> = match selector {
@@ -259,7 +277,8 @@ impl Gateway {
             Selector::Filter(filter) => self.matching_ids(&route, &filter).await?,
         };
         let set_json = Value::Object(update.set.clone()).to_string();
-        let mut updated = 0;
+        let total: u64 = by_shard.values().map(|ids| ids.len() as u64).sum();
+        let (mut updated, mut done) = (0, 0);
         for (shard, ids) in by_shard {
             for chunk in ids.chunks(IDS_PER_REQUEST) {
                 let (store, set_json, unset) = (store.to_string(), set_json.clone(), update.unset.clone());
@@ -282,6 +301,10 @@ impl Gateway {
                         }
                     })
                     .await?;
+                done += chunk.len() as u64;
+                if !progress(done, total) {
+                    return Err(GatewayError::Cancelled);
+                }
             }
         }
         Ok(updated)

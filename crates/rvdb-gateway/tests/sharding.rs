@@ -239,8 +239,8 @@ async fn count_scroll_update_and_delete_by_filter_are_exact_on_every_replica() {
     set.insert("status".into(), json!("done"));
     let update = MetadataUpdate { set, unset: vec!["tag".into()] };
     let ids = Selector::Ids(vec!["p0001".into(), "p0002".into(), "nope".into()]);
-    assert_eq!(late.update_metadata("mem", ids, &update).await.unwrap(), 2);
-    assert_eq!(gw.update_metadata("mem", Selector::Filter(group(5)), &update).await.unwrap(), 100);
+    assert_eq!(late.update_metadata("mem", ids, &update, |_, _| true).await.unwrap(), 2);
+    assert_eq!(gw.update_metadata("mem", Selector::Filter(group(5)), &update, |_, _| true).await.unwrap(), 100);
     let done = json!({"must": [{"key": "status", "match": {"value": "done"}}]});
     assert_eq!(gw.count("mem", Some(&done)).await.unwrap(), 102);
     let got = gw.get("mem", vec!["p0015".into(), "p0001".into()], true).await.unwrap();
@@ -250,8 +250,17 @@ async fn count_scroll_update_and_delete_by_filter_are_exact_on_every_replica() {
     assert!(got[0].version > before.version);
 
     // delete by filter: exactly the matching points, and searches no longer see them
-    assert_eq!(gw.delete_points("mem", Selector::Filter(group(7))).await.unwrap(), 100);
-    assert_eq!(gw.delete_points("mem", Selector::Filter(group(7))).await.unwrap(), 0);
+    let mut ticks = Vec::new();
+    let deleted = gw
+        .delete_points("mem", Selector::Filter(group(7)), |done, total| {
+            ticks.push((done, total));
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(deleted, 100);
+    assert!(ticks.len() >= 2 && ticks.last() == Some(&(100, 100)), "progress per request: {ticks:?}");
+    assert_eq!(gw.delete_points("mem", Selector::Filter(group(7)), |_, _| true).await.unwrap(), 0);
     assert_eq!(gw.count("mem", None).await.unwrap(), n as u64 - 100);
     let q = vectors[17].clone();
     let hits = gw.search("mem", q.clone(), &SearchParams { k: 50, ..Default::default() }).await.unwrap();

@@ -271,7 +271,7 @@ pub(super) async fn delete_points(
     Param(StorePath { store }): Param<StorePath>,
     Body(req): Body<DeletePoints>,
 ) -> ApiResult<Json<PointsDeleted>> {
-    let deleted = api.gateway.delete_points(&store, req.selector()?).await?;
+    let deleted = api.gateway.delete_points(&store, req.selector()?, |_, _| true).await?;
     Ok(Json(PointsDeleted { store, deleted }))
 }
 
@@ -291,7 +291,7 @@ pub(super) async fn update_metadata(
     Body(req): Body<UpdateMetadata>,
 ) -> ApiResult<Json<MetadataUpdated>> {
     let (selector, update) = req.into_parts()?;
-    let updated = api.gateway.update_metadata(&store, selector, &update).await?;
+    let updated = api.gateway.update_metadata(&store, selector, &update, |_, _| true).await?;
     Ok(Json(MetadataUpdated { store, updated }))
 }
 

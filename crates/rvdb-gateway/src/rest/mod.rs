@@ -4,8 +4,9 @@
 //! MCP tools make, so both surfaces behave alike) and shape the answer. Resources are stores
 //! (`/v1/stores/{store}`), their points (`…/points`, batch upsert with `PUT`) and backups (`/v1/backups/{backup}`);
 //! actions that are neither a create nor a read are `POST`s on a verb (`…/sync`, `…/restore`, `…/export`,
-//! `…/import`). Reads that need a body (search, get many points) are `POST`s on paths ending in `/search` or
-//! `/points/get`, so an access policy can tell reads from writes by method and path alone (and `POST
+//! `…/import`). Reads that need a body (search, get many points, count, scroll) are `POST`s on paths ending in
+//! `/search`, `/points/get`, `/points/count` or `/points/scroll`, so an access policy can tell reads from writes by
+//! method and path alone (and `POST
 //! /v1/embeddings`, OpenAI's path, which stores nothing); which routes only read is the operation table's to say
 //! ([`crate::ops`]), for REST as for MCP and gRPC.
 //!
