@@ -55,7 +55,8 @@ def run_rvdb(a, texts, queries):
             for j, (i, q) in enumerate(queries):
                 t = time.perf_counter()
                 if surface == "mcp":
-                    body = json.loads(mcp(conn, 100_000 + j, "search_text", {"store": "t", "query": q, "k": 3, "with_text": False}))
+                    raw = mcp(conn, 100_000 + j, "search_text", {"store": "t", "query": q, "k": 3, "with_text": False})
+                    body = json.loads(raw[raw.index(b"{"):])  # one SSE `data:` event, or plain JSON
                     found = body["result"]["structuredContent"]["results"]
                 else:
                     found = json.loads(conn.call("POST", "/v1/stores/t/texts/search", {"query": q, "k": 3, "with_text": False}))["results"]
@@ -77,7 +78,7 @@ def run_chroma(a, texts, queries):
     data = tempfile.mkdtemp(prefix="chroma-text-serve-")
     try:
         client = chromadb.PersistentClient(path=data)
-        col = client.create_collection("t", embedding_function=ef, metadata={"hnsw:space": "cosine"})
+        col = client.create_collection("texts", embedding_function=ef, metadata={"hnsw:space": "cosine"})
         t = time.perf_counter()
         for s in range(0, len(texts), a.batch):
             chunk = texts[s:s + a.batch]

@@ -40,6 +40,19 @@ struct Packed {
     bias: Vec<f32>,
 }
 
+/// `out`'s pointer, shared by the threads that write disjoint columns of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: used only to write disjoint parts of one buffer from threads that all end before it is read.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Whether this CPU runs the AVX-512 kernel.
 pub fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -121,11 +134,27 @@ impl CustomOp1 for Packed {
 impl Packed {
     /// `out[m × n] = x[m × k] · Wᵀ + b`.
     fn multiply(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        assert!(x.len() >= m * self.k && out.len() >= m * self.n, "dense: buffers too small");
         #[cfg(target_arch = "x86_64")]
         if avx512() {
-            // SAFETY: the CPU has AVX-512F (checked just above); slices are in bounds by construction (see
-            // `block`).
-            unsafe { self.multiply_avx512(x, m, out) };
+            let panels = self.n.div_ceil(NR);
+            let threads = rayon::current_num_threads().min(panels);
+            let ptr = OutPtr(out.as_mut_ptr());
+            if m <= MC && threads > 1 {
+                // Few rows (a query, a short batch): the product is bound by reading the weights, so the panels
+                // are split over the threads (each writes its own columns of `out`).
+                use rayon::prelude::*;
+                let per = panels.div_ceil(threads);
+                (0..threads).into_par_iter().for_each(|t| {
+                    let range = t * per..((t + 1) * per).min(panels);
+                    // SAFETY: AVX-512F is present (checked above); the buffers hold m rows (asserted above), and
+                    // the threads write disjoint column ranges (their panels) of `out`.
+                    unsafe { self.multiply_avx512(x, m, ptr.get(), range) };
+                });
+            } else {
+                // SAFETY: as above, on one thread.
+                unsafe { self.multiply_avx512(x, m, ptr.get(), 0..panels) };
+            }
             return;
         }
         self.multiply_portable(x, m, out);
@@ -147,12 +176,11 @@ impl Packed {
         }
     }
 
+    /// The product for the output columns of `panels` (`out`: `m × n`, written only in those columns).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn multiply_avx512(&self, x: &[f32], m: usize, out: &mut [f32]) {
+    unsafe fn multiply_avx512(&self, x: &[f32], m: usize, out: *mut f32, panels: std::ops::Range<usize>) {
         let (k, n) = (self.k, self.n);
-        let panels_n = n.div_ceil(NR);
-        // Rows whose last panel is partial are written through a row of scratch.
         let mut k0 = 0;
         while k0 < k {
             let kc = KC.min(k - k0);
@@ -160,7 +188,7 @@ impl Packed {
             let mut m0 = 0;
             while m0 < m {
                 let mc = MC.min(m - m0);
-                for p in 0..panels_n {
+                for p in panels.clone() {
                     let panel = &self.panels[(p * k + k0) * NR..(p * k + k0 + kc) * NR];
                     let bias = &self.bias[p * NR..(p + 1) * NR];
                     let cols = NR.min(n - p * NR);
@@ -194,7 +222,7 @@ unsafe fn strip(
     panel: &[f32],
     bias: &[f32],
     first: bool,
-    out: &mut [f32],
+    out: *mut f32,
     n: usize,
     col: usize,
     cols: usize,
@@ -212,7 +240,7 @@ unsafe fn strip(
             }
         } else {
             for (i, a) in acc.iter_mut().enumerate().take(rows) {
-                let row = out.as_ptr().add((r + i) * n + col);
+                let row = out.add((r + i) * n + col).cast_const();
                 *a = if cols == NR {
                     [_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16))]
                 } else {
@@ -247,7 +275,7 @@ unsafe fn strip(
             }
         }
         for (i, a) in acc.iter().enumerate().take(rows) {
-            let row = out.as_mut_ptr().add((r + i) * n + col);
+            let row = out.add((r + i) * n + col);
             if cols == NR {
                 _mm512_storeu_ps(row, a[0]);
                 _mm512_storeu_ps(row.add(16), a[1]);

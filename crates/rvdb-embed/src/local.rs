@@ -15,8 +15,13 @@ use tokenizers::{Tokenizer, TruncationParams};
 use crate::bert::{BertConfig, BertModel};
 use crate::{EmbedError, Embedder, ModelInfo};
 
-/// Texts per forward pass.
+/// Most texts per forward pass.
 const BATCH: usize = 32;
+/// Token rows a batch should have before padding may cut it short: below that, the weights (90 MB for
+/// all-MiniLM-L6-v2) are read for too little work.
+const MIN_BATCH_TOKENS: usize = 256;
+/// Padding a batch may carry, as a share of its real tokens, once it has `MIN_BATCH_TOKENS` rows.
+const MAX_PADDING: f64 = 0.25;
 /// The id padding positions get (BERT's `[PAD]`); they are masked out of attention and pooling, so it never shows.
 const PAD_ID: u32 = 0;
 
@@ -120,7 +125,7 @@ impl LocalEmbedder {
         // Batches run in parallel on rayon's pool (`RAYON_NUM_THREADS`): a batch's element-wise work and small
         // attention products do not spread over cores, whole batches do.
         use rayon::prelude::*;
-        let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
+        let chunks = batches(&order, &tokens);
         let done: Vec<_> = chunks
             .par_iter()
             .map(|chunk| {
@@ -165,6 +170,30 @@ impl LocalEmbedder {
     }
 }
 
+/// Splits texts sorted by token count into batches: at most [`BATCH`] texts, and a new batch as soon as the next
+/// text would make this one more than [`MAX_PADDING`] padding (once it has [`MIN_BATCH_TOKENS`] rows). A few
+/// texts of very different lengths so become several small batches (which run in parallel) instead of one padded
+/// to the longest; many texts become full batches of nearly equal lengths.
+fn batches<'a>(order: &'a [usize], tokens: &[usize]) -> Vec<&'a [usize]> {
+    let mut out = Vec::new();
+    let (mut start, mut real) = (0, 0usize);
+    for (n, &i) in order.iter().enumerate() {
+        let (count, len) = (n - start, tokens[i]);
+        let padded = len * (count + 1);
+        let wasteful = padded as f64 > (1.0 + MAX_PADDING) * (real + len) as f64;
+        let rows = if count > 0 { tokens[order[n - 1]] * count } else { 0 };
+        if count > 0 && (count >= BATCH || (wasteful && rows >= MIN_BATCH_TOKENS)) {
+            out.push(&order[start..n]);
+            (start, real) = (n, 0);
+        }
+        real += len;
+    }
+    if start < order.len() {
+        out.push(&order[start..]);
+    }
+    out
+}
+
 impl Embedder for LocalEmbedder {
     fn info(&self) -> &ModelInfo {
         &self.info
@@ -172,5 +201,31 @@ impl Embedder for LocalEmbedder {
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         Ok(self.embed_counted(texts)?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_full_or_little_padded() {
+        // many texts of about the same length: full batches
+        let tokens: Vec<usize> = (0..100).map(|i| 20 + i / 50).collect();
+        let order: Vec<usize> = (0..100).collect();
+        let b = batches(&order, &tokens);
+        assert_eq!(b.iter().map(|b| b.len()).collect::<Vec<_>>(), [32, 32, 32, 4]);
+        // a few texts of very different lengths: cut where padding would pass a quarter
+        let tokens = [5, 6, 8, 10, 12, 15, 20, 30, 40, 60, 80, 120, 200, 256];
+        let order: Vec<usize> = (0..tokens.len()).collect();
+        let b = batches(&order, &tokens);
+        assert_eq!(b.concat(), order, "every text once, in order");
+        let padded = |b: &[&[usize]]| -> usize {
+            b.iter().map(|b| b.len() * b.iter().map(|&i| tokens[i]).max().unwrap_or(0)).sum()
+        };
+        let real: usize = tokens.iter().sum();
+        assert!(b.len() > 1 && b.iter().all(|b| b.len() <= BATCH));
+        assert!(padded(&b) * 4 < padded(&[&order]) * 3, "{b:?}: {} rows for {real} tokens", padded(&b));
+        assert!(batches(&[], &[]).is_empty());
     }
 }
