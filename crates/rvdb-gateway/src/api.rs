@@ -97,11 +97,16 @@ macro_rules! openapi_schema {
 /// error kept (`k: invalid value: integer `-1`, expected u32`). serde's own `flatten` would lose that path and
 /// the inner message's list of expected fields; the schema is still the derived (flattened) one.
 macro_rules! flattened_request {
-    ($name:ident { $($field:ident: $fty:ty),* } + $inner:ident: $ity:ty) => {
+    ($name:ident { $($field:ident: $fty:ty $(= $default:path)?),* } + $inner:ident: $ity:ty) => {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let mut map = Map::<String, Value>::deserialize(d)?;
-                $( let $field: $fty = take_field(&mut map, stringify!($field)).map_err(serde::de::Error::custom)?; )*
+                $(
+                    let $field: $fty = match map.contains_key(stringify!($field)) {
+                        $( false => $default(), )?
+                        _ => take_field(&mut map, stringify!($field)).map_err(serde::de::Error::custom)?,
+                    };
+                )*
                 let $inner: $ity = read_rest(map).map_err(serde::de::Error::custom)?;
                 Ok($name { $($field,)* $inner })
             }
@@ -110,10 +115,17 @@ macro_rules! flattened_request {
 }
 
 /// Field `name` of a request object, removed from it; a missing one is read from `null` (so an `Option` is
-/// `None`) and named when that fails.
+/// `None`) and named when that fails. An error inside the value keeps its path (`vector[2]: invalid type: …`).
 fn take_field<T: serde::de::DeserializeOwned>(map: &mut Map<String, Value>, name: &str) -> Result<T, String> {
     match map.remove(name) {
-        Some(value) => serde_json::from_value(value).map_err(|e| format!("{name}: {e}")),
+        Some(value) => serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." => format!("{name}: {}", e.inner()),
+                p if p.starts_with('[') => format!("{name}{p}: {}", e.inner()),
+                p => format!("{name}.{p}: {}", e.inner()),
+            }
+        }),
         None => serde_json::from_value(Value::Null).map_err(|_| format!("missing field `{name}`")),
     }
 }
@@ -730,15 +742,11 @@ pub struct ScrollPage {
     pub next_cursor: Option<String>,
 }
 
-/// A k-nearest-neighbour query (REST `POST …/search`).
+/// What every k-NN query takes besides what it looks for (a vector, or a text): one definition for
+/// `search_vectors` and `search_text`, on MCP and REST alike.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(example = serde_json::json!({"vector": [0.1, 0.2, 0.3, 0.4], "k": 3,
-    "filter": {"must": [{"key": "lang", "match": {"value": "en"}}]}}))]
-pub struct SearchRequest {
-    /// The query vector: the store's dimension of finite numbers.
-    #[schemars(length(min = 1, max = MAX_DIMENSION))]
-    pub vector: Vec<f32>,
+pub struct SearchOptions {
     /// How many results to return.
     #[serde(default = "crate::gateway::default_k")]
     #[schemars(range(min = 1, max = MAX_K))]
@@ -758,7 +766,7 @@ pub struct SearchRequest {
     #[serde(default)]
     pub exact: bool,
     /// Only results at most this distance from the query (lower is closer, as `distance` in the results; cosine:
-    /// 0.3 keeps similarity ≥ 0.7). Fewer than k results may come back.
+    /// 0.3 keeps similarity ≥ 0.7). Fewer than k results may come back: none when nothing stored is that close.
     #[serde(default)]
     pub score_threshold: Option<f32>,
     /// Also return each result's vector.
@@ -769,10 +777,10 @@ pub struct SearchRequest {
     pub with_metadata: bool,
 }
 
-impl SearchRequest {
-    /// The query vector and the domain's search parameters.
-    pub fn into_parts(self) -> (Vec<f32>, SearchParams) {
-        let params = SearchParams {
+impl SearchOptions {
+    /// The domain's search parameters.
+    pub fn into_params(self) -> SearchParams {
+        SearchParams {
             k: self.k,
             with_vector: self.with_vector,
             with_metadata: self.with_metadata,
@@ -780,8 +788,29 @@ impl SearchRequest {
             ef: self.ef,
             exact: self.exact,
             score_threshold: self.score_threshold,
-        };
-        (self.vector, params)
+        }
+    }
+}
+
+/// A k-nearest-neighbour query (REST `POST …/search`).
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"vector": [0.1, 0.2, 0.3, 0.4], "k": 3,
+    "filter": {"must": [{"key": "lang", "match": {"value": "en"}}]}}))]
+pub struct SearchRequest {
+    /// The query vector: the store's dimension of finite numbers.
+    #[schemars(length(min = 1, max = MAX_DIMENSION))]
+    pub vector: Vec<f32>,
+    #[serde(flatten)]
+    pub options: SearchOptions,
+}
+
+flattened_request!(SearchRequest { vector: Vec<f32> } + options: SearchOptions);
+
+impl SearchRequest {
+    /// The query vector and the domain's search parameters.
+    pub fn into_parts(self) -> (Vec<f32>, SearchParams) {
+        (self.vector, self.options.into_params())
     }
 }
 
@@ -1003,56 +1032,26 @@ pub struct TextsInserted {
 }
 
 /// A search by meaning (REST `POST …/texts/search`).
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(example = serde_json::json!({"query": "why did the deploy fail?", "k": 3}))]
 pub struct SearchTextRequest {
     /// What to look for, in words; embedded by the store's model.
     #[schemars(length(min = 1, max = crate::text::MAX_TEXT_BYTES))]
     pub query: String,
-    /// How many results to return.
-    #[serde(default = "crate::gateway::default_k")]
-    #[schemars(range(min = 1, max = MAX_K))]
-    pub k: u32,
-    /// Only documents whose metadata matches (the same filter as search_vectors).
-    #[serde(default)]
-    #[schemars(with = "Option<Map<String, Value>>")]
-    pub filter: Option<Value>,
-    /// HNSW stores: beam width for this search.
-    #[serde(default)]
-    #[schemars(range(min = 1, max = MAX_EF))]
-    pub ef: Option<u32>,
-    /// Exact search even on an HNSW store.
-    #[serde(default)]
-    pub exact: bool,
-    /// Only results at most this distance from the query (cosine: 1 - similarity, so 0.5 keeps similarity ≥
-    /// 0.5). Fewer than k results may come back: none when nothing stored is that close.
-    #[serde(default)]
-    pub score_threshold: Option<f32>,
     /// Return each result's text.
     #[serde(default = "yes")]
     pub with_text: bool,
-    /// Return each result's metadata.
-    #[serde(default = "yes")]
-    pub with_metadata: bool,
-    /// Also return each result's vector.
-    #[serde(default)]
-    pub with_vector: bool,
+    #[serde(flatten)]
+    pub options: SearchOptions,
 }
+
+flattened_request!(SearchTextRequest { query: String, with_text: bool = yes } + options: SearchOptions);
 
 impl SearchTextRequest {
     /// The query text, the domain's search parameters and `with_text`.
     pub fn into_parts(self) -> (String, SearchParams, bool) {
-        let params = SearchParams {
-            k: self.k,
-            with_vector: self.with_vector,
-            with_metadata: self.with_metadata,
-            filter: self.filter,
-            ef: self.ef,
-            exact: self.exact,
-            score_threshold: self.score_threshold,
-        };
-        (self.query, params, self.with_text)
+        (self.query, self.options.into_params(), self.with_text)
     }
 }
 
@@ -1258,6 +1257,7 @@ pub(crate) fn every_schema() -> Vec<(&'static str, Map<String, Value>)> {
         ("ScrollPage", output_schema::<ScrollPage>()),
         ("IdArgs", input_schema::<IdArgs>()),
         ("SearchRequest", input_schema::<SearchRequest>()),
+        ("SearchOptions", input_schema::<SearchOptions>()),
         ("SearchVectorsArgs", input_schema::<SearchVectorsArgs>()),
         ("CreateBackup", input_schema::<CreateBackup>()),
         ("BackupArgs", input_schema::<BackupArgs>()),
@@ -1342,7 +1342,7 @@ mod tests {
     fn requests_refuse_unknown_and_missing_fields() {
         let ok: Result<SearchVectorsArgs, _> =
             serde_json::from_value(serde_json::json!({"store": "s", "vector": [1.0]}));
-        assert!(ok.is_ok_and(|a| a.query.k == 10 && a.query.with_metadata));
+        assert!(ok.is_ok_and(|a| a.query.options.k == 10 && a.query.options.with_metadata));
         let unknown =
             serde_json::from_value::<SearchVectorsArgs>(serde_json::json!({"store": "s", "vector": [1.0], "kk": 1}));
         assert!(unknown.is_err_and(|e| e.to_string().contains("unknown field `kk`")));
@@ -1375,6 +1375,32 @@ mod tests {
         let required: Vec<&str> =
             schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         assert_eq!(required, ["store"]);
+    }
+
+    /// One set of search options for vectors and texts: defaults, unknown fields and error paths survive the
+    /// two levels of flattening (`{store, ...{query, with_text, ...SearchOptions}}`).
+    #[test]
+    fn search_options_are_shared_and_errors_keep_their_paths() {
+        let text: Result<SearchTextArgs, _> = serde_json::from_value(serde_json::json!({"store": "s", "query": "q"}));
+        assert!(text.is_ok_and(|a| a.query.with_text && a.query.options.k == 10 && a.query.options.with_metadata));
+        let off: Result<SearchTextArgs, _> =
+            serde_json::from_value(serde_json::json!({"store": "s", "query": "q", "with_text": false, "k": 3}));
+        assert!(off.is_ok_and(|a| !a.query.with_text && a.query.options.k == 3));
+        let bad_k = serde_json::from_value::<SearchTextArgs>(serde_json::json!({"store": "s", "query": "q", "k": -1}));
+        assert!(bad_k.is_err_and(|e| e.to_string().starts_with("k: ")));
+        let unknown =
+            serde_json::from_value::<SearchTextArgs>(serde_json::json!({"store": "s", "query": "q", "limit": 3}));
+        assert!(unknown.is_err_and(|e| e.to_string().contains("unknown field `limit`")));
+        let bad_vector =
+            serde_json::from_value::<SearchVectorsArgs>(serde_json::json!({"store": "s", "vector": [1.0, "x"]}));
+        assert!(bad_vector.is_err_and(|e| e.to_string().starts_with("vector[1]: ")));
+        let no_query = serde_json::from_value::<SearchTextArgs>(serde_json::json!({"store": "s"}));
+        assert!(no_query.is_err_and(|e| e.to_string().contains("missing field `query`")));
+        let schema = input_schema::<SearchTextArgs>();
+        for field in ["query", "with_text", "k", "filter", "score_threshold", "with_vector"] {
+            assert!(schema["properties"].get(field).is_some(), "{field}");
+        }
+        assert_eq!(schema["properties"]["with_text"]["default"], true);
     }
 
     /// MCP and REST serialise hits alike: a distance that overflowed is a number (saturated), never `null`.
