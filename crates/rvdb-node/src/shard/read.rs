@@ -1,0 +1,199 @@
+//! A shard's read path: k-NN search by the engine's plan, reads by id, counts and filtered scans, and the
+//! streams replication reads (changes since a version, the digest).
+
+use super::*;
+
+impl Shard {
+    /// Top-k by the plan the engine chooses (see `rvdb_core::engine`); vectors and metadata, when asked for, are
+    /// read from RocksDB for the hits only.
+    pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<SearchOutcome, NodeError> {
+        validate_vector(query, self.config.dimension, self.config.metric)?;
+        validate_k(opts.k)?;
+        let (result, versions) = {
+            let state = self.read_state()?;
+            let result = state.index.search(&SearchRequest {
+                query,
+                k: opts.k as usize,
+                ef: opts.ef.map(|e| e.min(rvdb_core::types::MAX_EF) as usize),
+                filter: opts.filter.as_ref(),
+                exact: opts.exact,
+            });
+            let versions: Vec<u64> = result.hits.iter().map(|h| state.current_version(&h.id).unwrap_or(0)).collect();
+            (result, versions)
+        };
+        let (scanned, plan) = (result.scanned, result.plan);
+        let hits = result.hits;
+        if !opts.with_vector && !opts.with_metadata {
+            // Ids, distances and versions all come from memory: no disk read on the plain search path.
+            let points = hits
+                .into_iter()
+                .zip(versions)
+                .map(|(h, version)| ScoredPoint {
+                    id: h.id,
+                    distance: h.distance,
+                    version,
+                    vector: None,
+                    metadata: None,
+                })
+                .collect();
+            return Ok(SearchOutcome { points, scanned, plan });
+        }
+        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        let records = self.read_records(&ids)?;
+        let mut points = Vec::with_capacity(hits.len());
+        for (hit, record) in hits.into_iter().zip(records) {
+            // A point deleted between the scan and the read is left out rather than returned half-filled.
+            let Some(Record::Live { version, vector, metadata }) = record else { continue };
+            points.push(ScoredPoint {
+                id: hit.id,
+                distance: hit.distance,
+                version,
+                vector: opts.with_vector.then_some(vector),
+                metadata: opts.with_metadata.then_some(metadata),
+            });
+        }
+        Ok(SearchOutcome { points, scanned, plan })
+    }
+
+    /// Live points by id, in request order; missing or deleted ids are left out.
+    pub fn get(&self, ids: &[String]) -> Result<Vec<PointData>, NodeError> {
+        let records = self.read_records(ids)?;
+        Ok(ids
+            .iter()
+            .zip(records)
+            .filter_map(|(id, r)| match r {
+                Some(Record::Live { version, vector, metadata }) => {
+                    Some(PointData { id: id.clone(), vector, metadata, version })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// How many live points match `filter` (all of them without one), from the in-memory index.
+    pub fn count(&self, filter: Option<&Filter>) -> Result<u64, NodeError> {
+        Ok(self.read_state()?.index.count(filter) as u64)
+    }
+
+    pub(super) fn read_records(&self, ids: &[String]) -> Result<Vec<Option<Record>>, NodeError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cf = self.cf()?;
+        let values = self.db.batched_multi_get_cf(&cf, ids.iter().map(|s| s.as_bytes()), false);
+        ids.iter()
+            .zip(values)
+            .map(|(id, v)| match v? {
+                None => Ok(None),
+                Some(bytes) => Record::decode(&bytes)
+                    .map(Some)
+                    .map_err(|m| NodeError::Corrupt { key: self.key.clone(), message: format!("point {id:?}: {m}") }),
+            })
+            .collect()
+    }
+
+    /// Visits the live points with ids after `start_after` in id order, from one consistent RocksDB view (the
+    /// iterator's implicit snapshot), until `visit` returns false.
+    pub fn scan(&self, start_after: &str, mut visit: impl FnMut(PointData) -> bool) -> Result<(), NodeError> {
+        let cf = self.cf()?;
+        let mode = if start_after.is_empty() {
+            IteratorMode::Start
+        } else {
+            IteratorMode::From(start_after.as_bytes(), Direction::Forward)
+        };
+        for item in self.db.iterator_cf(&cf, mode) {
+            let (k, v) = item?;
+            if !start_after.is_empty() && &*k == start_after.as_bytes() {
+                continue;
+            }
+            let (id, record) = self.decode_entry(k, &v)?;
+            if let Record::Live { version, vector, metadata } = record
+                && !visit(PointData { id, vector, metadata, version })
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Shard::scan`] of the points whose metadata matches `filter` (every point without one).
+    pub fn scan_matching(
+        &self,
+        start_after: &str,
+        filter: Option<&Filter>,
+        mut visit: impl FnMut(PointData) -> bool,
+    ) -> Result<(), NodeError> {
+        let Some(filter) = filter else { return self.scan(start_after, visit) };
+        let mut corrupt = None;
+        self.scan(start_after, |p| match parse_metadata(&p.metadata) {
+            Ok((doc, _)) => !filter.matches(&doc) || visit(p),
+            Err(e) => {
+                corrupt = Some(format!("point {:?}: stored metadata: {e}", p.id));
+                false
+            }
+        })?;
+        match corrupt {
+            Some(message) => Err(NodeError::Corrupt { key: self.key.clone(), message }),
+            None => Ok(()),
+        }
+    }
+
+    /// One stored key and value as `(point id, record)`; a non-UTF-8 id or an undecodable value is `Corrupt`.
+    pub(super) fn decode_entry(&self, key: Box<[u8]>, value: &[u8]) -> Result<(String, Record), NodeError> {
+        let id = String::from_utf8(key.into_vec())
+            .map_err(|_| NodeError::Corrupt { key: self.key.clone(), message: "a point id is not UTF-8".into() })?;
+        let record = Record::decode(value)
+            .map_err(|m| NodeError::Corrupt { key: self.key.clone(), message: format!("point {id:?}: {m}") })?;
+        Ok((id, record))
+    }
+
+    /// Visits every record (live points and tombstones) with a version above `since`, in id order, from one
+    /// consistent RocksDB view, until `visit` returns false.
+    ///
+    /// Design: this is a scan of the whole column family that skips old records by the version in their first 9
+    /// bytes (no decoding), not a version-ordered index. Such an index would make a catch-up O(changes) instead
+    /// of O(shard) reads on the peer, but would cost every write a second key and a read-modify-write of the old
+    /// one; a catch-up is rare and a RocksDB scan runs at millions of keys per second, so the write path stays
+    /// lean. Tombstones are kept forever for the same reason (a returning replica learns of deletes from them).
+    pub fn changes(&self, since: u64, mut visit: impl FnMut(Change) -> bool) -> Result<(), NodeError> {
+        let cf = self.cf()?;
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            // skip old records without decoding their vectors
+            if Record::version_of(&v).is_some_and(|version| version <= since) {
+                continue;
+            }
+            let (id, record) = self.decode_entry(k, &v)?;
+            let change = match record {
+                Record::Live { version, vector, metadata } => {
+                    Change::Point(PointData { id, vector, metadata, version })
+                }
+                Record::Tombstone { version } => Change::Tombstone { id, version },
+            };
+            if !visit(change) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// SHA-256 over `(len(id), id, len(record), record)` of every key in id order, from one consistent view: equal
+    /// digests mean byte-for-byte equal replicas.
+    pub fn digest(&self) -> Result<ShardDigest, NodeError> {
+        use sha2::Digest as _;
+        let cf = self.cf()?;
+        let mut hasher = sha2::Sha256::new();
+        let (mut records, mut max_version) = (0u64, 0u64);
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            hasher.update((k.len() as u32).to_le_bytes());
+            hasher.update(&k);
+            hasher.update((v.len() as u32).to_le_bytes());
+            hasher.update(&v);
+            records += 1;
+            max_version = max_version.max(Record::version_of(&v).unwrap_or(0));
+        }
+        let sha256 = rvdb_core::types::hex(&hasher.finalize());
+        Ok(ShardDigest { sha256, records, max_version })
+    }
+}
