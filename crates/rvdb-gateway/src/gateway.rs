@@ -753,12 +753,7 @@ impl Gateway {
 
     pub async fn delete(&self, store: &str, ids: Vec<String>) -> Result<u64> {
         let route = self.resolve(store).await?;
-        if ids.is_empty() {
-            return Err(GatewayError::InvalidArgument("no ids given: send at least one".into()));
-        }
-        for (i, id) in ids.iter().enumerate() {
-            validate_point_id(id).map_err(|e| GatewayError::InvalidArgument(format!("ids[{i}]: {e}")))?;
-        }
+        crate::points::check_ids(&ids)?;
         let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for id in ids {
             by_shard.entry(route.shard_of(&id)).or_default().push(id);

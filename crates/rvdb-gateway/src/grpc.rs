@@ -167,6 +167,33 @@ fn json_text(value: &serde_json::Value) -> String {
     if value.is_null() { String::new() } else { value.to_string() }
 }
 
+/// The points a request chooses: its `ids`, or (with none) its `filter_json`; both or neither is refused.
+fn selector(ids: Vec<String>, filter_json: &str) -> Result<Selector, GatewayError> {
+    let ids = (!ids.is_empty() || filter_json.trim().is_empty()).then_some(ids);
+    Selector::from_request(ids, json_field(filter_json, "filter_json")?)
+}
+
+/// The search parameters `SearchPointsRequest` and `SearchTextRequest` share, with MCP's and REST's defaults.
+fn search_params(
+    k: Option<u32>,
+    filter_json: &str,
+    ef: Option<u32>,
+    exact: bool,
+    score_threshold: Option<f32>,
+    with_vector: bool,
+    without_metadata: bool,
+) -> Result<SearchParams, GatewayError> {
+    Ok(SearchParams {
+        k: k.unwrap_or_else(default_k),
+        with_vector,
+        with_metadata: !without_metadata,
+        filter: json_field(filter_json, "filter_json")?,
+        ef,
+        exact,
+        score_threshold,
+    })
+}
+
 fn point_to_pb(p: PointOutput) -> pb::Point {
     pb::Point {
         id: p.id,
@@ -252,8 +279,7 @@ impl StoreService for StoreGrpc {
         req: Request<pb::DeletePointsRequest>,
     ) -> Result<Response<pb::DeletePointsResponse>, Status> {
         let r = req.into_inner();
-        let ids = (!r.ids.is_empty() || r.filter_json.trim().is_empty()).then_some(r.ids);
-        let selector = Selector::from_request(ids, json_field(&r.filter_json, "filter_json")?)?;
+        let selector = selector(r.ids, &r.filter_json)?;
         let deleted = self.gateway.delete_points(&r.store, selector, |_, _| true).await?;
         Ok(Response::new(pb::DeletePointsResponse { deleted }))
     }
@@ -263,15 +289,8 @@ impl StoreService for StoreGrpc {
         req: Request<pb::SearchPointsRequest>,
     ) -> Result<Response<pb::SearchPointsResponse>, Status> {
         let r = req.into_inner();
-        let params = SearchParams {
-            k: r.k.unwrap_or_else(default_k),
-            with_vector: r.with_vector,
-            with_metadata: !r.without_metadata,
-            filter: json_field(&r.filter_json, "filter_json")?,
-            ef: r.ef,
-            exact: r.exact,
-            score_threshold: r.score_threshold,
-        };
+        let params =
+            search_params(r.k, &r.filter_json, r.ef, r.exact, r.score_threshold, r.with_vector, r.without_metadata)?;
         let hits = self.gateway.search(&r.store, r.vector, &params).await?;
         let results = hits
             .into_iter()
@@ -291,8 +310,7 @@ impl StoreService for StoreGrpc {
         req: Request<pb::UpdateMetadataPointsRequest>,
     ) -> Result<Response<pb::UpdateMetadataPointsResponse>, Status> {
         let r = req.into_inner();
-        let ids = (!r.ids.is_empty() || r.filter_json.trim().is_empty()).then_some(r.ids);
-        let selector = Selector::from_request(ids, json_field(&r.filter_json, "filter_json")?)?;
+        let selector = selector(r.ids, &r.filter_json)?;
         let set = match json_field(&r.set_json, "set_json")? {
             None => serde_json::Map::new(),
             Some(serde_json::Value::Object(m)) => m,
@@ -352,15 +370,8 @@ impl StoreService for StoreGrpc {
         req: Request<pb::SearchTextRequest>,
     ) -> Result<Response<pb::SearchTextResponse>, Status> {
         let r = req.into_inner();
-        let params = SearchParams {
-            k: r.k.unwrap_or_else(default_k),
-            with_vector: r.with_vector,
-            with_metadata: !r.without_metadata,
-            filter: json_field(&r.filter_json, "filter_json")?,
-            ef: r.ef,
-            exact: r.exact,
-            score_threshold: r.score_threshold,
-        };
+        let params =
+            search_params(r.k, &r.filter_json, r.ef, r.exact, r.score_threshold, r.with_vector, r.without_metadata)?;
         let hits = self.gateway.search_text(&r.store, r.query, &params, !r.without_text).await?;
         let results = hits
             .into_iter()

@@ -112,7 +112,8 @@ pub(crate) fn filter_text(filter: Option<&Value>) -> Result<String> {
     }
 }
 
-fn check_ids(ids: &[String]) -> Result<()> {
+/// Refuses an empty or invalid id list, naming the bad entry (`ids[3]: …`).
+pub(crate) fn check_ids(ids: &[String]) -> Result<()> {
     if ids.is_empty() {
         return Err(GatewayError::InvalidArgument("no ids given: send at least one".into()));
     }

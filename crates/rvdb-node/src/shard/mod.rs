@@ -32,6 +32,12 @@ mod graph;
 mod read;
 mod write;
 
+/// A stored point's metadata document. It was checked and made canonical when it was written, so it is only
+/// parsed here (scans with a filter read every record's: no re-check, no re-serialisation).
+fn stored_metadata(text: &str) -> Result<serde_json::Value, serde_json::Error> {
+    if text.is_empty() { Ok(serde_json::Value::Object(Default::default())) } else { serde_json::from_str(text) }
+}
+
 /// Where a shard's HNSW snapshot lives inside the node's graph directory.
 pub(crate) fn graph_file(dir: &Path, key: &ShardKey) -> PathBuf {
     dir.join(format!("{}.hnsw", key.cf_name()))

@@ -125,8 +125,8 @@ impl Shard {
     ) -> Result<(), NodeError> {
         let Some(filter) = filter else { return self.scan(start_after, visit) };
         let mut corrupt = None;
-        self.scan(start_after, |p| match parse_metadata(&p.metadata) {
-            Ok((doc, _)) => !filter.matches(&doc) || visit(p),
+        self.scan(start_after, |p| match stored_metadata(&p.metadata) {
+            Ok(doc) => !filter.matches(&doc) || visit(p),
             Err(e) => {
                 corrupt = Some(format!("point {:?}: stored metadata: {e}", p.id));
                 false

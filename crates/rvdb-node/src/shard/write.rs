@@ -205,7 +205,7 @@ impl Shard {
                 if !seen.insert(id.as_str()) {
                     continue;
                 }
-                let (mut doc, _) = parse_metadata(&metadata).map_err(|e| NodeError::Corrupt {
+                let mut doc = stored_metadata(&metadata).map_err(|e| NodeError::Corrupt {
                     key: self.key.clone(),
                     message: format!("point {id:?}: stored metadata: {e}"),
                 })?;
