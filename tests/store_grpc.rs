@@ -210,7 +210,12 @@ async fn memory_and_text_operations_over_grpc_answer_as_rest() {
     .await;
     let rest_ids: Vec<&str> = by_rest["results"].as_array().unwrap().iter().filter_map(|h| h["id"].as_str()).collect();
     assert_eq!(found.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), rest_ids);
-    assert!((found[0].distance as f64 - by_rest["results"][0]["distance"].as_f64().unwrap()).abs() < 1e-6);
+    assert!(
+        (found[0].distance.expect("a dense hit has a distance") as f64
+            - by_rest["results"][0]["distance"].as_f64().unwrap())
+        .abs()
+            < 1e-6
+    );
     let cut = g
         .search_text(pb::SearchTextRequest {
             store: "t".into(),

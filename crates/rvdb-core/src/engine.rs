@@ -21,6 +21,7 @@ use crate::hnsw::HnswIndex;
 use crate::options::IndexOptions;
 use crate::payload::PayloadIndex;
 use crate::sq8::Sq8;
+use crate::text::{Analyzer, CorpusStats, KeywordHit, TextIndex, TextIndexSpec, text_of};
 use crate::{FlatIndex, IndexKind, IndexSpec, Metric, Quantization, SearchHit};
 
 /// Planner cost units, relative to one random-access distance: a blocked SIMD scan step (per point), a candidate
@@ -205,6 +206,8 @@ pub struct ShardIndex {
     spec: IndexSpec,
     flat: FlatIndex,
     payload: PayloadIndex,
+    /// The BM25 index over the points' texts (metadata key `_text`).
+    text: TextIndex,
     graph: Graph,
     generation: u64,
     /// Graph changes since the last snapshot was taken (see [`ShardIndex::mark_persisted`]).
@@ -225,11 +228,18 @@ impl ShardIndex {
             spec,
             flat: FlatIndex::with_options(dim, metric, options),
             payload: PayloadIndex::new(),
+            text: TextIndex::new(TextIndexSpec::default()),
             graph: Graph::Off,
             generation: 0,
             dirty: 0,
             last_build: None,
         }
+    }
+
+    /// The same index, its texts analysed and scored as `spec` says (the default: [`TextIndexSpec::default`]).
+    pub fn with_text_index(mut self, spec: TextIndexSpec) -> Self {
+        self.text = TextIndex::new(spec);
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -264,6 +274,7 @@ impl ShardIndex {
     /// Inserts or replaces a point (the vector must have been validated); `tag` is kept with its graph node.
     pub fn upsert(&mut self, id: &str, vector: &[f32], metadata: Value, tag: u64) {
         self.flat.upsert(id, vector);
+        self.text.set(id, text_of(&metadata));
         self.payload.set(id, metadata);
         match &mut self.graph {
             Graph::Off => {}
@@ -285,6 +296,9 @@ impl ShardIndex {
         if !self.flat.contains(id) {
             return false;
         }
+        if text_of(self.payload.get(id)) != text_of(&metadata) {
+            self.text.set(id, text_of(&metadata));
+        }
         self.payload.set(id, metadata);
         true
     }
@@ -305,6 +319,7 @@ impl ShardIndex {
             return false;
         }
         self.payload.remove(id);
+        self.text.remove(id);
         match &mut self.graph {
             Graph::Off => {}
             Graph::Building { pending, serving, .. } => {
@@ -319,6 +334,35 @@ impl ShardIndex {
             }
         }
         true
+    }
+
+    /// The analyzer of this shard's texts.
+    pub fn text_analyzer(&self) -> &Analyzer {
+        self.text.analyzer()
+    }
+
+    /// This shard's BM25 statistics for a query's distinct terms (see [`TextIndex::stats`]).
+    pub fn text_stats(&self, query: &[(String, u32)]) -> CorpusStats {
+        self.text.stats(query)
+    }
+
+    /// The `k` best documents by BM25 for `query` (distinct analysed terms with their counts) among the points
+    /// `filter` takes, best first, ties by id; `stats` are the collection's (`None`: this shard's own). A filter
+    /// with an indexed `must` condition narrows the candidates first (see [`TextIndex::search`]).
+    pub fn keyword_search(
+        &self,
+        query: &[(String, u32)],
+        stats: Option<&CorpusStats>,
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Vec<KeywordHit> {
+        match filter {
+            None => self.text.search(query, stats, k, None, &|_| true),
+            Some(f) => {
+                let cands = self.payload.candidates(f);
+                self.text.search(query, stats, k, cands.as_deref(), &|id| self.payload.matches(id, f))
+            }
+        }
     }
 
     pub fn search(&self, req: &SearchRequest<'_>) -> SearchResult {
@@ -527,7 +571,7 @@ impl ShardIndex {
             }
             Graph::Off => 0,
         };
-        self.flat.memory_bytes() + graph + self.payload.memory_bytes()
+        self.flat.memory_bytes() + graph + self.payload.memory_bytes() + self.text.memory_bytes()
     }
 
     /// Metadata of a point as held in memory (`Null` when it has none).

@@ -18,10 +18,12 @@ pub mod metric;
 pub mod options;
 pub mod payload;
 pub mod sq8;
+pub mod text;
 pub mod topk;
 pub mod types;
 
 pub use error::CoreError;
 pub use flat::{FlatIndex, SearchHit};
 pub use metric::Metric;
+pub use text::TextIndexSpec;
 pub use types::{EmbeddingSpec, HnswParams, IndexKind, IndexSpec, Quantization, StoreConfig};

@@ -120,6 +120,9 @@ pub struct StoreConfig {
     /// always embedded by the model that embedded the data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<EmbeddingSpec>,
+    /// How the store's texts are analysed and scored for keyword search (fixed at creation).
+    #[serde(default, skip_serializing_if = "crate::text::TextIndexSpec::is_default")]
+    pub text_index: crate::text::TextIndexSpec,
 }
 
 /// Providers a store's [`EmbeddingSpec`] may name.
@@ -154,6 +157,7 @@ impl StoreConfig {
             replication_factor: 1,
             write_consistency: 0,
             embedding: None,
+            text_index: Default::default(),
         }
     }
 
@@ -215,7 +219,7 @@ impl StoreConfig {
                 )));
             }
         }
-        Ok(())
+        self.text_index.validate()
     }
 }
 

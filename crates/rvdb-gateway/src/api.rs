@@ -230,6 +230,62 @@ pub struct StoreSettings {
     /// dimension is the model's.
     #[serde(default)]
     pub embedding: Option<EmbeddingChoice>,
+    /// How the store's texts (metadata key `_text`, as insert_texts stores them) are analysed and scored for
+    /// keyword (BM25) search. Default: words lowercased, no stop words, no stemming, k1 1.2, b 0.75.
+    #[serde(default)]
+    pub text_index: Option<TextIndexChoice>,
+}
+
+/// A store's text analysis and BM25 parameters (fixed at creation).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"stemmer": "english", "stop_words_language": "english"}))]
+pub struct TextIndexChoice {
+    /// A Snowball stemmer, so that `running` matches `runs`: arabic, danish, dutch, english, finnish, french,
+    /// german, greek, hungarian, italian, norwegian, portuguese, romanian, russian, spanish, swedish, tamil,
+    /// turkish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stemmer: Option<String>,
+    /// A built-in stop-word list to leave out: english.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_words_language: Option<String>,
+    /// More words to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = rvdb_core::text::MAX_STOP_WORDS))]
+    pub stop_words: Vec<String>,
+    /// BM25 term-frequency saturation (default 1.2).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub k1: Option<f32>,
+    /// BM25 length normalisation, 0 to 1 (default 0.75).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
+    pub b: Option<f32>,
+}
+
+impl From<TextIndexChoice> for rvdb_core::TextIndexSpec {
+    fn from(c: TextIndexChoice) -> Self {
+        let d = Self::default();
+        Self {
+            stemmer: c.stemmer,
+            stop_words_language: c.stop_words_language,
+            stop_words: c.stop_words,
+            k1: c.k1.unwrap_or(d.k1),
+            b: c.b.unwrap_or(d.b),
+        }
+    }
+}
+
+impl From<&rvdb_core::TextIndexSpec> for TextIndexChoice {
+    fn from(s: &rvdb_core::TextIndexSpec) -> Self {
+        Self {
+            stemmer: s.stemmer.clone(),
+            stop_words_language: s.stop_words_language.clone(),
+            stop_words: s.stop_words.clone(),
+            k1: Some(s.k1),
+            b: Some(s.b),
+        }
+    }
 }
 
 /// The model that embeds a store's texts.
@@ -276,6 +332,7 @@ impl StoreSettings {
             ef_construction: self.ef_construction,
             ef_search: self.ef_search,
             embedding: self.embedding.map(|e| (e.provider, e.model)),
+            text_index: self.text_index.map(Into::into),
         }
     }
 }
@@ -322,6 +379,8 @@ pub struct StoreSettingsOut {
     pub ef_search: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding: Option<crate::gateway::EmbeddingInfo>,
+    /// Text analysis and BM25 parameters for keyword search.
+    pub text_index: TextIndexChoice,
 }
 
 impl From<&StoreConfig> for StoreSettingsOut {
@@ -338,6 +397,7 @@ impl From<&StoreConfig> for StoreSettingsOut {
             ef_construction: c.index.hnsw.ef_construction,
             ef_search: c.index.hnsw.ef_search,
             embedding: c.embedding.as_ref().map(Into::into),
+            text_index: (&c.text_index).into(),
         }
     }
 }
@@ -1042,16 +1102,59 @@ pub struct SearchTextRequest {
     /// Return each result's text.
     #[serde(default = "yes")]
     pub with_text: bool,
+    /// dense: nearest by meaning (the store's embedding model). keyword: best by BM25 over the stored texts
+    /// (exact words: names, codes, identifiers). hybrid: both, fused. Default: dense on a store with an
+    /// embedding model, keyword on one without.
+    #[serde(default)]
+    pub mode: Option<crate::hybrid::SearchMode>,
+    /// hybrid: how the two lists are fused: rrf (Reciprocal Rank Fusion, default) or dbsf (scores normalised
+    /// by each list's mean ± 3 standard deviations, then added).
+    #[serde(default)]
+    pub fusion: Option<crate::hybrid::FusionMethod>,
+    /// hybrid, rrf: the k of 1 / (k + rank) (default 60).
+    #[serde(default)]
+    #[schemars(range(max = 100_000))]
+    pub rrf_k: Option<u32>,
+    /// hybrid: weight of the dense list (default 1).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000))]
+    pub dense_weight: Option<f32>,
+    /// hybrid: weight of the keyword list (default 1).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000))]
+    pub keyword_weight: Option<f32>,
+    /// hybrid: candidates each retrieval returns before fusion (default max(2k, 20)).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_K))]
+    pub prefetch: Option<u32>,
     #[serde(flatten)]
     pub options: SearchOptions,
 }
 
-flattened_request!(SearchTextRequest { query: String, with_text: bool = yes } + options: SearchOptions);
+flattened_request!(SearchTextRequest {
+    query: String,
+    with_text: bool = yes,
+    mode: Option<crate::hybrid::SearchMode>,
+    fusion: Option<crate::hybrid::FusionMethod>,
+    rrf_k: Option<u32>,
+    dense_weight: Option<f32>,
+    keyword_weight: Option<f32>,
+    prefetch: Option<u32>
+} + options: SearchOptions);
 
 impl SearchTextRequest {
-    /// The query text, the domain's search parameters and `with_text`.
-    pub fn into_parts(self) -> (String, SearchParams, bool) {
-        (self.query, self.options.into_params(), self.with_text)
+    /// The query text, the domain's search parameters, `with_text`, and how to retrieve.
+    pub fn into_parts(self) -> (String, SearchParams, bool, crate::hybrid::TextQuery) {
+        let d = crate::hybrid::TextQuery::default();
+        let how = crate::hybrid::TextQuery {
+            mode: self.mode,
+            fusion: self.fusion.unwrap_or(d.fusion),
+            rrf_k: self.rrf_k.unwrap_or(d.rrf_k),
+            dense_weight: self.dense_weight.unwrap_or(d.dense_weight),
+            keyword_weight: self.keyword_weight.unwrap_or(d.keyword_weight),
+            prefetch: self.prefetch,
+        };
+        (self.query, self.options.into_params(), self.with_text, how)
     }
 }
 
@@ -1072,8 +1175,17 @@ flattened_request!(SearchTextArgs { store: String } + query: SearchTextRequest);
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct TextHitOut {
     pub id: String,
-    /// Lower is closer (cosine: 1 - cosine similarity); always a finite number.
-    pub distance: f32,
+    /// From the dense retrieval: lower is closer (cosine: 1 - cosine similarity); always a finite number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<f32>,
+    /// From the keyword retrieval: the BM25 score, higher is better.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bm25: Option<f32>,
+    /// hybrid: the fused score, higher is better (results are in its order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    /// The retrievals that found this document: dense and/or keyword.
+    pub sources: Vec<crate::text::Source>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1087,7 +1199,10 @@ impl From<crate::text::TextHit> for TextHitOut {
     fn from(h: crate::text::TextHit) -> Self {
         Self {
             id: h.id,
-            distance: crate::gateway::finite(h.distance),
+            distance: h.distance.map(crate::gateway::finite),
+            bm25: h.bm25.map(crate::gateway::finite),
+            score: h.score.map(crate::gateway::finite),
+            sources: h.sources,
             text: h.text,
             metadata: h.metadata,
             vector: h.vector,
@@ -1095,7 +1210,7 @@ impl From<crate::text::TextHit> for TextHitOut {
     }
 }
 
-/// Nearest first.
+/// Best first: nearest (dense), highest BM25 (keyword) or highest fused score (hybrid).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct TextResults {
     pub store: String,

@@ -208,6 +208,8 @@ pub struct CreateStore {
     pub ef_search: Option<u32>,
     /// Provider and model that embed the store's texts (`None`: the store takes vectors only).
     pub embedding: Option<(String, String)>,
+    /// How texts are analysed and scored for keyword search (`None`: the defaults).
+    pub text_index: Option<rvdb_core::TextIndexSpec>,
 }
 
 impl CreateStore {
@@ -242,6 +244,7 @@ impl CreateStore {
         };
         let mut config = StoreConfig::new(self.name, dimension, self.metric.unwrap_or(Metric::Cosine));
         config.embedding = embedding;
+        config.text_index = self.text_index.unwrap_or_default();
         config.shards = self.shards.unwrap_or(1);
         config.replication_factor = self.replication_factor.unwrap_or(1);
         config.write_consistency = self.write_consistency.unwrap_or(0);
@@ -297,6 +300,9 @@ pub struct StoreStats {
     /// The model that embeds the store's texts, if it takes text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding: Option<EmbeddingInfo>,
+    /// How the store's texts are analysed and scored by keyword search.
+    #[schemars(with = "crate::api::TextIndexChoice")]
+    pub text_index: rvdb_core::TextIndexSpec,
 }
 
 /// A store's embedding model as the API shows it.
@@ -899,6 +905,7 @@ impl Gateway {
             index_status: String::new(),
             quantization: c.index.quantization.as_str().to_string(),
             embedding: c.embedding.as_ref().map(Into::into),
+            text_index: c.text_index.clone(),
         };
         let mut statuses = Vec::new();
         for shard in 0..route.shards.len() as u32 {

@@ -220,6 +220,7 @@ impl StoreService for StoreGrpc {
             ef_construction: r.ef_construction,
             ef_search: r.ef_search,
             embedding: r.embedding_model.map(|m| (crate::embedding::LOCAL.to_string(), m)),
+            text_index: r.text_index.map(rvdb_proto::convert::text_index_from_pb),
         };
         let route = self.gateway.create(request).await?;
         Ok(Response::new(summary(self.gateway.stats(&route.config.name).await?)))
@@ -372,15 +373,27 @@ impl StoreService for StoreGrpc {
         let r = req.into_inner();
         let params =
             search_params(r.k, &r.filter_json, r.ef, r.exact, r.score_threshold, r.with_vector, r.without_metadata)?;
-        let hits = self.gateway.search_text(&r.store, r.query, &params, !r.without_text).await?;
+        let d = crate::hybrid::TextQuery::default();
+        let how = crate::hybrid::TextQuery {
+            mode: crate::hybrid::parse_opt(r.mode.as_deref())?,
+            fusion: crate::hybrid::parse_opt(r.fusion.as_deref())?.unwrap_or(d.fusion),
+            rrf_k: r.rrf_k.unwrap_or(d.rrf_k),
+            dense_weight: r.dense_weight.unwrap_or(d.dense_weight),
+            keyword_weight: r.keyword_weight.unwrap_or(d.keyword_weight),
+            prefetch: r.prefetch,
+        };
+        let hits = self.gateway.search_text(&r.store, r.query, &params, !r.without_text, &how).await?;
         let results = hits
             .into_iter()
             .map(|h| pb::TextHit {
                 id: h.id,
-                distance: finite(h.distance),
+                distance: h.distance.map(finite),
                 text: h.text.unwrap_or_default(),
                 metadata_json: h.metadata.as_ref().map(json_text).unwrap_or_default(),
                 vector: h.vector.unwrap_or_default(),
+                bm25: h.bm25.map(finite),
+                score: h.score.map(finite),
+                sources: h.sources.iter().map(|s| s.as_str().to_string()).collect(),
             })
             .collect();
         Ok(Response::new(pb::SearchTextResponse { results }))

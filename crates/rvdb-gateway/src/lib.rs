@@ -23,6 +23,7 @@ pub mod error;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
+pub mod hybrid;
 pub mod mcp;
 pub mod metrics;
 pub mod ops;

@@ -103,8 +103,8 @@ impl McpServer {
             }
             "search_text" => {
                 let a: SearchTextArgs = parse(name, args)?;
-                let (query, params, with_text) = a.query.into_parts();
-                let hits = gw.search_text(&a.store, query, &params, with_text).await?;
+                let (query, params, with_text, how) = a.query.into_parts();
+                let hits = gw.search_text(&a.store, query, &params, with_text, &how).await?;
                 to_json(&TextResults { store: a.store, results: hits.into_iter().map(Into::into).collect() })
             }
             "update_metadata" => {

@@ -8,11 +8,16 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::error::{GatewayError, Result};
-use crate::gateway::{Gateway, PointInput, SearchHit, SearchParams, UpsertSummary};
+use rvdb_core::types::validate_k;
+use rvdb_proto::v1 as pb;
+use tokio::task::JoinSet;
 
-/// The metadata key that holds a document's text.
-pub const TEXT_KEY: &str = "_text";
+use crate::error::{GatewayError, Result};
+use crate::gateway::{Gateway, PointInput, SearchHit, SearchParams, UpsertSummary, first_replica};
+use crate::hybrid::{SearchMode, TextQuery, fuse};
+
+/// The metadata key that holds a document's text (indexed for keyword search on the nodes).
+pub use rvdb_core::text::TEXT_KEY;
 
 /// Longest text a document may have: the model reads only its first tokens (256 for all-MiniLM-L6-v2); the rest
 /// is stored and returned.
@@ -34,11 +39,35 @@ pub fn content_id(text: &str) -> String {
     rvdb_core::types::hex(&digest[..16])
 }
 
-/// A search hit with its text taken out of the metadata.
+/// Which retrieval found a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Dense,
+    Keyword,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Dense => "dense",
+            Source::Keyword => "keyword",
+        }
+    }
+}
+
+/// A text search hit with its text taken out of the metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextHit {
     pub id: String,
-    pub distance: f32,
+    /// The dense retrieval's distance (lower is closer), when it found the hit.
+    pub distance: Option<f32>,
+    /// The keyword retrieval's BM25 score (higher is better), when it found the hit.
+    pub bm25: Option<f32>,
+    /// A hybrid search's fused score (higher is better).
+    pub score: Option<f32>,
+    /// The retrievals that found it.
+    pub sources: Vec<Source>,
     pub text: Option<String>,
     pub metadata: Option<Value>,
     pub vector: Option<Vec<f32>>,
@@ -113,15 +142,18 @@ impl Gateway {
         Ok((summary, ids))
     }
 
-    /// The documents nearest to `query`, embedded with the store's model; `with_text` returns each hit's text.
+    /// The documents that best answer `query`: nearest by the store's model (dense), best by BM25 over the stored
+    /// texts (keyword), or both fused (hybrid), as `how` says; filters apply inside every retrieval.
+    /// `with_text` returns each hit's text.
     pub async fn search_text(
         &self,
         store: &str,
         query: String,
         params: &SearchParams,
         with_text: bool,
+        how: &TextQuery,
     ) -> Result<Vec<TextHit>> {
-        let spec = self.text_model(store).await?;
+        how.validate()?;
         if query.trim().is_empty() {
             return Err(GatewayError::InvalidArgument("query is empty: send the words to search for".into()));
         }
@@ -131,30 +163,203 @@ impl Gateway {
                 query.len()
             )));
         }
-        let vector = self.embedders().embed(&spec, vec![query]).await?.pop().unwrap_or_default();
+        let route = self.resolve(store).await?;
+        let mode =
+            how.mode.unwrap_or(if route.config.embedding.is_some() { SearchMode::Dense } else { SearchMode::Keyword });
         let wanted_metadata = params.with_metadata;
-        let params = SearchParams { with_metadata: wanted_metadata || with_text, ..params.clone() };
-        let hits = self.search(store, vector, &params).await?;
-        Ok(hits.into_iter().map(|h| split_text(h, with_text, wanted_metadata)).collect())
+        let fetch = SearchParams { with_metadata: wanted_metadata || with_text, ..params.clone() };
+        match mode {
+            SearchMode::Dense => {
+                let hits = self.dense_text(store, query, &fetch).await?;
+                Ok(hits.into_iter().map(|h| split_text(from_dense(h), with_text, wanted_metadata)).collect())
+            }
+            SearchMode::Keyword => {
+                if params.score_threshold.is_some() {
+                    return Err(GatewayError::InvalidArgument(
+                        "score_threshold is a distance, for dense retrieval: mode keyword ranks by BM25 score".into(),
+                    ));
+                }
+                let hits = self.keyword_search(store, &query, &fetch).await?;
+                Ok(hits.into_iter().map(|h| split_text(from_keyword(h), with_text, wanted_metadata)).collect())
+            }
+            SearchMode::Hybrid => {
+                let prefetch = SearchParams { k: how.prefetch_for(params.k), ..fetch };
+                let keyword_params = SearchParams { score_threshold: None, ..prefetch.clone() };
+                let (dense, keyword) = tokio::try_join!(
+                    self.dense_text(store, query.clone(), &prefetch),
+                    self.keyword_search(store, &query, &keyword_params)
+                )?;
+                let fused = {
+                    let d: Vec<(&str, f32)> = dense.iter().map(|h| (h.id.as_str(), h.distance)).collect();
+                    let kw: Vec<(&str, f32)> = keyword.iter().map(|h| (h.id.as_str(), h.score)).collect();
+                    fuse(&d, &kw, how)
+                };
+                let mut dense: Vec<Option<SearchHit>> = dense.into_iter().map(Some).collect();
+                let mut keyword: Vec<Option<KeywordResult>> = keyword.into_iter().map(Some).collect();
+                Ok(fused
+                    .into_iter()
+                    .take(params.k as usize)
+                    .filter_map(|f| {
+                        let d = f.dense.and_then(|i| dense[i].take());
+                        let kw = f.keyword.and_then(|i| keyword[i].take());
+                        let mut hit = match (d, kw) {
+                            (Some(d), kw) => {
+                                let mut h = from_dense(d);
+                                if let Some(kw) = kw {
+                                    h.bm25 = Some(kw.score);
+                                    h.sources.push(Source::Keyword);
+                                }
+                                h
+                            }
+                            (None, Some(kw)) => from_keyword(kw),
+                            (None, None) => return None,
+                        };
+                        hit.score = Some(f.score as f32);
+                        Some(split_text(hit, with_text, wanted_metadata))
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The dense retrieval of a text query: the query embedded by the store's model, then a k-NN search.
+    async fn dense_text(&self, store: &str, query: String, params: &SearchParams) -> Result<Vec<SearchHit>> {
+        let spec = self.text_model(store).await?;
+        let vector = self.embedders().embed(&spec, vec![query]).await?.pop().unwrap_or_default();
+        self.search(store, vector, params).await
+    }
+
+    /// The `k` documents that score highest by BM25 for `query`, analysed by the store's analyzer, among those
+    /// the filter takes, best first, ties by id. A sharded store first gathers the collection's statistics from
+    /// one replica of every shard, so a document scores as it would in one shard.
+    pub async fn keyword_search(&self, store: &str, query: &str, params: &SearchParams) -> Result<Vec<KeywordResult>> {
+        let route = self.resolve(store).await?;
+        let k = params.k;
+        validate_k(k).map_err(|e| GatewayError::InvalidArgument(format!("k: {e}")))?;
+        let filter_json = crate::points::filter_text(params.filter.as_ref())?;
+        let query = rvdb_core::text::Analyzer::new(&route.config.text_index).query(query);
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (terms, weights): (Vec<String>, Vec<u32>) = query.into_iter().unzip();
+        let shards = route.shards.len() as u32;
+        let collection = if shards > 1 {
+            let mut tasks = JoinSet::new();
+            for shard in 0..shards {
+                let req = pb::TextStatsRequest { shard: Some(shard_id(store, shard)), terms: terms.clone() };
+                tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(
+                    self.read_replicas(&route, shard)?,
+                    move |c| {
+                        let req = req.clone();
+                        async move { c.text_stats(req).await }
+                    },
+                )));
+            }
+            let mut total = pb::TextStatsResponse { document_frequency: vec![0; terms.len()], ..Default::default() };
+            while let Some(joined) = tasks.join_next().await {
+                let s = joined.map_err(|e| GatewayError::Backend(format!("text statistics task failed: {e}")))??;
+                total.documents += s.documents;
+                total.total_length += s.total_length;
+                for (a, b) in total.document_frequency.iter_mut().zip(s.document_frequency) {
+                    *a += b;
+                }
+            }
+            Some(total)
+        } else {
+            None
+        };
+        let mut tasks = JoinSet::new();
+        for shard in 0..shards {
+            let req = pb::KeywordSearchRequest {
+                shard: Some(shard_id(store, shard)),
+                terms: terms.clone(),
+                weights: weights.clone(),
+                k,
+                filter_json: filter_json.clone(),
+                with_vector: params.with_vector,
+                with_metadata: params.with_metadata,
+                collection: collection.clone(),
+            };
+            tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(
+                self.read_replicas(&route, shard)?,
+                move |c| {
+                    let req = req.clone();
+                    async move { c.keyword_search(req).await.map(|r| r.results) }
+                },
+            )));
+        }
+        let mut all = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            all.extend(joined.map_err(|e| GatewayError::Backend(format!("keyword search task failed: {e}")))??);
+        }
+        all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        all.truncate(k as usize);
+        Ok(all
+            .into_iter()
+            .map(|h| KeywordResult {
+                id: h.id,
+                score: h.score,
+                metadata: params.with_metadata.then(|| serde_json::from_str(&h.metadata_json).unwrap_or(Value::Null)),
+                vector: params.with_vector.then_some(h.vector),
+            })
+            .collect())
     }
 }
 
-fn split_text(hit: SearchHit, with_text: bool, with_metadata: bool) -> TextHit {
-    let mut metadata = hit.metadata;
-    let text = match metadata.as_mut() {
+/// A keyword hit as the gateway returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeywordResult {
+    pub id: String,
+    /// BM25: higher is better.
+    pub score: f32,
+    pub metadata: Option<Value>,
+    pub vector: Option<Vec<f32>>,
+}
+
+fn shard_id(store: &str, shard: u32) -> pb::ShardId {
+    pb::ShardId { store: store.to_string(), shard }
+}
+
+fn from_dense(h: SearchHit) -> TextHit {
+    TextHit {
+        id: h.id,
+        distance: Some(h.distance),
+        bm25: None,
+        score: None,
+        sources: vec![Source::Dense],
+        text: None,
+        metadata: h.metadata,
+        vector: h.vector,
+    }
+}
+
+fn from_keyword(h: KeywordResult) -> TextHit {
+    TextHit {
+        id: h.id,
+        distance: None,
+        bm25: Some(h.score),
+        score: None,
+        sources: vec![Source::Keyword],
+        text: None,
+        metadata: h.metadata,
+        vector: h.vector,
+    }
+}
+
+/// `hit` with its text moved out of its metadata (kept when `with_text`), and the metadata kept when asked for.
+fn split_text(mut hit: TextHit, with_text: bool, with_metadata: bool) -> TextHit {
+    let text = match hit.metadata.as_mut() {
         Some(Value::Object(m)) => match m.remove(TEXT_KEY) {
             Some(Value::String(t)) => Some(t),
             _ => None,
         },
         _ => None,
     };
-    TextHit {
-        id: hit.id,
-        distance: hit.distance,
-        text: text.filter(|_| with_text),
-        metadata: metadata.filter(|_| with_metadata),
-        vector: hit.vector,
+    hit.text = text.filter(|_| with_text);
+    if !with_metadata {
+        hit.metadata = None;
     }
+    hit
 }
 
 #[cfg(test)]
@@ -170,12 +375,12 @@ mod tests {
 
     #[test]
     fn the_text_is_taken_out_of_the_metadata() {
-        let hit = SearchHit {
+        let hit = from_dense(SearchHit {
             id: "x".into(),
             distance: 0.5,
             metadata: Some(serde_json::json!({"_text": "hello", "lang": "en"})),
             vector: None,
-        };
+        });
         let h = split_text(hit.clone(), true, true);
         assert_eq!(h.text.as_deref(), Some("hello"));
         assert_eq!(h.metadata, Some(serde_json::json!({"lang": "en"})));

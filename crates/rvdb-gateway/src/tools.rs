@@ -62,12 +62,15 @@ fn build() -> Vec<Tool> {
         ),
         tool::<SearchTextArgs, TextResults>(
             "search_text",
-            "Search texts by meaning",
-            "Find the stored texts closest in meaning to a query written in words, in a store created with an \
-             embedding model. Results are nearest first with their text and metadata; `distance` is lower for \
-             closer texts (cosine: 1 - similarity). `filter` narrows by metadata as in search_vectors; \
-             `score_threshold` drops results farther than that distance.",
-            annotations("Search texts by meaning", false, true),
+            "Search texts by meaning, by words, or both",
+            "Find stored texts for a query written in words. mode dense (the default on a store created with an \
+             embedding model): closest in meaning, `distance` lower for closer texts (cosine: 1 - similarity). \
+             mode keyword (the default on other stores): BM25 over the texts' words, for exact names, error \
+             codes and identifiers, `bm25` higher is better. mode hybrid: both lists fused (rrf by default), \
+             `score` higher is better; `sources` says which list found each text. `filter` narrows by metadata \
+             inside every retrieval, as in search_vectors; `score_threshold` drops dense results farther than \
+             that distance.",
+            annotations("Search texts", false, true),
         ),
         tool::<UpdateMetadataArgs, MetadataUpdated>(
             "update_metadata",

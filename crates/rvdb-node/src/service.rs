@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::shard::{Change, MetadataPatch, PointData, ScoredPoint, SearchOptions};
 use crate::{Node, NodeError, ShardKey, ShardStats};
 use rvdb_core::filter::Filter;
+use rvdb_core::text::CorpusStats;
 
 /// Default cap on one decoded request (the whole upsert batch): large enough for 100k × 128-d points.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
@@ -94,6 +95,33 @@ fn point_to_pb(p: PointData, with_vector: bool, with_metadata: bool) -> pb::Poin
         vector: if with_vector { p.vector } else { Vec::new() },
         metadata_json: if with_metadata { p.metadata } else { String::new() },
         version: p.version,
+    }
+}
+
+/// Most distinct terms a keyword query may have.
+const MAX_QUERY_TERMS: usize = 1024;
+
+/// A keyword query's analysed terms with their weights (empty `weights`: 1 each), checked.
+fn query_terms(terms: Vec<String>, weights: Vec<u32>) -> Result<Vec<(String, u32)>, Status> {
+    if terms.len() > MAX_QUERY_TERMS {
+        return Err(Status::invalid_argument(format!("{} query terms: at most {MAX_QUERY_TERMS}", terms.len())));
+    }
+    if !weights.is_empty() && weights.len() != terms.len() {
+        return Err(Status::invalid_argument(format!(
+            "{} weights for {} terms: give one per term, or none",
+            weights.len(),
+            terms.len()
+        )));
+    }
+    let weights = if weights.is_empty() { vec![1; terms.len()] } else { weights };
+    Ok(terms.into_iter().zip(weights).collect())
+}
+
+fn corpus_stats_to_pb(s: CorpusStats) -> pb::TextStatsResponse {
+    pb::TextStatsResponse {
+        documents: s.documents,
+        total_length: s.total_length,
+        document_frequency: s.document_frequency,
     }
 }
 
@@ -313,6 +341,54 @@ impl StorageNode for StorageNodeService {
     }
 
     #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn text_stats(&self, req: Request<pb::TextStatsRequest>) -> Result<Response<pb::TextStatsResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let terms = query_terms(req.terms, Vec::new())?;
+        let stats = self.blocking(move |n| n.with_shard(&key, |s| s.text_stats(&terms))).await?;
+        Ok(Response::new(corpus_stats_to_pb(stats)))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard, k))]
+    async fn keyword_search(
+        &self,
+        req: Request<pb::KeywordSearchRequest>,
+    ) -> Result<Response<pb::KeywordSearchResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        tracing::Span::current().record("k", req.k);
+        let terms = query_terms(req.terms, req.weights)?;
+        let filter = parse_filter(&req.filter_json)?;
+        let collection = req.collection.map(|c| CorpusStats {
+            documents: c.documents,
+            total_length: c.total_length,
+            document_frequency: c.document_frequency,
+        });
+        let (k, wv, wm) = (req.k, req.with_vector, req.with_metadata);
+        let store = key.store.clone();
+        let hits = self
+            .blocking(move |n| {
+                n.with_shard(&key, |s| s.keyword_search(&terms, collection.as_ref(), k, filter.as_ref(), wv, wm))
+            })
+            .await?;
+        crate::metrics::search_served(&store);
+        Ok(Response::new(pb::KeywordSearchResponse {
+            results: hits
+                .into_iter()
+                .map(|h| pb::KeywordHit {
+                    id: h.id,
+                    score: h.score,
+                    vector: h.vector.unwrap_or_default(),
+                    metadata_json: h.metadata.unwrap_or_default(),
+                    version: h.version,
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store, shard))]
     async fn update_metadata(
         &self,
         req: Request<pb::UpdateMetadataRequest>,
@@ -515,6 +591,18 @@ impl StorageApi for LocalNode {
     async fn count(&self, req: pb::CountRequest) -> ApiResult<pb::CountResponse> {
         served_locally("/rvdb.v1.StorageNode/Count", async {
             Ok(StorageNode::count(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn text_stats(&self, req: pb::TextStatsRequest) -> ApiResult<pb::TextStatsResponse> {
+        served_locally("/rvdb.v1.StorageNode/TextStats", async {
+            Ok(StorageNode::text_stats(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn keyword_search(&self, req: pb::KeywordSearchRequest) -> ApiResult<pb::KeywordSearchResponse> {
+        served_locally("/rvdb.v1.StorageNode/KeywordSearch", async {
+            Ok(StorageNode::keyword_search(&self.0, Request::new(req)).await?.into_inner())
         })
         .await
     }

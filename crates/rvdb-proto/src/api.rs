@@ -43,6 +43,8 @@ pub trait StorageApi: Send + Sync + std::fmt::Debug {
     async fn search(&self, req: pb::SearchRequest) -> ApiResult<pb::SearchResponse>;
     async fn scan(&self, req: pb::ScanRequest) -> ApiResult<ApiStream<pb::ScanChunk>>;
     async fn count(&self, req: pb::CountRequest) -> ApiResult<pb::CountResponse>;
+    async fn text_stats(&self, req: pb::TextStatsRequest) -> ApiResult<pb::TextStatsResponse>;
+    async fn keyword_search(&self, req: pb::KeywordSearchRequest) -> ApiResult<pb::KeywordSearchResponse>;
     async fn update_metadata(&self, req: pb::UpdateMetadataRequest) -> ApiResult<pb::UpdateMetadataResponse>;
     async fn flush(&self, req: pb::FlushRequest) -> ApiResult<pb::FlushResponse>;
     async fn stats(&self, req: pb::StatsRequest) -> ApiResult<pb::StatsResponse>;
@@ -111,6 +113,12 @@ impl StorageApi for RemoteStorage {
     }
     async fn count(&self, req: pb::CountRequest) -> ApiResult<pb::CountResponse> {
         Ok(self.0.clone().count(req).await?.into_inner())
+    }
+    async fn text_stats(&self, req: pb::TextStatsRequest) -> ApiResult<pb::TextStatsResponse> {
+        Ok(self.0.clone().text_stats(req).await?.into_inner())
+    }
+    async fn keyword_search(&self, req: pb::KeywordSearchRequest) -> ApiResult<pb::KeywordSearchResponse> {
+        Ok(self.0.clone().keyword_search(req).await?.into_inner())
     }
     async fn update_metadata(&self, req: pb::UpdateMetadataRequest) -> ApiResult<pb::UpdateMetadataResponse> {
         Ok(self.0.clone().update_metadata(req).await?.into_inner())

@@ -61,6 +61,7 @@ pub fn config_from_pb(c: pb::StoreConfig) -> Result<StoreConfig, CoreError> {
             dimension: e.dimension,
             normalized: e.normalized,
         }),
+        text_index: c.text_index.map(text_index_from_pb).unwrap_or_default(),
     };
     config.validate()?;
     Ok(config)
@@ -95,6 +96,28 @@ pub fn config_to_pb(c: &StoreConfig) -> pb::StoreConfig {
             dimension: e.dimension,
             normalized: e.normalized,
         }),
+        text_index: (!c.text_index.is_default()).then(|| text_index_to_pb(&c.text_index)),
+    }
+}
+
+pub fn text_index_from_pb(t: pb::TextIndexSpec) -> rvdb_core::TextIndexSpec {
+    let d = rvdb_core::TextIndexSpec::default();
+    rvdb_core::TextIndexSpec {
+        stemmer: (!t.stemmer.is_empty()).then_some(t.stemmer),
+        stop_words_language: (!t.stop_words_language.is_empty()).then_some(t.stop_words_language),
+        stop_words: t.stop_words,
+        k1: t.k1.unwrap_or(d.k1),
+        b: t.b.unwrap_or(d.b),
+    }
+}
+
+pub fn text_index_to_pb(t: &rvdb_core::TextIndexSpec) -> pb::TextIndexSpec {
+    pb::TextIndexSpec {
+        stemmer: t.stemmer.clone().unwrap_or_default(),
+        stop_words_language: t.stop_words_language.clone().unwrap_or_default(),
+        stop_words: t.stop_words.clone(),
+        k1: Some(t.k1),
+        b: Some(t.b),
     }
 }
 

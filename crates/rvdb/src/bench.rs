@@ -134,6 +134,24 @@ pub enum BenchCommand {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Keyword (BM25) search in process, single thread: index build (documents/s) and query QPS, with the
+    /// analysed tokens of documents and queries and the top-k written out for peers to compare (bench/bm25_peer.py).
+    Keyword {
+        /// One document per line.
+        #[arg(long)]
+        texts: PathBuf,
+        /// One query per line.
+        #[arg(long)]
+        queries: PathBuf,
+        /// The store's text_index settings, as JSON (default: the defaults).
+        #[arg(long)]
+        text_index: Option<String>,
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        /// Directory for tokens.jsonl (documents), query_tokens.jsonl and results.jsonl.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Latency a `search_vectors` MCP call adds over a direct gRPC search to the node (median, p99).
     GatewayLatency {
         #[arg(long, default_value_t = 10_000)]
@@ -155,6 +173,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Insert { data, count, dimension, batch, dir } => insert(data, count, dimension, batch, dir).await,
         BenchCommand::GatewayLatency { count, dimension, queries, k } => {
             gateway_latency(count, dimension, queries, k).await
+        }
+        BenchCommand::Keyword { texts, queries, text_index, k, out } => {
+            tokio::task::spawn_blocking(move || keyword(texts, queries, text_index, k, out)).await?
         }
         BenchCommand::Embed { texts, model } => tokio::task::spawn_blocking(move || embed(texts, model)).await?,
         BenchCommand::Hnsw {
@@ -758,6 +779,63 @@ fn embed(texts: PathBuf, model: Option<PathBuf>) -> anyhow::Result<()> {
         serde_json::json!({"engine": format!("rvdb {} (candle)", env!("CARGO_PKG_VERSION")), "threads": threads,
                            "texts": texts.len(), "seconds": (secs * 1000.0).round() / 1000.0,
                            "texts_per_s": (texts.len() as f64 / secs * 10.0).round() / 10.0})
+    );
+    Ok(())
+}
+
+/// BM25 in process: the core's `TextIndex` as a shard holds it, built from the texts (ids `d<line>`), then every
+/// query analysed and answered one after the other on one thread.
+fn keyword(texts: PathBuf, queries: PathBuf, text_index: Option<String>, k: usize, out: PathBuf) -> anyhow::Result<()> {
+    use rvdb_core::text::{Analyzer, TextIndex, TextIndexSpec};
+    use std::io::Write;
+    let spec: TextIndexSpec = match text_index {
+        Some(j) => serde_json::from_str(&j)?,
+        None => TextIndexSpec::default(),
+    };
+    spec.validate()?;
+    let docs = std::fs::read_to_string(&texts)?;
+    let docs: Vec<&str> = docs.lines().collect();
+    let qs = std::fs::read_to_string(&queries)?;
+    let qs: Vec<&str> = qs.lines().collect();
+    std::fs::create_dir_all(&out)?;
+    let ids: Vec<String> = (0..docs.len()).map(|i| format!("d{i:06}")).collect();
+    let start = Instant::now();
+    let mut index = TextIndex::new(spec.clone());
+    for (id, t) in ids.iter().zip(&docs) {
+        index.set(id, Some(t));
+    }
+    let build = start.elapsed().as_secs_f64();
+    let analyzer = Analyzer::new(&spec);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("tokens.jsonl"))?);
+    for t in &docs {
+        writeln!(f, "{}", serde_json::to_string(&analyzer.terms(t))?)?;
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("query_tokens.jsonl"))?);
+    for q in &qs {
+        writeln!(f, "{}", serde_json::to_string(&analyzer.terms(q))?)?;
+    }
+    // Warm up, then time every query (analysis included).
+    for q in qs.iter().take(200) {
+        index.search(&analyzer.query(q), None, k, None, &|_| true);
+    }
+    let start = Instant::now();
+    let mut results = Vec::with_capacity(qs.len());
+    for q in &qs {
+        results.push(index.search(&analyzer.query(q), None, k, None, &|_| true));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("results.jsonl"))?);
+    for hits in &results {
+        let row: Vec<(&str, f32)> = hits.iter().map(|h| (h.id.as_str(), h.score)).collect();
+        writeln!(f, "{}", serde_json::to_string(&row)?)?;
+    }
+    println!(
+        "{}",
+        serde_json::json!({"engine": "rvdb (core, in process)", "documents": docs.len(), "queries": qs.len(),
+                           "build_seconds": (build * 1000.0).round() / 1000.0,
+                           "documents_per_s": (docs.len() as f64 / build).round(),
+                           "qps": (qs.len() as f64 / secs).round(),
+                           "memory_bytes": index.memory_bytes()})
     );
     Ok(())
 }

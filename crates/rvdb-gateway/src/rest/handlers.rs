@@ -522,8 +522,8 @@ pub(super) async fn search_text(
     Param(StorePath { store }): Param<StorePath>,
     Body(req): Body<SearchTextRequest>,
 ) -> ApiResult<Json<TextResults>> {
-    let (query, params, with_text) = req.into_parts();
-    let hits = api.gateway.search_text(&store, query, &params, with_text).await?;
+    let (query, params, with_text, how) = req.into_parts();
+    let hits = api.gateway.search_text(&store, query, &params, with_text, &how).await?;
     Ok(Json(TextResults { store, results: hits.into_iter().map(Into::into).collect() }))
 }
 

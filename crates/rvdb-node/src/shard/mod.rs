@@ -19,6 +19,7 @@ use rvdb_core::error::excerpt;
 use rvdb_core::filter::Filter;
 use rvdb_core::hnsw::HnswIndex;
 use rvdb_core::options::IndexOptions;
+use rvdb_core::text::CorpusStats;
 use rvdb_core::types::{check_metadata, parse_metadata, validate_k, validate_point_id, validate_vector};
 use rvdb_core::{IndexKind, StoreConfig};
 
@@ -87,6 +88,17 @@ pub struct PointData {
 pub struct ScoredPoint {
     pub id: String,
     pub distance: f32,
+    pub version: u64,
+    pub vector: Option<Vec<f32>>,
+    pub metadata: Option<String>,
+}
+
+/// A keyword (BM25) hit, as [`Shard::keyword_search`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeywordPoint {
+    pub id: String,
+    /// BM25: higher is better.
+    pub score: f32,
     pub version: u64,
     pub vector: Option<Vec<f32>>,
     pub metadata: Option<String>,
@@ -282,7 +294,8 @@ impl Shard {
     ) -> Result<Arc<Shard>, NodeError> {
         let cf_name = key.cf_name();
         let mut state = ShardState {
-            index: ShardIndex::with_options(config.dimension as usize, config.metric, config.index, index_options),
+            index: ShardIndex::with_options(config.dimension as usize, config.metric, config.index, index_options)
+                .with_text_index(config.text_index.clone()),
             versions: HashMap::new(),
             tombstones: 0,
             max_version: 0,

@@ -22,37 +22,82 @@ impl Shard {
             (result, versions)
         };
         let (scanned, plan) = (result.scanned, result.plan);
-        let hits = result.hits;
-        if !opts.with_vector && !opts.with_metadata {
-            // Ids, distances and versions all come from memory: no disk read on the plain search path.
-            let points = hits
-                .into_iter()
-                .zip(versions)
-                .map(|(h, version)| ScoredPoint {
-                    id: h.id,
-                    distance: h.distance,
-                    version,
-                    vector: None,
-                    metadata: None,
-                })
-                .collect();
-            return Ok(SearchOutcome { points, scanned, plan });
-        }
-        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
-        let records = self.read_records(&ids)?;
-        let mut points = Vec::with_capacity(hits.len());
-        for (hit, record) in hits.into_iter().zip(records) {
-            // A point deleted between the scan and the read is left out rather than returned half-filled.
-            let Some(Record::Live { version, vector, metadata }) = record else { continue };
-            points.push(ScoredPoint {
-                id: hit.id,
-                distance: hit.distance,
-                version,
-                vector: opts.with_vector.then_some(vector),
-                metadata: opts.with_metadata.then_some(metadata),
-            });
-        }
+        let hits = result.hits.into_iter().map(|h| (h.id, h.distance)).collect();
+        let points = self
+            .fill(hits, versions, opts.with_vector, opts.with_metadata)?
+            .into_iter()
+            .map(|(id, distance, version, vector, metadata)| ScoredPoint { id, distance, version, vector, metadata })
+            .collect();
         Ok(SearchOutcome { points, scanned, plan })
+    }
+
+    /// Hits with their versions, and their vectors and metadata when asked for: those are read from RocksDB for
+    /// the hits only (a plain search reads nothing from disk). A point deleted between the search and the read
+    /// is left out rather than returned half-filled.
+    #[allow(clippy::type_complexity)]
+    fn fill(
+        &self,
+        hits: Vec<(String, f32)>,
+        versions: Vec<u64>,
+        with_vector: bool,
+        with_metadata: bool,
+    ) -> Result<Vec<(String, f32, u64, Option<Vec<f32>>, Option<String>)>, NodeError> {
+        if !with_vector && !with_metadata {
+            return Ok(hits.into_iter().zip(versions).map(|((id, v), version)| (id, v, version, None, None)).collect());
+        }
+        let ids: Vec<String> = hits.iter().map(|h| h.0.clone()).collect();
+        let records = self.read_records(&ids)?;
+        Ok(hits
+            .into_iter()
+            .zip(records)
+            .filter_map(|((id, v), record)| match record {
+                Some(Record::Live { version, vector, metadata }) => {
+                    Some((id, v, version, with_vector.then_some(vector), with_metadata.then_some(metadata)))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// This shard's BM25 statistics for a keyword query's distinct terms.
+    pub fn text_stats(&self, terms: &[(String, u32)]) -> Result<CorpusStats, NodeError> {
+        Ok(self.read_state()?.index.text_stats(terms))
+    }
+
+    /// The `k` documents that score highest by BM25 for `terms` (analysed, distinct, with their counts in the
+    /// query) among those `filter` takes, best first, ties by id. `collection`: the statistics of the whole store
+    /// (a sharded store's, added up by the caller), `None` for this shard's own.
+    pub fn keyword_search(
+        &self,
+        terms: &[(String, u32)],
+        collection: Option<&CorpusStats>,
+        k: u32,
+        filter: Option<&Filter>,
+        with_vector: bool,
+        with_metadata: bool,
+    ) -> Result<Vec<KeywordPoint>, NodeError> {
+        validate_k(k)?;
+        if let Some(c) = collection
+            && c.document_frequency.len() != terms.len()
+        {
+            return Err(NodeError::BadRequest(format!(
+                "collection statistics have {} document frequencies for {} terms",
+                c.document_frequency.len(),
+                terms.len()
+            )));
+        }
+        let (hits, versions) = {
+            let state = self.read_state()?;
+            let hits = state.index.keyword_search(terms, collection, k as usize, filter);
+            let versions: Vec<u64> = hits.iter().map(|h| state.current_version(&h.id).unwrap_or(0)).collect();
+            (hits, versions)
+        };
+        let hits = hits.into_iter().map(|h| (h.id, h.score)).collect();
+        Ok(self
+            .fill(hits, versions, with_vector, with_metadata)?
+            .into_iter()
+            .map(|(id, score, version, vector, metadata)| KeywordPoint { id, score, version, vector, metadata })
+            .collect())
     }
 
     /// Live points by id, in request order; missing or deleted ids are left out.
