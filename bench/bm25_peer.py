@@ -18,6 +18,7 @@ relative), and the same for tantivy (whose BM25 is Lucene's with the (k1 + 1) fa
     python3 bench/bm25_peer.py --rvdb target/release/rvdb [--docs 110000] [--queries 10000]
 """
 import argparse
+import http.client
 import json
 import os
 import random
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -119,7 +121,12 @@ def run_tantivy(doc_tokens, query_tokens, k):
     return build, secs, named
 
 
-def post(url, body):
+def post(url, body, conn=None):
+    """POST JSON; with `conn`, on that one keep-alive connection (as a real client pools them)."""
+    if conn is not None:
+        conn.request("POST", urllib.parse.urlsplit(url).path, body=json.dumps(body),
+                     headers={"content-type": "application/json"})
+        return json.loads(conn.getresponse().read())
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
     with urllib.request.urlopen(req) as r:
         return json.loads(r.read())
@@ -146,12 +153,13 @@ def run_rest(rvdb, docs, queries, k):
             urllib.request.urlopen(req).read()
         build = time.perf_counter() - t
         url = f"{base}/v1/stores/kw/texts/search"
+        conn = http.client.HTTPConnection(urllib.parse.urlsplit(base).netloc)
         for q in queries[:200]:
-            post(url, {"query": q, "k": k, "mode": "keyword", "with_text": False, "with_metadata": False})
+            post(url, {"query": q, "k": k, "mode": "keyword", "with_text": False, "with_metadata": False}, conn)
         results = []
         t = time.perf_counter()
         for q in queries:
-            r = post(url, {"query": q, "k": k, "mode": "keyword", "with_text": False, "with_metadata": False})
+            r = post(url, {"query": q, "k": k, "mode": "keyword", "with_text": False, "with_metadata": False}, conn)
             results.append([(h["id"], h["bm25"]) for h in r["results"]])
         return build, time.perf_counter() - t, results
     finally:

@@ -33,8 +33,17 @@ fn vector(i: u64) -> Vec<f32> {
         .collect()
 }
 
+/// A point's document, for keyword search: words that repeat across points at different rates.
+fn text(i: u64) -> String {
+    format!("alpha{} beta{} common {}", i % 97, i % 13, "gamma ".repeat((i % 4) as usize))
+}
+
 fn points(range: std::ops::Range<u64>) -> Value {
-    Value::Array(range.map(|i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"i": i}})).collect())
+    Value::Array(
+        range
+            .map(|i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"i": i, "_text": text(i)}}))
+            .collect(),
+    )
 }
 
 fn l2(a: &[f32], b: &[f32]) -> f32 {
@@ -247,8 +256,10 @@ async fn cluster_survives_a_node_kill_and_catches_it_up() {
     let mut all: Vec<u64> = live.iter().copied().collect();
     all.extend(900_001..900_010);
     for chunk in all.chunks(500) {
-        let pts: Vec<Value> =
-            chunk.iter().map(|&i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"i": i}})).collect();
+        let pts: Vec<Value> = chunk
+            .iter()
+            .map(|&i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"i": i, "_text": text(i)}}))
+            .collect();
         one.call("insert_vectors", json!({"store": STORE, "points": pts})).await.expect("insert");
     }
     for q in 0..20u64 {
@@ -257,6 +268,15 @@ async fn cluster_survives_a_node_kill_and_catches_it_up() {
         let a = mcp[0].call("search_vectors", args.clone()).await.expect("cluster search");
         let b = one.call("search_vectors", args).await.expect("single search");
         assert_eq!(a["results"], b["results"], "query {q}: cluster and single node differ");
+    }
+    // Keyword search too: the replicas n2 caught up (its deletes included) hold the same texts, so BM25 over 4
+    // shards (statistics gathered across them) ranks and scores as the single node does.
+    for q in ["alpha5 beta7", "gamma common", "alpha96 gamma beta0", "beta12"] {
+        let args = json!({"store": STORE, "query": q, "k": 10, "mode": "keyword", "with_text": false});
+        let a = mcp[1].call("search_text", args.clone()).await.expect("cluster keyword search");
+        let b = one.call("search_text", args).await.expect("single keyword search");
+        assert_eq!(a["results"].as_array().map(Vec::len), Some(10), "{q}: {a}");
+        assert_eq!(a["results"], b["results"], "{q}: cluster and single node differ");
     }
 }
 

@@ -139,18 +139,21 @@ fn normalised(values: &[f64]) -> Vec<f64> {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-    if !(sd > 0.0) {
+    if sd.is_nan() || sd <= 0.0 {
         return vec![0.5; values.len()];
     }
     let (lo, hi) = (mean - 3.0 * sd, mean + 3.0 * sd);
     values.iter().map(|v| ((v - lo) / (hi - lo)).clamp(0.0, 1.0)).collect()
 }
 
+/// One list's per-rank values, the list, its weight, and whether it is the dense one.
+type Contribution<'a, 'b> = (Vec<f64>, &'a [(&'b str, f32)], f32, bool);
+
 /// Fuses a dense list (ids with distances, nearest first) and a keyword list (ids with BM25 scores, best first)
 /// into one ranking, best first, ties by id.
 pub fn fuse(dense: &[(&str, f32)], keyword: &[(&str, f32)], q: &TextQuery) -> Vec<Fused> {
     let mut by_id: std::collections::HashMap<&str, Fused> = std::collections::HashMap::new();
-    let contributions: [(Vec<f64>, &[(&str, f32)], f32, bool); 2] = match q.fusion {
+    let contributions: [Contribution<'_, '_>; 2] = match q.fusion {
         FusionMethod::Rrf => [
             ((1..=dense.len()).map(|r| 1.0 / (q.rrf_k as f64 + r as f64)).collect(), dense, q.dense_weight, true),
             (

@@ -27,6 +27,10 @@ pub enum ClientCommand {
         /// Embedding model that turns the store's texts into vectors (a local model, e.g. all-MiniLM-L6-v2).
         #[arg(long)]
         embedding: Option<String>,
+        /// Keyword-search analysis and BM25 settings as JSON, e.g. '{"stemmer": "english", "stop_words_language":
+        /// "english"}' (keys stemmer, stop_words_language, stop_words, k1, b).
+        #[arg(long)]
+        text_index: Option<String>,
         /// cosine, euclidean, manhattan or dot.
         #[arg(long, default_value = "cosine")]
         metric: String,
@@ -211,6 +215,13 @@ pub enum ClientCommand {
         /// Only results at most this distance away (cosine: 1 - similarity).
         #[arg(long)]
         score_threshold: Option<f32>,
+        /// dense (by meaning) | keyword (BM25 over the texts' words) | hybrid (both, fused); default: dense on a
+        /// store with an embedding model, keyword on one without.
+        #[arg(long)]
+        mode: Option<String>,
+        /// hybrid: rrf (default) | dbsf.
+        #[arg(long)]
+        fusion: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -392,11 +403,13 @@ async fn execute(cmd: ClientCommand) -> anyhow::Result<Value> {
             ef_construction,
             ef_search,
             embedding,
+            text_index,
             target,
         } => {
             let body = fields(&[
                 ("name", Some(json!(name))),
                 ("dimension", opt(dimension)),
+                ("text_index", text_index.map(|t| parse_json("--text-index", &t)).transpose()?),
                 ("embedding", embedding.map(|model| json!({"provider": "local", "model": model}))),
                 ("metric", Some(json!(metric))),
                 ("index", opt(index)),
@@ -517,9 +530,11 @@ async fn execute(cmd: ClientCommand) -> anyhow::Result<Value> {
             let path = format!("/stores/{}/texts", segment(&store));
             Rest::new(&target)?.call("PUT", &path, Some(json!({"documents": documents}))).await
         }
-        SearchText { store, query, k, filter, score_threshold, target } => {
+        SearchText { store, query, k, filter, score_threshold, mode, fusion, target } => {
             let body = fields(&[
                 ("query", Some(json!(query))),
+                ("mode", opt(mode)),
+                ("fusion", opt(fusion)),
                 ("k", opt(k)),
                 ("filter", filter.map(|f| parse_json("--filter", &f)).transpose()?),
                 ("score_threshold", opt(score_threshold)),
