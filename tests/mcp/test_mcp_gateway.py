@@ -75,7 +75,7 @@ def test_every_tool_end_to_end(server, mode):
             out = call_ok(await c.call_tool("create_store", {"store": store, "dimension": 8, "metric": "euclidean"}))
             assert out == {"store": store, "dimension": 8, "metric": "euclidean", "shards": 1, "replication_factor": 1,
                            "write_consistency": 0, "index": "flat", "quantization": "none", "m": 16,
-                           "ef_construction": 200, "ef_search": 64}
+                           "ef_construction": 200, "ef_search": 64, "text_index": {"k1": 1.2, "b": 0.75}}
             vecs = {f"p{i}": [rng.uniform(-1, 1) for _ in range(8)] for i in range(300)}
             out = call_ok(await c.call_tool("insert_vector", {"store": store, "id": "p0", "vector": vecs["p0"],
                                                                "metadata": {"title": "first", "n": 0}}))

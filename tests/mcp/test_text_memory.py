@@ -79,7 +79,10 @@ def test_a_thousand_sentences_are_found_by_their_own_words(server):
             call_ok(await c.call_tool("create_store", {"store": "vecs", "dimension": 384}))
             call_err(await c.call_tool("insert_texts", {"store": "vecs", "documents": [{"text": "x"}]}),
                      "no embedding model")
-            call_err(await c.call_tool("search_text", {"store": "vecs", "query": "x"}), "no embedding model")
+            call_err(await c.call_tool("search_text", {"store": "vecs", "query": "x", "mode": "dense"}),
+                     "no embedding model")
+            # without a model, search_text searches the stored texts by keyword (here: none)
+            assert call_ok(await c.call_tool("search_text", {"store": "vecs", "query": "x"}))["results"] == []
             call_err(await c.call_tool("insert_texts", {"store": "mem", "documents": [
                 {"text": "fine"}, {"text": "   "}]}), "documents[1].text")
             call_err(await c.call_tool("insert_texts", {"store": "mem", "documents": [

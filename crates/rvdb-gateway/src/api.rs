@@ -237,7 +237,7 @@ pub struct StoreSettings {
 }
 
 /// A store's text analysis and BM25 parameters (fixed at creation).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(example = serde_json::json!({"stemmer": "english", "stop_words_language": "english"}))]
 pub struct TextIndexChoice {
@@ -256,11 +256,11 @@ pub struct TextIndexChoice {
     /// BM25 term-frequency saturation (default 1.2).
     #[serde(default)]
     #[schemars(range(min = 0, max = 100))]
-    pub k1: Option<f32>,
+    pub k1: Option<f64>,
     /// BM25 length normalisation, 0 to 1 (default 0.75).
     #[serde(default)]
     #[schemars(range(min = 0, max = 1))]
-    pub b: Option<f32>,
+    pub b: Option<f64>,
 }
 
 impl From<TextIndexChoice> for rvdb_core::TextIndexSpec {
@@ -270,10 +270,15 @@ impl From<TextIndexChoice> for rvdb_core::TextIndexSpec {
             stemmer: c.stemmer,
             stop_words_language: c.stop_words_language,
             stop_words: c.stop_words,
-            k1: c.k1.unwrap_or(d.k1),
-            b: c.b.unwrap_or(d.b),
+            k1: c.k1.map_or(d.k1, |x| x as f32),
+            b: c.b.map_or(d.b, |x| x as f32),
         }
     }
+}
+
+/// An `f32` as the decimal it was written as (`1.2`, not `1.2000000476837158`), for JSON.
+fn shortest(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 impl From<&rvdb_core::TextIndexSpec> for TextIndexChoice {
@@ -282,8 +287,8 @@ impl From<&rvdb_core::TextIndexSpec> for TextIndexChoice {
             stemmer: s.stemmer.clone(),
             stop_words_language: s.stop_words_language.clone(),
             stop_words: s.stop_words.clone(),
-            k1: Some(s.k1),
-            b: Some(s.b),
+            k1: Some(shortest(s.k1)),
+            b: Some(shortest(s.b)),
         }
     }
 }

@@ -301,8 +301,7 @@ pub struct StoreStats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding: Option<EmbeddingInfo>,
     /// How the store's texts are analysed and scored by keyword search.
-    #[schemars(with = "crate::api::TextIndexChoice")]
-    pub text_index: rvdb_core::TextIndexSpec,
+    pub text_index: crate::api::TextIndexChoice,
 }
 
 /// A store's embedding model as the API shows it.
@@ -905,7 +904,7 @@ impl Gateway {
             index_status: String::new(),
             quantization: c.index.quantization.as_str().to_string(),
             embedding: c.embedding.as_ref().map(Into::into),
-            text_index: c.text_index.clone(),
+            text_index: (&c.text_index).into(),
         };
         let mut statuses = Vec::new();
         for shard in 0..route.shards.len() as u32 {
