@@ -846,29 +846,22 @@ impl Gateway {
         if params.ef.is_some_and(|ef| ef == 0 || ef > 100_000) {
             return Err(GatewayError::InvalidArgument("ef must be between 1 and 100000".into()));
         }
-        let mut tasks = JoinSet::new();
-        for shard in 0..route.shards.len() as u32 {
-            let req = pb::SearchRequest {
-                shard: Some(pb::ShardId { store: store.to_string(), shard }),
-                vector: vector.clone(),
-                k,
-                with_vector,
-                with_metadata,
-                filter_json: filter_json.clone(),
-                ef: params.ef.unwrap_or(0),
-                exact: params.exact,
-            };
-            let replicas = self.read_replicas(&route, shard)?;
-            tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(replicas, move |c| {
-                let req = req.clone();
-                async move { c.search(req).await.map(|r| r.results) }
-            })));
-        }
-        let mut all = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            let results = joined.map_err(|e| GatewayError::Backend(format!("search task failed: {e}")))??;
-            all.extend(results);
-        }
+        let request = |shard| pb::SearchRequest {
+            shard: Some(pb::ShardId { store: store.to_string(), shard }),
+            vector: vector.clone(),
+            k,
+            with_vector,
+            with_metadata,
+            filter_json: filter_json.clone(),
+            ef: params.ef.unwrap_or(0),
+            exact: params.exact,
+        };
+        let mut all: Vec<pb::ScoredPoint> = self
+            .read_every_shard(&route, "search", request, |c, req| async move { c.search(req).await.map(|r| r.results) })
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
         all.truncate(k as usize);
         if let Some(t) = params.score_threshold {
@@ -976,6 +969,35 @@ impl Gateway {
             .map(|url| Ok((self.client_with(&url, self.options.read_timeout)?, url)))
             .collect::<Result<_>>()?;
         Ok(ReadReplicas { store: route.config.name.clone(), shard, placed, clients })
+    }
+
+    /// Runs a read on every shard at once, each on the first replica that answers (see [`first_replica`]): the
+    /// request for each shard from `request`, sent by `call`. The answers come in completion order; `what` names
+    /// the read in an error.
+    pub(crate) async fn read_every_shard<R, T, F, Fut>(
+        &self,
+        route: &StoreRoute,
+        what: &str,
+        request: impl Fn(u32) -> R,
+        call: F,
+    ) -> Result<Vec<T>>
+    where
+        R: Clone + Send + Sync + 'static,
+        T: Send + 'static,
+        F: Fn(Replica, R) -> Fut + Copy + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
+    {
+        let mut tasks = JoinSet::new();
+        for shard in 0..route.shards.len() as u32 {
+            let req = request(shard);
+            let replicas = self.read_replicas(route, shard)?;
+            tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(replicas, move |c| call(c, req.clone()))));
+        }
+        let mut out = Vec::with_capacity(route.shards.len());
+        while let Some(joined) = tasks.join_next().await {
+            out.push(joined.map_err(|e| GatewayError::Backend(format!("{what} task failed: {e}")))??);
+        }
+        Ok(out)
     }
 
     /// Runs a read on the first replica of `shard` that answers.

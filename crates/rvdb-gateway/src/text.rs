@@ -10,10 +10,9 @@ use sha2::{Digest, Sha256};
 
 use rvdb_core::types::validate_k;
 use rvdb_proto::v1 as pb;
-use tokio::task::JoinSet;
 
 use crate::error::{GatewayError, Result};
-use crate::gateway::{Gateway, PointInput, SearchHit, SearchParams, UpsertSummary, first_replica};
+use crate::gateway::{Gateway, PointInput, SearchHit, SearchParams, UpsertSummary};
 use crate::hybrid::{SearchMode, TextQuery, fuse};
 
 /// The metadata key that holds a document's text (indexed for keyword search on the nodes).
@@ -242,22 +241,13 @@ impl Gateway {
             return Ok(Vec::new());
         }
         let (terms, weights): (Vec<String>, Vec<u32>) = query.into_iter().unzip();
-        let shards = route.shards.len() as u32;
-        let collection = if shards > 1 {
-            let mut tasks = JoinSet::new();
-            for shard in 0..shards {
-                let req = pb::TextStatsRequest { shard: Some(shard_id(store, shard)), terms: terms.clone() };
-                tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(
-                    self.read_replicas(&route, shard)?,
-                    move |c| {
-                        let req = req.clone();
-                        async move { c.text_stats(req).await }
-                    },
-                )));
-            }
+        let collection = if route.shards.len() > 1 {
+            let request = |shard| pb::TextStatsRequest { shard: Some(shard_id(store, shard)), terms: terms.clone() };
             let mut total = pb::TextStatsResponse { document_frequency: vec![0; terms.len()], ..Default::default() };
-            while let Some(joined) = tasks.join_next().await {
-                let s = joined.map_err(|e| GatewayError::Backend(format!("text statistics task failed: {e}")))??;
+            for s in self
+                .read_every_shard(&route, "text statistics", request, |c, req| async move { c.text_stats(req).await })
+                .await?
+            {
                 total.documents += s.documents;
                 total.total_length += s.total_length;
                 for (a, b) in total.document_frequency.iter_mut().zip(s.document_frequency) {
@@ -268,30 +258,24 @@ impl Gateway {
         } else {
             None
         };
-        let mut tasks = JoinSet::new();
-        for shard in 0..shards {
-            let req = pb::KeywordSearchRequest {
-                shard: Some(shard_id(store, shard)),
-                terms: terms.clone(),
-                weights: weights.clone(),
-                k,
-                filter_json: filter_json.clone(),
-                with_vector: params.with_vector,
-                with_metadata: params.with_metadata,
-                collection: collection.clone(),
-            };
-            tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(
-                self.read_replicas(&route, shard)?,
-                move |c| {
-                    let req = req.clone();
-                    async move { c.keyword_search(req).await.map(|r| r.results) }
-                },
-            )));
-        }
-        let mut all = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            all.extend(joined.map_err(|e| GatewayError::Backend(format!("keyword search task failed: {e}")))??);
-        }
+        let request = |shard| pb::KeywordSearchRequest {
+            shard: Some(shard_id(store, shard)),
+            terms: terms.clone(),
+            weights: weights.clone(),
+            k,
+            filter_json: filter_json.clone(),
+            with_vector: params.with_vector,
+            with_metadata: params.with_metadata,
+            collection: collection.clone(),
+        };
+        let mut all: Vec<pb::KeywordHit> = self
+            .read_every_shard(&route, "keyword search", request, |c, req| async move {
+                c.keyword_search(req).await.map(|r| r.results)
+            })
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         all.truncate(k as usize);
         Ok(all
