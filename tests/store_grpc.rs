@@ -128,6 +128,17 @@ async fn stores_and_points_over_grpc_answer_as_rest() {
         vec![point(&"x".repeat(600), &[1.0, 2.0, 3.0], json!({}))],
         vec![point("z", &[1.0, 2.0, 3.0], json!([1]))],
         vec![pb::Point { metadata_json: "{oops".into(), ..point("z", &[1.0, 2.0, 3.0], json!({})) }],
+        // 100 KB as sent, 325 KB once stored (1e9 is kept as 1000000000.0): over the 256 KiB limit of what is
+        // stored, which a backup or export would carry and a restore or import would refuse (#15 item 10)
+        vec![pb::Point {
+            metadata_json: format!("{{\"a\": [{}]}}", vec!["1e9"; 25_000].join(",")),
+            ..point("z", &[1.0, 2.0, 3.0], json!({}))
+        }],
+        // nested deeper than the 32 levels an import reads back
+        vec![pb::Point {
+            metadata_json: format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40)),
+            ..point("z", &[1.0, 2.0, 3.0], json!({}))
+        }],
         vec![],
     ];
     for points in bad_upserts {

@@ -94,6 +94,36 @@ impl Ord for Near {
     }
 }
 
+/// The order of candidates at equal distance from `base` in [`HnswIndex::select`]: copies of the base by their
+/// distance from it in insertion order, others newest first.
+fn tie(c: &Near, base: u32) -> u32 {
+    if c.0 == 0.0 { c.1.abs_diff(base) } else { u32::MAX - c.1 }
+}
+
+/// An `f32` ordered by `total_cmp`.
+#[derive(Clone, Copy, PartialEq)]
+struct OrdF32(f32);
+impl Eq for OrdF32 {}
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for OrdF32 {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+/// The m-th smallest distance among `cands` (infinity with fewer), reordering them.
+fn mth(cands: &mut [Near], m: usize) -> f32 {
+    if m == 0 || cands.len() < m {
+        return f32::INFINITY;
+    }
+    cands.select_nth_unstable(m - 1);
+    cands[m - 1].0
+}
+
 /// An epoch-stamped visited set: `mark` is O(1), reset is one increment. Stamps are u16 (as in hnswlib): half the
 /// bytes of u32 stamps, so more of the array stays in cache on large graphs; the array is cleared once every
 /// 65,535 searches.
@@ -426,18 +456,22 @@ impl HnswIndex {
         found
     }
 
-    /// The paper's neighbour-selection heuristic over candidates sorted nearest first: a candidate is kept unless a
-    /// node already kept is strictly closer to it than it is to the base node.
+    /// The paper's neighbour-selection heuristic over candidates sorted nearest first, for node `base`: a
+    /// candidate is kept unless a node already kept is strictly closer to it than it is to the base node.
     ///
     /// Two details keep exact duplicates reachable (issue #15: 100 copies of one vector, k = 100 found 9 with a
     /// strict `>` here). A candidate at distance 0 from a kept node and from the base is kept (`>=`): with `>`
-    /// a duplicate would only ever link to one other copy. And among candidates at equal distance the newest
-    /// node comes first (as hnswlib's heap order does): otherwise every copy links to the same oldest copies,
-    /// whose full link lists then drop the back-links of all later copies, which nothing else points to.
-    fn select(&self, sorted: &[Near], m: usize) -> Vec<u32> {
+    /// a duplicate would only ever link to one other copy. And ties are ordered ([`tie`]): copies of the base
+    /// itself (distance 0) nearest the base in insertion order first, so the copies form a band (each linked to
+    /// the copies inserted just before and after it) in which every copy keeps links pointing to it; other
+    /// ties newest first, so that a node near a group of copies (which keeps one of them) keeps the latest,
+    /// through which the next copy finds the group. One global order fails: oldest first, every copy links to
+    /// the same oldest copies and their full lists drop the later ones; newest first, every list ends up
+    /// holding the newest copies and the older ones lose every link to them.
+    fn select(&self, base: u32, sorted: &[Near], m: usize) -> Vec<u32> {
         let mut order: Vec<Near> = sorted.to_vec();
         if order.windows(2).any(|w| w[0].0 == w[1].0) {
-            order.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+            order.sort_by(|a, b| a.0.total_cmp(&b.0).then(tie(a, base).cmp(&tie(b, base))));
         }
         let mut kept: Vec<u32> = Vec::with_capacity(m);
         for c in &order {
@@ -466,9 +500,9 @@ impl HnswIndex {
     /// Batch-parallel construction: once the graph holds [`PARALLEL_MIN`] nodes, points are added in chunks. A
     /// chunk's nodes are allocated first, unlinked; then every thread searches the graph *as it was before the
     /// chunk* (read-only, so no locks on the hot path) for the neighbours of its share of the chunk; then the
-    /// links are written in input order. A chunk is at most 1/16 of the graph, so the neighbours a point misses
-    /// because they arrived in the same chunk are few, and later chunks' back-links connect them. The result is
-    /// deterministic for a given thread count and input order.
+    /// links are written in input order, each plan first re-selected with the chunk's earlier nodes that its
+    /// neighbours link to by then ([`Self::with_chunk_neighbours`]), which its search could not see. The result
+    /// is deterministic for a given thread count and input order.
     pub fn insert_many(&mut self, items: &[(&str, &[f32], u64)], threads: usize, cancelled: &dyn Fn() -> bool) -> bool {
         let threads = threads.max(1);
         let mut next = 0;
@@ -510,8 +544,10 @@ impl HnswIndex {
                     .collect();
                 (0..nodes.len()).map(|j| per[j % threads].next().unwrap_or_default()).collect()
             });
+            let first = nodes.first().map_or(0, |n| n.0);
             for (&(i, level), plan) in nodes.iter().zip(&plans) {
-                self.link(i, level, plan);
+                let plan = self.with_chunk_neighbours(i, plan, first);
+                self.link(i, level, &plan);
             }
             next += chunk;
         }
@@ -569,13 +605,68 @@ impl HnswIndex {
             visited.insert(i); // never its own neighbour
             let found = self.search_layer(&q, ep, self.ef_construction, lc, &mut visited, |n| n != i);
             let sorted = found.into_sorted_vec();
-            plan[lc] = self.select(&sorted, self.m);
+            plan[lc] = self.select(i, &sorted, self.m);
             if let Some(best) = sorted.first() {
                 ep = *best;
             }
         }
         self.give_visited(visited);
         plan
+    }
+
+    /// Node `i`'s plan (made against the graph before its chunk) re-selected with the nodes of its own chunk
+    /// (slots from `first`) linked before it, which its search could not see: those its planned neighbours now
+    /// link to, and from them a best-first walk over chunk nodes only, while it finds nodes nearer than the
+    /// m-th best (at most `ef_construction` nodes expanded). Without this, points that arrive together and lie closer
+    /// to each other than to anything older (exact duplicates, a tight new cluster) link only outward, and the
+    /// old nodes' full lists keep one of them, leaving the rest unreachable (#15: 200 copies in one chunk, 18
+    /// found). For other points the walk stops at once: few chunk nodes are nearer than their planned ones.
+    fn with_chunk_neighbours(&self, i: u32, plan: &[Vec<u32>], first: u32) -> Vec<Vec<u32>> {
+        use std::collections::{BinaryHeap, HashSet};
+        let q = self.node_query(i);
+        plan.iter()
+            .enumerate()
+            .map(|(lc, planned)| {
+                let mut seen: HashSet<u32> = planned.iter().copied().chain([i]).collect();
+                let mut cands: Vec<Near> = Vec::new();
+                // Nearest first; ties as `select` orders them.
+                let key = |n: Near| std::cmp::Reverse((OrdF32(n.0), tie(&n, i), n.1));
+                let mut frontier = BinaryHeap::new();
+                for &n in planned {
+                    for &j in self.links(n, lc) {
+                        if j >= first && seen.insert(j) {
+                            let near = Near(self.dist(&q, j), j);
+                            cands.push(near);
+                            frontier.push(key(near));
+                        }
+                    }
+                }
+                if cands.is_empty() {
+                    return planned.clone();
+                }
+                cands.extend(planned.iter().map(|&c| Near(self.dist(&q, c), c)));
+                let mut budget = self.ef_construction;
+                let mut bound = mth(&mut cands, self.m);
+                while let Some(std::cmp::Reverse((OrdF32(d), _, c))) = frontier.pop() {
+                    if d > bound || budget == 0 {
+                        break;
+                    }
+                    budget -= 1;
+                    for &j in self.links(c, lc) {
+                        if j >= first && seen.insert(j) {
+                            let near = Near(self.dist(&q, j), j);
+                            if near.0 <= bound {
+                                cands.push(near);
+                                frontier.push(key(near));
+                            }
+                        }
+                    }
+                    bound = mth(&mut cands, self.m);
+                }
+                cands.sort();
+                self.select(i, &cands, self.m)
+            })
+            .collect()
     }
 
     /// Writes node `i`'s links from its plan and the back-links of its neighbours (shrunk with the heuristic
@@ -594,7 +685,7 @@ impl HnswIndex {
                     let mut cands: Vec<Near> = theirs.iter().map(|&t| Near(self.dist(&nv, t), t)).collect();
                     cands.push(Near(self.dist(&nv, i), i));
                     cands.sort();
-                    let kept = self.select(&cands, cap);
+                    let kept = self.select(n, &cands, cap);
                     self.set_links(n, lc, &kept);
                 }
             }
@@ -955,6 +1046,30 @@ mod tests {
                 let found = h.search(&dup, 100, Some(ef), None);
                 let dups = found.iter().filter(|x| x.id.starts_with('d')).count();
                 assert_eq!(dups, 100, "{metric} interleaved {interleaved} ef {ef}: {dups} of 100 copies");
+            }
+        }
+    }
+
+    /// The same on the batch-parallel path: past `PARALLEL_MIN` nodes, 200 copies arrive together in one chunk
+    /// (each searched against the graph as it was before the chunk, so none sees the others) and must still be
+    /// linked to each other.
+    #[test]
+    fn exact_duplicates_in_one_parallel_chunk_stay_reachable() {
+        for metric in [Metric::Euclidean, Metric::Cosine] {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+            let mut h = HnswIndex::new(8, metric, HnswParams { m: 16, ef_construction: 100, ef_search: 64 });
+            let dup: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut points: Vec<(String, Vec<f32>)> = (0..PARALLEL_MIN + 1000)
+                .map(|i| (format!("r{i}"), (0..8).map(|_| rng.random_range(-1.0..1.0)).collect()))
+                .collect();
+            points.extend((0..200).map(|i| (format!("d{i}"), dup.clone())));
+            let items: Vec<(&str, &[f32], u64)> = points.iter().map(|(id, v)| (id.as_str(), &v[..], 0)).collect();
+            assert!(h.insert_many(&items[..PARALLEL_MIN + 1000], 2, &|| false));
+            assert!(h.insert_many(&items[PARALLEL_MIN + 1000..], 2, &|| false));
+            for ef in [200, 2000] {
+                let found = h.search(&dup, 200, Some(ef), None);
+                let dups = found.iter().filter(|x| x.id.starts_with('d')).count();
+                assert_eq!(dups, 200, "{metric} ef {ef}: {dups} of 200 copies");
             }
         }
     }

@@ -20,7 +20,6 @@
 //! before scoring, so a document scores the same, bit for bit, whatever the shard count (each contribution is
 //! computed by one function, in query-term order). Ties rank by id.
 
-use std::cell::RefCell;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 
@@ -221,10 +220,14 @@ impl Analyzer {
     /// A query's distinct terms in order of first occurrence, each with how often the query has it.
     pub fn query(&self, text: &str) -> Vec<(String, u32)> {
         let mut out: Vec<(String, u32)> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
         for t in self.terms(text) {
-            match out.iter_mut().find(|(u, _)| *u == t) {
-                Some((_, n)) => *n += 1,
-                None => out.push((t, 1)),
+            match at.get(&t) {
+                Some(&i) => out[i].1 += 1,
+                None => {
+                    at.insert(t.clone(), out.len());
+                    out.push((t, 1));
+                }
             }
         }
         out
@@ -295,13 +298,45 @@ pub struct KeywordHit {
     pub score: f32,
 }
 
+/// Postings per block of [`BlockMax`] bounds: Lucene's and tantivy's block size.
+const BLOCK: usize = 128;
+
+/// What bounds every score a block of postings can give: its largest term frequency and its shortest document
+/// (BM25 grows with tf and shrinks with length, so `contribution(max_tf, min_len)` is at least each posting's).
+/// Dead slots stay in the bounds until compaction: a bound may be loose, never too low.
+#[derive(Debug, Clone, Copy)]
+struct BlockMax {
+    /// The block's last document slot.
+    last: u32,
+    max_tf: u32,
+    min_len: u32,
+}
+
 #[derive(Debug, Default)]
 struct Postings {
     /// Document slots, ascending (dead slots stay until the next compaction).
     docs: Vec<u32>,
     tfs: Vec<u32>,
+    /// One per [`BLOCK`] postings (the last one partial).
+    blocks: Vec<BlockMax>,
     /// Live documents with the term.
     df: u32,
+}
+
+impl Postings {
+    /// Appends a posting (slots only grow, so the list stays sorted) and keeps its block's bounds.
+    fn push(&mut self, slot: u32, tf: u32, len: u32) {
+        if self.docs.len().is_multiple_of(BLOCK) {
+            self.blocks.push(BlockMax { last: slot, max_tf: tf, min_len: len });
+        } else if let Some(b) = self.blocks.last_mut() {
+            b.last = slot;
+            b.max_tf = b.max_tf.max(tf);
+            b.min_len = b.min_len.min(len);
+        }
+        self.docs.push(slot);
+        self.tfs.push(tf);
+        self.df += 1;
+    }
 }
 
 #[derive(Debug)]
@@ -332,9 +367,11 @@ pub struct TextIndex {
     entries: usize,
 }
 
+#[cfg(test)]
 thread_local! {
     /// Per-thread score accumulator and the slots it touched, reused across queries.
-    static SCRATCH: RefCell<(Vec<f32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<u32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// A hit ordered so that the best (highest score, then smallest id) is the greatest.
@@ -370,6 +407,11 @@ impl<'a> TopK<'a> {
         Self { k, heap: BinaryHeap::with_capacity(k + 1) }
     }
 
+    /// The k-th score once k hits are held: a document scoring below it cannot enter.
+    fn threshold(&self) -> Option<f32> {
+        (self.k > 0 && self.heap.len() == self.k).then(|| self.heap.peek().map_or(f32::INFINITY, |w| w.0.0))
+    }
+
     fn offer(&mut self, score: f32, id: &'a str, accept: &dyn Fn(&str) -> bool) {
         if self.k == 0 {
             return;
@@ -391,6 +433,51 @@ impl<'a> TopK<'a> {
         let mut v: Vec<Ranked<'a>> = self.heap.into_iter().map(|r| r.0).collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
         v.into_iter().map(|r| KeywordHit { id: r.1.to_string(), score: r.0 }).collect()
+    }
+}
+
+/// A position in one query term's postings.
+struct Cursor<'a> {
+    /// The term's place in the query.
+    term: usize,
+    p: &'a Postings,
+    pos: usize,
+    /// The block that holds `pos`.
+    block: usize,
+    /// Bound of the term's contribution to any document.
+    ub: f32,
+}
+
+impl Cursor<'_> {
+    fn doc(&self) -> u32 {
+        self.p.docs.get(self.pos).copied().unwrap_or(u32::MAX)
+    }
+
+    /// Moves to the next posting.
+    fn next(&mut self) {
+        self.pos += 1;
+        if self.pos.is_multiple_of(BLOCK) && self.pos < self.p.docs.len() {
+            self.block += 1;
+        }
+    }
+
+    /// Moves to the first posting at or after slot `target` (blocks skipped by their last slot).
+    fn advance_to(&mut self, target: u32) {
+        if self.doc() >= target {
+            return;
+        }
+        let blocks = &self.p.blocks;
+        while self.block < blocks.len() && blocks[self.block].last < target {
+            self.block += 1;
+        }
+        if self.block == blocks.len() {
+            self.pos = self.p.docs.len();
+            self.block = blocks.len().saturating_sub(1);
+            return;
+        }
+        let start = self.pos.max(self.block * BLOCK);
+        let end = ((self.block + 1) * BLOCK).min(self.p.docs.len());
+        self.pos = start + self.p.docs[start..end].partition_point(|&d| d < target);
     }
 }
 
@@ -450,10 +537,7 @@ impl TextIndex {
         forward.sort_unstable();
         let slot = self.docs.len() as u32;
         for &(t, tf) in &forward {
-            let p = &mut self.postings[t as usize];
-            p.docs.push(slot);
-            p.tfs.push(tf);
-            p.df += 1;
+            self.postings[t as usize].push(slot, tf, len);
         }
         self.entries += forward.len();
         self.docs.push(Doc { id: id.into(), terms: forward.into_boxed_slice() });
@@ -503,10 +587,7 @@ impl TextIndex {
             let slot = self.docs.len() as u32;
             let terms: Box<[(u32, u32)]> = doc.terms.iter().map(|&(t, tf)| (term_map[t as usize], tf)).collect();
             for &(t, tf) in terms.iter() {
-                let p: &mut Postings = &mut postings[t as usize];
-                p.docs.push(slot);
-                p.tfs.push(tf);
-                p.df += 1;
+                postings[t as usize].push(slot, tf, len);
             }
             self.entries += terms.len();
             self.slots.insert(doc.id.clone(), slot);
@@ -583,6 +664,136 @@ impl TextIndex {
             }
             return top.into_hits();
         }
+        self.max_score(&scoring, &lists, &mut top, accept);
+        top.into_hits()
+    }
+
+    /// Document-at-a-time over the query's postings with MaxScore and block-max pruning (as Lucene's
+    /// `MaxScoreBulkScorer`): once the top k is full with a k-th score θ, the terms whose bounds sum below θ
+    /// cannot make a document enter alone, so only the others ("essential" terms) propose documents, and the
+    /// rest are looked up for those; a window of postings whose block bounds sum below θ is skipped whole.
+    /// Exact: a document is pruned only when its bound is below θ (a tie could still enter by its id), and the
+    /// score of a document kept is summed in query-term order by [`Scoring::contribution`], the same numbers as
+    /// the exhaustive walk.
+    fn max_score<'a>(
+        &'a self,
+        scoring: &Scoring,
+        lists: &[(usize, &'a Postings)],
+        top: &mut TopK<'a>,
+        accept: &dyn Fn(&str) -> bool,
+    ) {
+        // A bound is summed in another order than the score, and f32 rounding could put the score a few ulps
+        // above it: bounds are widened by far more than that before they prune.
+        let slack = 1.0 + 1e-5 * (lists.len() as f32 + 1.0);
+        let bound = |i: usize, b: &BlockMax| scoring.contribution(i, b.max_tf, b.min_len);
+        let mut cursors: Vec<Cursor<'a>> = lists
+            .iter()
+            .map(|&(term, p)| Cursor {
+                term,
+                p,
+                pos: 0,
+                block: 0,
+                ub: p.blocks.iter().map(|b| bound(term, b)).fold(0.0, f32::max),
+            })
+            .collect();
+        // Ascending bounds: the non-essential terms are a prefix, `below[j]` the sum of the first j bounds.
+        cursors.sort_by(|a, b| a.ub.total_cmp(&b.ub).then(a.term.cmp(&b.term)));
+        let below: Vec<f32> = std::iter::once(0.0)
+            .chain(cursors.iter().scan(0.0f32, |sum, c| {
+                *sum += c.ub;
+                Some(*sum)
+            }))
+            .collect();
+        let mut contributions = vec![0.0f32; lists.iter().map(|&(i, _)| i + 1).max().unwrap_or(0)];
+        let mut threshold = f32::NEG_INFINITY;
+        // cursors[..essential] are non-essential.
+        let mut essential = 0;
+        loop {
+            let mut doc = u32::MAX;
+            let mut window = u32::MAX;
+            for c in &cursors[essential..] {
+                let d = c.doc();
+                if d < doc {
+                    doc = d;
+                }
+                if d != u32::MAX {
+                    window = window.min(c.p.blocks[c.block].last);
+                }
+            }
+            if doc == u32::MAX {
+                break;
+            }
+            if threshold > 0.0 {
+                // Every document of [doc, window] is bounded by the blocks there plus the non-essential bounds.
+                let mut ub = below[essential];
+                for c in &cursors[essential..] {
+                    if c.doc() <= window {
+                        ub += bound(c.term, &c.p.blocks[c.block]);
+                    }
+                }
+                if ub * slack < threshold {
+                    for c in &mut cursors[essential..] {
+                        c.advance_to(window.saturating_add(1));
+                    }
+                    continue;
+                }
+            }
+            let len = self.lens[doc as usize];
+            let mut partial = 0.0f32;
+            for c in &mut cursors[essential..] {
+                if c.doc() == doc {
+                    if len != DEAD {
+                        let v = scoring.contribution(c.term, c.p.tfs[c.pos], len);
+                        contributions[c.term] = v;
+                        partial += v;
+                    }
+                    c.next();
+                }
+            }
+            if len == DEAD {
+                continue;
+            }
+            // The non-essential terms, largest bound first, while they can still lift the document past θ.
+            let mut pruned = false;
+            for j in (0..essential).rev() {
+                if (partial + below[j + 1]) * slack < threshold {
+                    pruned = true;
+                    break;
+                }
+                let c = &mut cursors[j];
+                c.advance_to(doc);
+                if c.doc() == doc {
+                    let v = scoring.contribution(c.term, c.p.tfs[c.pos], len);
+                    contributions[c.term] = v;
+                    partial += v;
+                }
+            }
+            if !pruned {
+                let mut score = 0.0f32;
+                for c in contributions.iter() {
+                    score += *c;
+                }
+                top.offer(score, &self.docs[doc as usize].id, accept);
+                if let Some(t) = top.threshold()
+                    && t > threshold
+                {
+                    threshold = t;
+                    while essential < cursors.len() && below[essential + 1] * slack < threshold {
+                        essential += 1;
+                    }
+                }
+            }
+            contributions.iter_mut().for_each(|c| *c = 0.0);
+        }
+    }
+
+    /// Term at a time over every posting into a score per document: the reference [`Self::max_score`] is held
+    /// to in tests.
+    #[cfg(test)]
+    fn search_exhaustive(&self, query: &[(String, u32)], stats: Option<&CorpusStats>, k: usize) -> Vec<KeywordHit> {
+        let own = self.stats(query);
+        let scoring = Scoring::new(&self.spec, query, stats.unwrap_or(&own));
+        let mut top = TopK::new(k);
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             let (acc, touched) = &mut *scratch;
@@ -590,7 +801,12 @@ impl TextIndex {
                 acc.resize(self.docs.len(), 0.0);
             }
             touched.clear();
-            for &(i, p) in &lists {
+            for (i, (t, _)) in query.iter().enumerate() {
+                let Some(&n) = self.terms.get(t.as_str()) else { continue };
+                if scoring.weights[i] <= 0.0 {
+                    continue;
+                }
+                let p = &self.postings[n as usize];
                 for (&slot, &tf) in p.docs.iter().zip(&p.tfs) {
                     let len = self.lens[slot as usize];
                     if len == DEAD {
@@ -605,7 +821,7 @@ impl TextIndex {
             }
             for &slot in touched.iter() {
                 let score = std::mem::replace(&mut acc[slot as usize], 0.0);
-                top.offer(score, &self.docs[slot as usize].id, accept);
+                top.offer(score, &self.docs[slot as usize].id, &|_| true);
             }
         });
         top.into_hits()
@@ -801,6 +1017,70 @@ mod tests {
             idx.search(&q, None, 15, None, &|id| set.contains(id))
         };
         assert_eq!(by_cands, restricted);
+    }
+
+    /// MaxScore with block-max skipping returns exactly what scoring every posting returns (ids, order and
+    /// bit-equal scores), on Zipf-distributed words with repeats, long and short documents, many ties, deletes
+    /// and updates, queries of one to six terms (some absent, some repeated) and k from 1 past the corpus.
+    #[test]
+    fn max_score_equals_the_exhaustive_walk() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let zipf = |rng: &mut rand::rngs::StdRng, n: usize| -> usize {
+            // Inverse-CDF draw from 1/r over n ranks.
+            let h: f64 = (1..=n).map(|r| 1.0 / r as f64).sum();
+            let mut u = rng.random::<f64>() * h;
+            for r in 1..=n {
+                u -= 1.0 / r as f64;
+                if u <= 0.0 {
+                    return r - 1;
+                }
+            }
+            n - 1
+        };
+        for (round, spec) in
+            [TextIndexSpec::default(), TextIndexSpec { k1: 2.0, b: 0.0, ..Default::default() }].into_iter().enumerate()
+        {
+            let mut idx = TextIndex::new(spec);
+            let text = |rng: &mut rand::rngs::StdRng| -> String {
+                let len = if rng.random_bool(0.1) { rng.random_range(30..200) } else { rng.random_range(1..12) };
+                (0..len).map(|_| format!("w{}", zipf(rng, 300))).collect::<Vec<_>>().join(" ")
+            };
+            for i in 0..6000 {
+                // Every 7th document is the same short text: ties broken by id.
+                let t = if i % 7 == 0 { "w0 w5 w9".to_string() } else { text(&mut rng) };
+                idx.set(&format!("d{i:05}"), Some(&t));
+            }
+            for _ in 0..900 {
+                let i = rng.random_range(0..6000);
+                if rng.random_bool(0.5) {
+                    idx.remove(&format!("d{i:05}"));
+                } else {
+                    let t = text(&mut rng);
+                    idx.set(&format!("d{i:05}"), Some(&t));
+                }
+            }
+            for q in 0..400 {
+                let terms = rng.random_range(1..=6);
+                let query: String =
+                    (0..terms)
+                        .map(|_| {
+                            if rng.random_bool(0.05) {
+                                "absent".to_string()
+                            } else {
+                                format!("w{}", zipf(&mut rng, 320))
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                let q_terms = idx.analyzer().query(&query);
+                for k in [1, 3, 10, 50, 10_000] {
+                    let got = idx.search(&q_terms, None, k, None, &|_| true);
+                    let want = idx.search_exhaustive(&q_terms, None, k);
+                    assert_eq!(got, want, "round {round} query {q} {query:?} k {k}");
+                }
+            }
+        }
     }
 
     #[test]

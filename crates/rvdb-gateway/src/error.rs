@@ -7,6 +7,11 @@
 //! nothing of the gateway's internal hops, so a transport failure (connection refused or reset, deadline) becomes
 //! `Unavailable` naming the store, the shard and the node, and a node's refusal of an oversized request never
 //! surfaces as tonic's "decoded message length" text.
+//!
+//! The errors a program reacts to by what they name carry it as fields, not only in their message: an unknown
+//! store ([`GatewayError::StoreNotFound`]: the store and the ones that exist) and a shard that cannot be served
+//! ([`GatewayError::ShardUnavailable`]: store, shard, node and why). [`GatewayError::details`] gives those fields
+//! as JSON, which REST puts in its error body next to the message.
 
 use rvdb_core::CoreError;
 use tonic::Code;
@@ -17,12 +22,20 @@ pub enum GatewayError {
     Invalid(#[from] CoreError),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A store that does not exist; `existing` lists the first [`LISTED_STORES`] of those that do (sorted) and
+    /// `more` how many others there are.
+    #[error("{}", store_not_found(store, existing, *more))]
+    StoreNotFound { store: String, existing: Vec<String>, more: usize },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{0}")]
     LimitReached(String),
+    /// No replica of a shard could serve a call: `node` is the address tried (or several, comma-separated) and
+    /// `reason` what happened there ("cannot be reached (…)", "did not answer before the deadline", …).
+    #[error("shard {shard} of store '{store}' is unavailable: storage node {node} {reason}")]
+    ShardUnavailable { store: String, shard: u32, node: String, reason: String },
     #[error("{0}")]
     Unavailable(String),
     /// A storage node, the backup directory or an embedding provider failed; the message says which.
@@ -32,7 +45,48 @@ pub enum GatewayError {
     Cancelled,
 }
 
+/// Stores an unknown-store error lists at most (an agent reads the list; a deployment may hold thousands).
+pub const LISTED_STORES: usize = 20;
+
+fn store_not_found(store: &str, existing: &[String], more: usize) -> String {
+    if existing.is_empty() {
+        format!("store '{store}' does not exist; there are no stores yet: create one with create_store")
+    } else if more > 0 {
+        format!(
+            "store '{store}' does not exist; existing stores: {} and {more} more (list_stores)",
+            existing.join(", ")
+        )
+    } else {
+        format!("store '{store}' does not exist; existing stores: {}", existing.join(", "))
+    }
+}
+
 impl GatewayError {
+    /// `StoreNotFound` for `store`, given every store that exists (in order).
+    pub fn store_not_found<'a>(store: &str, all: impl ExactSizeIterator<Item = &'a str>) -> Self {
+        let total = all.len();
+        let existing: Vec<String> = all.take(LISTED_STORES).map(str::to_string).collect();
+        GatewayError::StoreNotFound { store: store.to_string(), more: total - existing.len(), existing }
+    }
+
+    /// Whether this says that something (a store, a backup, a file) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, GatewayError::StoreNotFound { .. } | GatewayError::NotFound(_))
+    }
+
+    /// The fields an error names, as JSON (`None` for errors that name nothing beyond their message).
+    pub fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            GatewayError::StoreNotFound { store, existing, more } => {
+                Some(serde_json::json!({"store": store, "existing_stores": existing, "more_stores": more}))
+            }
+            GatewayError::ShardUnavailable { store, shard, node, reason } => {
+                Some(serde_json::json!({"store": store, "shard": shard, "node": node, "reason": reason}))
+            }
+            _ => None,
+        }
+    }
+
     /// A node's gRPC status, keeping its message (nodes already phrase them for users).
     pub fn from_status(status: tonic::Status) -> Self {
         let msg = status.message().to_string();
@@ -62,7 +116,9 @@ impl GatewayError {
                 "did not answer before the deadline".to_string()
             }
             Code::Unavailable if local => format!("cannot be reached ({})", status.message()),
-            Code::Unknown if local => format!("connection failed ({})", status.message()),
+            // tonic reports a broken connection as Unknown, or as Internal when HTTP/2 gave a reason (a reset
+            // stream, GOAWAY with INTERNAL_ERROR); either way it happened on the way, not in the node.
+            Code::Unknown | Code::Internal if local => format!("connection failed ({})", status.message()),
             Code::Unavailable => format!("answered: {}", status.message()),
             Code::OutOfRange | Code::ResourceExhausted if status.message().contains("message length too large") => {
                 return GatewayError::Backend(format!(
@@ -75,21 +131,24 @@ impl GatewayError {
         GatewayError::shard_unavailable(store, shard, node, &reason)
     }
 
-    /// `Unavailable` for a shard that cannot be served by `node` (one address, or several joined by commas).
+    /// `ShardUnavailable` for a shard that cannot be served by `node` (one address, or several joined by commas).
     pub fn shard_unavailable(store: &str, shard: u32, node: &str, reason: &str) -> Self {
-        GatewayError::Unavailable(format!(
-            "shard {shard} of store '{store}' is unavailable: storage node {node} {reason}"
-        ))
+        GatewayError::ShardUnavailable {
+            store: store.to_string(),
+            shard,
+            node: node.to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     /// A short machine-readable kind for structured error results.
     pub fn kind(&self) -> &'static str {
         match self {
             GatewayError::Invalid(_) | GatewayError::InvalidArgument(_) => "invalid_argument",
-            GatewayError::NotFound(_) => "not_found",
+            GatewayError::StoreNotFound { .. } | GatewayError::NotFound(_) => "not_found",
             GatewayError::AlreadyExists(_) => "already_exists",
             GatewayError::LimitReached(_) => "limit_reached",
-            GatewayError::Unavailable(_) => "unavailable",
+            GatewayError::ShardUnavailable { .. } | GatewayError::Unavailable(_) => "unavailable",
             GatewayError::Backend(_) => "backend_error",
             GatewayError::Cancelled => "cancelled",
         }
@@ -116,9 +175,15 @@ mod tests {
     use super::*;
 
     fn unavailable_message(e: GatewayError) -> String {
-        match e {
-            GatewayError::Unavailable(m) => m,
-            other => panic!("expected Unavailable, got {other:?}"),
+        match &e {
+            GatewayError::ShardUnavailable { store, shard, node, .. } => {
+                assert_eq!((store.as_str(), *shard, node.as_str()), ("docs", 1, "http://127.0.0.1:7001"));
+                let details = e.details().expect("details");
+                assert_eq!(details["shard"], 1);
+                assert_eq!(details["node"], "http://127.0.0.1:7001");
+                e.to_string()
+            }
+            other => panic!("expected ShardUnavailable, got {other:?}"),
         }
     }
 
@@ -137,12 +202,16 @@ mod tests {
         )))));
         assert_eq!(refused.code(), Code::Unavailable);
         let expired = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        // a local error tonic files as Internal (as it does HTTP/2 resets with a reason)
+        let mut reset = tonic::Status::internal("h2 protocol error: stream no longer needed");
+        reset.set_source(std::sync::Arc::new(std::io::Error::other("stream reset")));
         assert_eq!(expired.code(), Code::Cancelled);
         for (status, says) in [
             (broken, "connection failed (transport error)"),
             (timed_out, "did not answer before the deadline"),
             (refused, "cannot be reached (tcp connect error)"),
             (expired, "did not answer before the deadline"),
+            (reset, "connection failed (h2 protocol error"),
             (tonic::Status::deadline_exceeded("deadline"), "did not answer before the deadline"),
             (tonic::Status::unavailable("store shard docs/1 is reloading; retry"), "is reloading"),
         ] {
@@ -153,7 +222,30 @@ mod tests {
     }
 
     #[test]
+    fn unknown_stores_name_the_store_and_at_most_twenty_others() {
+        let none = GatewayError::store_not_found("docs", std::iter::empty());
+        assert_eq!(
+            none.to_string(),
+            "store 'docs' does not exist; there are no stores yet: create one with create_store"
+        );
+        let names: Vec<String> = (0..25).map(|i| format!("s{i:02}")).collect();
+        let many = GatewayError::store_not_found("docs", names.iter().map(String::as_str));
+        let msg = many.to_string();
+        assert!(msg.contains("s19 and 5 more (list_stores)") && !msg.contains("s20"), "{msg}");
+        let d = many.details().expect("details");
+        assert_eq!(
+            (d["store"].as_str(), d["existing_stores"].as_array().map(Vec::len), d["more_stores"].as_u64()),
+            (Some("docs"), Some(20), Some(5))
+        );
+        let few = GatewayError::store_not_found("docs", ["a", "b"].into_iter());
+        assert_eq!(few.to_string(), "store 'docs' does not exist; existing stores: a, b");
+        assert!(few.is_not_found() && few.kind() == "not_found");
+    }
+
+    #[test]
     fn statuses_a_node_sent_keep_their_meaning_and_hide_internal_limits() {
+        let e = GatewayError::from_replica(tonic::Status::internal("disk"), "docs", 0, "http://n:1");
+        assert!(matches!(e, GatewayError::Backend(_)), "an Internal the node sent is its own failure");
         let e = GatewayError::from_replica(tonic::Status::unknown("boom"), "docs", 0, "http://n:1");
         assert!(matches!(e, GatewayError::Backend(_)), "an Unknown the node sent is not a transport failure");
         let e = GatewayError::from_replica(tonic::Status::invalid_argument("points[0]: bad"), "docs", 0, "http://n:1");

@@ -82,9 +82,6 @@ const MIN_WRITE_REQUEST_BYTES: usize = 1 << 20;
 /// Room in a request for what is not a point: the shard id, flags, gRPC framing.
 const REQUEST_OVERHEAD_BYTES: usize = 1024;
 
-/// Store names a NotFound error lists (a deployment may hold thousands; the message stays short).
-const LISTED_STORES: usize = 20;
-
 /// How many times points (or deletes) that a replica reports stale are re-stamped and sent again.
 const STALE_RETRIES: usize = 3;
 
@@ -440,25 +437,18 @@ impl Gateway {
     pub fn route(&self, store: &str) -> Result<StoreRoute> {
         validate_store_name(store)?;
         let table = self.table();
-        table.stores.get(store).cloned().ok_or_else(|| {
-            let names: Vec<&str> = table.stores.keys().map(String::as_str).collect();
-            GatewayError::NotFound(if names.is_empty() {
-                format!("store '{store}' does not exist; there are no stores yet: create one with create_store")
-            } else if names.len() > LISTED_STORES {
-                let more = names.len() - LISTED_STORES;
-                let listed = names[..LISTED_STORES].join(", ");
-                format!("store '{store}' does not exist; existing stores: {listed} and {more} more (list_stores)")
-            } else {
-                format!("store '{store}' does not exist; existing stores: {}", names.join(", "))
-            })
-        })
+        table
+            .stores
+            .get(store)
+            .cloned()
+            .ok_or_else(|| GatewayError::store_not_found(store, table.stores.keys().map(String::as_str)))
     }
 
     /// Like [`Self::route`], but a store this gateway does not know yet (created through another gateway, whose
     /// table update has not arrived yet) triggers one refresh of the table before NotFound.
     pub async fn resolve(&self, store: &str) -> Result<StoreRoute> {
         match self.route(store) {
-            Err(GatewayError::NotFound(_)) => {
+            Err(e) if e.is_not_found() => {
                 self.refresh().await?;
                 self.route(store)
             }
@@ -486,7 +476,7 @@ impl Gateway {
         for store in self.store_names() {
             match self.stats(&store).await {
                 Ok(s) => stores.push(s),
-                Err(GatewayError::NotFound(_)) => {} // dropped meanwhile
+                Err(e) if e.is_not_found() => {} // dropped meanwhile
                 Err(e) => return Err(e),
             }
         }
@@ -828,6 +818,18 @@ impl Gateway {
                 "writes lost to newer stored versions; re-stamping them"
             );
             version = self.clock.now();
+        }
+        if !pending.is_empty() {
+            // Each retry was stamped past the newest version the replicas reported, and was overtaken again: a
+            // concurrent writer of these ids runs ahead. Saying so is better than a count that leaves them out.
+            return Err(GatewayError::Unavailable(format!(
+                "{} of the ids (first: '{}') on shard {shard} of store '{}' were overtaken by newer writes of the \
+                 same ids {} times in a row (another writer's clock runs ahead); the rest were applied: retry these",
+                pending.len(),
+                rvdb_core::error::excerpt(&pending[0]),
+                route.config.name,
+                STALE_RETRIES + 1
+            )));
         }
         Ok(count)
     }

@@ -20,10 +20,10 @@ impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Status {
         let code = match &e {
             GatewayError::Invalid(_) | GatewayError::InvalidArgument(_) => Code::InvalidArgument,
-            GatewayError::NotFound(_) => Code::NotFound,
+            GatewayError::StoreNotFound { .. } | GatewayError::NotFound(_) => Code::NotFound,
             GatewayError::AlreadyExists(_) => Code::AlreadyExists,
             GatewayError::LimitReached(_) => Code::ResourceExhausted,
-            GatewayError::Unavailable(_) => Code::Unavailable,
+            GatewayError::ShardUnavailable { .. } | GatewayError::Unavailable(_) => Code::Unavailable,
             GatewayError::Backend(_) => Code::Internal,
             GatewayError::Cancelled => Code::Cancelled,
         };

@@ -7,20 +7,36 @@
 //! serve`): the gateway never places anything.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rvdb_core::StoreConfig;
+use rvdb_core::text::Analyzer;
 use rvdb_proto::convert::config_from_pb;
 use rvdb_proto::v1 as pb;
 
 /// Where one store lives.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct StoreRoute {
     pub config: StoreConfig,
     /// For each shard, the URLs of the nodes that hold a replica (first = preferred for reads).
     pub shards: Vec<Vec<String>>,
+    /// The analyzer of `config.text_index`, built once per table rather than per keyword query (a store may
+    /// list thousands of stop words).
+    pub analyzer: Arc<Analyzer>,
+}
+
+/// Routes are equal when their config and placement are (the analyzer is derived from the config).
+impl PartialEq for StoreRoute {
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config && self.shards == other.shards
+    }
 }
 
 impl StoreRoute {
+    pub fn new(config: StoreConfig, shards: Vec<Vec<String>>) -> Self {
+        Self { analyzer: Arc::new(Analyzer::new(&config.text_index)), config, shards }
+    }
+
     pub fn shard_of(&self, id: &str) -> u32 {
         shard_of(id, self.shards.len() as u32)
     }
@@ -71,7 +87,7 @@ impl RoutingTable {
                 .map(|p| p.replica_node_ids.iter().map(|id| urls.get(id.as_str()).map(|u| u.to_string())).collect())
                 .collect();
             let Some(shards) = shards.filter(|s| s.len() == config.shards as usize) else { continue };
-            stores.insert(config.name.clone(), StoreRoute { config, shards });
+            stores.insert(config.name.clone(), StoreRoute::new(config, shards));
         }
         RoutingTable { version: t.version, stores, states }
     }

@@ -236,7 +236,7 @@ impl Gateway {
         let k = params.k;
         validate_k(k).map_err(|e| GatewayError::InvalidArgument(format!("k: {e}")))?;
         let filter_json = crate::points::filter_text(params.filter.as_ref())?;
-        let query = rvdb_core::text::Analyzer::new(&route.config.text_index).query(query);
+        let query = route.analyzer.query(query);
         if query.is_empty() {
             return Ok(Vec::new());
         }

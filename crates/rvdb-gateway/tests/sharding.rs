@@ -137,7 +137,10 @@ async fn sharded_replicated_store_is_exact_and_survives_a_lost_node() {
     let many: Vec<PointInput> =
         (0..50).map(|i| PointInput { id: format!("late-{i}"), vector: vec![0.5; 16], ..Default::default() }).collect();
     let err = gw.upsert("sharded", many, |_, _| true).await.unwrap_err();
-    let GatewayError::Unavailable(message) = &err else { panic!("expected Unavailable: {err:?}") };
+    let GatewayError::ShardUnavailable { store, node, .. } = &err else { panic!("expected Unavailable: {err:?}") };
+    assert_eq!(store, "sharded");
+    assert!(node.contains(&nodes[1].url), "{err}");
+    let message = err.to_string();
     assert!(message.contains("of store 'sharded' is unavailable") && message.contains(&nodes[1].url), "{message}");
 }
 

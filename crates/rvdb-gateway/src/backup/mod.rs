@@ -290,7 +290,7 @@ impl BackupManager {
                     tracing::warn!(store = %store, "an interrupted restore's store was replaced by another one; leaving it");
                     remove_marker(&path);
                 }
-                Err(GatewayError::NotFound(_)) => remove_marker(&path),
+                Err(e) if e.is_not_found() => remove_marker(&path),
                 Err(e) => {
                     tracing::error!(store = %store, error = %e, "cannot check an interrupted restore; retrying at the next start")
                 }
@@ -675,7 +675,7 @@ mod tests {
         let restarted = BackupManager::new(d.gateway.clone(), d.backups.dir());
         let recovery = restarted.recover().await;
         assert_eq!(recovery.dropped_stores, vec!["r".to_string()]);
-        assert!(matches!(d.gateway.resolve("r").await, Err(GatewayError::NotFound(_))));
+        assert!(matches!(d.gateway.resolve("r").await, Err(GatewayError::StoreNotFound { .. })));
         assert!(!d.backups.dir().join(".restoring-r.json").exists());
         let retried = restarted.restore("b", "r", None, |_, _| true).await.unwrap();
         assert_eq!(retried.points, 20_000);
@@ -706,7 +706,7 @@ mod tests {
         let e = d.backups.export("s", None, |_| true).await.unwrap();
         let err = d.backups.import(&e.file, "i", |done| done < 2000).await.unwrap_err();
         assert!(matches!(err, GatewayError::Cancelled), "{err:?}");
-        assert!(matches!(d.gateway.resolve("i").await, Err(GatewayError::NotFound(_))));
+        assert!(matches!(d.gateway.resolve("i").await, Err(GatewayError::StoreNotFound { .. })));
         assert!(!d.backups.dir().join(".restoring-i.json").exists());
         assert_eq!(d.backups.import(&e.file, "i", |_| true).await.unwrap().points, 5000);
     }

@@ -26,7 +26,8 @@ pub(super) fn same_store(found: &StoreConfig, journalled: &StoreConfig) -> bool 
 /// drop fails, so the next start tries again.
 pub(super) async fn abandon_staged(gateway: &Gateway, store: &str, marker: &Path) -> Result<()> {
     match gateway.drop_store(store).await {
-        Ok(()) | Err(GatewayError::NotFound(_)) => {}
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
     remove_marker(marker);
@@ -113,7 +114,7 @@ impl BackupManager {
         let store = config.name.clone();
         let taken = || GatewayError::AlreadyExists(format!("store '{store}' already exists"));
         match self.gateway.resolve(&store).await {
-            Err(GatewayError::NotFound(_)) => {}
+            Err(e) if e.is_not_found() => {}
             Ok(_) => return Err(taken()),
             Err(e) => return Err(e),
         }

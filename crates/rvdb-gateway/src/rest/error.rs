@@ -26,11 +26,16 @@ pub enum ErrorCode {
     PermissionDenied,
 }
 
-/// What went wrong: `code` for programs, `message` for people (it names the field and what was expected).
+/// What went wrong: `code` for programs, `message` for people (it names the field and what was expected), and
+/// for an unknown store or an unavailable shard what the message names as fields (`store`, `existing_stores`,
+/// `more_stores`; `store`, `shard`, `node`, `reason`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 /// The body of every error response.
@@ -46,11 +51,12 @@ pub struct ApiError {
     status: StatusCode,
     code: ErrorCode,
     message: String,
+    details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), details: None }
     }
 
     pub(super) fn invalid(message: impl Into<String>) -> Self {
@@ -71,16 +77,20 @@ impl From<GatewayError> for ApiError {
             GatewayError::Invalid(_) | GatewayError::InvalidArgument(_) => {
                 (StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument)
             }
-            GatewayError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            GatewayError::StoreNotFound { .. } | GatewayError::NotFound(_) => {
+                (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+            }
             GatewayError::AlreadyExists(_) => (StatusCode::CONFLICT, ErrorCode::AlreadyExists),
             GatewayError::LimitReached(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::LimitReached),
-            GatewayError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            GatewayError::ShardUnavailable { .. } | GatewayError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
             GatewayError::Backend(_) => (StatusCode::BAD_GATEWAY, ErrorCode::BackendError),
             GatewayError::Cancelled => {
                 (StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST), ErrorCode::Cancelled)
             }
         };
-        ApiError::new(status, code, e.to_string())
+        ApiError { details: e.details(), ..ApiError::new(status, code, e.to_string()) }
     }
 }
 
@@ -89,7 +99,7 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(status = self.status.as_u16(), error = %self.message, "REST request failed");
         }
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, details: self.details } };
         (self.status, Json(body)).into_response()
     }
 }
@@ -108,6 +118,8 @@ mod tests {
             GatewayError::InvalidArgument("x".into()),
             GatewayError::Invalid(rvdb_core::CoreError::InvalidK(0)),
             GatewayError::NotFound("x".into()),
+            GatewayError::store_not_found("x", ["a"].into_iter()),
+            GatewayError::shard_unavailable("x", 0, "http://n:1", "is down"),
             GatewayError::AlreadyExists("x".into()),
             GatewayError::LimitReached("x".into()),
             GatewayError::Unavailable("x".into()),
