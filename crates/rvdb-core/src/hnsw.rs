@@ -100,21 +100,6 @@ fn tie(c: &Near, base: u32) -> u32 {
     if c.0 == 0.0 { c.1.abs_diff(base) } else { u32::MAX - c.1 }
 }
 
-/// An `f32` ordered by `total_cmp`.
-#[derive(Clone, Copy, PartialEq)]
-struct OrdF32(f32);
-impl Eq for OrdF32 {}
-impl PartialOrd for OrdF32 {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for OrdF32 {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.0.total_cmp(&o.0)
-    }
-}
-
 /// The m-th smallest distance among `cands` (infinity with fewer), reordering them.
 fn mth(cands: &mut [Near], m: usize) -> f32 {
     if m == 0 || cands.len() < m {
@@ -630,7 +615,7 @@ impl HnswIndex {
                 let mut seen: HashSet<u32> = planned.iter().copied().chain([i]).collect();
                 let mut cands: Vec<Near> = Vec::new();
                 // Nearest first; ties as `select` orders them.
-                let key = |n: Near| std::cmp::Reverse((OrdF32(n.0), tie(&n, i), n.1));
+                let key = |n: Near| std::cmp::Reverse((Near(n.0, tie(&n, i)), n.1));
                 let mut frontier = BinaryHeap::new();
                 for &n in planned {
                     for &j in self.links(n, lc) {
@@ -647,7 +632,7 @@ impl HnswIndex {
                 cands.extend(planned.iter().map(|&c| Near(self.dist(&q, c), c)));
                 let mut budget = self.ef_construction;
                 let mut bound = mth(&mut cands, self.m);
-                while let Some(std::cmp::Reverse((OrdF32(d), _, c))) = frontier.pop() {
+                while let Some(std::cmp::Reverse((Near(d, _), c))) = frontier.pop() {
                     if d > bound || budget == 0 {
                         break;
                     }

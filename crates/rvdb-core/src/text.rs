@@ -632,6 +632,9 @@ impl TextIndex {
                 &own
             }
         };
+        if k == 0 {
+            return Vec::new();
+        }
         let scoring = Scoring::new(&self.spec, query, stats);
         // Each query term's postings (absent terms and terms of weight 0 contribute nothing).
         let lists: Vec<(usize, &Postings)> = query
@@ -790,7 +793,13 @@ impl TextIndex {
     /// Term at a time over every posting into a score per document: the reference [`Self::max_score`] is held
     /// to in tests.
     #[cfg(test)]
-    fn search_exhaustive(&self, query: &[(String, u32)], stats: Option<&CorpusStats>, k: usize) -> Vec<KeywordHit> {
+    fn search_exhaustive(
+        &self,
+        query: &[(String, u32)],
+        stats: Option<&CorpusStats>,
+        k: usize,
+        accept: &dyn Fn(&str) -> bool,
+    ) -> Vec<KeywordHit> {
         let own = self.stats(query);
         let scoring = Scoring::new(&self.spec, query, stats.unwrap_or(&own));
         let mut top = TopK::new(k);
@@ -821,7 +830,7 @@ impl TextIndex {
             }
             for &slot in touched.iter() {
                 let score = std::mem::replace(&mut acc[slot as usize], 0.0);
-                top.offer(score, &self.docs[slot as usize].id, &|_| true);
+                top.offer(score, &self.docs[slot as usize].id, accept);
             }
         });
         top.into_hits()
@@ -1051,15 +1060,19 @@ mod tests {
                 let t = if i % 7 == 0 { "w0 w5 w9".to_string() } else { text(&mut rng) };
                 idx.set(&format!("d{i:05}"), Some(&t));
             }
-            for _ in 0..900 {
+            // Enough deletes and updates that dead slots outnumber live ones: compaction rebuilds the block bounds.
+            let mut sets = 0;
+            for _ in 0..9000 {
                 let i = rng.random_range(0..6000);
                 if rng.random_bool(0.5) {
                     idx.remove(&format!("d{i:05}"));
                 } else {
                     let t = text(&mut rng);
                     idx.set(&format!("d{i:05}"), Some(&t));
+                    sets += 1;
                 }
             }
+            assert!(idx.docs.len() < 6000 + sets, "compacted at least once");
             for q in 0..400 {
                 let terms = rng.random_range(1..=6);
                 let query: String =
@@ -1074,10 +1087,21 @@ mod tests {
                         .collect::<Vec<_>>()
                         .join(" ");
                 let q_terms = idx.analyzer().query(&query);
-                for k in [1, 3, 10, 50, 10_000] {
+                // Another shard's statistics added in (so locally rare or absent terms still weigh), and a filter.
+                let mut stats = idx.stats(&q_terms);
+                stats.add(&CorpusStats {
+                    documents: 9000,
+                    total_length: 90_000,
+                    document_frequency: (0..q_terms.len() as u64).map(|i| i * 40).collect(),
+                });
+                let odd = |id: &str| id.ends_with(['1', '3', '5', '7', '9']);
+                for k in [0, 1, 3, 10, 50, 10_000] {
                     let got = idx.search(&q_terms, None, k, None, &|_| true);
-                    let want = idx.search_exhaustive(&q_terms, None, k);
+                    let want = idx.search_exhaustive(&q_terms, None, k, &|_| true);
                     assert_eq!(got, want, "round {round} query {q} {query:?} k {k}");
+                    let got = idx.search(&q_terms, Some(&stats), k, None, &odd);
+                    let want = idx.search_exhaustive(&q_terms, Some(&stats), k, &odd);
+                    assert_eq!(got, want, "round {round} query {q} {query:?} k {k}, collection statistics, filter");
                 }
             }
         }

@@ -824,7 +824,8 @@ impl Gateway {
             // concurrent writer of these ids runs ahead. Saying so is better than a count that leaves them out.
             return Err(GatewayError::Unavailable(format!(
                 "{} of the ids (first: '{}') on shard {shard} of store '{}' were overtaken by newer writes of the \
-                 same ids {} times in a row (another writer's clock runs ahead); the rest were applied: retry these",
+                 same ids {} times in a row (another writer's clock runs ahead); the request stopped there, with \
+                 what came before it applied: retry the request (deleting or updating again is safe)",
                 pending.len(),
                 rvdb_core::error::excerpt(&pending[0]),
                 route.config.name,
@@ -1133,10 +1134,14 @@ async fn watch_table(manager: Arc<dyn ManagerApi>, table: Arc<RwLock<RoutingTabl
 }
 
 fn is_retryable(s: &tonic::Status) -> bool {
-    matches!(
-        s.code(),
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Cancelled
-    )
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            true
+        }
+        // a broken connection that HTTP/2 gave a reason for (as GatewayError::from_replica reads it)
+        tonic::Code::Internal => std::error::Error::source(s).is_some(),
+        _ => false,
+    }
 }
 
 /// Acks a write needs from the `live` replicas (those not down): the configured consistency, or a majority of
@@ -1148,6 +1153,18 @@ pub fn required_acks(write_consistency: u32, live: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read fails over on exactly the failures `GatewayError::from_replica` calls transport failures: a reset
+    /// connection that tonic files as Internal (a local source) too, an Internal the node sent not.
+    #[test]
+    fn reads_fail_over_on_transport_failures_only() {
+        let mut reset = tonic::Status::internal("h2 protocol error");
+        reset.set_source(Arc::new(std::io::Error::other("stream reset")));
+        assert!(is_retryable(&reset));
+        assert!(!is_retryable(&tonic::Status::internal("the node's own failure")));
+        assert!(is_retryable(&tonic::Status::unavailable("down")));
+        assert!(!is_retryable(&tonic::Status::invalid_argument("bad")));
+    }
 
     fn point(id: &str, dimension: usize, version: u64) -> pb::Point {
         pb::Point { id: id.into(), vector: vec![1.0; dimension], metadata_json: String::new(), version }
