@@ -405,7 +405,13 @@ impl ShardIndex {
             && cand_cost <= flat_cost
             && cand_cost <= graph_cost
         {
-            let (hits, scanned) = self.flat.search_among(req.query, req.k, cands, &accept);
+            // With an f32 graph ready, its nodes' contiguous vectors are read instead of the flat index's blocks
+            // (the same prepared vectors: cosine normalised), one node's lines instead of a block's per candidate.
+            let (hits, scanned) =
+                match graph.and_then(|g| g.search_among(req.query, req.k, cands.iter().copied(), &accept)) {
+                    Some(found) => found,
+                    None => self.flat.search_among(req.query, req.k, cands, &accept),
+                };
             return SearchResult { hits, scanned, plan: Plan::Candidates };
         }
         match graph {

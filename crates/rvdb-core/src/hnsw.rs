@@ -689,6 +689,51 @@ impl HnswIndex {
         true
     }
 
+    /// The `k` nearest of the points `ids` names that `accept` takes, exactly, from the nodes' own vectors (ids
+    /// the graph does not hold, or holds deleted, are skipped), best first, ties by id; and how many were
+    /// scored. `None` on an SQ8 graph, whose nodes hold codes. For a few candidates among many points this is
+    /// the cheap way to score them: a node's vector is contiguous (a few cache lines, prefetched ahead), where the
+    /// flat index's component-major blocks cost a whole block's lines for one lane.
+    pub fn search_among<'a>(
+        &self,
+        query: &[f32],
+        k: usize,
+        ids: impl IntoIterator<Item = &'a str>,
+        accept: &dyn Fn(&str) -> bool,
+    ) -> Option<(Vec<SearchHit>, u64)> {
+        if self.sq8.is_some() {
+            return None;
+        }
+        if query.len() != self.dim || k == 0 {
+            return Some((Vec::new(), 0));
+        }
+        let q = self.query_of(prepare(self.metric, query));
+        let mut nodes: Vec<u32> = ids
+            .into_iter()
+            .filter_map(|id| self.slots.get(id).copied())
+            .filter(|&n| !self.deleted[n as usize])
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let mut top = crate::topk::TopK::new(k);
+        for (j, &n) in nodes.iter().enumerate() {
+            if let Some(&ahead) = nodes.get(j + 8) {
+                prefetch(self.region(ahead));
+            }
+            let d = self.dist(&q, n);
+            if d <= top.threshold() && accept(&self.ids[n as usize]) {
+                top.push(d, n);
+            }
+        }
+        let mut hits: Vec<SearchHit> = top
+            .into_sorted()
+            .into_iter()
+            .map(|c| SearchHit { id: self.ids[c.slot as usize].to_string(), distance: self.metric.finish(c.distance) })
+            .collect();
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
+        Some((hits, nodes.len() as u64))
+    }
+
     /// Approximate top-`k`; `ef` (≥ k) trades speed for recall (`None` = the index's `ef_search`); `accept(id)`
     /// restricts the result to the points it lets through, applied during the traversal.
     pub fn search(
@@ -1057,6 +1102,39 @@ mod tests {
                 assert_eq!(dups, 200, "{metric} ef {ef}: {dups} of 200 copies");
             }
         }
+    }
+
+    /// Scoring a candidate list from the nodes' vectors is exact: the same ids and distances as the flat index
+    /// over the same candidates, deleted and unknown ids skipped, `accept` applied; an SQ8 graph declines.
+    #[test]
+    fn candidates_are_scored_exactly_from_the_nodes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for metric in [Metric::Cosine, Metric::Euclidean, Metric::Manhattan, Metric::Dot] {
+            let mut h = HnswIndex::new(12, metric, HnswParams::default());
+            let mut f = crate::flat::FlatIndex::new(12, metric);
+            for i in 0..2000 {
+                let v: Vec<f32> = (0..12).map(|_| rng.random_range(-1.0..1.0)).collect();
+                h.insert(&i.to_string(), &v, 0);
+                f.upsert(&i.to_string(), &v);
+            }
+            h.remove("3");
+            f.remove("3");
+            let cands: Vec<String> =
+                (0..2000).step_by(7).map(|i: i32| i.to_string()).chain(["nope".into(), "3".into()]).collect();
+            let accept = |id: &str| !id.ends_with('5');
+            let q: Vec<f32> = (0..12).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let (got, scanned) = h.search_among(&q, 10, cands.iter().map(String::as_str), &accept).unwrap();
+            let (want, _) = f.search_among(&q, 10, cands.iter().map(String::as_str), &accept);
+            assert_eq!(scanned, 286, "{metric}: 286 multiples of 7 below 2000; 'nope' is unknown, '3' deleted");
+            assert_eq!(got.iter().map(|x| &x.id).collect::<Vec<_>>(), want.iter().map(|x| &x.id).collect::<Vec<_>>());
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g.distance - w.distance).abs() <= 1e-5 * w.distance.abs().max(1.0), "{metric}");
+            }
+        }
+        let grid = Sq8::train(4, std::iter::empty());
+        let mut sq = HnswIndex::with_quantizer(4, Metric::Euclidean, HnswParams::default(), Some(grid));
+        sq.insert("a", &[1.0, 0.0, 0.0, 0.0], 0);
+        assert!(sq.search_among(&[1.0, 0.0, 0.0, 0.0], 1, ["a"], &|_| true).is_none());
     }
 
     #[test]
