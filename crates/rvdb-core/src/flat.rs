@@ -267,13 +267,7 @@ impl FlatIndex {
 
     /// A top-k as results, in a stable, replica-independent order: by distance, then id.
     fn hits(&self, top: TopK) -> Vec<SearchHit> {
-        let mut hits: Vec<SearchHit> = top
-            .into_sorted()
-            .into_iter()
-            .map(|c| SearchHit { id: self.ids[c.slot as usize].to_string(), distance: self.metric.finish(c.distance) })
-            .collect();
-        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
-        hits
+        top.into_hits(self.metric, |s| &self.ids[s as usize])
     }
 
     /// Exact top-`k` among the given ids only (unknown ids are skipped; `accept` re-checks each): the plan for a

@@ -725,13 +725,7 @@ impl HnswIndex {
                 top.push(d, n);
             }
         }
-        let mut hits: Vec<SearchHit> = top
-            .into_sorted()
-            .into_iter()
-            .map(|c| SearchHit { id: self.ids[c.slot as usize].to_string(), distance: self.metric.finish(c.distance) })
-            .collect();
-        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
-        Some((hits, nodes.len() as u64))
+        Some((top.into_hits(self.metric, |n| &self.ids[n as usize]), nodes.len() as u64))
     }
 
     /// Approximate top-`k`; `ef` (≥ k) trades speed for recall (`None` = the index's `ef_search`); `accept(id)`

@@ -83,6 +83,18 @@ impl TopK {
     pub fn into_sorted(self) -> Vec<Candidate> {
         self.heap.into_sorted_vec()
     }
+
+    /// The kept candidates as results, `id_of` naming each slot, distances finished by `metric`, in a stable,
+    /// replica-independent order: by distance, then id.
+    pub fn into_hits<'a>(self, metric: crate::Metric, id_of: impl Fn(u32) -> &'a str) -> Vec<crate::SearchHit> {
+        let mut hits: Vec<crate::SearchHit> = self
+            .into_sorted()
+            .into_iter()
+            .map(|c| crate::SearchHit { id: id_of(c.slot).to_string(), distance: metric.finish(c.distance) })
+            .collect();
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
+        hits
+    }
 }
 
 #[cfg(test)]
