@@ -309,6 +309,17 @@ impl ManagerProcess {
 
     /// A manager on a given address (to restart one where nodes and gateways look for it).
     pub fn start_at(data_dir: &Path, heartbeat_ms: u64, timeout_ms: u64, addr: &str) -> ManagerProcess {
+        Self::start_with_env(data_dir, heartbeat_ms, timeout_ms, addr, &[])
+    }
+
+    /// [`ManagerProcess::start_at`] with extra environment variables (e.g. `RVDB_ANTI_ENTROPY_INTERVAL`).
+    pub fn start_with_env(
+        data_dir: &Path,
+        heartbeat_ms: u64,
+        timeout_ms: u64,
+        addr: &str,
+        env: &[(&str, &str)],
+    ) -> ManagerProcess {
         let args: Vec<String> = vec![
             "manager".into(),
             "--grpc-addr".into(),
@@ -320,7 +331,8 @@ impl ManagerProcess {
             "--node-timeout".into(),
             timeout_ms.to_string(),
         ];
-        let (child, fields) = spawn_ready(&args, &[]);
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, fields) = spawn_ready(&args, &env);
         ManagerProcess { child, url: fields["grpc"].clone() }
     }
 
@@ -338,6 +350,24 @@ impl ManagerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// SIGTERM, and wait for the process to exit; returns how long that took and whether it exited cleanly.
+    pub fn terminate(&mut self) -> (Duration, bool) {
+        terminate(&mut self.child)
+    }
+}
+
+/// SIGTERM to `child` and wait for its exit: (time to exit, exit status success).
+fn terminate(child: &mut Child) -> (Duration, bool) {
+    let started = std::time::Instant::now();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let ok = child.wait().map(|s| s.success()).unwrap_or(false);
+    (started.elapsed(), ok)
+}
+
+/// A loopback port free now (for a process that must come back on the same address after a restart).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Drop for ManagerProcess {
@@ -407,6 +437,15 @@ impl ClusterNode {
         self.kill();
         self.spawn();
     }
+
+    /// SIGTERM (a graceful drain: it leaves the routing table, serves what is in flight, syncs and exits), then
+    /// starts it again on its data; returns how long the old process took to exit and whether it exited cleanly.
+    pub fn restart_gracefully(&mut self) -> (Duration, bool) {
+        let out = self.child.as_mut().map(terminate).unwrap_or_default();
+        self.child = None;
+        self.spawn();
+        out
+    }
 }
 
 impl Drop for ClusterNode {
@@ -420,6 +459,7 @@ impl Drop for ClusterNode {
 pub struct GatewayProcess {
     child: Child,
     pub mcp_url: String,
+    args: Vec<String>,
 }
 
 impl GatewayProcess {
@@ -428,12 +468,17 @@ impl GatewayProcess {
     }
 
     pub fn start_with(manager_url: &str, backup_dir: &Path, extra: &[&str]) -> GatewayProcess {
+        Self::start_on(manager_url, backup_dir, 0, extra)
+    }
+
+    /// A gateway whose MCP / REST listener is on `port` (0: any free port).
+    pub fn start_on(manager_url: &str, backup_dir: &Path, port: u16, extra: &[&str]) -> GatewayProcess {
         let mut args: Vec<String> = vec![
             "gateway".into(),
             "--manager".into(),
             manager_url.into(),
             "--mcp-port".into(),
-            "0".into(),
+            port.to_string(),
             "--gateway-grpc-addr".into(),
             "127.0.0.1:0".into(),
             "--backup-dir".into(),
@@ -441,7 +486,17 @@ impl GatewayProcess {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let (child, fields) = spawn_ready(&args, &[]);
-        GatewayProcess { child, mcp_url: fields["mcp"].clone() }
+        GatewayProcess { child, mcp_url: fields["mcp"].clone(), args }
+    }
+
+    /// SIGTERM (a graceful drain), then the same command again (on the same address when started with
+    /// [`GatewayProcess::start_on`] a port); returns how long the old process took to exit and whether it exited cleanly.
+    pub fn restart_gracefully(&mut self) -> (Duration, bool) {
+        let out = terminate(&mut self.child);
+        let (child, fields) = spawn_ready(&self.args, &[]);
+        self.child = child;
+        self.mcp_url = fields["mcp"].clone();
+        out
     }
 }
 

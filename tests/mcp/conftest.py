@@ -51,7 +51,8 @@ class Server:
         self.data_dir = str(data_dir)
         self.backup_dir = str(data_dir) + "-backups"
         self.extra_args = list(extra_args)
-        self.env = dict(os.environ, RVDB_LOG="warn", **(env or {}))
+        # no drain grace on SIGTERM: these servers have no load balancer in front (tests/rolling.rs tests drains)
+        self.env = {**os.environ, "RVDB_LOG": "warn", "RVDB_DRAIN_GRACE_MS": "0", **(env or {})}
         self.proc = None
         self.mcp_url = None
         self.grpc_url = None

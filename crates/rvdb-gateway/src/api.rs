@@ -203,8 +203,8 @@ pub struct StoreSettings {
     #[serde(default)]
     #[schemars(range(min = 1, max = MAX_REPLICATION_FACTOR))]
     pub replication_factor: Option<u32>,
-    /// Replica acks a write waits for; 0 (default) = a majority of the replicas that are up. At most
-    /// replication_factor.
+    /// Replica acks a write waits for; 0 (default) = a majority of replication_factor when it is 3 or more, of
+    /// the replicas that are up below that. At most replication_factor.
     #[serde(default)]
     #[schemars(range(min = 0, max = MAX_REPLICATION_FACTOR))]
     pub write_consistency: Option<u32>,

@@ -103,6 +103,7 @@ impl Embedded {
             );
         }
         tasks.push(tokio::spawn(manager.clone().run_monitor()).abort_handle());
+        tasks.push(tokio::spawn(manager.clone().run_anti_entropy()).abort_handle());
         let gateway = Arc::new(Gateway::start(api, nodes.clone(), options).await?);
         Ok((manager, gateway))
     }

@@ -32,6 +32,9 @@ pub enum GatewayError {
     AlreadyExists(String),
     #[error("{0}")]
     LimitReached(String),
+    /// A storage node's disk is full: it refuses writes (and serves reads) until space is freed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// No replica of a shard could serve a call: `node` is the address tried (or several, comma-separated) and
     /// `reason` what happened there ("cannot be reached (…)", "did not answer before the deadline", …).
     #[error("shard {shard} of store '{store}' is unavailable: storage node {node} {reason}")]
@@ -44,6 +47,9 @@ pub enum GatewayError {
     #[error("cancelled by the client")]
     Cancelled,
 }
+
+/// How a storage node's disk-full refusal begins (`rvdb_node::NodeError::DiskFull`).
+const DISK_FULL: &str = "the node's disk is full";
 
 /// Stores an unknown-store error lists at most (an agent reads the list; a deployment may hold thousands).
 pub const LISTED_STORES: usize = 20;
@@ -95,6 +101,7 @@ impl GatewayError {
             Code::NotFound => GatewayError::NotFound(msg),
             Code::AlreadyExists => GatewayError::AlreadyExists(msg),
             Code::Unavailable | Code::DeadlineExceeded => GatewayError::Unavailable(msg),
+            Code::ResourceExhausted if msg.contains(DISK_FULL) => GatewayError::InsufficientStorage(msg),
             Code::ResourceExhausted => GatewayError::LimitReached(msg),
             _ => GatewayError::Backend(format!("storage node error ({:?}): {msg}", status.code())),
         }
@@ -148,6 +155,7 @@ impl GatewayError {
             GatewayError::StoreNotFound { .. } | GatewayError::NotFound(_) => "not_found",
             GatewayError::AlreadyExists(_) => "already_exists",
             GatewayError::LimitReached(_) => "limit_reached",
+            GatewayError::InsufficientStorage(_) => "insufficient_storage",
             GatewayError::ShardUnavailable { .. } | GatewayError::Unavailable(_) => "unavailable",
             GatewayError::Backend(_) => "backend_error",
             GatewayError::Cancelled => "cancelled",

@@ -194,7 +194,7 @@ pub struct CreateStore {
     pub shards: Option<u32>,
     /// Default 1.
     pub replication_factor: Option<u32>,
-    /// Default 0 (a majority of the replicas that are up).
+    /// Default 0 (a majority: of the replication factor when it is 3 or more, of the replicas that are up below).
     pub write_consistency: Option<u32>,
     /// Default: the gateway's `default_index_type`.
     pub index: Option<IndexKind>,
@@ -348,6 +348,8 @@ pub struct Gateway {
     embedders: Arc<crate::embedding::Embedders>,
     /// The routing-table watch, stopped when the gateway is dropped.
     watcher: Option<tokio::task::AbortHandle>,
+    /// Shutting down: readiness says not ready while requests are still served (see [`Gateway::drain`]).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Gateway {
@@ -390,6 +392,7 @@ impl Gateway {
             embedders: Arc::new(crate::embedding::Embedders::new(options.models_dir.clone(), openai)),
             options,
             watcher: None,
+            draining: std::sync::atomic::AtomicBool::new(false),
         };
         gw.refresh().await?;
         gw.learn_versions().await;
@@ -492,6 +495,9 @@ impl Gateway {
     pub fn unready_reasons(&self) -> Vec<String> {
         let table = self.table();
         let mut reasons = Vec::new();
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            reasons.push("shutting down: draining, send new requests to another gateway".to_string());
+        }
         if table.version == 0 {
             reasons.push("no routing table from the index manager yet".to_string());
         }
@@ -502,7 +508,7 @@ impl Gateway {
                     continue;
                 }
                 let writable = table.writable(replicas).len();
-                if writable < required_acks(route.config.write_consistency, writable) {
+                if writable < required_acks(route.config.write_consistency, replicas.len(), writable) {
                     reasons.push(format!(
                         "store '{name}' shard {shard}: {writable} writable replica(s), write consistency {} needs more",
                         route.config.write_consistency
@@ -511,6 +517,12 @@ impl Gateway {
             }
         }
         reasons
+    }
+
+    /// Starts a graceful shutdown: `/readyz` reports not ready from now on, so load balancers move away while
+    /// the requests that still arrive are served.
+    pub fn drain(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Creates a store as a caller asked for it (defaults and limits: [`CreateStore::into_config`]).
@@ -661,7 +673,7 @@ impl Gateway {
         let store = route.config.name.as_str();
         let placed = &route.shards[shard as usize];
         let replicas = self.table().writable(placed);
-        let needed = required_acks(route.config.write_consistency, replicas.len());
+        let needed = required_acks(route.config.write_consistency, placed.len(), replicas.len());
         if needed > replicas.len() || replicas.is_empty() {
             let down: Vec<&str> = placed.iter().filter(|u| !replicas.contains(*u)).map(String::as_str).collect();
             let nodes = if down.is_empty() { placed.join(", ") } else { down.join(", ") };
@@ -1144,10 +1156,18 @@ fn is_retryable(s: &tonic::Status) -> bool {
     }
 }
 
-/// Acks a write needs from the `live` replicas (those not down): the configured consistency, or a majority of
-/// the live ones when it is 0. An explicit consistency is strict: more than `live` makes the write fail.
-pub fn required_acks(write_consistency: u32, live: usize) -> usize {
-    if write_consistency == 0 { live / 2 + 1 } else { write_consistency as usize }
+/// Acks a write needs from the `live` replicas (those not down) of a shard with `replication_factor` replicas:
+/// the configured consistency when it is set (strict: more than `live` makes the write fail). By default (0), a
+/// majority of the replication factor when it is 3 or more, so an acknowledged write is on a majority of the
+/// replicas and survives the loss of any minority (with 1 of 3 replicas live, writes fail rather than land on one
+/// copy); with a replication factor of 1 or 2, a majority of the live replicas, so that RF 2 keeps taking writes
+/// with one node down (the returning node catches up; anti-entropy repairs what catch-up misses).
+pub fn required_acks(write_consistency: u32, replication_factor: usize, live: usize) -> usize {
+    match write_consistency {
+        0 if replication_factor >= 3 => replication_factor / 2 + 1,
+        0 => live / 2 + 1,
+        w => w as usize,
+    }
 }
 
 #[cfg(test)]

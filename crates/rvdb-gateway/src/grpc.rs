@@ -22,7 +22,7 @@ impl From<GatewayError> for Status {
             GatewayError::Invalid(_) | GatewayError::InvalidArgument(_) => Code::InvalidArgument,
             GatewayError::StoreNotFound { .. } | GatewayError::NotFound(_) => Code::NotFound,
             GatewayError::AlreadyExists(_) => Code::AlreadyExists,
-            GatewayError::LimitReached(_) => Code::ResourceExhausted,
+            GatewayError::LimitReached(_) | GatewayError::InsufficientStorage(_) => Code::ResourceExhausted,
             GatewayError::ShardUnavailable { .. } | GatewayError::Unavailable(_) => Code::Unavailable,
             GatewayError::Backend(_) => Code::Internal,
             GatewayError::Cancelled => Code::Cancelled,

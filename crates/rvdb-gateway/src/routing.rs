@@ -205,9 +205,16 @@ mod tests {
         assert_eq!(t.writable(&s.shards[0]), vec!["http://b:1", "http://a:1"], "but takes writes");
         assert_eq!(t.writable(&s.shards[1]), vec!["http://a:1"], "a down replica takes neither");
         assert_eq!(t.up_nodes(), 1);
-        // majority of the live replicas by default; an explicit consistency is strict
-        assert_eq!(crate::gateway::required_acks(0, 2), 2);
-        assert_eq!(crate::gateway::required_acks(0, 1), 1);
-        assert_eq!(crate::gateway::required_acks(2, 1), 2);
+        // by default a majority of the live replicas for RF 1 and 2, of the replication factor from RF 3 on; an
+        // explicit consistency is strict
+        use crate::gateway::required_acks;
+        assert_eq!(required_acks(0, 2, 2), 2);
+        assert_eq!(required_acks(0, 2, 1), 1);
+        assert_eq!(required_acks(0, 1, 1), 1);
+        assert_eq!(required_acks(0, 3, 3), 2);
+        assert_eq!(required_acks(0, 3, 1), 2, "RF 3 with one replica live refuses writes");
+        assert_eq!(required_acks(0, 5, 3), 3);
+        assert_eq!(required_acks(2, 3, 1), 2);
+        assert_eq!(required_acks(2, 2, 1), 2);
     }
 }

@@ -1,6 +1,7 @@
 //! The index manager's Prometheus gauges, read at scrape time from the routing table it publishes: nodes by
 //! state, stores, the routing table's version, and the state of every shard replica (the state of the node that
-//! holds it: up, catching_up or down), so an operator sees under-replicated shards at a glance.
+//! holds it: up, catching_up or down), so an operator sees under-replicated shards at a glance; and the
+//! anti-entropy counters (shards and buckets compared, buckets and records repaired, failures).
 
 use std::sync::{Arc, Weak};
 
@@ -13,6 +14,8 @@ use crate::Manager;
 
 pub struct ManagerCollector {
     manager: Weak<Manager>,
+    /// The anti-entropy counters (they count themselves; collected as they are).
+    anti_entropy: crate::manager::AntiEntropyStats,
     nodes: GaugeVec,
     stores: GaugeVec,
     version: GaugeVec,
@@ -37,6 +40,7 @@ impl ManagerCollector {
     pub fn new(manager: &Arc<Manager>) -> Self {
         Self {
             manager: Arc::downgrade(manager),
+            anti_entropy: manager.anti_entropy_stats().clone(),
             nodes: gauge("rvdb_manager_nodes", "Registered storage nodes, by state.", &["state"]),
             stores: gauge("rvdb_manager_stores", "Stores in the catalog.", &[]),
             version: gauge("rvdb_manager_routing_table_version", "Version of the published routing table.", &[]),
@@ -60,7 +64,8 @@ impl ManagerCollector {
 
 impl Collector for ManagerCollector {
     fn desc(&self) -> Vec<&Desc> {
-        self.all().into_iter().flat_map(|g| g.desc()).collect()
+        let counters = self.anti_entropy.counters().into_iter().flat_map(|c| c.desc());
+        self.all().into_iter().flat_map(|g| g.desc()).chain(counters).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
@@ -93,7 +98,8 @@ impl Collector for ManagerCollector {
                 self.live_replicas.with_label_values(&[name, shard.as_str()]).set(up as f64);
             }
         }
-        self.all().into_iter().flat_map(|g| g.collect()).collect()
+        let counters = self.anti_entropy.counters().into_iter().flat_map(|c| c.collect());
+        self.all().into_iter().flat_map(|g| g.collect()).chain(counters).collect()
     }
 }
 

@@ -47,6 +47,14 @@ impl IndexManager for IndexManagerService {
         Ok(Response::new(pb::HeartbeatResponse { routing_version }))
     }
 
+    async fn leave_cluster(
+        &self,
+        req: Request<pb::LeaveClusterRequest>,
+    ) -> Result<Response<pb::LeaveClusterResponse>, Status> {
+        let routing_version = self.manager.leave(&req.into_inner().node_id)?;
+        Ok(Response::new(pb::LeaveClusterResponse { routing_version }))
+    }
+
     async fn create_store(
         &self,
         req: Request<pb::CreateStoreRequest>,
@@ -94,9 +102,12 @@ impl IndexManager for IndexManagerService {
         let known = req.into_inner().known_version;
         // The current table first (unless the caller has it), then every new version; a slow watcher skips
         // intermediate versions and gets the latest, which is all it needs.
-        let stream = tokio_stream::wrappers::WatchStream::new(self.manager.watch())
-            .filter(move |t| t.version > known)
-            .map(|t| Ok((*t).clone()));
+        // ... until the manager closes (the process stops): the stream ends, so the server's graceful stop does
+        // not wait for it and the gateway re-subscribes to the next manager.
+        use tokio_stream::wrappers::WatchStream;
+        let tables = WatchStream::new(self.manager.watch()).filter(move |t| t.version > known).map(Some);
+        let closed = WatchStream::new(self.manager.closed()).filter(|closed| *closed).map(|_| None);
+        let stream = tables.merge(closed).take_while(Option::is_some).filter_map(|t| t).map(|t| Ok((*t).clone()));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -137,6 +148,9 @@ impl ManagerApi for LocalManager {
     }
     async fn heartbeat(&self, req: pb::HeartbeatRequest) -> ApiResult<pb::HeartbeatResponse> {
         Ok(IndexManager::heartbeat(&self.0, Request::new(req)).await?.into_inner())
+    }
+    async fn leave_cluster(&self, req: pb::LeaveClusterRequest) -> ApiResult<pb::LeaveClusterResponse> {
+        Ok(IndexManager::leave_cluster(&self.0, Request::new(req)).await?.into_inner())
     }
     async fn create_store(&self, req: pb::CreateStoreRequest) -> ApiResult<pb::CreateStoreResponse> {
         Ok(IndexManager::create_store(&self.0, Request::new(req)).await?.into_inner())

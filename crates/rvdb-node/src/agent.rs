@@ -85,3 +85,20 @@ async fn register(client: &dyn ManagerApi, options: &AgentOptions) -> Duration {
         }
     }
 }
+
+/// Tells the manager this node is shutting down, so gateways stop routing to it before its listener closes (see
+/// `LeaveCluster`). Best effort within 3 s: a manager that cannot be reached finds out from the missing heartbeats
+/// after its node timeout, as for a crash.
+pub async fn leave(options: &AgentOptions) {
+    let request = pb::LeaveClusterRequest { node_id: options.node_id.clone() };
+    let call = async {
+        let manager =
+            RemoteManager::connect_lazy(&options.manager_url, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        manager.leave_cluster(request).await.map_err(|s| s.message().to_string())
+    };
+    match tokio::time::timeout(Duration::from_secs(3), call).await {
+        Ok(Ok(r)) => tracing::info!(routing_version = r.routing_version, "left the cluster's routing table"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not leave the cluster; the manager will time this node out"),
+        Err(_) => tracing::warn!("leaving the cluster timed out; the manager will time this node out"),
+    }
+}

@@ -23,12 +23,34 @@ pub enum NodeError {
     Reloading(ShardKey),
     #[error("storage error: {0}")]
     Storage(#[from] rocksdb::Error),
+    /// A storage failure reported outside a `rocksdb::Error` (the column-family pool's C API calls).
+    #[error("storage error: {0}")]
+    StorageCall(String),
     #[error("file error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "the node's disk is full: {free} bytes free on {path}, below the {reserve} bytes kept for the storage \
+         engine; writes are refused until space is freed (reads are served)"
+    )]
+    DiskFull { path: String, free: u64, reserve: u64 },
     #[error("corrupt data in store shard {key}: {message}")]
     Corrupt { key: ShardKey, message: String },
     #[error("cannot encode {what}: {message}")]
     Encode { what: &'static str, message: String },
+}
+
+impl NodeError {
+    /// A failed RocksDB write: out of space (the reserve of [`crate::disk`] was not enough) is
+    /// [`NodeError::DiskFull`], anything else a storage error.
+    pub fn from_write(e: rocksdb::Error, disk: Option<&crate::disk::DiskGuard>) -> NodeError {
+        let message = e.to_string();
+        if message.contains("No space left") || message.contains("NoSpace") {
+            let free = disk.and_then(|d| d.free_bytes().ok()).unwrap_or(0);
+            let path = disk.map(|d| d.path().display().to_string()).unwrap_or_default();
+            return NodeError::DiskFull { path, free, reserve: 0 };
+        }
+        NodeError::Storage(e)
+    }
 }
 
 impl From<NodeError> for Status {
@@ -37,10 +59,13 @@ impl From<NodeError> for Status {
             NodeError::Invalid(_) | NodeError::InvalidPoint { .. } | NodeError::BadRequest(_) => Code::InvalidArgument,
             NodeError::ShardNotFound(_) => Code::NotFound,
             NodeError::ShardExists(_) => Code::AlreadyExists,
-            NodeError::ShardPanicked { .. } | NodeError::Storage(_) | NodeError::Io(_) | NodeError::Encode { .. } => {
-                Code::Internal
-            }
+            NodeError::ShardPanicked { .. }
+            | NodeError::Storage(_)
+            | NodeError::StorageCall(_)
+            | NodeError::Io(_)
+            | NodeError::Encode { .. } => Code::Internal,
             NodeError::Reloading(_) => Code::Unavailable,
+            NodeError::DiskFull { .. } => Code::ResourceExhausted,
             NodeError::Corrupt { .. } => Code::DataLoss,
         };
         Status::new(code, e.to_string())

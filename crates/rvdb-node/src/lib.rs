@@ -12,15 +12,18 @@
 //! - [`service`]: the gRPC `StorageNode` service, which only converts and delegates (and pulls a peer's changes
 //!   for `CatchUp`).
 //! - [`metrics`]: Prometheus counters of the node's work and gauges read from the shards at scrape time.
+//! - [`disk`]: writes refused (RESOURCE_EXHAUSTED) while the data directory's free space is below a reserve.
 //! - [`agent`]: registration and heartbeats with the index manager, in a cluster.
 
 pub mod agent;
+pub mod disk;
 pub mod error;
 pub mod metrics;
 pub mod node;
 pub mod record;
 pub mod service;
 pub mod shard;
+mod slots;
 
 pub use error::NodeError;
 pub use node::{Compression, Node, NodeOptions};

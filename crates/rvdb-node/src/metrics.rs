@@ -86,6 +86,8 @@ pub struct NodeCollector {
     compaction_pending: GaugeVec,
     compaction_bytes: GaugeVec,
     shards: GaugeVec,
+    column_families: GaugeVec,
+    disk_free: GaugeVec,
 }
 
 fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -137,10 +139,20 @@ impl NodeCollector {
                 SHARD,
             ),
             shards: gauge("rvdb_node_shards", "Shard replicas held by this node.", &[]),
+            column_families: gauge(
+                "rvdb_node_column_family_slots",
+                "Pooled RocksDB column families for shard replicas, by state (used, free).",
+                &["state"],
+            ),
+            disk_free: gauge(
+                "rvdb_node_disk_free_bytes",
+                "Free bytes on the data directory's file system (writes are refused below the reserve).",
+                &[],
+            ),
         }
     }
 
-    fn all(&self) -> [&GaugeVec; 12] {
+    fn all(&self) -> [&GaugeVec; 14] {
         [
             &self.points,
             &self.tombstones,
@@ -154,6 +166,8 @@ impl NodeCollector {
             &self.compaction_pending,
             &self.compaction_bytes,
             &self.shards,
+            &self.column_families,
+            &self.disk_free,
         ]
     }
 }
@@ -170,6 +184,12 @@ impl Collector for NodeCollector {
         let Some(node) = self.node.upgrade() else { return Vec::new() };
         let shards = node.shards();
         self.shards.with_label_values::<&str>(&[]).set(shards.len() as f64);
+        let (total, free) = node.column_family_slots();
+        self.column_families.with_label_values(&["used"]).set(total.saturating_sub(free) as f64);
+        self.column_families.with_label_values(&["free"]).set(free as f64);
+        if let Some(bytes) = node.disk_free_bytes() {
+            self.disk_free.with_label_values::<&str>(&[]).set(bytes as f64);
+        }
         for shard in shards {
             let Ok(stats) = shard.stats() else { continue };
             let number = stats.key.shard.to_string();

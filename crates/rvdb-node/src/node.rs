@@ -1,16 +1,17 @@
 //! The node: one RocksDB instance, the registry of shard replicas in it, and per-shard fault isolation.
 //!
-//! Layout inside RocksDB: the `default` column family holds one `shard:<cf>` key per replica with its
-//! [`ShardMeta`] (JSON); each replica's points live in column family `<store>#<shard>`. Creating writes the column
-//! family first and the meta second; dropping deletes the meta first. So after a crash, a column family without
-//! meta is a half-created or half-dropped shard and is removed on open, and a meta without column family cannot
-//! occur (`create_missing_column_families` recreates it empty if it does).
+//! Layout inside RocksDB: the `default` column family holds one `shard:<store>#<shard>` key per replica with its
+//! [`ShardMeta`] (JSON); each replica's points live in a column family of its own: a slot `@<n>` taken from the
+//! pool of [`crate::slots`] and named in the meta (replicas created before slots live in a column family named
+//! `<store>#<shard>`). Creating takes a free slot and then writes the meta; dropping deletes the meta and every key
+//! of the slot in one atomic batch. So after a crash a slot without meta is free, and a named column family without
+//! meta (an interrupted create or drop from before slots) is removed on open.
 //!
 //! Fault isolation (the Rust form of the seed's OTP supervision): every request runs through
 //! [`Node::with_shard`], which catches a panic, retires the shard, reloads it from RocksDB (the source of truth)
 //! and answers the request with an error. Other shards never see it; the panicked shard serves again at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,7 +22,9 @@ use rvdb_core::clock::HybridClock;
 use rvdb_core::options::IndexOptions;
 use serde::{Deserialize, Serialize};
 
+use crate::disk::DiskGuard;
 use crate::shard::{Db, PANIC_ON_ID, Shard};
+use crate::slots::{self, ALL_KEYS, Cf, Lease, Slots};
 use crate::{NodeError, ShardKey, ShardStats};
 
 const META_PREFIX: &str = "shard:";
@@ -36,6 +39,9 @@ pub struct NodeOptions {
     pub compression: Compression,
     /// How the shards' indexes run (instruction set, flat codes), as the binary configured them.
     pub index: IndexOptions,
+    /// Free space kept on the data directory's file system: below it, data writes are refused (see
+    /// [`crate::disk`]); 0 turns the check off. Ignored without persistence.
+    pub disk_reserve_bytes: u64,
 }
 
 impl NodeOptions {
@@ -46,6 +52,7 @@ impl NodeOptions {
             persistence: true,
             compression: Compression::Auto,
             index: IndexOptions::default(),
+            disk_reserve_bytes: crate::disk::DEFAULT_RESERVE_BYTES,
         }
     }
 }
@@ -79,15 +86,29 @@ struct ShardMeta {
     store: String,
     shard: u32,
     config: StoreConfig,
+    /// The slot the replica lives in; absent for a replica created before slots, whose column family is named
+    /// after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cf: Option<String>,
+}
+
+impl ShardMeta {
+    /// The replica's column family, given the replica's name.
+    fn cf_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.cf.as_deref().unwrap_or(name)
+    }
 }
 
 pub struct Node {
     db: Arc<Db>,
+    /// Free column families for new replicas (see [`crate::slots`]).
+    slots: Arc<Slots>,
+    /// Refuses data writes when the disk is nearly full; `None` in memory.
+    disk: Option<Arc<DiskGuard>>,
     /// False for an in-memory node (`persistence_enabled = false`): no WAL, no fsync.
     durable: bool,
     /// Where HNSW graph snapshots are kept (`<data_dir>/hnsw/<cf>.hnsw`); `None` without persistence.
     graph_dir: Option<PathBuf>,
-    cf_options: Options,
     clock: Arc<HybridClock>,
     shards: RwLock<HashMap<ShardKey, Arc<Shard>>>,
     /// Serialises create / drop / reload so the catalog in `default` and the map agree.
@@ -119,6 +140,11 @@ impl Node {
         db_options.create_missing_column_families(true);
         db_options.set_max_background_jobs(2);
         db_options.set_keep_log_file_num(4);
+        // With one column family per replica, the defaults scale with the number of column families: the WAL is
+        // kept until every column family with data in it is flushed (a store written once keeps every later WAL
+        // file alive), and each memtable may grow to its write buffer size. Bound both for the whole node.
+        db_options.set_max_total_wal_size(512 << 20);
+        db_options.set_db_write_buffer_size(1 << 30);
         let path = db_path(&options.data_dir);
         let existing = if options.persistence && path.join("CURRENT").exists() {
             Db::list_cf(&db_options, &path)?
@@ -133,29 +159,51 @@ impl Node {
         let clock = Arc::new(HybridClock::new());
 
         let metas = read_metas(&db)?;
-        for orphan in existing.iter().filter(|n| n.as_str() != "default" && !metas.contains_key(*n)) {
-            tracing::warn!(cf = %orphan, "dropping column family without shard meta (interrupted create or drop)");
-            db.drop_cf(orphan)?;
+        let owned: HashSet<&str> = metas.iter().map(|(name, meta)| meta.cf_name(name)).collect();
+        let mut free = Vec::new();
+        for cf in existing.iter().filter(|n| n.as_str() != "default" && !owned.contains(n.as_str())) {
+            if slots::is_slot(cf) {
+                free.push(cf.clone());
+            } else {
+                tracing::warn!(cf = %cf, "dropping column family without shard meta (interrupted create or drop)");
+                db.drop_cf(cf)?;
+            }
         }
+        let slot_numbers = existing.iter().filter(|n| slots::is_slot(n)).map(|n| n[1..].parse::<u64>().unwrap_or(0));
+        let slots = Slots::new(
+            db.clone(),
+            cf_options.clone(),
+            free,
+            existing.iter().filter(|n| slots::is_slot(n)).count(),
+            slot_numbers.max().map_or(0, |n| n + 1),
+        );
+        let disk = if options.persistence {
+            Some(Arc::new(DiskGuard::new(&options.data_dir, options.disk_reserve_bytes)?))
+        } else {
+            None
+        };
         let graph_dir = options.persistence.then(|| options.data_dir.join("hnsw"));
         if let Some(dir) = &graph_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|e| NodeError::BadRequest(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut shards = HashMap::new();
-        for (cf, meta) in metas {
-            let key = ShardKey::new(meta.store, meta.shard);
-            if db.cf_handle(&cf).is_none() {
-                db.create_cf(&cf, &cf_options)?;
+        for (name, meta) in &metas {
+            let key = ShardKey::new(meta.store.clone(), meta.shard);
+            let cf = meta.cf_name(name);
+            if db.cf_handle(cf).is_none() {
+                db.create_cf(cf, &cf_options)?;
             }
             let started = std::time::Instant::now();
             let shard = Shard::load(
                 db.clone(),
+                disk.clone(),
                 options.persistence,
                 clock.clone(),
                 graph_dir.as_deref(),
                 key.clone(),
-                meta.config,
+                meta.config.clone(),
+                Lease::new(Cf::Opened(cf.to_string()), &slots),
                 options.index,
             )?;
             tracing::info!(shard = %key, elapsed_ms = started.elapsed().as_millis() as u64, "loaded shard");
@@ -163,9 +211,10 @@ impl Node {
         }
         Ok(Node {
             db,
+            disk,
+            slots,
             durable: options.persistence,
             graph_dir,
-            cf_options,
             clock,
             shards: RwLock::new(shards),
             admin: Mutex::new(()),
@@ -191,23 +240,44 @@ impl Node {
         if self.shard_map().contains_key(&key) {
             return Err(NodeError::ShardExists(key));
         }
-        let cf = key.cf_name();
-        if self.db.cf_handle(&cf).is_some() {
-            self.db.drop_cf(&cf)?;
+        let cf = self.slots.take()?;
+        let meta = ShardMeta {
+            store: key.store.clone(),
+            shard: key.shard,
+            config: config.clone(),
+            cf: Some(cf.name().to_string()),
+        };
+        let created = self.write_meta(&key, &meta).and_then(|()| {
+            self.remove_graph_snapshot(&key); // a leftover of an earlier store of this name
+            self.load_shard(key.clone(), config, Lease::new(cf.clone(), &self.slots))
+        });
+        match created {
+            Ok(shard) => {
+                self.shard_map_mut().insert(key, shard);
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing was written to the slot: undo the meta (if it was written) and give the slot back.
+                let _ = self.db.delete_opt(meta_key(&key), &self.write_options());
+                self.slots.put_back(cf);
+                Err(e)
+            }
         }
-        self.db.create_cf(&cf, &self.cf_options)?;
-        let meta = ShardMeta { store: key.store.clone(), shard: key.shard, config: config.clone() };
-        let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(self.durable);
+    }
+
+    fn write_meta(&self, key: &ShardKey, meta: &ShardMeta) -> Result<(), NodeError> {
         // An encoding failure must fail the create, never persist an empty meta (the shard would be dropped as an
         // orphan at the next start).
         let encoded =
-            serde_json::to_vec(&meta).map_err(|e| NodeError::Encode { what: "shard meta", message: e.to_string() })?;
-        self.db.put_opt(meta_key(&cf), encoded, &wo)?;
-        self.remove_graph_snapshot(&key); // a leftover of an earlier store of this name
-        let shard = self.load_shard(key.clone(), config)?;
-        self.shard_map_mut().insert(key, shard);
+            serde_json::to_vec(meta).map_err(|e| NodeError::Encode { what: "shard meta", message: e.to_string() })?;
+        self.db.put_opt(meta_key(key), encoded, &self.write_options())?;
         Ok(())
+    }
+
+    fn write_options(&self) -> rocksdb::WriteOptions {
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(self.durable);
+        wo
     }
 
     pub fn drop_shard(&self, key: &ShardKey) -> Result<(), NodeError> {
@@ -216,11 +286,21 @@ impl Node {
         shard.retire();
         // Wait for a writer in flight so its batch is not written into a dropped column family.
         let _writes = shard.lock_writes();
-        let cf = key.cf_name();
-        let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(self.durable);
-        self.db.delete_opt(meta_key(&cf), &wo)?;
-        self.db.drop_cf(&cf)?;
+        // The meta and every key of the replica go in one atomic batch: after a crash the replica is either whole
+        // or gone, and its slot (which then has no meta) is free.
+        let lease = shard.lease().clone();
+        let cf = lease.cf().bind(&self.db).ok_or_else(|| NodeError::ShardNotFound(key.clone()))?;
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete(meta_key(key));
+        batch.delete_range_cf(&cf, ALL_KEYS.0, ALL_KEYS.1);
+        self.db.write_opt(batch, &self.write_options())?;
+        drop(cf);
+        if lease.pooled() {
+            // Back to the pool once the last request still holding this replica has finished.
+            lease.free();
+        } else {
+            self.db.drop_cf(lease.cf().name())?;
+        }
         self.remove_graph_snapshot(key);
         Ok(())
     }
@@ -278,21 +358,23 @@ impl Node {
         }
         old.retire();
         let _writes = old.lock_writes();
-        let fresh = self.load_shard(key.clone(), old.config().clone())?;
+        let fresh = self.load_shard(key.clone(), old.config().clone(), old.lease().clone())?;
         self.shard_map_mut().insert(key.clone(), fresh);
         tracing::info!(shard = %key, "shard reloaded after panic");
         Ok(())
     }
 
     /// Loads a shard from its column family (which starts its graph build, for an HNSW store).
-    fn load_shard(&self, key: ShardKey, config: StoreConfig) -> Result<Arc<Shard>, NodeError> {
+    fn load_shard(&self, key: ShardKey, config: StoreConfig, lease: Arc<Lease>) -> Result<Arc<Shard>, NodeError> {
         Shard::load(
             self.db.clone(),
+            self.disk.clone(),
             self.durable,
             self.clock.clone(),
             self.graph_dir.as_deref(),
             key,
             config,
+            lease,
             self.index_options,
         )
     }
@@ -301,6 +383,16 @@ impl Node {
         if let Some(dir) = &self.graph_dir {
             let _ = std::fs::remove_file(crate::shard::graph_file(dir, key));
         }
+    }
+
+    /// Pooled column families for replicas: (in use or free, free).
+    pub fn column_family_slots(&self) -> (usize, usize) {
+        (self.slots.total(), self.slots.free())
+    }
+
+    /// Free bytes on the data directory's file system (`None` in memory or when it cannot be read).
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        self.disk.as_ref().and_then(|d| d.free_bytes().ok())
     }
 
     /// Fsyncs the WAL: every acknowledged write of every shard is durable afterwards.
@@ -328,21 +420,22 @@ fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("rocksdb")
 }
 
-fn meta_key(cf: &str) -> String {
-    format!("{META_PREFIX}{cf}")
+fn meta_key(key: &ShardKey) -> String {
+    format!("{META_PREFIX}{}", key.name())
 }
 
+/// Every replica's meta, by replica name (`<store>#<shard>`).
 fn read_metas(db: &Db) -> Result<BTreeMap<String, ShardMeta>, NodeError> {
     let mut out = BTreeMap::new();
     for item in db.prefix_iterator(META_PREFIX.as_bytes()) {
         let (k, v) = item?;
-        let Some(cf) = k.strip_prefix(META_PREFIX.as_bytes()) else { break };
-        let cf = String::from_utf8_lossy(cf).into_owned();
+        let Some(name) = k.strip_prefix(META_PREFIX.as_bytes()) else { break };
+        let name = String::from_utf8_lossy(name).into_owned();
         let meta: ShardMeta = serde_json::from_slice(&v).map_err(|e| NodeError::Corrupt {
-            key: ShardKey::new(cf.clone(), 0),
+            key: ShardKey::new(name.clone(), 0),
             message: format!("shard meta is not valid: {e}"),
         })?;
-        out.insert(cf, meta);
+        out.insert(name, meta);
     }
     Ok(out)
 }
@@ -490,7 +583,7 @@ mod tests {
         let since = 149; // the lagging replica's newest version
         let (mut points, mut tombstones) = (Vec::new(), Vec::new());
         node.with_shard(&peer, |s| {
-            s.changes(since, |c| {
+            s.changes(since, None, |c| {
                 match c {
                     Change::Point(p) => points.push(p),
                     Change::Tombstone { id, version } => tombstones.push((id, version)),
@@ -510,6 +603,96 @@ mod tests {
         assert!(node.with_shard(&lagging, |s| s.get(&["e4".into()])).unwrap().is_empty());
         let unversioned = vec![point("z", &[0.0, 0.0], 0)];
         assert!(node.with_shard(&lagging, |s| s.apply_changes(unversioned, &[], false)).is_err());
+    }
+
+    /// Column-family slots: creating many replicas grows the pool by doubling (one batch create each time),
+    /// dropping returns slots for reuse, a re-created replica never sees the keys of the one that held its slot
+    /// before, a request still holding a dropped replica cannot reach the slot's next owner, and all of it
+    /// survives a reopen.
+    #[test]
+    fn replicas_take_pooled_column_families_and_give_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<ShardKey> = (0..40).map(|i| ShardKey::new(format!("s{i}"), 0)).collect();
+        let config = |k: &ShardKey| StoreConfig::new(k.store.clone(), 2, Metric::Euclidean);
+        {
+            let node = open(dir.path());
+            for (i, k) in keys.iter().enumerate() {
+                node.create_shard(k.clone(), config(k)).unwrap();
+                node.with_shard(k, |s| s.upsert(vec![point(&format!("p{i}"), &[i as f32, 0.0], 0)], false)).unwrap();
+            }
+            assert_eq!(node.slots.total(), 16 + 16 + 32, "the pool doubles: 16, 32, 64");
+            let held = node.shard(&keys[0]).unwrap();
+            for k in &keys[..20] {
+                node.drop_shard(k).unwrap();
+            }
+            assert!(matches!(held.get(&["p0".into()]), Err(NodeError::ShardNotFound(_))), "a dropped replica is gone");
+            assert_eq!(node.slots.free(), 24 + 19, "every dropped slot is free but the one a request still holds");
+            drop(held);
+            assert_eq!(node.slots.free(), 24 + 20);
+            // new replicas take the freed slots: no column family is created, none sees its predecessor's keys
+            for k in &keys[..20] {
+                node.create_shard(k.clone(), config(k)).unwrap();
+                assert_eq!(node.with_shard(k, |s| s.stats()).unwrap().points, 0, "{k}: a new replica starts empty");
+                assert_eq!(node.with_shard(k, |s| s.digest()).unwrap().records, 0);
+            }
+            assert_eq!(node.slots.total(), 64);
+            node.with_shard(&keys[0], |s| s.upsert(vec![point("fresh", &[1.0, 1.0], 0)], false)).unwrap();
+            node.drop_shard(&keys[39]).unwrap();
+        }
+        let node = open(dir.path());
+        assert_eq!(node.list_shards().len(), 39);
+        assert_eq!(node.slots.total(), 64);
+        assert_eq!(node.slots.free(), 25);
+        let got = node.with_shard(&keys[0], |s| s.get(&["fresh".into(), "p0".into()])).unwrap();
+        assert_eq!(got.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["fresh"]);
+        assert_eq!(node.with_shard(&keys[25], |s| s.stats()).unwrap().points, 1, "an untouched replica kept its point");
+        node.create_shard(keys[39].clone(), config(&keys[39])).unwrap();
+        assert_eq!(node.with_shard(&keys[39], |s| s.stats()).unwrap().points, 0);
+    }
+
+    /// Anti-entropy's bucket digests: equal replicas have equal digests; one differing record changes exactly its
+    /// bucket; the changes of that bucket alone bring the replicas level.
+    #[test]
+    fn bucket_digests_point_at_the_buckets_that_differ() {
+        use crate::shard::{BucketFilter, Change, bucket_of};
+        let dir = tempfile::tempdir().unwrap();
+        let node = open(dir.path());
+        let (a, b) = (ShardKey::new("a", 0), ShardKey::new("b", 0));
+        let pts: Vec<PointData> = (0..500).map(|i| point(&format!("p{i}"), &[i as f32, 1.0], 100 + i)).collect();
+        for k in [&a, &b] {
+            node.create_shard(k.clone(), StoreConfig::new(k.store.clone(), 2, Metric::Euclidean)).unwrap();
+            node.with_shard(k, |s| s.upsert(pts.clone(), false)).unwrap();
+        }
+        let digests = |k: &ShardKey| node.with_shard(k, |s| s.bucket_digests(64)).unwrap();
+        assert_eq!(digests(&a), digests(&b));
+        assert_eq!(digests(&a).iter().map(|d| d.records).sum::<u64>(), 500);
+        node.with_shard(&a, |s| s.upsert(vec![point("p7", &[7.0, 7.0], 5000)], false)).unwrap();
+        node.with_shard(&b, |s| s.delete(&["p9".into()], 5001, false)).unwrap();
+        let (da, db) = (digests(&a), digests(&b));
+        let differing: Vec<u32> = (0..64).filter(|&i| da[i as usize] != db[i as usize]).collect();
+        let mut expected = vec![bucket_of(b"p7", 64), bucket_of(b"p9", 64)];
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(differing, expected);
+        let filter = BucketFilter::new(64, &differing).unwrap();
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            let (mut points, mut tombstones) = (Vec::new(), Vec::new());
+            node.with_shard(from, |s| {
+                s.changes(0, Some(&filter), |c| {
+                    match c {
+                        Change::Point(p) => points.push(p),
+                        Change::Tombstone { id, version } => tombstones.push((id, version)),
+                    }
+                    true
+                })
+            })
+            .unwrap();
+            assert!(points.len() + tombstones.len() < 100, "only the differing buckets are streamed");
+            node.with_shard(to, |s| s.apply_changes(points, &tombstones, false)).unwrap();
+        }
+        assert_eq!(digests(&a), digests(&b));
+        assert_eq!(node.with_shard(&a, |s| s.digest()).unwrap(), node.with_shard(&b, |s| s.digest()).unwrap());
+        assert!(BucketFilter::new(0, &[]).is_err() && BucketFilter::new(8, &[8]).is_err());
     }
 
     #[test]

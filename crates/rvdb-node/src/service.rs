@@ -14,7 +14,7 @@ use rvdb_proto::v1::storage_node_server::{StorageNode, StorageNodeServer};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::shard::{Change, MetadataPatch, PointData, ScoredPoint, SearchOptions};
+use crate::shard::{BucketFilter, Change, MetadataPatch, PointData, ScoredPoint, SearchOptions};
 use crate::{Node, NodeError, ShardKey, ShardStats};
 use rvdb_core::filter::Filter;
 use rvdb_core::text::CorpusStats;
@@ -175,6 +175,14 @@ where
 }
 
 /// Splits a chunk of streamed changes into points and `(id, version)` tombstones.
+/// The bucket filter of a `Changes` / `CatchUp` request (`None` when `buckets` is 0: every record).
+fn bucket_filter(buckets: u32, only: &[u32]) -> Result<Option<BucketFilter>, Status> {
+    if buckets == 0 {
+        return Ok(None);
+    }
+    Ok(Some(BucketFilter::new(buckets, only)?))
+}
+
 fn changes_from_pb(chunk: pb::ChangesChunk) -> (Vec<PointData>, Vec<(String, u64)>) {
     let points = chunk
         .points
@@ -453,6 +461,7 @@ impl StorageNode for StorageNodeService {
         let shard = self.node.shard(&key)?;
         let chunk_size = if req.chunk_size == 0 { 1000 } else { req.chunk_size.min(100_000) as usize };
         let since = req.since_version;
+        let buckets = bucket_filter(req.buckets, &req.only_buckets)?;
         let to_chunk = |changes: Vec<Change>| {
             let mut chunk = pb::ChangesChunk::default();
             for c in changes {
@@ -465,7 +474,7 @@ impl StorageNode for StorageNodeService {
             }
             chunk
         };
-        let stream = stream_blocking(chunk_size, to_chunk, move |emit| shard.changes(since, emit));
+        let stream = stream_blocking(chunk_size, to_chunk, move |emit| shard.changes(since, buckets.as_ref(), emit));
         Ok(Response::new(stream))
     }
 
@@ -477,6 +486,22 @@ impl StorageNode for StorageNodeService {
         Ok(Response::new(pb::DigestResponse { sha256: d.sha256, records: d.records, max_version: d.max_version }))
     }
 
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn bucket_digests(
+        &self,
+        req: Request<pb::BucketDigestsRequest>,
+    ) -> Result<Response<pb::BucketDigestsResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let buckets = req.buckets;
+        let digests = self.blocking(move |n| n.with_shard(&key, |s| s.bucket_digests(buckets))).await?;
+        Ok(Response::new(pb::BucketDigestsResponse {
+            sums: digests.iter().map(|d| d.sum).collect(),
+            records: digests.iter().map(|d| d.records).collect(),
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(store, shard, source))]
     async fn catch_up(&self, req: Request<pb::CatchUpRequest>) -> Result<Response<pb::CatchUpResponse>, Status> {
         let req = req.into_inner();
@@ -484,6 +509,7 @@ impl StorageNode for StorageNodeService {
         record_shard(&key);
         tracing::Span::current().record("source", req.source_address.as_str());
         self.node.shard(&key)?; // NOT_FOUND before dialling the peer
+        bucket_filter(req.buckets, &req.only_buckets)?; // INVALID_ARGUMENT before dialling the peer
         let started = std::time::Instant::now();
         let peer = self.peers.get(&req.source_address, None).map_err(|e| {
             let address = rvdb_core::error::excerpt(&req.source_address);
@@ -491,7 +517,13 @@ impl StorageNode for StorageNodeService {
         })?;
         let shard = Some(pb::ShardId { store: key.store.clone(), shard: key.shard });
         let mut stream = peer
-            .changes(pb::ChangesRequest { shard, since_version: req.since_version, chunk_size: 2000 })
+            .changes(pb::ChangesRequest {
+                shard,
+                since_version: req.since_version,
+                chunk_size: 2000,
+                buckets: req.buckets,
+                only_buckets: req.only_buckets.clone(),
+            })
             .await
             .map_err(|s| match s.code() {
                 tonic::Code::Unavailable | tonic::Code::Unknown => Status::unavailable(format!(
@@ -645,6 +677,12 @@ impl StorageApi for LocalNode {
     async fn catch_up(&self, req: pb::CatchUpRequest) -> ApiResult<pb::CatchUpResponse> {
         served_locally("/rvdb.v1.StorageNode/CatchUp", async {
             Ok(StorageNode::catch_up(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn bucket_digests(&self, req: pb::BucketDigestsRequest) -> ApiResult<pb::BucketDigestsResponse> {
+        served_locally("/rvdb.v1.StorageNode/BucketDigests", async {
+            Ok(StorageNode::bucket_digests(&self.0, Request::new(req)).await?.into_inner())
         })
         .await
     }

@@ -52,6 +52,7 @@ pub trait StorageApi: Send + Sync + std::fmt::Debug {
     async fn changes(&self, req: pb::ChangesRequest) -> ApiResult<ApiStream<pb::ChangesChunk>>;
     async fn digest(&self, req: pb::DigestRequest) -> ApiResult<pb::DigestResponse>;
     async fn catch_up(&self, req: pb::CatchUpRequest) -> ApiResult<pb::CatchUpResponse>;
+    async fn bucket_digests(&self, req: pb::BucketDigestsRequest) -> ApiResult<pb::BucketDigestsResponse>;
 }
 
 /// The index manager's API (`rvdb.v1.IndexManager`), one method per RPC.
@@ -59,6 +60,7 @@ pub trait StorageApi: Send + Sync + std::fmt::Debug {
 pub trait ManagerApi: Send + Sync + std::fmt::Debug {
     async fn register_node(&self, req: pb::RegisterNodeRequest) -> ApiResult<pb::RegisterNodeResponse>;
     async fn heartbeat(&self, req: pb::HeartbeatRequest) -> ApiResult<pb::HeartbeatResponse>;
+    async fn leave_cluster(&self, req: pb::LeaveClusterRequest) -> ApiResult<pb::LeaveClusterResponse>;
     async fn create_store(&self, req: pb::CreateStoreRequest) -> ApiResult<pb::CreateStoreResponse>;
     async fn drop_store(&self, req: pb::DropStoreRequest) -> ApiResult<pb::DropStoreResponse>;
     async fn routing_table(&self) -> ApiResult<pb::RoutingTable>;
@@ -141,6 +143,9 @@ impl StorageApi for RemoteStorage {
     async fn catch_up(&self, req: pb::CatchUpRequest) -> ApiResult<pb::CatchUpResponse> {
         Ok(self.0.clone().catch_up(req).await?.into_inner())
     }
+    async fn bucket_digests(&self, req: pb::BucketDigestsRequest) -> ApiResult<pb::BucketDigestsResponse> {
+        Ok(self.0.clone().bucket_digests(req).await?.into_inner())
+    }
 }
 
 /// The index manager over gRPC.
@@ -165,6 +170,9 @@ impl ManagerApi for RemoteManager {
     }
     async fn heartbeat(&self, req: pb::HeartbeatRequest) -> ApiResult<pb::HeartbeatResponse> {
         Ok(self.0.clone().heartbeat(req).await?.into_inner())
+    }
+    async fn leave_cluster(&self, req: pb::LeaveClusterRequest) -> ApiResult<pb::LeaveClusterResponse> {
+        Ok(self.0.clone().leave_cluster(req).await?.into_inner())
     }
     async fn create_store(&self, req: pb::CreateStoreRequest) -> ApiResult<pb::CreateStoreResponse> {
         Ok(self.0.clone().create_store(req).await?.into_inner())

@@ -204,6 +204,11 @@ pub struct NodeArgs {
     /// Compression of stored vectors: none, lz4, zstd, or auto (LZ4 upper levels, ZSTD bottom level).
     #[arg(long, env = "RVDB_COMPRESSION", default_value = "auto")]
     pub compression: rvdb_node::Compression,
+    /// Free space (MiB) kept on the data directory's file system for RocksDB's flushes and compactions: below it
+    /// the node refuses writes (RESOURCE_EXHAUSTED; REST 507) and keeps serving reads, and takes writes again as
+    /// soon as space is freed. 0 turns the check off.
+    #[arg(long, env = "RVDB_DISK_RESERVE_MB", default_value_t = rvdb_node::disk::DEFAULT_RESERVE_BYTES >> 20)]
+    pub disk_reserve_mb: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -372,6 +377,25 @@ pub struct ServeArgs {
     /// Most stores this deployment holds (the seed's `max_vector_stores`), enforced by the in-process manager.
     #[arg(long, env = "RVDB_MAX_VECTOR_STORES", default_value_t = 100)]
     pub max_vector_stores: usize,
+    #[command(flatten)]
+    pub drain: DrainArgs,
+}
+
+/// Graceful shutdown: what a process does between SIGTERM (or Ctrl-C) and exit.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DrainArgs {
+    /// Milliseconds between SIGTERM and closing the listeners. Meanwhile readiness says not ready (`/readyz` 503,
+    /// gRPC health NOT_SERVING), a cluster node has left the routing table, and requests are still served, so load
+    /// balancers and gateways move away before anything is refused. Requests in flight when the listeners close
+    /// are finished; then the WAL is synced and the process exits.
+    #[arg(long, env = "RVDB_DRAIN_GRACE_MS", default_value_t = 1000)]
+    pub drain_grace_ms: u64,
+}
+
+impl DrainArgs {
+    fn grace(&self) -> Duration {
+        Duration::from_millis(self.drain_grace_ms.min(600_000))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -382,6 +406,8 @@ pub struct GatewayCommand {
     pub manager: String,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub drain: DrainArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -401,6 +427,8 @@ pub struct NodeCommand {
     /// Address of the Prometheus `/metrics` listener (off unless set).
     #[arg(long, env = "RVDB_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub drain: DrainArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -424,6 +452,13 @@ pub struct ManagerArgs {
     /// writes in flight and gateway clock skew).
     #[arg(long, env = "RVDB_CATCH_UP_MARGIN", default_value_t = 60_000)]
     pub catch_up_margin: u64,
+    /// Milliseconds between two anti-entropy rounds, which compare every shard's replicas bucket by bucket and
+    /// repair what differs (0 = off).
+    #[arg(long, env = "RVDB_ANTI_ENTROPY_INTERVAL", default_value_t = 60_000)]
+    pub anti_entropy_interval: u64,
+    /// Milliseconds of pause between two shards in an anti-entropy round (its rate limit).
+    #[arg(long, env = "RVDB_ANTI_ENTROPY_PAUSE", default_value_t = 100)]
+    pub anti_entropy_pause: u64,
     /// Address of the Prometheus `/metrics` listener (off unless set).
     #[arg(long, env = "RVDB_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -453,6 +488,7 @@ pub struct McpStdioArgs {
 struct RunningNode {
     node: Arc<Node>,
     url: String,
+    health: tonic_health::server::HealthReporter,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -462,6 +498,7 @@ async fn start_node(args: &NodeArgs, shutdown: CancellationToken) -> anyhow::Res
     options.persistence = args.persistence_enabled;
     options.compression = args.compression;
     options.index = crate::index_options();
+    options.disk_reserve_bytes = args.disk_reserve_mb << 20;
     if !args.persistence_enabled {
         tracing::warn!("persistence_enabled=false: data lives in memory only and is lost when rvdb stops");
     }
@@ -505,10 +542,18 @@ async fn start_node(args: &NodeArgs, shutdown: CancellationToken) -> anyhow::Res
             .add_service(service)
             .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned()),
     );
-    Ok(RunningNode { node, url: format!("{}://{addr}", scheme()), server })
+    Ok(RunningNode { node, url: format!("{}://{addr}", scheme()), health, server })
 }
 
 impl RunningNode {
+    /// Readiness off: gRPC health answers NOT_SERVING (the listener still serves).
+    async fn drain(&self) {
+        self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        self.health
+            .set_not_serving::<rvdb_proto::v1::storage_node_server::StorageNodeServer<StorageNodeService>>()
+            .await;
+    }
+
     async fn stop(self) -> anyhow::Result<()> {
         self.server.await??;
         let node = self.node;
@@ -519,6 +564,8 @@ impl RunningNode {
 
 /// A running gateway: MCP over HTTP and its gRPC API.
 struct RunningGateway {
+    gateway: Arc<Gateway>,
+    health: tonic_health::server::HealthReporter,
     mcp_url: String,
     grpc_url: String,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -526,6 +573,12 @@ struct RunningGateway {
 }
 
 impl RunningGateway {
+    /// Readiness off: `/readyz` answers 503 and gRPC health NOT_SERVING (both listeners still serve).
+    async fn drain(&self) {
+        self.gateway.drain();
+        self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    }
+
     async fn wait(self) -> anyhow::Result<()> {
         self.http.await??;
         self.grpc.await??;
@@ -549,18 +602,21 @@ async fn start_gateway(
         .await
         .with_context(|| format!("binding gateway gRPC address {}", args.gateway_grpc_addr))?;
     let grpc_url = format!("{}://{}", scheme(), grpc_listener.local_addr()?);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let grpc = tokio::spawn(
         grpc_server()?
             .layer(grpc_layer().with_reads(rvdb_gateway::ops::grpc_reads))
+            .add_service(health_service)
             .add_service(rvdb_gateway::grpc::BackupGrpc::new(backups.clone()).into_server())
             .add_service(rvdb_gateway::grpc::StoreGrpc::new(gateway.clone()).into_server(args.mcp_max_body_bytes))
             .serve_with_incoming_shutdown(incoming(grpc_listener), shutdown.clone().cancelled_owned()),
     );
-    let app = rvdb_gateway::http::router(gateway, backups, &http, shutdown.child_token());
+    let app = rvdb_gateway::http::router(gateway.clone(), backups, &http, shutdown.child_token());
     let server = tokio::spawn(serve_http(listener, app, shutdown));
     let mcp_url = format!("{}://{addr}/mcp", scheme());
     tracing::info!(%mcp_url, %grpc_url, auth = http.keys.enabled(), "gateway serving MCP (Streamable HTTP) and gRPC");
-    Ok(RunningGateway { mcp_url, grpc_url, http: server, grpc })
+    Ok(RunningGateway { gateway, health, mcp_url, grpc_url, http: server, grpc })
 }
 
 /// The manager, node and gateway of one process (`rvdb serve`, `rvdb mcp-stdio`), on `node`'s data directory:
@@ -581,7 +637,7 @@ async fn embedded(
 
 /// `rvdb serve`: manager + node + gateway in one process.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let shutdown = shutdown_token();
+    let (signal, shutdown) = (signal_token(), CancellationToken::new());
     let node = start_node(&args.node, shutdown.clone()).await?;
     let mut gateway_args = args.gateway.clone();
     // the gateway's write requests must fit the node's limit, with room for framing
@@ -591,20 +647,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let gateway = start_gateway(deployment.gateway().clone(), &gateway_args, shutdown.clone()).await?;
     // One machine-readable line on stdout: test harnesses and scripts wait for it.
     println!("RVDB_READY grpc={} mcp={} gateway_grpc={}", node.url, gateway.mcp_url, gateway.grpc_url);
-    gateway.wait().await?;
+    signal.cancelled().await;
+    tokio::join!(gateway.drain(), node.drain());
+    drain_grace(&args.drain).await;
+    shutdown.cancel();
+    bounded_stop(gateway.wait()).await?;
     drop(deployment);
-    node.stop().await?;
+    bounded_stop(node.stop()).await?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
 /// `rvdb node`: a storage node, alone or in a cluster.
 pub async fn node(args: NodeCommand) -> anyhow::Result<()> {
-    let shutdown = shutdown_token();
+    let (signal, shutdown) = (signal_token(), CancellationToken::new());
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr, shutdown.clone()).await?;
     }
-    let node = start_node(&args.node, shutdown).await?;
+    let node = start_node(&args.node, shutdown.clone()).await?;
     let agent = match &args.manager {
         Some(manager_url) => {
             let node_id = match &args.node_id {
@@ -617,17 +677,49 @@ pub async fn node(args: NodeCommand) -> anyhow::Result<()> {
                 advertise_url: args.advertise_url.clone().unwrap_or_else(|| node.url.clone()),
             };
             tracing::info!(%node_id, manager = %manager_url, "joining the cluster");
-            Some(tokio::spawn(rvdb_node::agent::run(node.node.clone(), options)))
+            Some((tokio::spawn(rvdb_node::agent::run(node.node.clone(), options.clone())), options))
         }
         None => None,
     };
     println!("RVDB_READY grpc={}", node.url);
-    node.stop().await?;
-    if let Some(agent) = agent {
+    signal.cancelled().await;
+    // Drain: no more heartbeats, leave the routing table (gateways stop sending requests here), readiness off;
+    // serve what still arrives for the grace period; leave again (a heartbeat in flight may have brought the node
+    // back); close the listener after the requests in flight.
+    if let Some((agent, options)) = &agent {
         agent.abort();
+        rvdb_node::agent::leave(options).await;
     }
+    node.drain().await;
+    drain_grace(&args.drain).await;
+    if let Some((_, options)) = &agent {
+        rvdb_node::agent::leave(options).await;
+    }
+    shutdown.cancel();
+    bounded_stop(node.stop()).await?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The longest a process waits, once its listeners are closing, for the requests in flight to finish.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Awaits a server's graceful stop for at most [`STOP_DEADLINE`] (a client that never ends a stream must not keep
+/// the process from exiting).
+async fn bounded_stop(stopping: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    match tokio::time::timeout(STOP_DEADLINE, stopping).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(deadline_s = STOP_DEADLINE.as_secs(), "requests still in flight at the stop deadline");
+            Ok(())
+        }
+    }
+}
+
+/// The grace period of a drain.
+async fn drain_grace(args: &DrainArgs) {
+    tracing::info!(grace_ms = args.grace().as_millis() as u64, "draining: not ready, still serving");
+    tokio::time::sleep(args.grace()).await;
 }
 
 /// The node id kept in `<data>/node_id`, made on first start (without persistence: a new one each time).
@@ -650,14 +742,25 @@ fn persistent_node_id(data_dir: &std::path::Path, persistence: bool) -> anyhow::
 
 /// `rvdb manager`: the index manager of a cluster.
 pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
-    let shutdown = shutdown_token();
+    let shutdown = signal_token();
     let mut options = rvdb_manager::ManagerOptions::new(&args.persistence_dir);
     options.heartbeat_interval = Duration::from_millis(args.heartbeat_interval.max(10));
     options.node_timeout = Duration::from_millis(args.node_timeout.max(args.heartbeat_interval * 2));
     options.max_vector_stores = args.max_vector_stores;
     options.catch_up_margin = Duration::from_millis(args.catch_up_margin);
+    options.anti_entropy_interval = Duration::from_millis(args.anti_entropy_interval);
+    options.anti_entropy_pause = Duration::from_millis(args.anti_entropy_pause);
     let manager = rvdb_manager::Manager::open(options).context("opening the index manager's catalog")?;
     let monitor = tokio::spawn(manager.clone().run_monitor());
+    let anti_entropy = tokio::spawn(manager.clone().run_anti_entropy());
+    {
+        // on shutdown, end the gateways' routing-table watches so the graceful stop below can finish
+        let (manager, shutdown) = (manager.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            manager.close();
+        });
+    }
     let listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("binding gRPC address {}", args.grpc_addr))?;
@@ -679,21 +782,28 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
         .add_service(rvdb_manager::IndexManagerService::new(manager).into_server())
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await?;
+    // (the watches end on shutdown, see Manager::close; the other RPCs are short)
     monitor.abort();
+    anti_entropy.abort();
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
 /// `rvdb gateway`: a gateway alone, over the given nodes or a cluster's index manager.
 pub async fn gateway(args: GatewayCommand) -> anyhow::Result<()> {
-    let shutdown = shutdown_token();
+    let (signal, shutdown) = (signal_token(), CancellationToken::new());
     let url = &args.manager;
     let gateway = Gateway::connect_manager(url, args.gateway.gateway_options()?)
         .await
         .with_context(|| format!("connecting the gateway to the index manager at {url}"))?;
-    let gateway = start_gateway(Arc::new(gateway), &args.gateway, shutdown).await?;
+    let gateway = start_gateway(Arc::new(gateway), &args.gateway, shutdown.clone()).await?;
     println!("RVDB_READY mcp={} gateway_grpc={}", gateway.mcp_url, gateway.grpc_url);
-    gateway.wait().await?;
+    signal.cancelled().await;
+    gateway.drain().await;
+    drain_grace(&args.drain).await;
+    shutdown.cancel();
+    bounded_stop(gateway.wait()).await?;
+    tracing::info!("stopped cleanly");
     Ok(())
 }
 
@@ -744,7 +854,7 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
 }
 
 /// A token cancelled on SIGINT or SIGTERM.
-fn shutdown_token() -> CancellationToken {
+fn signal_token() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {

@@ -19,6 +19,7 @@ pub enum ErrorCode {
     AlreadyExists,
     PayloadTooLarge,
     LimitReached,
+    InsufficientStorage,
     Cancelled,
     BackendError,
     Unavailable,
@@ -70,7 +71,8 @@ impl ApiError {
 
 /// `429` for a full deployment (`max_vector_stores`): it is the HTTP status of gRPC's `RESOURCE_EXHAUSTED`, which
 /// the nodes and the manager send for it, and a 4xx says the caller can fix it (delete a store); a 5xx such as
-/// 507 would blame the server. `499` (client closed request) for cancelled operations, as gRPC gateways map it.
+/// 507 would blame the server. A node whose disk is full is the server's condition, so that is `507`
+/// (Insufficient Storage). `499` (client closed request) for cancelled operations, as gRPC gateways map it.
 impl From<GatewayError> for ApiError {
     fn from(e: GatewayError) -> Self {
         let (status, code) = match &e {
@@ -82,6 +84,7 @@ impl From<GatewayError> for ApiError {
             }
             GatewayError::AlreadyExists(_) => (StatusCode::CONFLICT, ErrorCode::AlreadyExists),
             GatewayError::LimitReached(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::LimitReached),
+            GatewayError::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::InsufficientStorage),
             GatewayError::ShardUnavailable { .. } | GatewayError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
             }
@@ -122,6 +125,7 @@ mod tests {
             GatewayError::shard_unavailable("x", 0, "http://n:1", "is down"),
             GatewayError::AlreadyExists("x".into()),
             GatewayError::LimitReached("x".into()),
+            GatewayError::InsufficientStorage("x".into()),
             GatewayError::Unavailable("x".into()),
             GatewayError::Backend("x".into()),
             GatewayError::Cancelled,

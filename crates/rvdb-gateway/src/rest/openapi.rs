@@ -12,7 +12,7 @@ use super::handlers::*;
 
 /// Adds what every operation shares: the error responses it can give — 400 (when it takes parameters or a
 /// body), 413 (a body), 401 / 403 (with API keys configured; 403 only for writes, as [`crate::ops::rest_reads`]
-/// tells them apart), 502 / 503 (a storage node failed or is down) — and the optional bearer API key.
+/// tells them apart), 507 (writes: a node's disk is full), 502 / 503 (a storage node failed or is down) — and the optional bearer API key.
 pub struct CommonErrors;
 
 impl Modify for CommonErrors {
@@ -47,6 +47,7 @@ impl Modify for CommonErrors {
                 add(op, "401", "unauthenticated: API keys are configured and none or an unknown one was sent");
                 if !crate::ops::rest_reads(&method, path) {
                     add(op, "403", "permission_denied: a read-only API key cannot write");
+                    add(op, "507", "insufficient_storage: a storage node's disk is full; reads still work");
                 }
                 add(op, "502", "backend_error: a storage node, the backup directory or an embedding provider failed");
                 add(op, "503", "unavailable: too few replicas are up");

@@ -22,11 +22,13 @@ impl Manager {
             last_heartbeat_unix_ms: 0,
             epoch: 0,
             catching_up: false,
+            left: false,
         });
         entry.address = address.to_string();
         entry.last_seen = now;
         entry.last_heartbeat_unix_ms = unix_ms();
         entry.epoch += 1;
+        entry.left = false;
         // A (re)started process may have missed writes: it serves reads only after catching up.
         entry.state = if hosts { NodeState::CatchingUp } else { NodeState::Up };
         tracing::info!(node_id, address, state = ?entry.state, "node registered");
@@ -44,6 +46,9 @@ impl Manager {
         let Some(entry) = state.nodes.get_mut(node_id) else {
             return Err(ManagerError::NotFound(format!("node {node_id:?} is not registered")));
         };
+        if entry.left {
+            return Ok(version); // sent before the node left; it comes back by registering
+        }
         entry.last_seen = Instant::now();
         entry.last_heartbeat_unix_ms = unix_ms();
         let address = entry.address.clone();
@@ -86,6 +91,26 @@ impl Manager {
             });
         }
         Ok(version)
+    }
+
+    /// A node shutting down leaves: DOWN at once (a new epoch, so a catch-up of its previous life stops), published
+    /// so gateways route around it before its listener closes. Its next registration or heartbeat brings it back
+    /// through CATCHING_UP as after any absence. Returns the routing version that no longer routes to it.
+    pub fn leave(&self, node_id: &str) -> Result<u64> {
+        let mut state = self.state();
+        let Some(entry) = state.nodes.get_mut(node_id) else {
+            return Err(ManagerError::NotFound(format!("node {node_id:?} is not registered")));
+        };
+        entry.left = true;
+        if entry.state == NodeState::Down {
+            return Ok(state.version);
+        }
+        entry.state = NodeState::Down;
+        entry.epoch += 1;
+        tracing::info!(node_id, "node left the cluster (shutting down)");
+        let mut batch = rocksdb::WriteBatch::default();
+        Self::node_record(&mut batch, node_id, entry)?;
+        self.publish(&mut state, batch)
     }
 
     /// The membership monitor: marks silent nodes DOWN and catches up returning ones. Runs until aborted.
@@ -198,6 +223,7 @@ impl Manager {
             shard: Some(id.clone()),
             source_address: source.to_string(),
             since_version: since.saturating_sub(margin),
+            ..Default::default()
         };
         // no deadline: a catch-up streams the whole difference, however long that takes
         Ok(self.client_with(address, None)?.catch_up(req).await?)

@@ -30,14 +30,20 @@
 //! This is what keeps replicas equal when `write_consistency` is below the replication factor and a node fails
 //! one write without going down.
 //!
-//! Modules by concern: [`catalog`], [`placement`], [`membership`] (with catch-up), [`repair`]; this file holds
-//! the state, its persistence and the routing table it publishes.
+//! **Anti-entropy.** In the background the manager compares every shard's replicas bucket by bucket and has them
+//! pull from each other the buckets that differ, so replicas converge after any fault without a restart, even
+//! when no one reported the divergence ([`anti_entropy`]).
+//!
+//! Modules by concern: [`catalog`], [`placement`], [`membership`] (with catch-up), [`repair`], [`anti_entropy`];
+//! this file holds the state, its persistence and the routing table it publishes.
 
+mod anti_entropy;
 mod catalog;
 mod membership;
 mod placement;
 mod repair;
 
+pub use anti_entropy::{ANTI_ENTROPY_BUCKETS, AntiEntropyStats};
 pub use placement::place;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,6 +79,10 @@ pub struct ManagerOptions {
     /// False keeps the catalog in memory (an embedded `rvdb serve` with `persistence_enabled = false`, whose
     /// stores do not outlive the process either).
     pub persistence: bool,
+    /// How often anti-entropy compares every shard's replicas (zero: never; see [`anti_entropy`]).
+    pub anti_entropy_interval: Duration,
+    /// Pause between two shards in an anti-entropy round (its rate limit).
+    pub anti_entropy_pause: Duration,
 }
 
 impl ManagerOptions {
@@ -85,6 +95,8 @@ impl ManagerOptions {
             catch_up_margin: Duration::from_secs(60),
             call_timeout: Duration::from_secs(30),
             persistence: true,
+            anti_entropy_interval: Duration::from_secs(60),
+            anti_entropy_pause: Duration::from_millis(100),
         }
     }
 }
@@ -130,6 +142,9 @@ struct NodeEntry {
     /// Bumped on every registration and every return, so a catch-up started for an earlier life is not trusted.
     epoch: u64,
     catching_up: bool,
+    /// The node left (`LeaveCluster`, it is shutting down): a heartbeat still in flight from that process does not
+    /// bring it back; only a new registration does.
+    left: bool,
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +246,10 @@ pub struct Manager {
     /// Whether [`Manager::open`] created the catalog (none was on disk).
     fresh: bool,
     options: ManagerOptions,
+    /// What the anti-entropy loop has done ([`anti_entropy`]).
+    anti_entropy: AntiEntropyStats,
+    /// Set by [`Manager::close`].
+    closed: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -277,6 +296,7 @@ impl Manager {
                         last_heartbeat_unix_ms: 0,
                         epoch: 0,
                         catching_up: false,
+                        left: false,
                     },
                 );
             } else if key == "version" {
@@ -298,6 +318,8 @@ impl Manager {
             nodes,
             fresh,
             options,
+            anti_entropy: AntiEntropyStats::default(),
+            closed: watch::Sender::new(false),
         }))
     }
 
@@ -336,6 +358,17 @@ impl Manager {
 
     pub fn watch(&self) -> watch::Receiver<Arc<pb::RoutingTable>> {
         self.table_tx.subscribe()
+    }
+
+    /// The process is shutting down: routing-table watches end (so a graceful shutdown of the gRPC server does
+    /// not wait forever for the gateways' endless streams; they reconnect to the next manager).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Whether [`Manager::close`] was called, as a watch.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 
     /// The node at `address`, each call with the manager's `call_timeout`.

@@ -27,7 +27,7 @@ impl Shard {
             self.building.store(false, Ordering::SeqCst);
             return false;
         };
-        let spawned = std::thread::Builder::new().name(format!("hnsw-{}", self.cf_name)).spawn(move || {
+        let spawned = std::thread::Builder::new().name(format!("hnsw-{}", self.key.name())).spawn(move || {
             let started = Instant::now();
             let result = shard.build_graph(from_snapshot);
             *shard.build_progress.lock().unwrap_or_else(|p| p.into_inner()) = None;

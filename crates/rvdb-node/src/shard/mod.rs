@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use rocksdb::{BoundColumnFamily, Direction, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use rvdb_core::clock::HybridClock;
 use rvdb_core::engine::{GraphStatus, Plan, SearchRequest, ShardIndex};
 use rvdb_core::error::excerpt;
@@ -24,13 +24,16 @@ use rvdb_core::types::{check_metadata, parse_metadata, validate_k, validate_poin
 use rvdb_core::{IndexKind, StoreConfig};
 
 use crate::NodeError;
+use crate::disk::DiskGuard;
 use crate::record::{Record, encode_live, encode_tombstone};
+use crate::slots::{CfRef, Lease};
 
 // The shard's behaviour by concern, each an `impl Shard` over the types here: its HNSW graph (background builds,
 // snapshots), its write path (upserts, deletes, metadata updates, replication's changes: last write wins under
 // the write lock), and its read path (search, get, count, scans, changes, digest).
 mod graph;
 mod read;
+pub use read::{BucketDigest, BucketFilter, MAX_BUCKETS, bucket_of};
 mod write;
 
 /// A stored point's metadata document. It was checked and made canonical when it was written, so it is only
@@ -41,7 +44,7 @@ fn stored_metadata(text: &str) -> Result<serde_json::Value, serde_json::Error> {
 
 /// Where a shard's HNSW snapshot lives inside the node's graph directory.
 pub(crate) fn graph_file(dir: &Path, key: &ShardKey) -> PathBuf {
-    dir.join(format!("{}.hnsw", key.cf_name()))
+    dir.join(format!("{}.hnsw", key.name()))
 }
 
 /// The node's RocksDB instance: one per node, one column family per shard replica. Opened by
@@ -61,8 +64,10 @@ impl ShardKey {
         Self { store: store.into(), shard }
     }
 
-    /// The column family that holds this replica. Store names cannot contain `#`, so the name is unambiguous.
-    pub fn cf_name(&self) -> String {
+    /// The replica's name, `<store>#<shard>`: the key of its meta, its graph snapshot's file name and (for a
+    /// replica created before column-family slots) its column family's. Store names cannot contain `#`, so the
+    /// name is unambiguous.
+    pub fn name(&self) -> String {
         format!("{}#{}", self.store, self.shard)
     }
 }
@@ -266,8 +271,11 @@ pub struct Shard {
     /// False for an in-memory node: writes skip the WAL and nothing is fsynced.
     durable: bool,
     config: StoreConfig,
-    cf_name: String,
+    /// The column family this replica lives in, shared with a reload of it after a panic.
+    lease: Arc<Lease>,
     db: Arc<Db>,
+    /// Refuses data writes when the disk is nearly full; `None` in memory.
+    disk: Option<Arc<DiskGuard>>,
     clock: Arc<HybridClock>,
     write_lock: Mutex<()>,
     state: RwLock<ShardState>,
@@ -283,16 +291,18 @@ impl fmt::Debug for Shard {
 impl Shard {
     /// Loads a shard from its column family, rebuilding the exact index from every stored record, and starts
     /// the graph build of an HNSW store.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn load(
         db: Arc<Db>,
+        disk: Option<Arc<DiskGuard>>,
         durable: bool,
         clock: Arc<HybridClock>,
         graph_dir: Option<&Path>,
         key: ShardKey,
         config: StoreConfig,
+        lease: Arc<Lease>,
         index_options: IndexOptions,
     ) -> Result<Arc<Shard>, NodeError> {
-        let cf_name = key.cf_name();
         let mut state = ShardState {
             index: ShardIndex::with_options(config.dimension as usize, config.metric, config.index, index_options)
                 .with_text_index(config.text_index.clone()),
@@ -301,7 +311,7 @@ impl Shard {
             max_version: 0,
         };
         {
-            let cf = db.cf_handle(&cf_name).ok_or_else(|| NodeError::ShardNotFound(key.clone()))?;
+            let cf = lease.cf().bind(&db).ok_or_else(|| NodeError::ShardNotFound(key.clone()))?;
             if let Ok(Some(n)) = db.property_int_value_cf(&cf, "rocksdb.estimate-num-keys") {
                 state.index.reserve(n as usize);
             }
@@ -337,8 +347,9 @@ impl Shard {
             key,
             durable,
             config,
-            cf_name,
+            lease,
             db,
+            disk,
             clock,
             write_lock: Mutex::new(()),
             state: RwLock::new(state),
@@ -368,8 +379,17 @@ impl Shard {
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cf(&self) -> Result<Arc<BoundColumnFamily<'_>>, NodeError> {
-        self.db.cf_handle(&self.cf_name).ok_or_else(|| NodeError::ShardNotFound(self.key.clone()))
+    /// The replica's column family for one operation. A dropped replica's column family (a slot that may already
+    /// hold another replica) is never reached again.
+    fn cf(&self) -> Result<CfRef<'_>, NodeError> {
+        if self.lease.is_freed() {
+            return Err(NodeError::ShardNotFound(self.key.clone()));
+        }
+        self.lease.cf().bind(&self.db).ok_or_else(|| NodeError::ShardNotFound(self.key.clone()))
+    }
+
+    pub(crate) fn lease(&self) -> &Arc<Lease> {
+        &self.lease
     }
 
     fn write_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, ShardState>, NodeError> {

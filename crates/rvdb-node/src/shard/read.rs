@@ -200,12 +200,23 @@ impl Shard {
     /// of O(shard) reads on the peer, but would cost every write a second key and a read-modify-write of the old
     /// one; a catch-up is rare and a RocksDB scan runs at millions of keys per second, so the write path stays
     /// lean. Tombstones are kept forever for the same reason (a returning replica learns of deletes from them).
-    pub fn changes(&self, since: u64, mut visit: impl FnMut(Change) -> bool) -> Result<(), NodeError> {
+    ///
+    /// With `buckets`, only the records whose ids fall in the chosen buckets of the id space (anti-entropy's
+    /// repair of the buckets whose digests differ between replicas).
+    pub fn changes(
+        &self,
+        since: u64,
+        buckets: Option<&BucketFilter>,
+        mut visit: impl FnMut(Change) -> bool,
+    ) -> Result<(), NodeError> {
         let cf = self.cf()?;
         for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
             let (k, v) = item?;
             // skip old records without decoding their vectors
             if Record::version_of(&v).is_some_and(|version| version <= since) {
+                continue;
+            }
+            if buckets.is_some_and(|b| !b.contains(&k)) {
                 continue;
             }
             let (id, record) = self.decode_entry(k, &v)?;
@@ -220,6 +231,30 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// Anti-entropy's summary of the replica: the id space cut into `buckets` by a hash of the id, and for each
+    /// bucket the number of records (live points and tombstones) and the wrapping sum of a 64-bit SHA-256 prefix of
+    /// each `(id, record)`. The sum does not depend on order, so replicas compare bucket by bucket without agreeing
+    /// on split points, and a difference in one record changes its bucket's sum (a false match needs a 2^-64
+    /// coincidence). From one consistent view.
+    pub fn bucket_digests(&self, buckets: u32) -> Result<Vec<BucketDigest>, NodeError> {
+        use sha2::Digest as _;
+        let buckets = checked_buckets(buckets)?;
+        let cf = self.cf()?;
+        let mut out = vec![BucketDigest::default(); buckets as usize];
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            let mut hasher = sha2::Sha256::new();
+            hasher.update((k.len() as u32).to_le_bytes());
+            hasher.update(&k);
+            hasher.update(&v);
+            let h = hasher.finalize();
+            let b = &mut out[bucket_of(&k, buckets) as usize];
+            b.sum = b.sum.wrapping_add(u64::from_le_bytes(h[..8].try_into().expect("8 bytes")));
+            b.records += 1;
+        }
+        Ok(out)
     }
 
     /// SHA-256 over `(len(id), id, len(record), record)` of every key in id order, from one consistent view: equal
@@ -240,5 +275,62 @@ impl Shard {
         }
         let sha256 = rvdb_core::types::hex(&hasher.finalize());
         Ok(ShardDigest { sha256, records, max_version })
+    }
+}
+
+/// The most buckets a replica is cut into for anti-entropy.
+pub const MAX_BUCKETS: u32 = 65_536;
+
+fn checked_buckets(buckets: u32) -> Result<u32, NodeError> {
+    if buckets == 0 || buckets > MAX_BUCKETS {
+        return Err(NodeError::BadRequest(format!("buckets is {buckets}: must be between 1 and {MAX_BUCKETS}")));
+    }
+    Ok(buckets)
+}
+
+/// The bucket of a point id among `buckets`: FNV-1a 64 of the id, mixed (splitmix64's finaliser) so that it is
+/// independent of the shard routing, which uses FNV-1a with a jump hash.
+pub fn bucket_of(id: &[u8], buckets: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 31;
+    ((h as u128 * buckets as u128) >> 64) as u32
+}
+
+/// One bucket of [`Shard::bucket_digests`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketDigest {
+    pub sum: u64,
+    pub records: u64,
+}
+
+/// The buckets a [`Shard::changes`] keeps.
+#[derive(Debug, Clone)]
+pub struct BucketFilter {
+    buckets: u32,
+    wanted: Vec<bool>,
+}
+
+impl BucketFilter {
+    /// Records in `only` of `buckets` buckets.
+    pub fn new(buckets: u32, only: &[u32]) -> Result<BucketFilter, NodeError> {
+        let buckets = checked_buckets(buckets)?;
+        let mut wanted = vec![false; buckets as usize];
+        for &b in only {
+            *wanted
+                .get_mut(b as usize)
+                .ok_or_else(|| NodeError::BadRequest(format!("bucket {b} is out of range for {buckets} buckets")))? =
+                true;
+        }
+        Ok(BucketFilter { buckets, wanted })
+    }
+
+    pub fn contains(&self, id: &[u8]) -> bool {
+        self.wanted[bucket_of(id, self.buckets) as usize]
     }
 }

@@ -163,11 +163,13 @@ impl Shard {
         if batch.is_empty() {
             return Ok(());
         }
+        if let Some(disk) = &self.disk {
+            disk.check()?;
+        }
         let mut opts = WriteOptions::default();
         opts.set_sync(sync && self.durable);
         opts.disable_wal(!self.durable);
-        self.db.write_opt(batch, &opts)?;
-        Ok(())
+        self.db.write_opt(batch, &opts).map_err(|e| NodeError::from_write(e, self.disk.as_deref()))
     }
 
     /// Applies `patch` to the metadata of each live point among `ids`, atomically (one `WriteBatch`, under the
