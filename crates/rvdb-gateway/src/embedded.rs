@@ -95,8 +95,12 @@ impl Embedded {
         let api = LocalManager::new(manager.clone());
         for n in local {
             let (interval_ms, _) = manager.register_node(&n.id, &n.url)?;
-            let agent =
-                AgentOptions { manager_url: "in-process".into(), node_id: n.id.clone(), advertise_url: n.url.clone() };
+            let agent = AgentOptions {
+                manager_url: "in-process".into(),
+                node_id: n.id.clone(),
+                advertise_url: n.url.clone(),
+                cluster_id_file: None,
+            };
             let interval = Some(Duration::from_millis(interval_ms.max(10)));
             tasks.push(
                 tokio::spawn(rvdb_node::agent::run_with(n.node.clone(), api.clone(), agent, interval)).abort_handle(),

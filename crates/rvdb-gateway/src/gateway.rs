@@ -498,6 +498,13 @@ impl Gateway {
         if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
             reasons.push("shutting down: draining, send new requests to another gateway".to_string());
         }
+        if let Some(other) = &table.refused_cluster {
+            reasons.push(format!(
+                "the index manager serves another cluster ({other}) than this gateway follows ({}): was its data \
+                 directory lost? Serving the last routing table of this cluster; catalog changes will fail",
+                table.cluster_id
+            ));
+        }
         if table.version == 0 {
             reasons.push("no routing table from the index manager yet".to_string());
         }
@@ -1114,18 +1121,38 @@ fn last_of_each_id(points: Vec<pb::Point>) -> Vec<pb::Point> {
 }
 
 /// Installs `new` unless the table there is already newer (a watch update and a fetch can race).
+/// Installs a newer table from the manager. A table of another cluster than the one this gateway follows (a
+/// manager restarted with an empty data directory would hand out an empty catalog, at a version that soon passes
+/// the last one) is refused: the gateway keeps serving with the table it has and reports itself not ready.
 fn install(table: &RwLock<RoutingTable>, new: RoutingTable) {
     let mut t = table.write().unwrap_or_else(|p| p.into_inner());
-    if new.version >= t.version {
+    if !t.cluster_id.is_empty() && !new.cluster_id.is_empty() && new.cluster_id != t.cluster_id {
+        if t.refused_cluster.as_deref() != Some(new.cluster_id.as_str()) {
+            tracing::error!(
+                following = %t.cluster_id, offered = %new.cluster_id,
+                "the index manager now serves another cluster (was its data directory lost?); keeping the last \
+                 routing table of this cluster"
+            );
+        }
+        t.refused_cluster = Some(new.cluster_id);
+        return;
+    }
+    if new.version >= t.version || (t.cluster_id.is_empty() && !new.cluster_id.is_empty()) {
         *t = new;
+    } else {
+        t.refused_cluster = None;
     }
 }
 
 /// Follows the manager's routing table for as long as the gateway lives, re-subscribing after errors.
 async fn watch_table(manager: Arc<dyn ManagerApi>, table: Arc<RwLock<RoutingTable>>) {
     loop {
-        let known = table.read().unwrap_or_else(|p| p.into_inner()).version;
-        match manager.watch_routing_table(pb::WatchRoutingTableRequest { known_version: known }).await {
+        let (known, cluster) = {
+            let t = table.read().unwrap_or_else(|p| p.into_inner());
+            (t.version, t.cluster_id.clone())
+        };
+        let request = pb::WatchRoutingTableRequest { known_version: known, known_cluster_id: cluster };
+        match manager.watch_routing_table(request).await {
             Ok(mut stream) => loop {
                 match stream.next().await {
                     Some(Ok(t)) => {
@@ -1184,6 +1211,23 @@ mod tests {
         assert!(!is_retryable(&tonic::Status::internal("the node's own failure")));
         assert!(is_retryable(&tonic::Status::unavailable("down")));
         assert!(!is_retryable(&tonic::Status::invalid_argument("bad")));
+    }
+
+    /// A manager that lost its data directory serves another cluster: its tables are refused, however high their
+    /// version, until a table of the followed cluster comes again.
+    #[test]
+    fn a_table_of_another_cluster_is_refused() {
+        let table = RwLock::new(RoutingTable::default());
+        let t = |version, cluster: &str| RoutingTable { version, cluster_id: cluster.into(), ..Default::default() };
+        install(&table, t(5, "a"));
+        install(&table, t(9, "b"));
+        let now = table.read().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!((now.version, now.cluster_id.as_str(), now.refused_cluster.as_deref()), (5, "a", Some("b")));
+        install(&table, t(6, "a"));
+        let now = table.read().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!((now.version, now.refused_cluster), (6, None));
+        install(&table, t(3, "a"));
+        assert_eq!(table.read().unwrap_or_else(|p| p.into_inner()).version, 6, "never rolled back");
     }
 
     fn point(id: &str, dimension: usize, version: u64) -> pb::Point {

@@ -56,6 +56,10 @@ pub enum ReplicaState {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoutingTable {
     pub version: u64,
+    /// The manager's cluster (empty before the first table, or from a manager that predates cluster ids).
+    pub cluster_id: String,
+    /// A table of another cluster was refused (that cluster's id): see `Gateway::unready_reasons`.
+    pub refused_cluster: Option<String>,
     pub stores: BTreeMap<String, StoreRoute>,
     /// Node URL → state (absent = up).
     pub states: HashMap<String, ReplicaState>,
@@ -89,7 +93,7 @@ impl RoutingTable {
             let Some(shards) = shards.filter(|s| s.len() == config.shards as usize) else { continue };
             stores.insert(config.name.clone(), StoreRoute::new(config, shards));
         }
-        RoutingTable { version: t.version, stores, states }
+        RoutingTable { version: t.version, cluster_id: t.cluster_id, refused_cluster: None, stores, states }
     }
 
     pub fn state(&self, url: &str) -> ReplicaState {
@@ -197,6 +201,7 @@ mod tests {
                     shards: vec![placement(0, &["zz"]), placement(1, &["a"])],
                 },
             ],
+            ..Default::default()
         });
         assert_eq!(t.version, 7);
         assert_eq!(t.stores.keys().collect::<Vec<_>>(), vec!["s"]);

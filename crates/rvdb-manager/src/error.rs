@@ -15,6 +15,9 @@ pub enum ManagerError {
     /// Too few live storage nodes for what was asked (a replication factor).
     #[error("{0}")]
     NotEnoughNodes(String),
+    /// A node (or gateway) of another cluster: this manager's catalog is not the one it joined.
+    #[error("{0}")]
+    WrongCluster(String),
     /// Work given up because the world changed under it (a node restarted during its catch-up).
     #[error("{0}")]
     Aborted(String),
@@ -42,7 +45,7 @@ impl From<ManagerError> for tonic::Status {
             ManagerError::NotFound(_) => Status::not_found(message),
             ManagerError::AlreadyExists(_) => Status::already_exists(message),
             ManagerError::LimitReached(_) => Status::resource_exhausted(message),
-            ManagerError::NotEnoughNodes(_) => Status::failed_precondition(message),
+            ManagerError::NotEnoughNodes(_) | ManagerError::WrongCluster(_) => Status::failed_precondition(message),
             ManagerError::Aborted(_) => Status::aborted(message),
             ManagerError::Storage(_) => Status::internal(message),
             ManagerError::Node { status, .. } => Status::new(status.code(), message),

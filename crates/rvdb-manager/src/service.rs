@@ -37,8 +37,10 @@ impl IndexManager for IndexManagerService {
         req: Request<pb::RegisterNodeRequest>,
     ) -> Result<Response<pb::RegisterNodeResponse>, Status> {
         let req = req.into_inner();
+        self.manager.check_cluster(&req.cluster_id)?;
         let (heartbeat_interval_ms, routing_version) = self.manager.register_node(&req.node_id, &req.address)?;
-        Ok(Response::new(pb::RegisterNodeResponse { heartbeat_interval_ms, routing_version }))
+        let cluster_id = self.manager.cluster_id();
+        Ok(Response::new(pb::RegisterNodeResponse { heartbeat_interval_ms, routing_version, cluster_id }))
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
@@ -99,13 +101,16 @@ impl IndexManager for IndexManagerService {
         &self,
         req: Request<pb::WatchRoutingTableRequest>,
     ) -> Result<Response<Self::WatchRoutingTableStream>, Status> {
-        let known = req.into_inner().known_version;
+        let req = req.into_inner();
+        let (known, known_cluster) = (req.known_version, req.known_cluster_id);
         // The current table first (unless the caller has it), then every new version; a slow watcher skips
         // intermediate versions and gets the latest, which is all it needs.
         // ... until the manager closes (the process stops): the stream ends, so the server's graceful stop does
         // not wait for it and the gateway re-subscribes to the next manager.
         use tokio_stream::wrappers::WatchStream;
-        let tables = WatchStream::new(self.manager.watch()).filter(move |t| t.version > known).map(Some);
+        let tables = WatchStream::new(self.manager.watch())
+            .filter(move |t| t.version > known || (!known_cluster.is_empty() && t.cluster_id != known_cluster))
+            .map(Some);
         let closed = WatchStream::new(self.manager.closed()).filter(|closed| *closed).map(|_| None);
         let stream = tables.merge(closed).take_while(Option::is_some).filter_map(|t| t).map(|t| Ok((*t).clone()));
         Ok(Response::new(Box::pin(stream)))

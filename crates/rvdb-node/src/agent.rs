@@ -17,6 +17,9 @@ pub struct AgentOptions {
     pub node_id: String,
     /// The node's gRPC URL as the manager, gateways and peers reach it.
     pub advertise_url: String,
+    /// Where the node keeps the id of the cluster it joined (`<data>/cluster_id`); `None` in process
+    /// (`rvdb serve`, whose manager is its own).
+    pub cluster_id_file: Option<std::path::PathBuf>,
 }
 
 /// Runs until the task is aborted: registration (retried until the manager answers), then heartbeats, with the
@@ -74,9 +77,34 @@ pub async fn run_with(
 async fn register(client: &dyn ManagerApi, options: &AgentOptions) -> Duration {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let req = pb::RegisterNodeRequest { node_id: options.node_id.clone(), address: options.advertise_url.clone() };
+        let known = options
+            .cluster_id_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let req = pb::RegisterNodeRequest {
+            node_id: options.node_id.clone(),
+            address: options.advertise_url.clone(),
+            cluster_id: known.clone(),
+        };
         match client.register_node(req).await {
-            Ok(r) => return Duration::from_millis(r.heartbeat_interval_ms.clamp(50, 60_000)),
+            Ok(r) => {
+                if let Some(file) = &options.cluster_id_file
+                    && known.is_empty()
+                    && !r.cluster_id.is_empty()
+                    && let Err(e) = std::fs::write(file, &r.cluster_id)
+                {
+                    tracing::error!(file = %file.display(), error = %e, "cannot keep the cluster id");
+                }
+                return Duration::from_millis(r.heartbeat_interval_ms.clamp(50, 60_000));
+            }
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                // another cluster's manager (or this one's, with its data lost): never join it by ourselves
+                tracing::error!(error = %s.message(), "the index manager refused this node; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
             Err(s) => {
                 tracing::warn!(error = %s.message(), "cannot register with the index manager; retrying");
                 tokio::time::sleep(backoff).await;

@@ -125,8 +125,8 @@ struct Pool {
 
 impl Slots {
     /// The pool over the column families found when the node opened: `free` are the slots no replica's meta
-    /// names (they may still hold a dropped replica's range-deleted keys, so they are compacted first), `total`
-    /// the slots in use or free, `next` a number above every slot's.
+    /// names (they may still hold a dropped replica's range-deleted keys: they are free at once and queued for
+    /// compaction), `total` the slots in use or free, `next` a number above every slot's.
     pub(crate) fn new(db: Arc<Db>, options: Options, free: Vec<String>, total: usize, next: u64) -> Arc<Slots> {
         let stopping = Arc::new(AtomicBool::new(false));
         let (tx, rx) = channel::<Cf>();

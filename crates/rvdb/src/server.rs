@@ -675,6 +675,7 @@ pub async fn node(args: NodeCommand) -> anyhow::Result<()> {
                 manager_url: manager_url.clone(),
                 node_id: node_id.clone(),
                 advertise_url: args.advertise_url.clone().unwrap_or_else(|| node.url.clone()),
+                cluster_id_file: Some(args.node.persistence_dir.join("cluster_id")),
             };
             tracing::info!(%node_id, manager = %manager_url, "joining the cluster");
             Some((tokio::spawn(rvdb_node::agent::run(node.node.clone(), options.clone())), options))

@@ -150,6 +150,8 @@ struct NodeEntry {
 #[derive(Debug, Default)]
 struct State {
     version: u64,
+    /// Made with the catalog (`cluster_id` key), never changed: see [`Manager::check_cluster`].
+    cluster_id: String,
     nodes: BTreeMap<String, NodeEntry>,
     stores: BTreeMap<String, StoreEntry>,
     /// Stores whose shards are being created: their replicas are not orphans yet.
@@ -194,6 +196,7 @@ impl State {
     fn table(&self) -> pb::RoutingTable {
         pb::RoutingTable {
             version: self.version,
+            cluster_id: self.cluster_id.clone(),
             nodes: self
                 .nodes
                 .iter()
@@ -301,7 +304,16 @@ impl Manager {
                 );
             } else if key == "version" {
                 state.version = v.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+            } else if key == "cluster_id" {
+                state.cluster_id = String::from_utf8_lossy(&v).into_owned();
             }
+        }
+        if state.cluster_id.is_empty() {
+            // a new catalog (or one from before cluster ids): a new cluster
+            state.cluster_id = format!("{:032x}", rand::random::<u128>());
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.set_sync(options.persistence);
+            db.put_opt("cluster_id", &state.cluster_id, &wo).map_err(storage)?;
         }
         tracing::info!(
             stores = state.stores.len(),
@@ -364,6 +376,25 @@ impl Manager {
     /// not wait forever for the gateways' endless streams; they reconnect to the next manager).
     pub fn close(&self) {
         self.closed.send_replace(true);
+    }
+
+    /// The cluster this manager's catalog belongs to (made with the catalog).
+    pub fn cluster_id(&self) -> String {
+        self.state().cluster_id.clone()
+    }
+
+    /// Refuses a node that joined another cluster: a manager restarted with an empty (or another) data directory
+    /// must not take in the nodes of the cluster it lost, as if their stores did not exist. (Empty: a new node.)
+    pub fn check_cluster(&self, node_cluster_id: &str) -> Result<()> {
+        let own = self.cluster_id();
+        if !node_cluster_id.is_empty() && node_cluster_id != own {
+            return Err(ManagerError::WrongCluster(format!(
+                "this node belongs to cluster {node_cluster_id}, but this index manager's catalog is cluster {own}: \
+                 was the manager's data directory lost or replaced? Restore it (or start the node on an empty \
+                 data directory to join this cluster as a new node)"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether [`Manager::close`] was called, as a watch.
