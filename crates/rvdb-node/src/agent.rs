@@ -101,8 +101,10 @@ async fn register(client: &dyn ManagerApi, options: &AgentOptions) -> Duration {
             }
             Err(s) if s.code() == tonic::Code::FailedPrecondition => {
                 // another cluster's manager (or this one's, with its data lost): never join it by ourselves
+                // (retried often: a refusal costs the manager nothing, and a restored manager should see the node
+                // again before its node timeout)
                 tracing::error!(error = %s.message(), "the index manager refused this node; retrying");
-                tokio::time::sleep(backoff).await;
+                tokio::time::sleep(backoff.min(Duration::from_millis(500))).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(s) => {
