@@ -7,23 +7,18 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, Mcp, shard_of};
+use rvdb_it::{
+    ClusterNode, GatewayProcess, ManagerProcess, Mcp, replica_digests, routing_table, shard_of, wait_for_states,
+};
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde_json::json;
 
 const STORE: &str = "ae";
 
-async fn table(manager_url: &str) -> pb::RoutingTable {
-    let mut c = rvdb_proto::v1::index_manager_client::IndexManagerClient::connect(manager_url.to_string())
-        .await
-        .expect("manager");
-    c.get_routing_table(pb::GetRoutingTableRequest {}).await.expect("table").into_inner()
-}
-
-/// (shard, [(node id, address)]) of the store.
+/// (shard, [(node id, address)]) of the store, in placement order (that of `replica_digests`).
 async fn placement(manager_url: &str) -> Vec<(u32, Vec<(String, String)>)> {
-    let t = table(manager_url).await;
+    let t = routing_table(manager_url).await.expect("routing table");
     let address: BTreeMap<String, String> = t.nodes.iter().map(|n| (n.node_id.clone(), n.address.clone())).collect();
     let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == STORE)).expect("route");
     route
@@ -31,20 +26,6 @@ async fn placement(manager_url: &str) -> Vec<(u32, Vec<(String, String)>)> {
         .iter()
         .map(|p| (p.shard, p.replica_node_ids.iter().map(|id| (id.clone(), address[id].clone())).collect()))
         .collect()
-}
-
-async fn digests(replicas: &[(String, String)], shard: u32) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    for (_, address) in replicas {
-        let mut c = StorageNodeClient::connect(address.clone()).await.expect("node");
-        let d = c
-            .digest(pb::DigestRequest { shard: Some(pb::ShardId { store: STORE.into(), shard }) })
-            .await
-            .expect("digest")
-            .into_inner();
-        out.push((d.sha256, d.records));
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -60,11 +41,8 @@ async fn anti_entropy_repairs_divergence_nobody_reported() {
     let _nodes: Vec<ClusterNode> = (1..=3)
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while table(&manager.url).await.nodes.iter().filter(|n| n.state == pb::NodeState::Up as i32).count() < 3 {
-        assert!(Instant::now() < deadline, "nodes never came up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let up = pb::NodeState::Up;
+    wait_for_states(&manager.url, &[("n1", up), ("n2", up), ("n3", up)], Duration::from_secs(20)).await;
     let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
     let mcp = Mcp::new(&gateway.mcp_url);
     mcp.call(
@@ -80,7 +58,7 @@ async fn anti_entropy_repairs_divergence_nobody_reported() {
     // Behind the manager's back: on one replica of each shard, new points and a newer value of an existing one;
     // on another replica, a delete.
     let layout = placement(&manager.url).await;
-    for (shard, replicas) in &layout {
+    for (i, (shard, replicas)) in layout.iter().enumerate() {
         let ids: Vec<String> = (0..300).map(|i| format!("p{i}")).filter(|id| shard_of(id, 2) == *shard).collect();
         let id = Some(pb::ShardId { store: STORE.into(), shard: *shard });
         let mut first = StorageNodeClient::connect(replicas[0].1.clone()).await.expect("node");
@@ -100,21 +78,19 @@ async fn anti_entropy_repairs_divergence_nobody_reported() {
         let deleted =
             second.delete(pb::DeleteRequest { shard: id.clone(), ids: vec![ids[1].clone()], version: 0, sync: false });
         assert_eq!(deleted.await.expect("direct delete").into_inner().deleted, 1);
-        let d = digests(replicas, *shard).await;
+        let d = &replica_digests(&manager.url, STORE).await[i];
         assert!(d.windows(2).any(|w| w[0] != w[1]), "shard {shard}: no divergence was made");
     }
 
     // Anti-entropy repairs it: equal digests on every shard within 15 s.
     let started = Instant::now();
-    for (shard, replicas) in &layout {
-        loop {
-            let d = digests(replicas, *shard).await;
-            if d.windows(2).all(|w| w[0] == w[1]) {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(15), "shard {shard}: replicas still differ: {d:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    loop {
+        let d = replica_digests(&manager.url, STORE).await;
+        if d.iter().all(|replicas| replicas.windows(2).all(|w| w[0] == w[1])) {
+            break;
         }
+        assert!(started.elapsed() < Duration::from_secs(15), "replicas still differ: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("anti-entropy: divergent replicas equal again after {:.2?}", started.elapsed());
 

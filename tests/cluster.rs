@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, Mcp, ServeProcess};
+use rvdb_it::{
+    ClusterNode, GatewayProcess, ManagerProcess, Mcp, ServeProcess, replica_digests, routing_table, wait_for_states,
+};
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde_json::{Value, json};
@@ -62,20 +64,7 @@ fn hit_ids(result: &Value) -> Vec<String> {
 }
 
 async fn table(manager: &ManagerProcess) -> pb::RoutingTable {
-    manager.client().await.get_routing_table(pb::GetRoutingTableRequest {}).await.expect("routing table").into_inner()
-}
-
-async fn wait_for_states(manager: &ManagerProcess, wanted: &[(&str, pb::NodeState)], within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let t = table(manager).await;
-        let ok = wanted.iter().all(|(id, st)| t.nodes.iter().any(|n| n.node_id == *id && n.state == *st as i32));
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "nodes never reached {wanted:?}: {:?}", t.nodes);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    routing_table(&manager.url).await.expect("routing table")
 }
 
 async fn search(mcp: &Mcp, q: &[f32], k: usize) -> Result<Vec<String>, String> {
@@ -94,7 +83,7 @@ async fn cluster_survives_a_node_kill_and_catches_it_up() {
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
     use pb::NodeState::{Down, Up};
-    wait_for_states(&manager, &[("n1", Up), ("n2", Up), ("n3", Up)], Duration::from_secs(20)).await;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up), ("n3", Up)], Duration::from_secs(20)).await;
     let gateways = [
         GatewayProcess::start(&manager.url, &dir.path().join("b1")),
         GatewayProcess::start(&manager.url, &dir.path().join("b2")),
@@ -166,7 +155,7 @@ async fn cluster_survives_a_node_kill_and_catches_it_up() {
     }
     nodes[1].kill(); // n2, while writes and searches are in flight
     let killed_at = Instant::now();
-    wait_for_states(&manager, &[("n2", Down)], Duration::from_secs(20)).await;
+    wait_for_states(&manager.url, &[("n2", Down)], Duration::from_secs(20)).await;
     let detected = killed_at.elapsed();
     // deletes while n2 is down: its replicas must get the tombstones on catch-up
     let deleted: BTreeSet<u64> = (0..20).map(|i| i * 7).collect();
@@ -218,32 +207,21 @@ async fn cluster_survives_a_node_kill_and_catches_it_up() {
     // n2 returns: it catches up before it serves reads, then its replicas equal their peers byte for byte.
     let restarted = Instant::now();
     nodes[1].restart();
-    wait_for_states(&manager, &[("n2", Up)], Duration::from_secs(60)).await;
+    wait_for_states(&manager.url, &[("n2", Up)], Duration::from_secs(60)).await;
     println!("n2 restarted: caught up and up after {:?}", restarted.elapsed());
-    let t = table(&manager).await;
-    let address: BTreeMap<&str, &str> = t.nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str())).collect();
-    let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == STORE)).expect("route");
-    let mut compared = 0;
-    for placement in &route.shards {
-        let mut digests = Vec::new();
-        for id in &placement.replica_node_ids {
-            let mut c = StorageNodeClient::connect(address[id.as_str()].to_string()).await.expect("node");
-            let shard = Some(pb::ShardId { store: STORE.into(), shard: placement.shard });
-            let d = c.digest(pb::DigestRequest { shard }).await.expect("digest").into_inner();
-            digests.push((id.clone(), d.sha256, d.records));
-        }
+    let digests = replica_digests(&manager.url, STORE).await;
+    assert_eq!(digests.len(), 4);
+    for (shard, replicas) in digests.iter().enumerate() {
         assert!(
-            digests.windows(2).all(|w| (&w[0].1, w[0].2) == (&w[1].1, w[1].2)),
-            "shard {}: replicas differ: {digests:?}",
-            placement.shard
+            replicas.iter().all(|(sha, _)| sha.len() == 64),
+            "shard {shard}: a replica gave no digest: {replicas:?}"
         );
-        compared += 1;
+        assert!(replicas.windows(2).all(|w| w[0] == w[1]), "shard {shard}: replicas differ: {replicas:?}");
     }
-    assert_eq!(compared, 4);
 
     // n2 now serves alone the shards it shares with n3.
     nodes[2].kill();
-    wait_for_states(&manager, &[("n3", Down)], Duration::from_secs(20)).await;
+    wait_for_states(&manager.url, &[("n3", Down)], Duration::from_secs(20)).await;
     check_everything("n3 down after n2 caught up").await;
     // and writes still go through with one replica of a shard down
     mcp[0].call("insert_vectors", json!({"store": STORE, "points": points(900_000..900_010)})).await.expect("write");
@@ -280,26 +258,6 @@ async fn cluster_survives_a_node_kill_and_catches_it_up() {
     }
 }
 
-async fn digests(manager: &ManagerProcess, store: &str) -> Vec<Vec<(String, u64)>> {
-    let t = table(manager).await;
-    let address: BTreeMap<&str, &str> = t.nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str())).collect();
-    let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == store)).expect("route");
-    let mut out = Vec::new();
-    for placement in &route.shards {
-        let mut per_shard = Vec::new();
-        for id in &placement.replica_node_ids {
-            let mut c = StorageNodeClient::connect(address[id.as_str()].to_string()).await.expect("node");
-            let shard = Some(pb::ShardId { store: store.into(), shard: placement.shard });
-            match c.digest(pb::DigestRequest { shard }).await {
-                Ok(d) => per_shard.push((d.get_ref().sha256.clone(), d.get_ref().records)),
-                Err(s) => per_shard.push((format!("{:?}", s.code()), 0)),
-            }
-        }
-        out.push(per_shard);
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_lost_on_a_live_node_is_refilled_and_concurrent_gateways_converge() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -308,7 +266,7 @@ async fn a_replica_lost_on_a_live_node_is_refilled_and_concurrent_gateways_conve
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
     use pb::NodeState::Up;
-    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
     let gateways = [
         GatewayProcess::start(&manager.url, &dir.path().join("b1")),
         GatewayProcess::start(&manager.url, &dir.path().join("b2")),
@@ -339,7 +297,7 @@ async fn a_replica_lost_on_a_live_node_is_refilled_and_concurrent_gateways_conve
         r.await.expect("writer");
     }
     mcp[0].call("insert_vectors", json!({"store": "r", "points": points(0..200)})).await.expect("insert");
-    let d = digests(&manager, "r").await;
+    let d = replica_digests(&manager.url, "r").await;
     assert!(d.iter().all(|s| s[0] == s[1]), "replicas differ after concurrent writes: {d:?}");
 
     // A replica lost on a node that stays up (dropped by hand here): writes with write_consistency 1 are still
@@ -355,7 +313,7 @@ async fn a_replica_lost_on_a_live_node_is_refilled_and_concurrent_gateways_conve
     mcp[1].call("insert_vectors", json!({"store": "r", "points": points(200..300)})).await.expect("insert with W=1");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let d = digests(&manager, "r").await;
+        let d = replica_digests(&manager.url, "r").await;
         if d.iter().all(|s| s[0] == s[1]) {
             let records: u64 = d.iter().map(|s| s[0].1).sum();
             assert_eq!(records, 350, "{d:?}");
@@ -376,7 +334,7 @@ async fn a_frozen_replica_is_skipped_after_the_read_deadline() {
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
     use pb::NodeState::Up;
-    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
     let gateway = GatewayProcess::start_with(&manager.url, &dir.path().join("b"), &["--read-timeout", "300"]);
     let mcp = Mcp::new(&gateway.mcp_url);
     mcp.call("create_store", json!({"store": "f", "dimension": DIM, "metric": "euclidean", "replication_factor": 2}))
@@ -411,7 +369,7 @@ async fn the_data_path_does_not_need_the_manager_which_restarts_with_its_catalog
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
     use pb::NodeState::Up;
-    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
     let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
     let mcp = Mcp::new(&gateway.mcp_url);
     mcp.call(
@@ -436,7 +394,7 @@ async fn the_data_path_does_not_need_the_manager_which_restarts_with_its_catalog
     let t = table(&manager).await;
     assert!(t.version >= version, "the routing version survived: {} -> {}", version, t.version);
     assert_eq!(t.stores.len(), 1);
-    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
     mcp.call("create_store", json!({"store": "m2", "dimension": 4})).await.expect("create after the restart");
     assert_eq!(search_in(&mcp, "m", &query, 5).await.expect("read"), expected);
     let stats = mcp.call("describe_store", json!({"store": "m"})).await.expect("describe");
@@ -452,7 +410,7 @@ async fn a_write_to_a_shard_on_a_dead_node_is_unavailable_naming_store_shard_and
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
     use pb::NodeState::{Down, Up};
-    wait_for_states(&manager, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
     let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
     let rest = format!("{}/v1/stores", gateway.mcp_url.trim_end_matches("/mcp"));
     let create = json!({"name": "u", "dimension": DIM, "metric": "euclidean", "shards": 2, "replication_factor": 1});

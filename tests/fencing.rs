@@ -5,14 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, Mcp, free_port, http};
+use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, Mcp, free_port, http, routing_table, wait_for_states};
 use rvdb_proto::v1 as pb;
 use serde_json::json;
-
-async fn table(url: &str) -> Option<pb::RoutingTable> {
-    let mut c = rvdb_proto::v1::index_manager_client::IndexManagerClient::connect(url.to_string()).await.ok()?;
-    Some(c.get_routing_table(pb::GetRoutingTableRequest {}).await.ok()?.into_inner())
-}
 
 async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, within: Duration, mut check: impl FnMut() -> F) {
     let deadline = Instant::now() + within;
@@ -43,11 +38,8 @@ async fn a_manager_that_lost_its_data_cannot_take_the_cluster_over() {
     let url = manager.url.clone();
     let _nodes: Vec<ClusterNode> =
         (1..=2).map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &url, &format!("n{i}"))).collect();
-    wait_until("2 nodes up", Duration::from_secs(20), || async {
-        table(&url).await.is_some_and(|t| t.nodes.iter().filter(|n| n.state == pb::NodeState::Up as i32).count() == 2)
-    })
-    .await;
-    let cluster = table(&url).await.expect("table").cluster_id;
+    wait_for_states(&url, &[("n1", pb::NodeState::Up), ("n2", pb::NodeState::Up)], Duration::from_secs(20)).await;
+    let cluster = routing_table(&url).await.expect("table").cluster_id;
     assert_eq!(cluster.len(), 32, "a cluster id is made with the catalog: {cluster:?}");
     for i in 1..=2 {
         let kept = std::fs::read_to_string(dir.path().join(format!("n{i}/cluster_id"))).expect("node keeps the id");
@@ -68,10 +60,10 @@ async fn a_manager_that_lost_its_data_cannot_take_the_cluster_over() {
     copy_dir(&data, &saved);
     std::fs::remove_dir_all(&data).expect("wipe");
     manager = ManagerProcess::start_at(&data, 200, 2000, &addr);
-    let other = table(&url).await.expect("table").cluster_id;
+    let other = routing_table(&url).await.expect("table").cluster_id;
     assert_ne!(other, cluster, "an empty catalog is a new cluster");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = table(&url).await.expect("table");
+    let t = routing_table(&url).await.expect("table");
     assert!(t.nodes.is_empty(), "the nodes of the lost cluster were taken in: {:?}", t.nodes);
     // the gateway keeps its cluster's table: reads and writes go on, and it says why it is not ready
     let found = mcp.call("get_vector", json!({"store": "s", "id": "p7"})).await.expect("get");
@@ -89,7 +81,7 @@ async fn a_manager_that_lost_its_data_cannot_take_the_cluster_over() {
     // (the restored catalog lists the nodes as they were; a node has rejoined once it registered with this
     // process, which stamps its first heartbeat time)
     wait_until("nodes rejoin the restored manager", Duration::from_secs(20), || async {
-        table(&url).await.is_some_and(|t| {
+        routing_table(&url).await.is_some_and(|t| {
             t.cluster_id == cluster
                 && t.nodes
                     .iter()

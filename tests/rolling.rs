@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, Mcp, free_port};
+use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, Mcp, free_port, replica_digests, wait_for_states};
 use rvdb_proto::v1 as pb;
-use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde_json::{Value, json};
 
 const STORE: &str = "roll";
@@ -71,10 +70,9 @@ async fn a_rolling_restart_of_every_process_fails_no_request_and_loses_nothing()
     let mut nodes: Vec<ClusterNode> = (1..=3)
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
-    let up = |ids: &[&str]| -> Vec<(String, pb::NodeState)> {
-        ids.iter().map(|id| (id.to_string(), pb::NodeState::Up)).collect()
-    };
-    wait_for_states(&manager.url, &up(&["n1", "n2", "n3"]), Duration::from_secs(20)).await;
+    const ALL_UP: [(&str, pb::NodeState); 3] =
+        [("n1", pb::NodeState::Up), ("n2", pb::NodeState::Up), ("n3", pb::NodeState::Up)];
+    wait_for_states(&manager.url, &ALL_UP, Duration::from_secs(20)).await;
     let mut gateways: Vec<GatewayProcess> = (1..=2)
         .map(|i| GatewayProcess::start_on(&manager.url, &dir.path().join(format!("b{i}")), free_port(), &[]))
         .collect();
@@ -157,7 +155,7 @@ async fn a_rolling_restart_of_every_process_fails_no_request_and_loses_nothing()
         let started = Instant::now();
         let (exit, clean) = tokio::task::block_in_place(|| node.restart_gracefully());
         assert!(clean, "node {id} did not exit cleanly on SIGTERM");
-        wait_for_states(&manager.url, &up(&["n1", "n2", "n3"]), Duration::from_secs(30)).await;
+        wait_for_states(&manager.url, &ALL_UP, Duration::from_secs(30)).await;
         timings.push(format!("{id}: exit {exit:.2?}, back up {:.2?}", started.elapsed()));
         set_phase("between");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -166,7 +164,7 @@ async fn a_rolling_restart_of_every_process_fails_no_request_and_loses_nothing()
     let (exit, clean) = tokio::task::block_in_place(|| manager.terminate());
     assert!(clean, "the manager did not exit cleanly on SIGTERM");
     manager = ManagerProcess::start_at(&dir.path().join("manager"), 200, 2000, &manager_addr);
-    wait_for_states(&manager.url, &up(&["n1", "n2", "n3"]), Duration::from_secs(30)).await;
+    wait_for_states(&manager.url, &ALL_UP, Duration::from_secs(30)).await;
     timings.push(format!("manager: exit {exit:.2?}"));
     for (g, gateway) in gateways.iter_mut().enumerate() {
         set_phase(&format!("gateway {g}"));
@@ -218,45 +216,12 @@ async fn a_rolling_restart_of_every_process_fails_no_request_and_loses_nothing()
     assert_replicas_equal(&manager.url).await;
 }
 
-async fn routing_table(manager_url: &str) -> Option<pb::RoutingTable> {
-    let mut c =
-        rvdb_proto::v1::index_manager_client::IndexManagerClient::connect(manager_url.to_string()).await.ok()?;
-    Some(c.get_routing_table(pb::GetRoutingTableRequest {}).await.ok()?.into_inner())
-}
-
-async fn wait_for_states(manager_url: &str, wanted: &[(String, pb::NodeState)], within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(t) = routing_table(manager_url).await
-            && wanted.iter().all(|(id, st)| t.nodes.iter().any(|n| n.node_id == *id && n.state == *st as i32))
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "nodes never reached {wanted:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Every shard's replicas hold the same records (digest and count), within 10 s.
 async fn assert_replicas_equal(manager_url: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let t = routing_table(manager_url).await.expect("routing table");
-        let address: BTreeMap<&str, &str> = t.nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str())).collect();
-        let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == STORE)).expect("route");
-        let mut differ = Vec::new();
-        for placement in &route.shards {
-            let mut digests = Vec::new();
-            for id in &placement.replica_node_ids {
-                let mut c = StorageNodeClient::connect(address[id.as_str()].to_string()).await.expect("node");
-                let shard = Some(pb::ShardId { store: STORE.into(), shard: placement.shard });
-                let d = c.digest(pb::DigestRequest { shard }).await.expect("digest").into_inner();
-                digests.push((d.sha256, d.records));
-            }
-            if !digests.windows(2).all(|w| w[0] == w[1]) {
-                differ.push((placement.shard, digests));
-            }
-        }
+        let digests = replica_digests(manager_url, STORE).await;
+        let differ: Vec<_> = digests.iter().enumerate().filter(|(_, d)| !d.windows(2).all(|w| w[0] == w[1])).collect();
         if differ.is_empty() {
             return;
         }

@@ -365,6 +365,53 @@ fn terminate(child: &mut Child) -> (Duration, bool) {
     (started.elapsed(), ok)
 }
 
+/// The routing table the index manager at `url` publishes; `None` while it cannot be reached (e.g. restarting).
+pub async fn routing_table(url: &str) -> Option<rvdb_proto::v1::RoutingTable> {
+    use rvdb_proto::v1::{GetRoutingTableRequest, index_manager_client::IndexManagerClient};
+    let mut c = IndexManagerClient::connect(url.to_string()).await.ok()?.max_decoding_message_size(usize::MAX);
+    Some(c.get_routing_table(GetRoutingTableRequest {}).await.ok()?.into_inner())
+}
+
+/// Waits until each node of `wanted` has its state in the manager's routing table (through a restart of the
+/// manager, too); panics after `within`.
+pub async fn wait_for_states(manager_url: &str, wanted: &[(&str, rvdb_proto::v1::NodeState)], within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let table = routing_table(manager_url).await;
+        let nodes = table.map(|t| t.nodes).unwrap_or_default();
+        if wanted.iter().all(|(id, st)| nodes.iter().any(|n| n.node_id == *id && n.state == *st as i32)) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "nodes never reached {wanted:?}: {nodes:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every shard of `store` in the manager's placement order, each as its replicas' (SHA-256 digest, records); a
+/// replica that cannot give a digest shows its error code instead. Replicas of a shard are equal when their
+/// entries are.
+pub async fn replica_digests(manager_url: &str, store: &str) -> Vec<Vec<(String, u64)>> {
+    use rvdb_proto::v1::{DigestRequest, ShardId};
+    let t = routing_table(manager_url).await.expect("routing table");
+    let address: std::collections::BTreeMap<&str, &str> =
+        t.nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str())).collect();
+    let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == store)).expect("route");
+    let mut out = Vec::new();
+    for placement in &route.shards {
+        let mut per_shard = Vec::new();
+        for id in &placement.replica_node_ids {
+            let mut c = StorageNodeClient::connect(address[id.as_str()].to_string()).await.expect("node");
+            let shard = Some(ShardId { store: store.into(), shard: placement.shard });
+            match c.digest(DigestRequest { shard }).await {
+                Ok(d) => per_shard.push((d.get_ref().sha256.clone(), d.get_ref().records)),
+                Err(s) => per_shard.push((format!("{:?}", s.code()), 0)),
+            }
+        }
+        out.push(per_shard);
+    }
+    out
+}
+
 /// A loopback port free now (for a process that must come back on the same address after a restart).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()

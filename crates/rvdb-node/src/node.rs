@@ -169,14 +169,9 @@ impl Node {
                 db.drop_cf(cf)?;
             }
         }
-        let slot_numbers = existing.iter().filter(|n| slots::is_slot(n)).map(|n| n[1..].parse::<u64>().unwrap_or(0));
-        let slots = Slots::new(
-            db.clone(),
-            cf_options.clone(),
-            free,
-            existing.iter().filter(|n| slots::is_slot(n)).count(),
-            slot_numbers.max().map_or(0, |n| n + 1),
-        );
+        let slot_numbers: Vec<u64> = existing.iter().filter_map(|n| slots::slot_number(n)).collect();
+        let next_slot = slot_numbers.iter().max().map_or(0, |n| n + 1);
+        let slots = Slots::new(db.clone(), cf_options.clone(), free, slot_numbers.len(), next_slot);
         let disk = if options.persistence {
             Some(Arc::new(DiskGuard::new(&options.data_dir, options.disk_reserve_bytes)?))
         } else {

@@ -39,9 +39,14 @@ const MIN_GROWTH: usize = 16;
 /// id sorts below `[0xFF]`.
 pub(crate) const ALL_KEYS: (&[u8], &[u8]) = (b"", b"\xff");
 
-/// Whether a column family is a slot (else it is named after its replica, as before slots existed).
+/// The number of a slot's column family (`None`: it is named after its replica, as before slots existed).
+pub(crate) fn slot_number(name: &str) -> Option<u64> {
+    name.strip_prefix(SLOT_PREFIX)?.parse().ok()
+}
+
+/// Whether a column family is a slot.
 pub(crate) fn is_slot(name: &str) -> bool {
-    name.starts_with(SLOT_PREFIX) && name[1..].parse::<u64>().is_ok()
+    slot_number(name).is_some()
 }
 
 /// A column family a replica lives in.
