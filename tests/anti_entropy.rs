@@ -73,10 +73,18 @@ async fn anti_entropy_repairs_divergence_nobody_reported() {
             metadata_json: r#"{"v":2}"#.into(),
             version: 0,
         });
-        first.upsert(pb::UpsertRequest { shard: id.clone(), points: extra, sync: false }).await.expect("direct upsert");
+        first
+            .upsert(pb::UpsertRequest { shard: id.clone(), points: extra, sync: false, placement_epoch: 0 })
+            .await
+            .expect("direct upsert");
         let mut second = StorageNodeClient::connect(replicas[1].1.clone()).await.expect("node");
-        let deleted =
-            second.delete(pb::DeleteRequest { shard: id.clone(), ids: vec![ids[1].clone()], version: 0, sync: false });
+        let deleted = second.delete(pb::DeleteRequest {
+            shard: id.clone(),
+            ids: vec![ids[1].clone()],
+            version: 0,
+            sync: false,
+            placement_epoch: 0,
+        });
         assert_eq!(deleted.await.expect("direct delete").into_inner().deleted, 1);
         let d = &replica_digests(&manager.url, STORE).await[i];
         assert!(d.windows(2).any(|w| w[0] != w[1]), "shard {shard}: no divergence was made");

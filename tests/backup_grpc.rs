@@ -37,7 +37,9 @@ async fn backup_restore_export_import_over_grpc() {
             version: 0,
         })
         .collect();
-    node.upsert(pb::UpsertRequest { shard: shard("g", 0), points: points.clone(), sync: false }).await.unwrap();
+    node.upsert(pb::UpsertRequest { shard: shard("g", 0), points: points.clone(), sync: false, placement_epoch: 0 })
+        .await
+        .unwrap();
 
     // Writes keep flowing while the backup runs; the backup is one consistent view of at least the first 2000.
     let writer = {
@@ -50,7 +52,14 @@ async fn backup_restore_export_import_over_grpc() {
                     metadata_json: String::new(),
                     version: 0,
                 };
-                node.upsert(pb::UpsertRequest { shard: shard("g", 0), points: vec![p], sync: false }).await.unwrap();
+                node.upsert(pb::UpsertRequest {
+                    shard: shard("g", 0),
+                    points: vec![p],
+                    sync: false,
+                    placement_epoch: 0,
+                })
+                .await
+                .unwrap();
             }
         })
     };
@@ -165,7 +174,9 @@ async fn kill_during_restore_or_import_leaves_no_half_store_and_a_retry_succeeds
                 version: 0,
             })
             .collect();
-        node.upsert(pb::UpsertRequest { shard: shard("big", 0), points, sync: false }).await.unwrap();
+        node.upsert(pb::UpsertRequest { shard: shard("big", 0), points, sync: false, placement_epoch: 0 })
+            .await
+            .unwrap();
     }
     let mut backups = serve.backups().await;
     backups.backup(pb::BackupRequest { store: "big".into(), name: "snap".into() }).await.unwrap();

@@ -26,7 +26,9 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
     let mut c = node.client().await;
     let config =
         pb::StoreConfig { name: "d".into(), dimension: 16, metric: pb::Metric::Euclidean as i32, ..Default::default() };
-    c.create_shard(pb::CreateShardRequest { shard: shard("d"), config: Some(config) }).await.unwrap();
+    c.create_shard(pb::CreateShardRequest { shard: shard("d"), config: Some(config), placement_epoch: 0 })
+        .await
+        .unwrap();
 
     // Two writers stream batches (inserts, overwrites and deletes); each records what the node acknowledged.
     let acked: Arc<Mutex<HashMap<String, Ack>>> = Arc::default();
@@ -45,7 +47,10 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
                     })
                     .collect();
                 let ids: Vec<String> = points.iter().map(|p| p.id.clone()).collect();
-                if c.upsert(pb::UpsertRequest { shard: shard("d"), points, sync: false }).await.is_err() {
+                if c.upsert(pb::UpsertRequest { shard: shard("d"), points, sync: false, placement_epoch: 0 })
+                    .await
+                    .is_err()
+                {
                     return round;
                 }
                 {
@@ -63,9 +68,15 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
                             a.remove(id);
                         }
                     }
-                    if c.delete(pb::DeleteRequest { shard: shard("d"), ids: doomed.clone(), version: 0, sync: false })
-                        .await
-                        .is_err()
+                    if c.delete(pb::DeleteRequest {
+                        shard: shard("d"),
+                        ids: doomed.clone(),
+                        version: 0,
+                        sync: false,
+                        placement_epoch: 0,
+                    })
+                    .await
+                    .is_err()
                     {
                         return round;
                     }

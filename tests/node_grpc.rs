@@ -62,7 +62,7 @@ async fn insert_all(
             })
             .collect();
         let r = client
-            .upsert(pb::UpsertRequest { shard: shard(store), points: batch, sync: false })
+            .upsert(pb::UpsertRequest { shard: shard(store), points: batch, sync: false, placement_epoch: 0 })
             .await
             .expect("upsert")
             .into_inner();
@@ -95,7 +95,11 @@ async fn ten_thousand_vectors_survive_a_kill_and_search_exactly_for_every_metric
     let points = random_points(&mut rng, 10_000, 128);
     for (metric, name) in METRICS {
         client
-            .create_shard(pb::CreateShardRequest { shard: shard(name), config: config(name, 128, metric) })
+            .create_shard(pb::CreateShardRequest {
+                shard: shard(name),
+                config: config(name, 128, metric),
+                placement_epoch: 0,
+            })
             .await
             .unwrap();
         insert_all(&mut client, name, &points).await;
@@ -152,14 +156,19 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
     let mut c = node.client().await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let points = random_points(&mut rng, 200, 16);
-    c.create_shard(pb::CreateShardRequest { shard: shard("docs"), config: config("docs", 16, pb::Metric::Cosine) })
-        .await
-        .unwrap();
+    c.create_shard(pb::CreateShardRequest {
+        shard: shard("docs"),
+        config: config("docs", 16, pb::Metric::Cosine),
+        placement_epoch: 0,
+    })
+    .await
+    .unwrap();
     insert_all(&mut c, "docs", &points).await;
     let q: Vec<f32> = (0..16).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     let before = search_ids(&mut c, "docs", &q, 10).await;
 
-    let upsert = |points: Vec<pb::Point>| pb::UpsertRequest { shard: shard("docs"), points, sync: false };
+    let upsert =
+        |points: Vec<pb::Point>| pb::UpsertRequest { shard: shard("docs"), points, sync: false, placement_epoch: 0 };
     let good = |id: &str| pb::Point { id: id.into(), vector: vec![0.5; 16], metadata_json: String::new(), version: 0 };
 
     // wrong dimension (the batch also holds a good point: nothing of it may be written)
@@ -189,7 +198,8 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
     assert_status(c.upsert(upsert(vec![meta])).await, &[Code::InvalidArgument], "must be a JSON object");
     // unknown store
     assert_status(
-        c.upsert(pb::UpsertRequest { shard: shard("nope"), points: vec![good("x")], sync: false }).await,
+        c.upsert(pb::UpsertRequest { shard: shard("nope"), points: vec![good("x")], sync: false, placement_epoch: 0 })
+            .await,
         &[Code::NotFound],
         "'nope'/0 does not exist",
     );
@@ -200,27 +210,43 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
     );
     // duplicate store
     assert_status(
-        c.create_shard(pb::CreateShardRequest { shard: shard("docs"), config: config("docs", 16, pb::Metric::Cosine) })
-            .await,
+        c.create_shard(pb::CreateShardRequest {
+            shard: shard("docs"),
+            config: config("docs", 16, pb::Metric::Cosine),
+            placement_epoch: 0,
+        })
+        .await,
         &[Code::AlreadyExists],
         "already exists",
     );
     // bad store name, bad dimension, bad metric
     assert_status(
-        c.create_shard(pb::CreateShardRequest { shard: shard("a/b"), config: config("a/b", 16, pb::Metric::Cosine) })
-            .await,
+        c.create_shard(pb::CreateShardRequest {
+            shard: shard("a/b"),
+            config: config("a/b", 16, pb::Metric::Cosine),
+            placement_epoch: 0,
+        })
+        .await,
         &[Code::InvalidArgument],
         "only letters",
     );
     assert_status(
-        c.create_shard(pb::CreateShardRequest { shard: shard("d0"), config: config("d0", 0, pb::Metric::Cosine) })
-            .await,
+        c.create_shard(pb::CreateShardRequest {
+            shard: shard("d0"),
+            config: config("d0", 0, pb::Metric::Cosine),
+            placement_epoch: 0,
+        })
+        .await,
         &[Code::InvalidArgument],
         "invalid dimension 0",
     );
     assert_status(
-        c.create_shard(pb::CreateShardRequest { shard: shard("m0"), config: config("m0", 4, pb::Metric::Unspecified) })
-            .await,
+        c.create_shard(pb::CreateShardRequest {
+            shard: shard("m0"),
+            config: config("m0", 4, pb::Metric::Unspecified),
+            placement_epoch: 0,
+        })
+        .await,
         &[Code::InvalidArgument],
         "metric is required",
     );
@@ -267,16 +293,22 @@ async fn a_panic_in_one_store_is_contained_and_the_store_reloads_from_disk() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let points = random_points(&mut rng, 500, 8);
     for store in ["victim", "bystander"] {
-        c.create_shard(pb::CreateShardRequest { shard: shard(store), config: config(store, 8, pb::Metric::Euclidean) })
-            .await
-            .unwrap();
+        c.create_shard(pb::CreateShardRequest {
+            shard: shard(store),
+            config: config(store, 8, pb::Metric::Euclidean),
+            placement_epoch: 0,
+        })
+        .await
+        .unwrap();
         insert_all(&mut c, store, &points).await;
     }
     let q = points[7].1.clone();
     let before = search_ids(&mut c, "bystander", &q, 5).await;
 
     let boom = pb::Point { id: "boom".into(), vector: vec![0.1; 8], metadata_json: String::new(), version: 0 };
-    let r = c.upsert(pb::UpsertRequest { shard: shard("victim"), points: vec![boom], sync: false }).await;
+    let r = c
+        .upsert(pb::UpsertRequest { shard: shard("victim"), points: vec![boom], sync: false, placement_epoch: 0 })
+        .await;
     assert_status(r, &[Code::Internal], "reloaded from disk");
 
     // The other store never noticed; the victim serves again, rebuilt from RocksDB.
@@ -296,21 +328,43 @@ async fn scan_delete_flush_list_and_drop_over_grpc() {
     let mut c = node.client().await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let points = random_points(&mut rng, 2_500, 4);
-    c.create_shard(pb::CreateShardRequest { shard: shard("s"), config: config("s", 4, pb::Metric::Manhattan) })
-        .await
-        .unwrap();
-    c.create_shard(pb::CreateShardRequest { shard: shard("t"), config: config("t", 4, pb::Metric::Dot) })
-        .await
-        .unwrap();
+    c.create_shard(pb::CreateShardRequest {
+        shard: shard("s"),
+        config: config("s", 4, pb::Metric::Manhattan),
+        placement_epoch: 0,
+    })
+    .await
+    .unwrap();
+    c.create_shard(pb::CreateShardRequest {
+        shard: shard("t"),
+        config: config("t", 4, pb::Metric::Dot),
+        placement_epoch: 0,
+    })
+    .await
+    .unwrap();
     insert_all(&mut c, "s", &points).await;
 
     let doomed: Vec<String> = points.iter().step_by(10).map(|(id, _)| id.clone()).collect();
-    let r =
-        c.delete(pb::DeleteRequest { shard: shard("s"), ids: doomed.clone(), version: 0, sync: true }).await.unwrap();
+    let r = c
+        .delete(pb::DeleteRequest {
+            shard: shard("s"),
+            ids: doomed.clone(),
+            version: 0,
+            sync: true,
+            placement_epoch: 0,
+        })
+        .await
+        .unwrap();
     assert_eq!(r.into_inner().deleted as usize, doomed.len());
     // deleting again finds nothing live
     let r = c
-        .delete(pb::DeleteRequest { shard: shard("s"), ids: doomed[..3].to_vec(), version: 0, sync: false })
+        .delete(pb::DeleteRequest {
+            shard: shard("s"),
+            ids: doomed[..3].to_vec(),
+            version: 0,
+            sync: false,
+            placement_epoch: 0,
+        })
         .await
         .unwrap();
     assert_eq!(r.into_inner().deleted, 0);
@@ -390,9 +444,16 @@ async fn hnsw_store_over_grpc_filters_rebuilds_and_resumes_its_graph_after_a_kil
     let points = random_points(&mut rng, 5000, 32);
     let mut cfg = config("g", 32, pb::Metric::Euclidean).unwrap();
     cfg.index = Some(pb::IndexSpec { kind: pb::IndexKind::Hnsw as i32, hnsw: None, quantization: 0 });
-    client.create_shard(pb::CreateShardRequest { shard: shard("g"), config: Some(cfg) }).await.unwrap();
     client
-        .create_shard(pb::CreateShardRequest { shard: shard("f"), config: config("f", 32, pb::Metric::Euclidean) })
+        .create_shard(pb::CreateShardRequest { shard: shard("g"), config: Some(cfg), placement_epoch: 0 })
+        .await
+        .unwrap();
+    client
+        .create_shard(pb::CreateShardRequest {
+            shard: shard("f"),
+            config: config("f", 32, pb::Metric::Euclidean),
+            placement_epoch: 0,
+        })
         .await
         .unwrap();
     insert_all(&mut client, "g", &points).await;

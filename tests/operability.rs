@@ -159,6 +159,7 @@ async fn api_keys_guard_every_surface_and_refusals_change_nothing() {
         shard: shard(),
         points: vec![pb::Point { id: "g".into(), vector: vec![0.5, 0.5], metadata_json: String::new(), version: 0 }],
         sync: false,
+        placement_epoch: 0,
     };
     let err = with_key(None).list_shards(pb::ListShardsRequest {}).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");

@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub mod proxy;
+pub use proxy::Proxy;
+
 use rvdb_proto::v1::backup_service_client::BackupServiceClient;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use tonic::transport::Channel;
@@ -148,6 +151,32 @@ pub async fn http_text(
     let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
     let bytes = resp.into_body().collect().await.expect("HTTP body").to_bytes();
     (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// One HTTP request with a JSON body that reports transport failures instead of panicking (the server may be
+/// restarting): `Ok((status, body))`, or `Err` when no answer came within `deadline`.
+pub async fn try_http(
+    method: &str,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    deadline: Duration,
+) -> Result<(u16, String), String> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Full<bytes::Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let text = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(text))).map_err(|e| e.to_string())?;
+    let call = async {
+        let resp = client.request(req).await.map_err(|e| format!("request failed: {e}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.map_err(|e| format!("body failed: {e}"))?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    tokio::time::timeout(deadline, call).await.map_err(|_| format!("no answer within {deadline:?}"))?
 }
 
 /// The shard of point `id` in a store of `shards` shards: the gateway's routing (FNV-1a 64 of the id, then
@@ -432,26 +461,43 @@ pub struct ClusterNode {
     pub url: String,
     pub data_dir: PathBuf,
     manager_url: String,
+    /// Where it listens (`127.0.0.1:0`: a new port each start) and what it tells the manager (`None`: its URL).
+    grpc_addr: String,
+    advertise_url: Option<String>,
 }
 
 impl ClusterNode {
     pub fn start(data_dir: &Path, manager_url: &str, node_id: &str) -> ClusterNode {
+        Self::start_at(data_dir, manager_url, node_id, "127.0.0.1:0", None)
+    }
+
+    /// A node listening on `grpc_addr` (kept across restarts) that others reach at `advertise_url` (e.g. a
+    /// [`Proxy`] in front of it).
+    pub fn start_at(
+        data_dir: &Path,
+        manager_url: &str,
+        node_id: &str,
+        grpc_addr: &str,
+        advertise_url: Option<&str>,
+    ) -> ClusterNode {
         let mut n = ClusterNode {
             child: None,
             node_id: node_id.to_string(),
             url: String::new(),
             data_dir: data_dir.to_path_buf(),
             manager_url: manager_url.to_string(),
+            grpc_addr: grpc_addr.to_string(),
+            advertise_url: advertise_url.map(str::to_string),
         };
         n.spawn();
         n
     }
 
     fn spawn(&mut self) {
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "node".into(),
             "--grpc-addr".into(),
-            "127.0.0.1:0".into(),
+            self.grpc_addr.clone(),
             "--persistence-dir".into(),
             self.data_dir.display().to_string(),
             "--manager".into(),
@@ -459,9 +505,24 @@ impl ClusterNode {
             "--node-id".into(),
             self.node_id.clone(),
         ];
+        if let Some(a) = &self.advertise_url {
+            args.extend(["--advertise-url".to_string(), a.clone()]);
+        }
         let (child, fields) = spawn_ready(&args, &[]);
         self.url = fields["grpc"].clone();
         self.child = Some(child);
+    }
+
+    /// Whether a process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts a killed node again on its data.
+    pub fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -507,6 +568,19 @@ pub struct GatewayProcess {
     child: Child,
     pub mcp_url: String,
     args: Vec<String>,
+}
+
+impl GatewayProcess {
+    /// SIGKILL, then the same command again with `env` (e.g. `RVDB_CLOCK_OFFSET_MS`), on the same address when
+    /// started with a port.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, fields) = spawn_ready(&self.args, &env);
+        self.child = child;
+        self.mcp_url = fields["mcp"].clone();
+    }
 }
 
 impl GatewayProcess {

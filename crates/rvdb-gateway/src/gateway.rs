@@ -79,11 +79,27 @@ pub const DEFAULT_WRITE_REQUEST_BYTES: usize = 16 << 20;
 /// floats, `MAX_METADATA_BYTES` of metadata), so every point fits in a request of this size.
 const MIN_WRITE_REQUEST_BYTES: usize = 1 << 20;
 
-/// Room in a request for what is not a point: the shard id, flags, gRPC framing.
+/// Room in a request for what is not a point: the shard id, flags, the placement epoch, gRPC framing.
 const REQUEST_OVERHEAD_BYTES: usize = 1024;
 
 /// How many times points (or deletes) that a replica reports stale are re-stamped and sent again.
 const STALE_RETRIES: usize = 3;
+
+/// How many times a write refused by a replica's fence (its placement epoch is newer than this gateway's table) is
+/// sent again with a newer table.
+const EPOCH_RETRIES: usize = 3;
+/// How long a write refused by a fence waits for a newer routing table, and how often it asks for one meanwhile.
+const TABLE_WAIT: Duration = Duration::from_secs(2);
+const TABLE_POLL: Duration = Duration::from_millis(50);
+
+/// How one round of a write to a shard's replicas ended, short of an error.
+enum Sent<T> {
+    /// Enough replicas acknowledged it.
+    Acked(Vec<T>),
+    /// Too few did, and a replica refused it as routed by an older table than its placement epoch `held`: worth
+    /// another round with a newer table (`error` is what to report if there is none).
+    Fenced { held: u64, error: GatewayError },
+}
 
 impl Default for GatewayOptions {
     fn default() -> Self {
@@ -326,6 +342,24 @@ pub(crate) struct IdsAck {
     /// Ids whose stored record is newer than the write's version.
     pub stale_ids: Vec<String>,
     pub shard_max_version: u64,
+}
+
+/// A replica's answer to a write: whether the replica found something newer stored for some of its ids (a write
+/// stamped by a clock ahead of this gateway's), in which case it did not take the write for those ids.
+pub(crate) trait WriteAnswer {
+    fn overtaken(&self) -> bool;
+}
+
+impl WriteAnswer for IdsAck {
+    fn overtaken(&self) -> bool {
+        !self.stale_ids.is_empty()
+    }
+}
+
+impl WriteAnswer for pb::UpsertResponse {
+    fn overtaken(&self) -> bool {
+        !self.stale_ids.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
@@ -654,10 +688,11 @@ impl Gateway {
             shard: Some(pb::ShardId { store: route.config.name.clone(), shard }),
             points: points.to_vec(),
             sync: false,
+            placement_epoch: 0, // set per round by on_replicas
         };
         let acks = self
-            .on_replicas(route, shard, min_version, |c| {
-                let req = req.clone();
+            .on_replicas(route, shard, min_version, |c, placement_epoch| {
+                let req = pb::UpsertRequest { placement_epoch, ..req.clone() };
                 async move { c.upsert(req).await }
             })
             .await?;
@@ -667,18 +702,59 @@ impl Gateway {
         Ok(acks)
     }
 
-    /// Runs `call` on every replica of `shard` in parallel and returns once the store's write consistency is met
-    /// (the other replicas finish in the background), with the answers received so far; or the last error when
-    /// too few replicas answered. A replica whose call fails for any reason but a bad request (which every replica
-    /// refuses alike) is reported to the index manager, which repairs it from a peer from `min_version` on.
+    /// Runs `call` on every writable replica of `shard` in parallel (with the shard's placement epoch) and returns
+    /// once the store's write consistency is met (the other replicas finish in the background), with the answers
+    /// received so far; or the last error when too few replicas answered. A replica whose call fails for any
+    /// reason but a bad request (which every replica refuses alike) is reported to the index manager, which
+    /// repairs it from a peer from `min_version` on.
+    ///
+    /// Write fencing: a replica that knows a newer placement epoch than this gateway's table refuses the write
+    /// (the shard's writable replicas changed: one came back). If that leaves the write short of its acks, the
+    /// gateway gets a table at least that new from the index manager and sends the write again to the new
+    /// replica set (writes are idempotent: same ids, versions and values).
     async fn on_replicas<T, F, Fut>(&self, route: &StoreRoute, shard: u32, min_version: u64, call: F) -> Result<Vec<T>>
     where
-        T: Send + 'static,
-        F: Fn(Replica) -> Fut,
+        T: WriteAnswer + Send + 'static,
+        F: Fn(Replica, u64) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
+    {
+        let mut fresh: Option<StoreRoute> = None;
+        for attempt in 0..=EPOCH_RETRIES {
+            let current = fresh.as_ref().unwrap_or(route);
+            match self.on_replicas_once(current, shard, min_version, &call).await? {
+                Sent::Acked(acks) => return Ok(acks),
+                Sent::Fenced { held, error } => {
+                    if attempt == EPOCH_RETRIES {
+                        return Err(error);
+                    }
+                    tracing::info!(store = %route.config.name, shard, sent = current.epoch(shard), held,
+                        "a replica refused a write routed by an older table; sending it again with a newer one");
+                    if !self.await_table(held).await {
+                        return Err(error); // no newer table to send it with
+                    }
+                    fresh = Some(self.route(&route.config.name)?);
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// One round of [`Self::on_replicas`].
+    async fn on_replicas_once<T, F, Fut>(
+        &self,
+        route: &StoreRoute,
+        shard: u32,
+        min_version: u64,
+        call: &F,
+    ) -> Result<Sent<T>>
+    where
+        T: WriteAnswer + Send + 'static,
+        F: Fn(Replica, u64) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
     {
         let store = route.config.name.as_str();
         let placed = &route.shards[shard as usize];
+        let epoch = route.epoch(shard);
         let replicas = self.table().writable(placed);
         let needed = required_acks(route.config.write_consistency, placed.len(), replicas.len());
         if needed > replicas.len() || replicas.is_empty() {
@@ -694,7 +770,7 @@ impl Gateway {
         }
         let mut calls = JoinSet::new();
         for url in &replicas {
-            let answer = call(self.client(url)?);
+            let answer = call(self.client(url)?, epoch);
             let (manager, url) = (self.manager.clone(), url.clone());
             let id = pb::ShardId { store: route.config.name.clone(), shard };
             calls.spawn(rvdb_proto::rpc::in_current_request(async move {
@@ -713,22 +789,70 @@ impl Gateway {
                 result.map_err(|status| (url, status))
             }));
         }
-        let (mut acks, mut last_err) = (Vec::with_capacity(replicas.len()), None);
+        // An answer counts as an ack only if the replica took the write for every id: one that holds a newer
+        // version of some id (stamped by a clock ahead of this one) did not. Waiting for `needed` such acks is what
+        // makes quorum writes safe under clock skew: two majorities share a replica, so an acknowledged write is
+        // newer than every write acknowledged before it (the caller re-stamps overtaken ids past the versions the
+        // replicas reported and sends them again).
+        let (mut answers, mut clean, mut last_err, mut fenced) =
+            (Vec::with_capacity(replicas.len()), 0, None, None::<u64>);
         while let Some(joined) = calls.join_next().await {
             match joined {
                 Ok(Ok(answer)) => {
-                    acks.push(answer);
-                    if acks.len() >= needed {
+                    clean += usize::from(!answer.overtaken());
+                    answers.push(answer);
+                    if clean >= needed {
                         calls.detach_all();
-                        return Ok(acks);
+                        return Ok(Sent::Acked(answers));
                     }
                 }
-                Ok(Err((url, status))) => last_err = Some(GatewayError::from_replica(status, store, shard, &url)),
+                Ok(Err((url, status))) => {
+                    if let Some(held) = rvdb_proto::fenced_epoch(&status) {
+                        fenced = Some(fenced.unwrap_or(0).max(held));
+                        last_err = Some(GatewayError::Unavailable(format!(
+                            "shard {shard} of store '{store}': storage node {url} refused the write as routed by an \
+                             old routing table (placement epoch {epoch}, the replica holds {held}) and this gateway \
+                             has not received a newer table from the index manager; retry"
+                        )));
+                    } else {
+                        last_err = Some(GatewayError::from_replica(status, store, shard, &url));
+                    }
+                }
                 Err(e) => last_err = Some(GatewayError::Backend(format!("replica task failed: {e}"))),
             }
         }
-        Err(last_err
-            .unwrap_or_else(|| GatewayError::shard_unavailable(store, shard, &replicas.join(", "), "did not answer")))
+        if answers.len() >= needed {
+            return Ok(Sent::Acked(answers)); // enough answers, some overtaken: the caller re-stamps those ids
+        }
+        let error = last_err
+            .unwrap_or_else(|| GatewayError::shard_unavailable(store, shard, &replicas.join(", "), "did not answer"));
+        match fenced {
+            Some(held) => Ok(Sent::Fenced { held, error }),
+            None => Err(error),
+        }
+    }
+
+    /// Waits (at most [`TABLE_WAIT`]) until this gateway's routing table reaches `version`, fetching it from the
+    /// index manager rather than waiting for the watch stream; whether it did.
+    async fn await_table(&self, version: u64) -> bool {
+        let deadline = tokio::time::Instant::now() + TABLE_WAIT;
+        loop {
+            if self.table().version >= version {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, self.refresh()).await {
+                Err(_) => return false,
+                Ok(Err(e)) => tracing::debug!(error = %e, "cannot fetch the routing table"),
+                Ok(Ok(())) => {}
+            }
+            if self.table().version >= version {
+                return true;
+            }
+            if tokio::time::Instant::now() + TABLE_POLL > deadline {
+                return false;
+            }
+            tokio::time::sleep(TABLE_POLL).await;
+        }
     }
 
     pub async fn get(&self, store: &str, ids: Vec<String>, with_vector: bool) -> Result<Vec<PointOutput>> {
@@ -782,12 +906,13 @@ impl Gateway {
     /// Deletes ids (all of `shard`) on the shard's replicas; returns how many held a point.
     pub(crate) async fn delete_in_shard(&self, route: &StoreRoute, shard: u32, ids: Vec<String>) -> Result<u64> {
         let store = route.config.name.clone();
-        self.write_ids(route, shard, ids, move |c, ids, version| {
+        self.write_ids(route, shard, ids, move |c, ids, version, placement_epoch| {
             let req = pb::DeleteRequest {
                 shard: Some(pb::ShardId { store: store.clone(), shard }),
                 ids,
                 version,
                 sync: false,
+                placement_epoch,
             };
             async move {
                 c.delete(req).await.map(|r| IdsAck {
@@ -813,14 +938,15 @@ impl Gateway {
         call: F,
     ) -> Result<u64>
     where
-        F: Fn(Replica, Vec<String>, u64) -> Fut,
+        F: Fn(Replica, Vec<String>, u64, u64) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<IdsAck, tonic::Status>> + Send + 'static,
     {
         let (mut pending, mut version) = (ids, self.clock.now());
         let mut count = 0u64;
         for attempt in 0..=STALE_RETRIES {
             let sent = std::mem::take(&mut pending);
-            let acks = self.on_replicas(route, shard, version, |c| call(c, sent.clone(), version)).await?;
+            let acks =
+                self.on_replicas(route, shard, version, |c, epoch| call(c, sent.clone(), version, epoch)).await?;
             for a in &acks {
                 self.clock.observe(a.shard_max_version);
             }
@@ -1246,6 +1372,7 @@ mod tests {
                 shard: Some(pb::ShardId { store: "s".repeat(64), shard: 1023 }),
                 points: c.clone(),
                 sync: true,
+                placement_epoch: u64::MAX,
             };
             assert!(req.encoded_len() <= max, "{} bytes", req.encoded_len());
         }

@@ -284,7 +284,7 @@ impl Gateway {
             for chunk in ids.chunks(IDS_PER_REQUEST) {
                 let (store, set_json, unset) = (store.to_string(), set_json.clone(), update.unset.clone());
                 updated += self
-                    .write_ids(&route, shard, chunk.to_vec(), move |c, ids, version| {
+                    .write_ids(&route, shard, chunk.to_vec(), move |c, ids, version, placement_epoch| {
                         let req = pb::UpdateMetadataRequest {
                             shard: Some(pb::ShardId { store: store.clone(), shard }),
                             ids,
@@ -292,6 +292,7 @@ impl Gateway {
                             unset: unset.clone(),
                             version,
                             sync: false,
+                            placement_epoch,
                         };
                         async move {
                             c.update_metadata(req).await.map(|r| IdsAck {

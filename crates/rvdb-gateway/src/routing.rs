@@ -23,18 +23,26 @@ pub struct StoreRoute {
     /// The analyzer of `config.text_index`, built once per table rather than per keyword query (a store may
     /// list thousands of stop words).
     pub analyzer: Arc<Analyzer>,
+    /// Per shard, its placement epoch (sent with every write, which a replica refuses if it knows a newer one);
+    /// empty: 0, not fenced.
+    pub epochs: Vec<u64>,
 }
 
 /// Routes are equal when their config and placement are (the analyzer is derived from the config).
 impl PartialEq for StoreRoute {
     fn eq(&self, other: &Self) -> bool {
-        self.config == other.config && self.shards == other.shards
+        self.config == other.config && self.shards == other.shards && self.epochs == other.epochs
     }
 }
 
 impl StoreRoute {
     pub fn new(config: StoreConfig, shards: Vec<Vec<String>>) -> Self {
-        Self { analyzer: Arc::new(Analyzer::new(&config.text_index)), config, shards }
+        Self { analyzer: Arc::new(Analyzer::new(&config.text_index)), config, shards, epochs: Vec::new() }
+    }
+
+    /// The placement epoch of `shard` in this table.
+    pub fn epoch(&self, shard: u32) -> u64 {
+        self.epochs.get(shard as usize).copied().unwrap_or(0)
     }
 
     pub fn shard_of(&self, id: &str) -> u32 {
@@ -91,7 +99,9 @@ impl RoutingTable {
                 .map(|p| p.replica_node_ids.iter().map(|id| urls.get(id.as_str()).map(|u| u.to_string())).collect())
                 .collect();
             let Some(shards) = shards.filter(|s| s.len() == config.shards as usize) else { continue };
-            stores.insert(config.name.clone(), StoreRoute::new(config, shards));
+            let mut route = StoreRoute::new(config, shards);
+            route.epochs = r.shards.iter().map(|p| p.epoch).collect();
+            stores.insert(route.config.name.clone(), route);
         }
         RoutingTable { version: t.version, cluster_id: t.cluster_id, refused_cluster: None, stores, states }
     }
@@ -182,6 +192,7 @@ mod tests {
         let placement = |shard: u32, ids: &[&str]| pb::ShardPlacement {
             shard,
             replica_node_ids: ids.iter().map(|s| s.to_string()).collect(),
+            epoch: 5 + u64::from(shard),
         };
         let t = RoutingTable::from_pb(pb::RoutingTable {
             version: 7,
@@ -210,6 +221,7 @@ mod tests {
         assert_eq!(t.writable(&s.shards[0]), vec!["http://b:1", "http://a:1"], "but takes writes");
         assert_eq!(t.writable(&s.shards[1]), vec!["http://a:1"], "a down replica takes neither");
         assert_eq!(t.up_nodes(), 1);
+        assert_eq!((s.epoch(0), s.epoch(1), s.epoch(2)), (5, 6, 0), "each shard's placement epoch, for its writes");
         // by default a majority of the live replicas for RF 1 and 2, of the replication factor from RF 3 on; an
         // explicit consistency is strict
         use crate::gateway::required_acks;

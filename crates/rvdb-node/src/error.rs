@@ -37,6 +37,11 @@ pub enum NodeError {
     Corrupt { key: ShardKey, message: String },
     #[error("cannot encode {what}: {message}")]
     Encode { what: &'static str, message: String },
+    #[error(
+        "store shard {key}: this write was routed by a table of placement epoch {sent}, but the shard's replicas \
+         changed at epoch {held}: refresh the routing table and send it again"
+    )]
+    StaleEpoch { key: ShardKey, held: u64, sent: u64 },
 }
 
 impl NodeError {
@@ -67,6 +72,13 @@ impl From<NodeError> for Status {
             NodeError::Reloading(_) => Code::Unavailable,
             NodeError::DiskFull { .. } => Code::ResourceExhausted,
             NodeError::Corrupt { .. } => Code::DataLoss,
+            NodeError::StaleEpoch { held, .. } => {
+                let mut status = Status::new(Code::FailedPrecondition, e.to_string());
+                if let Ok(v) = held.to_string().parse() {
+                    status.metadata_mut().insert(rvdb_proto::PLACEMENT_EPOCH_HEADER, v);
+                }
+                return status;
+            }
         };
         Status::new(code, e.to_string())
     }

@@ -287,6 +287,7 @@ impl Node {
         let cf = lease.cf().bind(&self.db).ok_or_else(|| NodeError::ShardNotFound(key.clone()))?;
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete(meta_key(key));
+        batch.delete(crate::shard::epoch_key(key));
         batch.delete_range_cf(&cf, ALL_KEYS.0, ALL_KEYS.1);
         self.db.write_opt(batch, &self.write_options())?;
         drop(cf);
@@ -643,6 +644,45 @@ mod tests {
         assert_eq!(node.with_shard(&keys[25], |s| s.stats()).unwrap().points, 1, "an untouched replica kept its point");
         node.create_shard(keys[39].clone(), config(&keys[39])).unwrap();
         assert_eq!(node.with_shard(&keys[39], |s| s.stats()).unwrap().points, 0);
+    }
+
+    /// Write fencing: a replica refuses writes of an older placement epoch than the one it holds (and writes
+    /// nothing of them), learns a newer one from a write or a fence, never goes back, keeps it across a restart,
+    /// and forgets it with the replica: a new replica of the name starts unfenced.
+    #[test]
+    fn replicas_refuse_writes_routed_by_an_older_placement() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ShardKey::new("f", 0);
+        let write = |node: &Node, id: &str, epoch: u64| {
+            node.with_shard(&key, |s| s.fenced(epoch, || s.upsert(vec![point(id, &[1.0, 2.0], 0)], false)))
+        };
+        {
+            let node = open(dir.path());
+            node.create_shard(key.clone(), StoreConfig::new("f", 2, Metric::Euclidean)).unwrap();
+            write(&node, "a", 0).expect("0 is not fenced");
+            write(&node, "b", 7).expect("a newer epoch is learnt");
+            assert_eq!(node.shard(&key).unwrap().epoch(), 7);
+            let err = write(&node, "c", 6).expect_err("older than the replica's");
+            assert!(matches!(err, NodeError::StaleEpoch { held: 7, sent: 6, .. }), "{err}");
+            let status = tonic::Status::from(err);
+            assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+            assert_eq!(rvdb_proto::fenced_epoch(&status), Some(7), "the refusal names the epoch to reach");
+            assert!(status.message().contains("refresh the routing table"), "{}", status.message());
+            assert_eq!(node.with_shard(&key, |s| s.raise_epoch(9)).unwrap(), 9);
+            assert_eq!(node.with_shard(&key, |s| s.raise_epoch(8)).unwrap(), 9, "never lowered");
+            write(&node, "d", 8).expect_err("fenced at 9");
+            write(&node, "e", 9).expect("current");
+            write(&node, "f", 0).expect("unfenced");
+            let ids = ["a", "b", "c", "d", "e", "f"].map(String::from);
+            let got: Vec<String> = node.with_shard(&key, |s| s.get(&ids)).unwrap().into_iter().map(|p| p.id).collect();
+            assert_eq!(got, ["a", "b", "e", "f"], "refused writes left nothing");
+        }
+        let node = open(dir.path());
+        assert_eq!(node.shard(&key).unwrap().epoch(), 9, "kept across a restart");
+        write(&node, "g", 8).expect_err("still fenced after a restart");
+        node.drop_shard(&key).unwrap();
+        node.create_shard(key.clone(), StoreConfig::new("f", 2, Metric::Euclidean)).unwrap();
+        assert_eq!(node.shard(&key).unwrap().epoch(), 0, "a new replica of the name starts unfenced");
     }
 
     /// Anti-entropy's bucket digests: equal replicas have equal digests; one differing record changes exactly its

@@ -204,7 +204,15 @@ impl StorageNode for StorageNodeService {
         record_shard(&key);
         let config = config_from_pb(req.config.ok_or_else(|| Status::invalid_argument("config is required"))?)
             .map_err(|e| Status::from(NodeError::from(e)))?;
-        self.blocking(move |n| n.create_shard(key, config)).await?;
+        let epoch = req.placement_epoch;
+        self.blocking(move |n| {
+            n.create_shard(key.clone(), config)?;
+            if epoch > 0 {
+                n.with_shard(&key, |s| s.raise_epoch(epoch))?;
+            }
+            Ok(())
+        })
+        .await?;
         Ok(Response::new(pb::CreateShardResponse {}))
     }
 
@@ -235,9 +243,9 @@ impl StorageNode for StorageNodeService {
             .into_iter()
             .map(|p| PointData { id: p.id, vector: p.vector, metadata: p.metadata_json, version: p.version })
             .collect();
-        let sync = req.sync;
+        let (sync, epoch) = (req.sync, req.placement_epoch);
         let store = key.store.clone();
-        let out = self.blocking(move |n| n.with_shard(&key, |s| s.upsert(points, sync))).await?;
+        let out = self.blocking(move |n| n.with_shard(&key, |s| s.fenced(epoch, || s.upsert(points, sync)))).await?;
         crate::metrics::points_written(&store, out.applied.into());
         Ok(Response::new(pb::UpsertResponse {
             applied: out.applied,
@@ -264,9 +272,10 @@ impl StorageNode for StorageNodeService {
         let req = req.into_inner();
         let key = shard_key(req.shard)?;
         record_shard(&key);
-        let (ids, version, sync) = (req.ids, req.version, req.sync);
+        let (ids, version, sync, epoch) = (req.ids, req.version, req.sync, req.placement_epoch);
         let store = key.store.clone();
-        let out = self.blocking(move |n| n.with_shard(&key, |s| s.delete(&ids, version, sync))).await?;
+        let out =
+            self.blocking(move |n| n.with_shard(&key, |s| s.fenced(epoch, || s.delete(&ids, version, sync)))).await?;
         crate::metrics::points_deleted(&store, out.deleted.into());
         Ok(Response::new(pb::DeleteResponse {
             deleted: out.deleted,
@@ -413,9 +422,12 @@ impl StorageNode for StorageNodeService {
             },
         };
         let patch = MetadataPatch { set, unset: req.unset };
-        let (ids, version, sync) = (req.ids, req.version, req.sync);
-        let out =
-            self.blocking(move |n| n.with_shard(&key, |s| s.update_metadata(&ids, &patch, version, sync))).await?;
+        let (ids, version, sync, epoch) = (req.ids, req.version, req.sync, req.placement_epoch);
+        let out = self
+            .blocking(move |n| {
+                n.with_shard(&key, |s| s.fenced(epoch, || s.update_metadata(&ids, &patch, version, sync)))
+            })
+            .await?;
         Ok(Response::new(pb::UpdateMetadataResponse {
             updated: out.updated,
             stale_ids: out.stale_ids,
@@ -500,6 +512,34 @@ impl StorageNode for StorageNodeService {
             sums: digests.iter().map(|d| d.sum).collect(),
             records: digests.iter().map(|d| d.records).collect(),
         }))
+    }
+
+    async fn fence_shards(
+        &self,
+        req: Request<pb::FenceShardsRequest>,
+    ) -> Result<Response<pb::FenceShardsResponse>, Status> {
+        let mut wanted = Vec::new();
+        for e in req.into_inner().shards {
+            wanted.push((shard_key(e.shard)?, e.epoch));
+        }
+        let shards = self
+            .blocking(move |n| {
+                let mut out = Vec::with_capacity(wanted.len());
+                for (key, epoch) in wanted {
+                    let held = match n.with_shard(&key, |s| s.raise_epoch(epoch)) {
+                        Ok(held) => held,
+                        Err(NodeError::ShardNotFound(_)) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    out.push(pb::ShardEpoch {
+                        shard: Some(pb::ShardId { store: key.store, shard: key.shard }),
+                        epoch: held,
+                    });
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(Response::new(pb::FenceShardsResponse { shards }))
     }
 
     #[tracing::instrument(skip_all, fields(store, shard, source))]
@@ -683,6 +723,12 @@ impl StorageApi for LocalNode {
     async fn bucket_digests(&self, req: pb::BucketDigestsRequest) -> ApiResult<pb::BucketDigestsResponse> {
         served_locally("/rvdb.v1.StorageNode/BucketDigests", async {
             Ok(StorageNode::bucket_digests(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn fence_shards(&self, req: pb::FenceShardsRequest) -> ApiResult<pb::FenceShardsResponse> {
+        served_locally("/rvdb.v1.StorageNode/FenceShards", async {
+            Ok(StorageNode::fence_shards(&self.0, Request::new(req)).await?.into_inner())
         })
         .await
     }

@@ -53,6 +53,7 @@ pub trait StorageApi: Send + Sync + std::fmt::Debug {
     async fn digest(&self, req: pb::DigestRequest) -> ApiResult<pb::DigestResponse>;
     async fn catch_up(&self, req: pb::CatchUpRequest) -> ApiResult<pb::CatchUpResponse>;
     async fn bucket_digests(&self, req: pb::BucketDigestsRequest) -> ApiResult<pb::BucketDigestsResponse>;
+    async fn fence_shards(&self, req: pb::FenceShardsRequest) -> ApiResult<pb::FenceShardsResponse>;
 }
 
 /// The index manager's API (`rvdb.v1.IndexManager`), one method per RPC.
@@ -145,6 +146,9 @@ impl StorageApi for RemoteStorage {
     }
     async fn bucket_digests(&self, req: pb::BucketDigestsRequest) -> ApiResult<pb::BucketDigestsResponse> {
         Ok(self.0.clone().bucket_digests(req).await?.into_inner())
+    }
+    async fn fence_shards(&self, req: pb::FenceShardsRequest) -> ApiResult<pb::FenceShardsResponse> {
+        Ok(self.0.clone().fence_shards(req).await?.into_inner())
     }
 }
 

@@ -22,6 +22,18 @@ pub mod tls;
 
 pub use rpc::Channel;
 
+/// The gRPC metadata key of a storage node's refusal of a write routed by an old table (FAILED_PRECONDITION): the
+/// placement epoch the replica holds, i.e. the routing-table version the writer must reach before it sends again.
+pub const PLACEMENT_EPOCH_HEADER: &str = "rvdb-placement-epoch";
+
+/// The placement epoch a write was refused for ([`PLACEMENT_EPOCH_HEADER`]), if `status` is such a refusal.
+pub fn fenced_epoch(status: &tonic::Status) -> Option<u64> {
+    if status.code() != tonic::Code::FailedPrecondition {
+        return None;
+    }
+    status.metadata().get(PLACEMENT_EPOCH_HEADER)?.to_str().ok()?.parse().ok()
+}
+
 /// An endpoint to another rvdb service, dialled the same way by every service: TCP_NODELAY, a 3 s connect timeout,
 /// and HTTP/2 keep-alive pings (every 2 s, also on idle connections; dead after 3 s without an answer), so that a
 /// connection to a peer that vanished without closing it (a network partition, a frozen host) is noticed and

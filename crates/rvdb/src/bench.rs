@@ -613,7 +613,9 @@ async fn insert(
         ..Default::default()
     };
     let shard = Some(pb::ShardId { store: "bench_grpc".into(), shard: 0 });
-    client.create_shard(pb::CreateShardRequest { shard: shard.clone(), config: Some(config) }).await?;
+    client
+        .create_shard(pb::CreateShardRequest { shard: shard.clone(), config: Some(config), placement_epoch: 0 })
+        .await?;
     let t = Instant::now();
     for (b, chunk) in vectors.chunks(batch).enumerate() {
         let points = chunk
@@ -626,7 +628,7 @@ async fn insert(
                 version: 0,
             })
             .collect();
-        client.upsert(pb::UpsertRequest { shard: shard.clone(), points, sync: false }).await?;
+        client.upsert(pb::UpsertRequest { shard: shard.clone(), points, sync: false, placement_epoch: 0 }).await?;
     }
     report("grpc", vectors.len(), dim, batch, t.elapsed().as_secs_f64());
     drop(client);

@@ -36,21 +36,22 @@ impl Manager {
                 )));
             };
             state.creating.insert(name.clone());
-            StoreEntry { config, shards }
+            StoreEntry::new(config, shards)
         };
-        let record = match encode(&entry) {
-            Ok(r) => r,
-            Err(e) => {
-                self.state().creating.remove(&name);
-                return Err(e);
-            }
-        };
+        if let Err(e) = encode(&entry) {
+            // refused before any replica exists
+            self.state().creating.remove(&name);
+            return Err(e);
+        }
         let result = self.create_replicas(&entry).await;
         let mut state = self.state();
         state.creating.remove(&name);
         result?;
+        // every shard's first placement epoch: the version this store is published at
+        let mut entry = entry;
+        entry.epochs = vec![state.version + 1; entry.shards.len()];
         let mut batch = rocksdb::WriteBatch::default();
-        batch.put(format!("store:{name}"), record);
+        batch.put(format!("store:{name}"), encode(&entry)?);
         state.stores.insert(name.clone(), entry.clone());
         if let Err(e) = self.publish(&mut state, batch) {
             state.stores.remove(&name); // its replicas are orphans now, dropped at the nodes' next heartbeat
@@ -69,7 +70,11 @@ impl Manager {
             for node_id in replicas {
                 let Some(address) = self.state().address(node_id) else { continue };
                 let id = pb::ShardId { store: entry.config.name.clone(), shard: shard as u32 };
-                let req = pb::CreateShardRequest { shard: Some(id.clone()), config: Some(pb_config.clone()) };
+                let req = pb::CreateShardRequest {
+                    shard: Some(id.clone()),
+                    config: Some(pb_config.clone()),
+                    placement_epoch: 0, // the store's first epoch is its publish version, learnt from the writes
+                };
                 let client = self.client(&address)?;
                 let mut result = client.create_shard(req.clone()).await;
                 if matches!(&result, Err(s) if s.code() == tonic::Code::AlreadyExists) {
@@ -167,7 +172,7 @@ impl Manager {
                 tracing::warn!(store = %name, "not adopting a store whose replicas are incomplete or disagree");
                 continue;
             }
-            let entry = StoreEntry { config, shards };
+            let entry = StoreEntry::new(config, shards);
             batch.put(format!("store:{name}"), encode(&entry)?);
             state.stores.insert(name.clone(), entry);
             adopted.push(name);

@@ -34,7 +34,10 @@ impl Manager {
         tracing::info!(node_id, address, state = ?entry.state, "node registered");
         let mut batch = rocksdb::WriteBatch::default();
         Self::node_record(&mut batch, node_id, entry)?;
+        // a (re)started process: its shards' writable replicas change (it is one again, from now on)
+        let changed = state.bump_epochs(node_id, &mut batch)?;
         let version = self.publish(&mut state, batch)?;
+        self.push_epochs(&state, &changed);
         Ok((self.options.heartbeat_interval.as_millis() as u64, version))
     }
 
@@ -58,7 +61,9 @@ impl Manager {
             tracing::info!(node_id, state = ?entry.state, "node is back");
             let mut batch = rocksdb::WriteBatch::default();
             Self::node_record(&mut batch, node_id, entry)?;
+            let changed = state.bump_epochs(node_id, &mut batch)?;
             version = self.publish(&mut state, batch)?;
+            self.push_epochs(&state, &changed);
         }
         // replicas the catalog gives this node that it does not hold (lost, or dropped by hand): refill them
         let missing: Vec<pb::ShardId> = state
@@ -110,7 +115,10 @@ impl Manager {
         tracing::info!(node_id, "node left the cluster (shutting down)");
         let mut batch = rocksdb::WriteBatch::default();
         Self::node_record(&mut batch, node_id, entry)?;
-        self.publish(&mut state, batch)
+        let changed = state.bump_epochs(node_id, &mut batch)?;
+        let version = self.publish(&mut state, batch)?;
+        self.push_epochs(&state, &changed);
+        Ok(version)
     }
 
     /// The membership monitor: marks silent nodes DOWN and catches up returning ones. Runs until aborted.
@@ -123,7 +131,7 @@ impl Manager {
                 let mut state = self.state();
                 let timeout = self.options.node_timeout;
                 let mut batch = rocksdb::WriteBatch::default();
-                let mut changed = false;
+                let mut down = Vec::new();
                 for (id, n) in state.nodes.iter_mut() {
                     if n.state != NodeState::Down && n.last_seen.elapsed() > timeout {
                         tracing::warn!(node_id = %id, silent_ms = n.last_seen.elapsed().as_millis() as u64, "node is down");
@@ -131,15 +139,25 @@ impl Manager {
                         if let Err(e) = Self::node_record(&mut batch, id, n) {
                             tracing::error!(error = %e, "cannot persist a node state");
                         }
-                        changed = true;
+                        down.push(id.clone());
                     }
                     if n.state == NodeState::CatchingUp && !n.catching_up {
                         n.catching_up = true;
                         to_catch_up.push((id.clone(), n.epoch));
                     }
                 }
-                if changed && let Err(e) = self.publish(&mut state, batch) {
-                    tracing::error!(error = %e, "cannot persist node states");
+                let mut changed = Vec::new();
+                for id in &down {
+                    match state.bump_epochs(id, &mut batch) {
+                        Ok(c) => changed.extend(c),
+                        Err(e) => tracing::error!(error = %e, "cannot persist placement epochs"),
+                    }
+                }
+                if !down.is_empty() {
+                    match self.publish(&mut state, batch) {
+                        Ok(_) => self.push_epochs(&state, &changed),
+                        Err(e) => tracing::error!(error = %e, "cannot persist node states"),
+                    }
                 }
             }
             for (id, epoch) in to_catch_up {
@@ -170,7 +188,8 @@ impl Manager {
 
     /// Catches up every replica the node holds from a live peer (two passes, see the module docs).
     pub(super) async fn catch_up_node(&self, node_id: &str, epoch: u64) -> Result<()> {
-        // let gateways learn that the node takes writes again before the first snapshot of the peers
+        // let gateways learn that the node takes writes again before the first snapshot of the peers (fewer writes
+        // refused by the fence below)
         tokio::time::sleep(self.options.heartbeat_interval).await;
         let started = Instant::now();
         let mut received = 0;
@@ -179,6 +198,12 @@ impl Manager {
                 tokio::time::sleep(self.options.heartbeat_interval).await;
             }
             let work = self.replicas_of(node_id);
+            // Write fencing: every live replica of these shards learns the epoch at which this node became
+            // writable again, and waits for the writes still in flight under an older table. From here on no
+            // write reaches a peer without being sent to this node too, so the snapshot below holds everything
+            // this node may have missed (whatever the gateways' tables, clocks or delays).
+            let shards: Vec<pb::ShardId> = work.iter().map(|(id, ..)| id.clone()).collect();
+            self.fence(&shards).await?;
             for (id, config, address, source) in work {
                 if self.state().nodes.get(node_id).is_none_or(|n| n.epoch != epoch) {
                     return Err(ManagerError::Aborted("the node restarted during catch-up".into()));
@@ -205,7 +230,12 @@ impl Manager {
     ) -> Result<pb::CatchUpResponse> {
         let margin = (self.options.catch_up_margin.as_millis() as u64) << 16;
         let client = self.client(address)?;
-        let req = pb::CreateShardRequest { shard: Some(id.clone()), config: Some(config_to_pb(config)) };
+        let epoch = self.state().stores.get(&id.store).map_or(0, |e| e.epoch(id.shard));
+        let req = pb::CreateShardRequest {
+            shard: Some(id.clone()),
+            config: Some(config_to_pb(config)),
+            placement_epoch: epoch,
+        };
         let since = match client.create_shard(req).await {
             Ok(_) => Some(0), // the replica was missing: it needs everything
             Err(s) if s.code() == tonic::Code::AlreadyExists => since,

@@ -18,6 +18,18 @@
 //! carry versions a little below the newest the node holds. A second pass after `heartbeat_interval` picks up
 //! writes that reached the peer from gateways that had not yet learnt the node was writable again.
 //!
+//! **Write fencing.** Each shard has a placement epoch: the routing version at which its set of writable replicas
+//! last changed (the store was created; a replica's node went down, came back or restarted). The routing table
+//! carries it, gateways send it with every write, and a replica refuses a write of an older epoch than the one it
+//! knows (FAILED_PRECONDITION with the epoch it holds; the gateway fetches a newer table and sends the write
+//! again). Replicas learn epochs from the manager (pushed when they change, and synchronously before a catch-up)
+//! and from newer writes, and keep them on disk. Before a returning node's catch-up reads its peers, the manager
+//! fences every live replica of its shards and waits for them: after that, a write routed by a table from before
+//! the node's return can no longer land on a peer without the node, so the snapshot the node pulls holds
+//! everything it missed. Without it that rested on timing (every gateway learning of the return within one
+//! heartbeat, the second pass) and on anti-entropy for the rest. A catalog from before epochs has epoch 0 until
+//! its first change: unfenced, as before.
+//!
 //! **Placement.** A new store's shard replicas go to UP nodes, each shard on distinct nodes, always to the node
 //! with the fewest replicas so far (ties by node id), so shards spread evenly across the cluster.
 //!
@@ -107,6 +119,10 @@ pub struct StoreEntry {
     pub config: StoreConfig,
     /// Per shard, the node ids of its replicas (first = preferred for reads).
     pub shards: Vec<Vec<String>>,
+    /// Per shard, its placement epoch: the routing version at which its writable replicas last changed (absent in
+    /// catalogs written before epochs: 0, unfenced until the next change). See "Write fencing" in the module docs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epochs: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +177,15 @@ struct State {
 }
 
 impl StoreEntry {
+    pub fn new(config: StoreConfig, shards: Vec<Vec<String>>) -> Self {
+        Self { config, shards, epochs: Vec::new() }
+    }
+
+    /// The placement epoch of `shard` (0 before the first change of a catalog from before epochs).
+    pub fn epoch(&self, shard: u32) -> u64 {
+        self.epochs.get(shard as usize).copied().unwrap_or(0)
+    }
+
     /// Every replica as `(shard, node id)`.
     fn replicas(&self) -> impl Iterator<Item = (u32, &String)> {
         self.shards.iter().enumerate().flat_map(|(i, r)| r.iter().map(move |n| (i as u32, n)))
@@ -193,6 +218,49 @@ impl State {
         self.nodes.get(node_id).map(|n| n.address.clone())
     }
 
+    /// The writable replicas of every shard `node_id` holds change (it went down, came back or restarted): their
+    /// placement epochs become the routing version about to be published, and their store records go in `batch`.
+    /// Returns the shards with their new epoch.
+    fn bump_epochs(&mut self, node_id: &str, batch: &mut rocksdb::WriteBatch) -> Result<Vec<pb::ShardEpoch>> {
+        let epoch = self.version + 1;
+        let mut changed = Vec::new();
+        for (name, entry) in self.stores.iter_mut() {
+            let mut touched = false;
+            for (shard, replicas) in entry.shards.iter().enumerate() {
+                if replicas.iter().any(|n| n == node_id) {
+                    entry.epochs.resize(entry.shards.len(), 0);
+                    entry.epochs[shard] = epoch;
+                    touched = true;
+                    changed.push(pb::ShardEpoch {
+                        shard: Some(pb::ShardId { store: name.clone(), shard: shard as u32 }),
+                        epoch,
+                    });
+                }
+            }
+            if touched {
+                batch.put(format!("store:{name}"), encode(&*entry)?);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The fences to send for `shards`: per node address (of every replica whose node is not down), the shards it
+    /// holds with their current epochs.
+    fn fences(&self, shards: &[pb::ShardId]) -> BTreeMap<String, Vec<pb::ShardEpoch>> {
+        let mut out: BTreeMap<String, Vec<pb::ShardEpoch>> = BTreeMap::new();
+        for id in shards {
+            let Some(entry) = self.stores.get(&id.store) else { continue };
+            let Some(replicas) = entry.shards.get(id.shard as usize) else { continue };
+            for n in replicas {
+                let Some(node) = self.nodes.get(n).filter(|n| n.state != NodeState::Down) else { continue };
+                out.entry(node.address.clone())
+                    .or_default()
+                    .push(pb::ShardEpoch { shard: Some(id.clone()), epoch: entry.epoch(id.shard) });
+            }
+        }
+        out
+    }
+
     fn table(&self) -> pb::RoutingTable {
         pb::RoutingTable {
             version: self.version,
@@ -219,7 +287,7 @@ pub fn route_to_pb(s: &StoreEntry) -> pb::StoreRoute {
             .shards
             .iter()
             .enumerate()
-            .map(|(i, r)| pb::ShardPlacement { shard: i as u32, replica_node_ids: r.clone() })
+            .map(|(i, r)| pb::ShardPlacement { shard: i as u32, replica_node_ids: r.clone(), epoch: s.epoch(i as u32) })
             .collect(),
     }
 }
@@ -402,6 +470,40 @@ impl Manager {
         self.closed.subscribe()
     }
 
+    /// Tells the live replicas of `changed` shards their new placement epoch, in the background (best effort: the
+    /// writers' own tables carry it too, and a catch-up fences synchronously before it relies on it).
+    fn push_epochs(&self, state: &State, changed: &[pb::ShardEpoch]) {
+        if changed.is_empty() {
+            return;
+        }
+        let ids: Vec<pb::ShardId> = changed.iter().filter_map(|e| e.shard.clone()).collect();
+        let calls: Vec<(Arc<dyn StorageApi>, pb::FenceShardsRequest)> = state
+            .fences(&ids)
+            .into_iter()
+            .filter_map(|(address, shards)| Some((self.client(&address).ok()?, pb::FenceShardsRequest { shards })))
+            .collect();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            for (client, req) in calls {
+                if let Err(e) = client.fence_shards(req).await {
+                    tracing::debug!(error = %e.message(), "cannot push placement epochs to a node (it fences at its next write or catch-up)");
+                }
+            }
+        });
+    }
+
+    /// Fences every live replica of `shards` at its current epoch and waits for all: afterwards no write routed by
+    /// an older table is in flight or accepted on them. Fails if one cannot be reached.
+    async fn fence(&self, shards: &[pb::ShardId]) -> Result<()> {
+        let fences = self.state().fences(shards);
+        for (address, shards) in fences {
+            self.client(&address)?.fence_shards(pb::FenceShardsRequest { shards }).await.map_err(|status| {
+                ManagerError::Node { context: format!("fencing the replicas on {address}"), status }
+            })?;
+        }
+        Ok(())
+    }
+
     /// The node at `address`, each call with the manager's `call_timeout`.
     fn client(&self, address: &str) -> Result<Arc<dyn StorageApi>> {
         self.client_with(address, Some(self.options.call_timeout))
@@ -508,6 +610,62 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(n1.shard_keys().is_empty());
+    }
+
+    /// Placement epochs: a store starts at its publish version; a node of a shard that restarts or leaves moves
+    /// the shard's epoch to the version that publishes it (other shards keep theirs), the table carries it, it
+    /// survives a manager restart, and the live replicas are told.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn placement_epochs_follow_changes_of_the_writable_replicas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = ManagerOptions::new(dir.path().join("m"));
+        let m = Manager::open(options.clone()).expect("open");
+        let (n1, u1) = node(&dir.path().join("n1")).await;
+        let (_n2, u2) = node(&dir.path().join("n2")).await;
+        let (_n3, u3) = node(&dir.path().join("n3")).await;
+        for (id, url) in [("n1", &u1), ("n2", &u2), ("n3", &u3)] {
+            m.register_node(id, url).expect("register");
+        }
+        let mut config = StoreConfig::new("e", 2, Metric::Cosine);
+        config.shards = 3;
+        config.replication_factor = 2;
+        let created = m.create_store(config).await.expect("create");
+        let v0 = m.routing_table().version;
+        let entry = m.describe_store("e").expect("describe");
+        assert_eq!(entry.epochs, vec![v0; 3], "every shard starts at the version that published the store");
+        assert_eq!(created, entry);
+        let with_n2: Vec<u32> = (0..3).filter(|&i| entry.shards[i as usize].iter().any(|n| n == "n2")).collect();
+        assert!(!with_n2.is_empty() && with_n2.len() < 3, "{:?}", entry.shards);
+        // n2 restarts: the shards it holds move to the version of its registration, the others stay
+        let (_, v1) = m.register_node("n2", &u2).expect("register again");
+        let entry = m.describe_store("e").expect("describe");
+        for shard in 0..3u32 {
+            let want = if with_n2.contains(&shard) { v1 } else { v0 };
+            assert_eq!(entry.epoch(shard), want, "shard {shard}");
+        }
+        let table = m.routing_table();
+        let placement = &table.stores[0].shards;
+        assert_eq!(placement.iter().map(|p| p.epoch).collect::<Vec<_>>(), entry.epochs, "the table carries them");
+        // the live replicas are told: n1's replica of a shard n2 holds too learns v1
+        let shared = with_n2.iter().find(|&&i| entry.shards[i as usize].iter().any(|n| n == "n1"));
+        if let Some(&shard) = shared {
+            let key = rvdb_node::ShardKey::new("e", shard);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while n1.shard(&key).expect("replica").epoch() < v1 {
+                assert!(Instant::now() < deadline, "the new epoch was not pushed to n1");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // leaving is a change too
+        let v2 = m.leave("n2").expect("leave");
+        assert!(with_n2.iter().all(|&s| m.describe_store("e").expect("describe").epoch(s) == v2));
+        drop(m);
+        let m = Manager::open(options).expect("reopen");
+        assert_eq!(m.describe_store("e").expect("describe").epochs, entry_epochs_after(&with_n2, v0, v2));
+    }
+
+    fn entry_epochs_after(with_n2: &[u32], v0: u64, v2: u64) -> Vec<u64> {
+        (0..3u32).map(|s| if with_n2.contains(&s) { v2 } else { v0 }).collect()
     }
 
     #[tokio::test]

@@ -280,6 +280,15 @@ pub struct Shard {
     write_lock: Mutex<()>,
     state: RwLock<ShardState>,
     retired: AtomicBool,
+    /// The placement epoch this replica was told of (persisted under [`epoch_key`]). Writes hold it shared from
+    /// their check to their apply; raising it takes it exclusively, so once a raise returns no write of an older
+    /// epoch is still in flight (see [`Shard::fenced`]).
+    fence: RwLock<u64>,
+}
+
+/// Where a replica's placement epoch is kept, in the node's default column family (next to its meta).
+pub(crate) fn epoch_key(key: &ShardKey) -> String {
+    format!("epoch:{}", key.name())
 }
 
 impl fmt::Debug for Shard {
@@ -338,6 +347,10 @@ impl Shard {
             }
         }
         clock.observe(state.max_version);
+        let fence = match db.get(epoch_key(&key))? {
+            Some(b) => b.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes),
+            None => 0,
+        };
         let graph_path = graph_dir.map(|d| graph_file(d, &key));
         let shard = Arc::new_cyclic(|me| Shard {
             me: me.clone(),
@@ -354,6 +367,7 @@ impl Shard {
             write_lock: Mutex::new(()),
             state: RwLock::new(state),
             retired: AtomicBool::new(false),
+            fence: RwLock::new(fence),
         });
         // An HNSW store builds its graph on a background thread — from the persisted snapshot when there is one
         // (only the points written after it are inserted), from scratch otherwise. Searches use the flat index
@@ -368,6 +382,50 @@ impl Shard {
 
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// The placement epoch this replica holds.
+    pub fn epoch(&self) -> u64 {
+        *self.fence.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a client write (`write`) sent under placement epoch `epoch`, unless this replica knows a newer one:
+    /// then the writer's routing table misses a change of the shard's replica set (a replica came back and must
+    /// get every write from now on) and the write is refused with [`NodeError::StaleEpoch`], before anything is
+    /// written. A newer epoch than this replica's is learnt (raised, persisted) first. 0 is not fenced: tools
+    /// that write one node directly, and repairs, which carry their own versions.
+    pub fn fenced<R>(&self, epoch: u64, write: impl FnOnce() -> Result<R, NodeError>) -> Result<R, NodeError> {
+        if epoch == 0 {
+            return write();
+        }
+        loop {
+            {
+                let fence = self.fence.read().unwrap_or_else(|p| p.into_inner());
+                if epoch < *fence {
+                    return Err(NodeError::StaleEpoch { key: self.key.clone(), held: *fence, sent: epoch });
+                }
+                if epoch == *fence {
+                    return write();
+                }
+            }
+            self.raise_epoch(epoch)?;
+        }
+    }
+
+    /// Raises this replica's placement epoch to `epoch` (never lowers it) and returns the one it holds. Waits for
+    /// the writes in flight under the old one: when it returns, each has been applied or refused.
+    pub fn raise_epoch(&self, epoch: u64) -> Result<u64, NodeError> {
+        let mut fence = self.fence.write().unwrap_or_else(|p| p.into_inner());
+        if epoch > *fence {
+            if self.lease.is_freed() || self.retired.load(Ordering::SeqCst) {
+                return Err(NodeError::ShardNotFound(self.key.clone()));
+            }
+            let mut opts = WriteOptions::default();
+            opts.set_sync(self.durable);
+            self.db.put_opt(epoch_key(&self.key), epoch.to_le_bytes(), &opts)?;
+            *fence = epoch;
+        }
+        Ok(*fence)
     }
 
     pub(crate) fn retire(&self) {
