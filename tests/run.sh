@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Command 2 of the README: install what is missing, then run every test: formatting, lints, unit and property
-# tests, the integration tests that start real rvdb processes on loopback ports, and the MCP client tests
-# (Python MCP SDK in a venv at $RVDB_VENV, default tests/.venv).
+# tests, the integration tests that start real rvdb processes on loopback ports, a short run of every fuzz target
+# (fuzz/run.sh), and the MCP client tests (Python MCP SDK in a venv at $RVDB_VENV, default tests/.venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/setup.sh
@@ -21,6 +21,9 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "cargo test"
 export RVDB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/rvdb"
 cargo test --release --workspace --no-fail-fast
+
+step "fuzzing: every cargo-fuzz target for 20 s from its committed corpus (fuzz/run.sh; RVDB_FUZZ_SECONDS)"
+fuzz/run.sh "${RVDB_FUZZ_SECONDS:-20}"
 
 step "docker image for the compose test"
 if docker info >/dev/null 2>&1 && { command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1; }; then

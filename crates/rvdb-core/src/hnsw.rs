@@ -815,8 +815,22 @@ impl HnswIndex {
     }
 
     /// Reads a snapshot written by [`HnswIndex::write_to`]; refuses one whose checksum, shape, dimension or metric
-    /// does not match.
+    /// does not match, or whose contents a search or insert could not use (links to nodes that are not there or
+    /// lack the level, an entry point below the top level, an id live twice, beam widths no store has).
+    /// Allocates only as the data arrives, so a header claiming billions of nodes fails at the end of the data.
     pub fn read_from(r: &mut impl std::io::Read, dim: usize, metric: Metric) -> std::io::Result<HnswIndex> {
+        // A fuzz build (`fuzz/`, target `hnsw_snapshot`) reads on past a wrong checksum, so that mutated
+        // snapshots reach the structural checks, which a checksummed but wrong snapshot (a bug, a tampered file)
+        // meets.
+        Self::read_snapshot(r, dim, metric, !cfg!(fuzzing))
+    }
+
+    fn read_snapshot(
+        r: &mut impl std::io::Read,
+        dim: usize,
+        metric: Metric,
+        verify_checksum: bool,
+    ) -> std::io::Result<HnswIndex> {
         let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("HNSW snapshot: {m}"));
         let mut r = persist::Reader::new(r);
         if r.bytes(persist::MAGIC.len())? != persist::MAGIC {
@@ -831,11 +845,22 @@ impl HnswIndex {
         if d != dim || stored_metric != Some(metric) {
             return Err(bad("written for another dimension or metric"));
         }
-        if !(2..=MAX_LINKS / 2).contains(&m) || n > u32::MAX as usize || max_level > 32 {
+        // Beam widths as a store may have them (each beam allocates `ef` entries), and at least m for building,
+        // as `with_quantizer` makes them: anything else was not written by this code.
+        let max_ef = crate::types::MAX_EF as usize;
+        if !(2..=MAX_LINKS / 2).contains(&m)
+            || n > u32::MAX as usize
+            || max_level > 32
+            || !(m..=max_ef).contains(&ef_construction)
+            || !(1..=max_ef).contains(&ef_search)
+        {
             return Err(bad("implausible header"));
         }
         let params = HnswParams { m: m as u32, ef_construction: ef_construction as u32, ef_search: ef_search as u32 };
         let entry = r.u64()?;
+        if entry != u64::MAX && entry >= n as u64 {
+            return Err(bad("the entry point is not a node"));
+        }
         let rng = r.u64()?;
         let trained_on = r.u64()?;
         let sq8 = if trained_on == u64::MAX {
@@ -852,6 +877,9 @@ impl HnswIndex {
         h.level0 = r.u32s(n * h.stride0)?;
         advise_huge_pages(&h.level0);
         h.levels = r.bytes(n)?;
+        if h.levels.iter().any(|&l| usize::from(l) > max_level) {
+            return Err(bad("a node above the top level"));
+        }
         h.upper = Vec::with_capacity(n);
         for &l in &h.levels {
             h.upper.push(if l > 0 { r.u32s(l as usize * (1 + h.m))? } else { Vec::new() });
@@ -869,21 +897,34 @@ impl HnswIndex {
             let id: Box<str> =
                 String::from_utf8(r.bytes(len)?).map_err(|_| bad("an id is not UTF-8"))?.into_boxed_str();
             let deleted = word >> 63 == 1;
-            if !deleted {
-                h.slots.insert(id.clone(), i as u32);
+            // Two live nodes with one id: the one the id map loses could never be deleted and would answer as a
+            // ghost (a deleted point found, or one point twice).
+            if !deleted && h.slots.insert(id.clone(), i as u32).is_some() {
+                return Err(bad("an id is live twice"));
             }
             h.ids.push(id);
             h.deleted.push(deleted);
         }
-        r.finish()?;
+        r.finish(verify_checksum)?;
         h.live = h.slots.len();
         let links_ok = (0..n).all(|i| {
             let c = h.level0[i * h.stride0] as usize;
             c <= h.m0 && h.level0[i * h.stride0 + 1..][..c].iter().all(|&l| (l as usize) < n)
         }) && h.upper.iter().all(|u| {
-            u.chunks(1 + h.m).all(|c| (c[0] as usize) <= h.m && c[1..=c[0] as usize].iter().all(|&l| (l as usize) < n))
+            // chunk `above` holds the links on level `above + 1`: only to nodes that have that level
+            u.chunks(1 + h.m).enumerate().all(|(above, c)| {
+                (c[0] as usize) <= h.m
+                    && c[1..=c[0] as usize]
+                        .iter()
+                        .all(|&l| (l as usize) < n && usize::from(h.levels[l as usize]) > above)
+            })
         });
-        if h.live != live || h.entry.is_some_and(|e| e as usize >= n) || !links_ok {
+        // Searches start at the entry on the top level and descend: the entry must have that level.
+        let entry_ok = match h.entry {
+            None => n == 0 && max_level == 0,
+            Some(e) => (e as usize) < n && usize::from(h.levels[e as usize]) == max_level,
+        };
+        if h.live != live || !entry_ok || !links_ok {
             return Err(bad("inconsistent contents"));
         }
         Ok(h)
@@ -962,8 +1003,10 @@ mod persist {
         pub fn u64(&mut self) -> io::Result<u64> {
             Ok(u64::from_le_bytes(self.bytes(8)?.try_into().unwrap_or_default()))
         }
+        /// Reads `n` words. The vector grows with what is actually read: `n` comes from the snapshot's header,
+        /// and a damaged one claiming billions of nodes must fail at the end of the data, not allocate first.
         pub fn u32s(&mut self, n: usize) -> io::Result<Vec<u32>> {
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(n.min(16 * 1024));
             while out.len() < n {
                 let take = (n - out.len()).min(16 * 1024);
                 let b = self.bytes(take * 4)?;
@@ -971,11 +1014,12 @@ mod persist {
             }
             Ok(out)
         }
-        pub fn finish(mut self) -> io::Result<()> {
+        /// Reads the trailing checksum and, if `verify`, compares it with the data read.
+        pub fn finish(mut self, verify: bool) -> io::Result<()> {
             let want = self.sum.0;
             let mut b = [0u8; 8];
             self.r.read_exact(&mut b)?;
-            if u64::from_le_bytes(b) != want {
+            if verify && u64::from_le_bytes(b) != want {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "HNSW snapshot: checksum mismatch"));
             }
             Ok(())
@@ -1206,5 +1250,100 @@ mod tests {
         let mid = buf.len() / 2;
         buf[mid] ^= 1;
         assert!(HnswIndex::read_from(&mut buf.as_slice(), 5, Metric::Cosine).is_err());
+    }
+
+    /// Inputs of the fuzz target `hnsw_snapshot` that the loader accepted (the files are in
+    /// `fuzz/corpus/hnsw_snapshot/`), replayed as the fuzz build reads them, checksum unchecked: a search then
+    /// panicked (an entry point below the top level; an upper-level link to a node without that level), an id
+    /// answered twice (live twice), beam widths were cut to u32 and an insert sized a beam by them, an entry
+    /// point beyond u32 was cut to a valid slot, and a header claiming 973 million nodes allocated 46 GB before
+    /// the data ran out. Each is refused now, allocating no more than the reader's buffer.
+    #[test]
+    fn snapshots_the_fuzzer_found_are_refused_without_large_allocations() {
+        let cases: [(&str, &[u8]); 7] = [
+            (
+                "entry-below-max-level",
+                include_bytes!("../../../fuzz/corpus/hnsw_snapshot/regression-entry-below-max-level"),
+            ),
+            (
+                "ef-construction-truncated",
+                include_bytes!("../../../fuzz/corpus/hnsw_snapshot/regression-ef-construction-truncated"),
+            ),
+            (
+                "node-count-allocation",
+                include_bytes!("../../../fuzz/corpus/hnsw_snapshot/regression-node-count-allocation"),
+            ),
+            ("entry-truncated", include_bytes!("../../../fuzz/corpus/hnsw_snapshot/regression-entry-truncated")),
+            (
+                "upper-link-to-lower-node",
+                include_bytes!("../../../fuzz/corpus/hnsw_snapshot/regression-upper-link-to-lower-node"),
+            ),
+            ("live-id-twice", include_bytes!("../../../fuzz/corpus/hnsw_snapshot/regression-live-id-twice")),
+            ("empty", b""),
+        ];
+        for (name, bytes) in cases {
+            let word = |at: usize| bytes.get(at..at + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap()));
+            let (dim, metric) = (word(9) as usize, Metric::ALL[word(65) as usize % 4]);
+            let (read, largest) = crate::alloc_probe::largest_allocation(|| {
+                HnswIndex::read_snapshot(&mut &bytes[..], dim, metric, false).map(|h| h.len())
+            });
+            assert!(read.is_err(), "{name}: accepted");
+            assert!(largest <= 2 << 20, "{name}: an allocation of {largest} bytes");
+        }
+    }
+
+    /// The damage the fuzzer found, made from a real graph and written with a valid checksum (a bug in a writer,
+    /// or a tampered file): the loader refuses each, where it used to hand out a graph that panics or lies.
+    #[test]
+    fn checksummed_but_inconsistent_snapshots_are_refused() {
+        let graph = || {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let mut h = HnswIndex::new(3, Metric::Euclidean, HnswParams { m: 4, ef_construction: 16, ef_search: 8 });
+            for i in 0..300 {
+                let v: Vec<f32> = (0..3).map(|_| rng.random_range(-1.0..1.0)).collect();
+                h.insert(&format!("p{i}"), &v, i);
+            }
+            h.remove("p5");
+            h
+        };
+        fn on_level_1(h: &HnswIndex) -> u32 {
+            (0..h.levels.len() as u32).find(|&i| !h.links(i, 1).is_empty()).unwrap()
+        }
+        fn on_level_0(h: &HnswIndex) -> u32 {
+            h.levels.iter().position(|&l| l == 0).unwrap() as u32
+        }
+        type Damage = fn(&mut HnswIndex);
+        let damages: [(&str, Damage); 7] = [
+            ("entry below the top level", |h| h.max_level += 1),
+            ("ef_search wider than any store's", |h| h.ef_search = crate::types::MAX_EF as usize + 1),
+            ("ef_construction beyond u32", |h| h.ef_construction = u32::MAX as usize + 17),
+            ("ef_construction below m", |h| h.ef_construction = 1),
+            ("an id live twice (live count matching)", |h| {
+                h.ids[1] = h.ids[0].clone();
+                h.live -= 1;
+            }),
+            ("a node above the top level", |h| {
+                let i = on_level_0(h) as usize;
+                h.levels[i] = h.max_level as u8 + 1;
+                h.upper[i] = vec![0; (h.max_level + 1) * (1 + h.m)];
+            }),
+            ("an upper link to a node without that level", |h| {
+                let (i, target) = (on_level_1(h), on_level_0(h));
+                let mut links = h.links(i, 1).to_vec();
+                links[0] = target;
+                h.set_links(i, 1, &links);
+            }),
+        ];
+        let mut buf = Vec::new();
+        graph().write_to(&mut buf).unwrap();
+        assert!(HnswIndex::read_from(&mut buf.as_slice(), 3, Metric::Euclidean).is_ok(), "the undamaged graph reads");
+        for (what, damage) in damages {
+            let mut h = graph();
+            damage(&mut h);
+            let mut buf = Vec::new();
+            h.write_to(&mut buf).unwrap();
+            let read = HnswIndex::read_from(&mut buf.as_slice(), 3, Metric::Euclidean);
+            assert!(read.is_err(), "{what}: accepted");
+        }
     }
 }

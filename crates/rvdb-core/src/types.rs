@@ -368,6 +368,17 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 mod tests {
     use super::*;
 
+    /// Stored metadata is the canonical text of what was sent; reading it back gives the same numbers (see
+    /// `jsonl::tests::metadata_numbers_survive_export_and_import_exactly` for the parser bug this guards).
+    #[test]
+    fn canonical_metadata_reads_back_to_the_same_numbers() {
+        let sent = r#"{"a": 7.777777777777778e+121, "b": [0.1, 1e-320, -0.0, 123456789.12345679], "c": {"d": 2.5e-8}}"#;
+        let (value, canonical) = parse_metadata(sent).unwrap();
+        let stored: serde_json::Value = serde_json::from_str(&canonical).unwrap();
+        assert_eq!(stored, value, "{canonical}");
+        assert_eq!(canonical_metadata(&canonical).unwrap(), canonical, "canonical text is a fixed point");
+    }
+
     #[test]
     fn hex_round_trips() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");

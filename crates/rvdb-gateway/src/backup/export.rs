@@ -1,7 +1,9 @@
 //! JSON Lines export and import: a header object (format version, the store's config), then one point per line;
-//! both stream, so stores larger than memory move in constant memory.
+//! both stream, so stores larger than memory move in constant memory. The lines themselves are
+//! [`rvdb_core::jsonl`]'s (pure, and fuzzed there).
 
 use super::*;
+use rvdb_core::jsonl::{EXPORT_VERSION, ExportHeader, ExportPoint, HeaderError, parse_header, parse_point};
 
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct ExportInfo {
@@ -12,22 +14,6 @@ pub struct ExportInfo {
     pub path: String,
     pub points: u64,
     pub bytes: u64,
-}
-
-/// The header line of a JSON Lines export.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct ExportHeader {
-    pub(super) rvdb_export: u32,
-    pub(super) store: StoreConfig,
-    pub(super) exported_at: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct ExportPoint {
-    pub(super) id: String,
-    pub(super) vector: Vec<f32>,
-    #[serde(default)]
-    pub(super) metadata: serde_json::Value,
 }
 
 impl BackupManager {
@@ -137,12 +123,14 @@ impl BackupManager {
             .transpose()
             .map_err(io_err("reading export"))?
             .ok_or_else(|| GatewayError::InvalidArgument(format!("export file '{file}' is empty")))?;
-        let header: ExportHeader = serde_json::from_str(&header_line).map_err(|e| {
-            GatewayError::InvalidArgument(format!("export file '{file}' line 1 is not an rvdb export header: {e}"))
+        let header = parse_header(&header_line).map_err(|e| match e {
+            HeaderError::Invalid(e) => {
+                GatewayError::InvalidArgument(format!("export file '{file}' line 1 is not an rvdb export header: {e}"))
+            }
+            HeaderError::Unsupported(version) => {
+                GatewayError::InvalidArgument(format!("unsupported export version {version}"))
+            }
         })?;
-        if header.rvdb_export != EXPORT_VERSION {
-            return Err(GatewayError::InvalidArgument(format!("unsupported export version {}", header.rvdb_export)));
-        }
         let mut config = header.store;
         config.name = store.to_string();
         fit_replication(&mut config, self.gateway.node_count());
@@ -162,9 +150,7 @@ impl BackupManager {
         let reader = tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(1000);
             for (i, line) in lines.enumerate() {
-                let parsed = line
-                    .map_err(|e| e.to_string())
-                    .and_then(|l| serde_json::from_str::<ExportPoint>(&l).map_err(|e| e.to_string()));
+                let parsed = line.map_err(|e| e.to_string()).and_then(|l| parse_point(&l));
                 match parsed {
                     Ok(p) => batch.push(PointInput { id: p.id, vector: p.vector, metadata: p.metadata }),
                     Err(e) => {

@@ -51,7 +51,7 @@ use restore::*;
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,9 +65,7 @@ use crate::error::{GatewayError, Result};
 use crate::gateway::{Gateway, PointInput};
 use crate::routing::StoreRoute;
 
-pub const FORMAT: &str = "rvdb-backup";
-pub const FORMAT_VERSION: u32 = 1;
-const EXPORT_VERSION: u32 = 1;
+pub use rvdb_core::backup_format::{FORMAT, FORMAT_VERSION};
 const AUTO_PREFIX: &str = "auto-";
 /// The directory of JSON exports inside `backup_dir`: reserved, not a backup name.
 const EXPORTS_DIR: &str = "exports";
@@ -481,27 +479,6 @@ impl BackupManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn records_round_trip_and_truncation_is_detected() {
-        let mut buf = Vec::new();
-        write_record(&mut buf, "a", 7, &[1.5, -2.25, f32::MIN_POSITIVE], r#"{"k":1}"#).unwrap();
-        write_record(&mut buf, "b", 8, &[0.0, 1.0, 2.0], "").unwrap();
-        let mut r = &buf[..];
-        let a = read_record(&mut r, 3).unwrap().unwrap();
-        assert_eq!(
-            (a.id.as_str(), a.vector.as_slice(), a.metadata.as_str()),
-            ("a", &[1.5, -2.25, f32::MIN_POSITIVE][..], r#"{"k":1}"#)
-        );
-        assert_eq!(read_record(&mut r, 3).unwrap().unwrap().id, "b");
-        assert!(read_record(&mut r, 3).unwrap().is_none());
-        for cut in 1..buf.len() / 2 {
-            let mut r = &buf[..cut];
-            assert!(read_record(&mut r, 3).is_err(), "cut at {cut}");
-        }
-        let mut r = &buf[..];
-        assert!(read_record(&mut r, 2).is_err(), "dimension above the store's is refused");
-    }
 
     /// A storage node served in-process on loopback, and a gateway over it.
     struct TestDeployment {
