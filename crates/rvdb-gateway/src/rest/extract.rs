@@ -52,6 +52,14 @@ fn parse_json<T: DeserializeOwned>(json: bool, bytes: &[u8]) -> ApiResult<T> {
     Json::<T>::from_bytes(bytes).map(|Json(v)| v).map_err(|rejection| {
         let text = rejection.body_text();
         let detail = text.split_once(": ").map_or(text.as_str(), |(_, detail)| detail);
+        if detail.contains("number out of range") {
+            // serde_json (float_roundtrip) refuses a number beyond f32 while parsing: say what the limit is
+            return ApiError::invalid(format!(
+                "invalid request body: {} (outside the range of a 32-bit float, about ±3.4e38: every vector \
+                 component must be a finite f32)",
+                clip(detail)
+            ));
+        }
         ApiError::invalid(format!("invalid request body: {}", clip(detail)))
     })
 }
