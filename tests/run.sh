@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Command 2 of the README: install what is missing, then run every test: formatting, lints, unit and property
-# tests, the integration tests that start real rvdb processes on loopback ports, a short run of every fuzz target
-# (fuzz/run.sh), and the MCP client tests (Python MCP SDK in a venv at $RVDB_VENV, default tests/.venv).
+# tests, the integration tests that start real rvdb processes on loopback ports, a short run of the fuzz targets
+# (fuzz/run.sh), and the MCP client tests (Python MCP SDK in a venv at $RVDB_VENV, default tests/.venv) with the
+# web console's tests in headless Chromium (Selenium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export RVDB_SETUP_TESTS=1
 source deploy/setup.sh
 
 start=$(date +%s)
@@ -22,7 +24,7 @@ step "cargo test"
 export RVDB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/rvdb"
 cargo test --release --workspace --no-fail-fast
 
-step "fuzzing: every cargo-fuzz target for 20 s from its committed corpus (fuzz/run.sh; RVDB_FUZZ_SECONDS)"
+step "fuzzing: each RocksDB-free cargo-fuzz target for 20 s from its committed corpus (fuzz/run.sh; RVDB_FUZZ_SECONDS)"
 fuzz/run.sh "${RVDB_FUZZ_SECONDS:-20}"
 
 step "docker image for the compose test"

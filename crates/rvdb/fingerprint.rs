@@ -1,8 +1,9 @@
 // The source fingerprint of a build: SHA-256 over every source file the `rvdb` binary is built from (`*.rs`,
-// `*.toml`, `*.proto` under `crates/` and `proto/`, the workspace `Cargo.toml` and `Cargo.lock`), each as
-// `<path relative to the workspace>\0<bytes>\0`, in path order. The binary reports it (`rvdb --version`); the
-// integration tests compute it from the checkout they run in and refuse a binary built from other sources, so
-// they can never silently test a stale build. `tests/mcp/conftest.py` computes the same value.
+// `*.toml`, `*.proto`, and the web console's `*.html`, `*.js`, `*.css` under `crates/` and `proto/`, the workspace
+// `Cargo.toml` and `Cargo.lock`), each as `<path relative to the workspace>\0<bytes>\0`, in path order. The binary
+// reports it (`rvdb --version`); the integration tests compute it from the checkout they run in and refuse a binary
+// built from other sources, so they can never silently test a stale build. `tests/mcp/conftest.py` computes the
+// same value.
 //
 // Included by the build scripts of `rvdb` and `rvdb-it` (std only: build scripts have no dependencies here).
 
@@ -13,7 +14,7 @@ fn source_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 walk(&path, out);
-            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("rs" | "toml" | "proto")) {
+            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("rs" | "toml" | "proto" | "html" | "js" | "css")) {
                 out.push(path);
             }
         }

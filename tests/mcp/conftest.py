@@ -19,7 +19,7 @@ def source_fingerprint() -> str:
     """The fingerprint of this checkout's sources, as `crates/rvdb/fingerprint.rs` computes it at build time."""
     files = [ROOT / "Cargo.toml", ROOT / "Cargo.lock"]
     for top in ("crates", "proto"):
-        files += [p for p in (ROOT / top).rglob("*") if p.is_file() and p.suffix in (".rs", ".toml", ".proto")]
+        files += [p for p in (ROOT / top).rglob("*") if p.is_file() and p.suffix in (".rs", ".toml", ".proto", ".html", ".js", ".css")]
     rel = lambda p: "/".join(p.relative_to(ROOT).parts)
     h = hashlib.sha256()
     for f in sorted((f for f in files if f.is_file()), key=rel):

@@ -300,15 +300,16 @@ def test_openapi_document_matches_the_routes(server):
     doc = api.ok("GET", "/openapi.json")
     assert doc["openapi"] == "3.1.0" and doc["info"]["title"] == "rvdb REST API"
     ops = [(m.upper(), p) for p, item in doc["paths"].items() for m in item]
-    assert len(ops) == 25, ops
+    assert len(ops) == 27, ops
     read_only = {(m, p) for m, p in ops
-                 if m == "GET" or p.endswith(("/search", "/points/get", "/points/count", "/points/scroll"))
+                 if m == "GET" or p.endswith(("/search", "/points/get", "/points/count", "/points/scroll", "/map"))
                  or p == "/v1/embeddings"}
     assert read_only == {("GET", "/v1/stores"), ("GET", "/v1/stores/{store}"), ("GET", "/v1/stores/{store}/points/{id}"),
                          ("POST", "/v1/stores/{store}/points/get"), ("POST", "/v1/stores/{store}/search"),
                          ("GET", "/v1/backups"), ("GET", "/v1/backups/{backup}"), ("POST", "/v1/embeddings"),
                          ("POST", "/v1/stores/{store}/texts/search"), ("POST", "/v1/stores/{store}/points/count"),
-                         ("POST", "/v1/stores/{store}/points/scroll")}
+                         ("POST", "/v1/stores/{store}/points/scroll"), ("POST", "/v1/stores/{store}/map"),
+                         ("GET", "/v1/cluster")}
     for method, path in ops:
         op = doc["paths"][path][method.lower()]
         # 403 (a read-only key) is documented exactly on the writes
@@ -318,6 +319,59 @@ def test_openapi_document_matches_the_routes(server):
         assert str(status) in op["responses"], (method, path, status, body)
         if status >= 400:
             assert "no route" not in body["error"]["message"] and status != 405, (method, path, body)
+
+
+def test_map_and_cluster(server):
+    """A store's 2-D map is a uniform sample projected on its principal components (two blobs far apart land on
+    either side, in proportion), reproducible by seed, filtered, with the projection to place other vectors; the
+    cluster view lists the node and every replica."""
+    api = Rest(server)
+    api.ok("POST", "/v1/stores", {"name": "mapped", "dimension": 8, "metric": "euclidean", "shards": 3}, status=201)
+    rng = random.Random(5)
+    pts = []
+    for i in range(600):
+        v = [rng.gauss(0, 0.1) for _ in range(8)]
+        v[3] += 10 if i % 2 else -10
+        pts.append({"id": f"m{i:04d}", "vector": v, "metadata": {"side": "right" if i % 2 else "left", "i": i}})
+    api.ok("PUT", "/v1/stores/mapped/points", {"points": pts})
+    m = api.ok("POST", "/v1/stores/mapped/map", {"limit": 200, "seed": 7})
+    assert (m["store"], m["metric"], m["total"], m["sampled"], len(m["points"])) == ("mapped", "euclidean", 600, 200, 200)
+    ids = [p["id"] for p in m["points"]]
+    assert ids == sorted(set(ids)), "distinct, in id order"
+    left = [p["x"] for p in m["points"] if p["metadata"]["side"] == "left"]
+    right = [p["x"] for p in m["points"] if p["metadata"]["side"] == "right"]
+    assert max(left) < min(right) or max(right) < min(left), "the first axis separates the blobs"
+    assert 60 < len(left) < 140, "both halves sampled in proportion"
+    proj = m["projection"]
+    assert proj["method"] == "pca" and not proj["normalized"] and proj["explained_variance_ratio"][0] > 0.95
+    by_id = {p["id"]: p["vector"] for p in pts}
+    for p in m["points"][:20]:
+        v = by_id[p["id"]]
+        x = sum((a - b) * c for a, b, c in zip(v, proj["mean"], proj["components"][0]))
+        y = sum((a - b) * c for a, b, c in zip(v, proj["mean"], proj["components"][1]))
+        assert abs(x - p["x"]) < 1e-3 and abs(y - p["y"]) < 1e-3, "the projection places a vector where the map did"
+    assert [p["id"] for p in api.ok("POST", "/v1/stores/mapped/map", {"limit": 200, "seed": 7})["points"]] == ids
+    assert [p["id"] for p in api.ok("POST", "/v1/stores/mapped/map", {"limit": 200, "seed": 8})["points"]] != ids
+    assert api.ok("POST", "/v1/stores/mapped/map", {"limit": 20000})["sampled"] == 600, "all when fewer than asked"
+    only_left = api.ok("POST", "/v1/stores/mapped/map",
+                       {"filter": {"must": [{"key": "side", "match": {"value": "left"}}]}, "with_metadata": False})
+    assert only_left["total"] == 300 and only_left["sampled"] == 300
+    assert all("metadata" not in p and by_id[p["id"]][3] < 0 for p in only_left["points"])
+    api.err("POST", "/v1/stores/mapped/map", {"limit": 0}, 400, "invalid_argument", "limit")
+    api.err("POST", "/v1/stores/mapped/map", {"limit": 20001}, 400, "invalid_argument", "limit")
+    api.err("POST", "/v1/stores/mapped/map", {"limits": 5}, 400, "invalid_argument", "limits")
+    api.err("POST", "/v1/stores/nope/map", {}, 404, "not_found", "nope")
+    c = api.ok("GET", "/v1/cluster")
+    assert [n["state"] for n in c["nodes"]] == ["up"] and c["version"] > 0
+    mapped = next(s for s in c["stores"] if s["name"] == "mapped")
+    assert [s["shard"] for s in mapped["shards"]] == [0, 1, 2] and mapped["replication_factor"] == 1
+    assert all(r == [{"node_id": c["nodes"][0]["node_id"], "state": "up"}]
+               for r in (s["replicas"] for s in mapped["shards"]))
+    # the console's files are served, with a strict policy, and hold no data (no key needed)
+    page = requests.get(api.url + "/console", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert requests.get(api.url + "/console/nope.js", timeout=10).status_code == 404
 
 
 def test_schemathesis(server, tmp_path):

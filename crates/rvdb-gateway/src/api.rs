@@ -448,7 +448,8 @@ pub struct StoreDeleted {
     pub deleted: bool,
 }
 
-/// Graph rebuilds started, one per replica held by a node that is not down.
+/// Graph rebuilds started, one per replica held by a node that is not down (a replica already building its
+/// graph starts the rebuild when that build ends).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct IndexRebuild {
     pub store: String,
@@ -1418,6 +1419,123 @@ pub(crate) fn every_schema() -> Vec<(&'static str, Map<String, Value>)> {
     ]
 }
 
+/// Most points a map samples (REST `POST …/map`): enough to show a store's shape, few enough to draw at once.
+pub const MAX_MAP_POINTS: u32 = 20_000;
+
+fn default_map_limit() -> u32 {
+    5_000
+}
+
+/// A 2-D map of a store (REST `POST /v1/stores/{store}/map`): a uniform random sample of its points, projected
+/// onto the sample's two principal components (vectors normalised first for cosine stores).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({"limit": 5000, "filter": {"must": [{"key": "topic", "match": {"value": "deploys"}}]}}))]
+pub struct MapRequest {
+    /// Most points to sample (all of them when the store has fewer).
+    #[serde(default = "default_map_limit")]
+    #[schemars(range(min = 1, max = MAX_MAP_POINTS))]
+    pub limit: u32,
+    /// Only points whose metadata matches (the same filter as search).
+    #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
+    pub filter: Option<Value>,
+    /// Return each point's metadata (to colour and label the dots).
+    #[serde(default = "yes")]
+    pub with_metadata: bool,
+    /// Fixes the sample: the same data and seed give the same map.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl Default for MapRequest {
+    fn default() -> Self {
+        Self { limit: default_map_limit(), filter: None, with_metadata: true, seed: 0 }
+    }
+}
+
+/// The axes of a map, so that a client can place any other vector (a query, a search hit) on it: with `v'` the
+/// vector (divided by its length when `normalized`), `x = (v' − mean)·components[0]` and
+/// `y = (v' − mean)·components[1]`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct MapProjection {
+    /// `pca`: the sample's two directions of largest variance.
+    pub method: String,
+    pub normalized: bool,
+    pub mean: Vec<f32>,
+    pub components: [Vec<f32>; 2],
+    /// The share of the sample's variance each axis shows, in [0, 1].
+    pub explained_variance_ratio: [f32; 2],
+}
+
+/// One dot of a map.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct MapPoint {
+    pub id: String,
+    pub x: f32,
+    pub y: f32,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct StoreMap {
+    pub store: String,
+    pub metric: String,
+    /// Points matching the filter (every point without one).
+    pub total: u64,
+    /// Points in the map.
+    pub sampled: u64,
+    pub projection: MapProjection,
+    /// In id order.
+    pub points: Vec<MapPoint>,
+}
+
+/// A node as the index manager sees it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ClusterNode {
+    pub node_id: String,
+    /// Its gRPC address.
+    pub address: String,
+    /// `up`, `down` (missed its heartbeats), `catching_up` (back, taking writes, not yet serving reads).
+    pub state: String,
+    pub last_heartbeat_unix_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ClusterReplica {
+    pub node_id: String,
+    /// The state of its node.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ClusterShard {
+    pub shard: u32,
+    /// The routing-table version at which this shard's writable replicas last changed (writes carry it).
+    pub epoch: u64,
+    /// First = preferred for reads.
+    pub replicas: Vec<ClusterReplica>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ClusterStore {
+    pub name: String,
+    pub replication_factor: u32,
+    pub shards: Vec<ClusterShard>,
+}
+
+/// The cluster as the index manager publishes it (REST `GET /v1/cluster`): nodes and their states, and where
+/// every replica of every store lives. `rvdb serve` is a cluster of one node (`local`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ClusterStatus {
+    /// The routing table's version (grows with every change of the catalog or of a node's state).
+    pub version: u64,
+    pub cluster_id: String,
+    pub nodes: Vec<ClusterNode>,
+    pub stores: Vec<ClusterStore>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1580,8 +1698,9 @@ mod tests {
 openapi_schema!(
     requests: CreateStore, UpsertPoints, GetPoints, DeletePoints, SearchRequest, CreateBackup, RestoreBackup,
         ExportStore, ImportStore, EmbeddingsRequest, InsertTexts, SearchTextRequest, UpdateMetadata, CountPoints,
-        ScrollPoints;
+        ScrollPoints, MapRequest;
     responses: StoreCreated, StoreList, StoreDeleted, IndexRebuild, StoreSynced, Upserted, Points, PointsDeleted,
         SearchResults, BackupList, BackupDeleted, Imported, StoreStats, PointOutput, BackupInfo, RestoreInfo,
         ExportInfo, EmbeddingsResponse, TextsInserted, TextResults, MetadataUpdated, Counted, ScrollPage,
+        StoreMap, ClusterStatus,
 );

@@ -441,6 +441,11 @@ impl Gateway {
         Ok(())
     }
 
+    /// The routing table as the manager has it now (for `cluster_status`; routing uses the watched copy).
+    pub(crate) async fn manager_routing_table(&self) -> Result<pb::RoutingTable> {
+        Ok(self.manager.routing_table().await?)
+    }
+
     /// Moves the clock past the versions stored on the nodes of the routing table. Best effort: a node that does
     /// not answer now is learnt from its write replies.
     async fn learn_versions(&self) {

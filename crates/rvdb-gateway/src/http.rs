@@ -10,7 +10,7 @@
 //! key may call the operations that only read (one table for every surface, [`crate::ops`]) and gets
 //! 403 (REST) or an `isError` result (MCP) on a write, before anything is parsed or changed. Keys are compared in
 //! constant time and never logged or forwarded to the nodes (the gateway presents its own key there).
-//! `/healthz`, `/readyz` and `/openapi.json` stay open for orchestrators and tooling.
+//! `/healthz`, `/readyz`, `/openapi.json` and the console's files (`/console`, which hold no data) stay open.
 //!
 //! Every REST request runs in a `rest` span with its request id (the client's `x-request-id` when it is plain, or
 //! a new one), which is echoed in the response and sent on to the nodes ([`rvdb_proto::rpc`]).
@@ -198,6 +198,8 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(auth.clone(), require_key_rest))
         .layer(axum::middleware::from_fn_with_state(origin.clone(), check_host_and_origin))
         .layer(axum::middleware::from_fn(observe_rest));
+    // The console's files hold no data (what it shows comes from /v1 under the key): Host check only.
+    let console = crate::console::router().layer(axum::middleware::from_fn_with_state(origin.clone(), check_host));
     let scrape = Router::new()
         .route("/metrics", get(serve_metrics))
         .layer(axum::middleware::from_fn_with_state(auth, require_key_rest))
@@ -205,6 +207,7 @@ pub fn router(
     Router::new()
         .merge(mcp)
         .merge(rest)
+        .merge(console)
         .merge(scrape)
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz).with_state(gateway))

@@ -43,6 +43,8 @@ pub enum Operation {
     UpdateMetadata,
     Count,
     Scroll,
+    MapStore,
+    ClusterStatus,
 }
 
 /// One operation and its names on each surface (`None`: that surface does not offer it).
@@ -232,6 +234,8 @@ pub const OPERATIONS: &[Spec] = &[
         Some("/rvdb.v1.StoreService/ScrollPoints"),
         Some("scroll"),
     ),
+    spec(MapStore, Read, None, &[(Method::POST, "/v1/stores/{store}/map")], None, None),
+    spec(ClusterStatus, Read, None, &[(Method::GET, "/v1/cluster")], None, Some("cluster-status")),
 ];
 
 impl Operation {

@@ -198,6 +198,7 @@ impl Gateway {
                 with_metadata: params.with_metadata,
                 filter_json: filter_json.clone(),
                 limit: (limit + 1) as u32,
+                ..Default::default()
             };
             let replicas = self.read_replicas(&route, shard)?;
             tasks.spawn(rvdb_proto::rpc::in_current_request(crate::gateway::collect_scan(replicas, req)));
@@ -325,7 +326,7 @@ impl Gateway {
                 with_vector: false,
                 with_metadata: false,
                 filter_json: filter_json.clone(),
-                limit: 0,
+                ..Default::default()
             };
             let points = crate::gateway::collect_scan(self.read_replicas(route, shard)?, req).await?;
             let ids: Vec<String> = points.into_iter().map(|p| p.id).collect();

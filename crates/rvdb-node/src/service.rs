@@ -333,10 +333,19 @@ impl StorageNode for StorageNodeService {
         let filter = parse_filter(&req.filter_json)?;
         let limit = if req.limit == 0 { u64::MAX } else { u64::from(req.limit) };
         let chunk_size = chunk_size.min(usize::try_from(limit).unwrap_or(usize::MAX));
+        let (sample, seed) = (req.sample as usize, req.seed);
         let stream = stream_blocking(
             chunk_size,
             |points| pb::ScanChunk { points },
             move |emit| {
+                if sample > 0 {
+                    for p in shard.sample(sample, filter.as_ref(), seed)? {
+                        if !emit(point_to_pb(p, wv, wm)) {
+                            break;
+                        }
+                    }
+                    return Ok(());
+                }
                 let mut sent = 0u64;
                 shard.scan_matching(&start_after, filter.as_ref(), |p| {
                     sent += 1;

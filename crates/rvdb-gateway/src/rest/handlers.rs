@@ -332,6 +332,35 @@ pub(super) async fn scroll_points(
     Ok(Json(ScrollPage { store, points: page.points, next_cursor: page.next_cursor }))
 }
 
+/// Map a store
+///
+/// A uniform random sample of the store's points (at most `limit`, of those matching `filter`) projected onto the
+/// sample's two principal components, for a 2-D picture of the store (the web console draws it). The projection
+/// comes with the map, so any other vector can be placed on the same axes.
+#[utoipa::path(post, path = "/v1/stores/{store}/map", tag = "stores", operation_id = "map_store",
+    params(StorePath), request_body = Option<MapRequest>,
+    responses(
+        (status = 200, description = "The map", body = StoreMap),
+        (status = 404, description = "not_found: no such store", body = ErrorBody),
+    ))]
+pub(super) async fn map_store(
+    State(api): State<Api>,
+    Param(StorePath { store }): Param<StorePath>,
+    OptionalBody(req): OptionalBody<MapRequest>,
+) -> ApiResult<Json<StoreMap>> {
+    Ok(Json(api.gateway.map(&store, &req).await?))
+}
+
+/// Cluster status
+///
+/// The nodes with their states and where every replica of every store lives, as the index manager publishes
+/// them now. `rvdb serve` is a cluster of one node.
+#[utoipa::path(get, path = "/v1/cluster", tag = "cluster", operation_id = "cluster_status",
+    responses((status = 200, description = "The cluster", body = ClusterStatus)))]
+pub(super) async fn cluster_status(State(api): State<Api>) -> ApiResult<Json<ClusterStatus>> {
+    Ok(Json(api.gateway.cluster_status().await?))
+}
+
 /// Search
 ///
 /// The k stored points nearest to a query vector, optionally only those whose metadata matches a filter.

@@ -71,6 +71,8 @@ pub fn router(gateway: Arc<Gateway>, backups: Arc<BackupManager>) -> Router {
         .route("/stores/{store}/texts", put(insert_texts))
         .route("/stores/{store}/texts/search", post(search_text))
         .route("/embeddings", post(embeddings))
+        .route("/stores/{store}/map", post(map_store))
+        .route("/cluster", get(cluster_status))
         .method_not_allowed_fallback(wrong_method)
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -75,7 +75,7 @@ impl Modify for CommonErrors {
         upsert_points, get_points, get_point, delete_point, delete_points, update_metadata, count_points,
         scroll_points, search,
         create_backup, list_backups, describe_backup, delete_backup, restore_backup, export_store, import_store,
-        insert_texts, search_text, embeddings,
+        insert_texts, search_text, embeddings, map_store, cluster_status,
     ),
     components(schemas(ErrorBody, ErrorCode)),
     modifiers(&CommonErrors),
@@ -85,6 +85,7 @@ impl Modify for CommonErrors {
         (name = "backups", description = "Backups, restores into new stores, JSON Lines export and import."),
         (name = "texts", description = "Stores bound to an embedding model: store and search texts."),
         (name = "embeddings", description = "Text to vectors with the server's models (OpenAI-compatible)."),
+        (name = "cluster", description = "Nodes, their states and where every replica lives."),
     ),
 )]
 pub struct ApiDoc;
@@ -114,7 +115,7 @@ mod tests {
                 assert!(responses.contains_key("503"), "{method} {path}");
             }
         }
-        assert_eq!(ops.len(), 25, "{ops:?}");
+        assert_eq!(ops.len(), 27, "{ops:?}");
         // Limits in the schemas are the server's.
         let create = &doc["components"]["schemas"]["CreateStore"]["properties"];
         assert_eq!(create["dimension"]["maximum"], MAX_DIMENSION);

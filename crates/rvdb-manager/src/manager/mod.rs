@@ -46,13 +46,15 @@
 //! pull from each other the buckets that differ, so replicas converge after any fault without a restart, even
 //! when no one reported the divergence ([`anti_entropy`]).
 //!
-//! Modules by concern: [`catalog`], [`placement`], [`membership`] (with catch-up), [`repair`], [`anti_entropy`];
+//! Modules by concern: [`catalog`], [`placement`], [`rebalance`] (plans: moves that balance nodes, new homes for
+//! a departed node's replicas), [`membership`] (with catch-up), [`repair`], [`anti_entropy`];
 //! this file holds the state, its persistence and the routing table it publishes.
 
 mod anti_entropy;
 mod catalog;
 mod membership;
 mod placement;
+pub mod rebalance;
 mod repair;
 
 pub use anti_entropy::{ANTI_ENTROPY_BUCKETS, AntiEntropyStats};

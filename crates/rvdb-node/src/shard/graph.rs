@@ -4,7 +4,8 @@
 use super::*;
 
 impl Shard {
-    /// Rebuilds the HNSW graph from the points in the background; false if a build is already running.
+    /// Rebuilds the HNSW graph from the points in the background. If a build is running, the rebuild is queued
+    /// and starts when it ends (true either way: false only if no thread could be started).
     pub fn rebuild_graph(&self) -> Result<bool, NodeError> {
         if self.config.index.kind != IndexKind::Hnsw {
             return Err(NodeError::BadRequest(format!(
@@ -12,7 +13,15 @@ impl Shard {
                 self.key
             )));
         }
-        Ok(self.spawn_build(false))
+        if self.spawn_build(false) {
+            return Ok(true);
+        }
+        self.rebuild_queued.store(true, Ordering::SeqCst);
+        // The running build may have ended between the two steps without seeing the flag: start it here then.
+        if !self.building.load(Ordering::SeqCst) && self.rebuild_queued.swap(false, Ordering::SeqCst) {
+            return Ok(self.spawn_build(false));
+        }
+        Ok(true)
     }
 
     /// Starts a build thread unless one is running (returns whether it started); `from_snapshot` false rebuilds
@@ -36,6 +45,9 @@ impl Shard {
                 tracing::error!(shard = %shard.key, error = %e, "HNSW build failed; searches stay exact");
             }
             shard.building.store(false, Ordering::SeqCst);
+            if shard.rebuild_queued.swap(false, Ordering::SeqCst) && !shard.retired.load(Ordering::SeqCst) {
+                shard.spawn_build(false);
+            }
         });
         if let Err(e) = spawned {
             self.building.store(false, Ordering::SeqCst);

@@ -263,6 +263,9 @@ pub struct Shard {
     me: std::sync::Weak<Shard>,
     /// A graph build thread is running.
     building: AtomicBool,
+    /// A rebuild was asked for while a build ran: it starts from the points when that build ends, so a
+    /// request is never dropped (the running build may predate the points or settings it was asked for).
+    rebuild_queued: AtomicBool,
     /// The running build's progress (for metrics); `None` when no build runs.
     build_progress: Mutex<Option<Arc<rvdb_core::engine::BuildProgress>>>,
     key: ShardKey,
@@ -355,6 +358,7 @@ impl Shard {
         let shard = Arc::new_cyclic(|me| Shard {
             me: me.clone(),
             building: AtomicBool::new(false),
+            rebuild_queued: AtomicBool::new(false),
             build_progress: Mutex::new(None),
             graph_path,
             key,

@@ -183,6 +183,31 @@ impl Shard {
         }
     }
 
+    /// A uniform random sample of at most `n` live points matching `filter` (all of them if fewer match), in id
+    /// order: reservoir sampling (Vitter's algorithm R) over one consistent view of the whole shard, seeded.
+    pub fn sample(&self, n: usize, filter: Option<&Filter>, seed: u64) -> Result<Vec<PointData>, NodeError> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut reservoir = Vec::with_capacity(n.min(1 << 16));
+        let mut seen = 0u64;
+        if n > 0 {
+            self.scan_matching("", filter, |p| {
+                if reservoir.len() < n {
+                    reservoir.push(p);
+                } else {
+                    let j = rng.random_range(0..=seen);
+                    if let Some(slot) = usize::try_from(j).ok().and_then(|j| reservoir.get_mut(j)) {
+                        *slot = p;
+                    }
+                }
+                seen += 1;
+                true
+            })?;
+        }
+        reservoir.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(reservoir)
+    }
+
     /// One stored key and value as `(point id, record)`; a non-UTF-8 id or an undecodable value is `Corrupt`.
     pub(super) fn decode_entry(&self, key: Box<[u8]>, value: &[u8]) -> Result<(String, Record), NodeError> {
         let id = String::from_utf8(key.into_vec())
