@@ -26,9 +26,14 @@ async fn every_acknowledged_write_survives_sigkill_during_a_write_stream() {
     let mut c = node.client().await;
     let config =
         pb::StoreConfig { name: "d".into(), dimension: 16, metric: pb::Metric::Euclidean as i32, ..Default::default() };
-    c.create_shard(pb::CreateShardRequest { shard: shard("d"), config: Some(config), placement_epoch: 0 })
-        .await
-        .unwrap();
+    c.create_shard(pb::CreateShardRequest {
+        shard: shard("d"),
+        config: Some(config),
+        placement_epoch: 0,
+        filling: false,
+    })
+    .await
+    .unwrap();
 
     // Two writers stream batches (inserts, overwrites and deletes); each records what the node acknowledged.
     let acked: Arc<Mutex<HashMap<String, Ack>>> = Arc::default();

@@ -99,6 +99,7 @@ async fn ten_thousand_vectors_survive_a_kill_and_search_exactly_for_every_metric
                 shard: shard(name),
                 config: config(name, 128, metric),
                 placement_epoch: 0,
+                filling: false,
             })
             .await
             .unwrap();
@@ -160,6 +161,7 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
         shard: shard("docs"),
         config: config("docs", 16, pb::Metric::Cosine),
         placement_epoch: 0,
+        filling: false,
     })
     .await
     .unwrap();
@@ -214,6 +216,7 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
             shard: shard("docs"),
             config: config("docs", 16, pb::Metric::Cosine),
             placement_epoch: 0,
+            filling: false,
         })
         .await,
         &[Code::AlreadyExists],
@@ -225,6 +228,7 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
             shard: shard("a/b"),
             config: config("a/b", 16, pb::Metric::Cosine),
             placement_epoch: 0,
+            filling: false,
         })
         .await,
         &[Code::InvalidArgument],
@@ -235,6 +239,7 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
             shard: shard("d0"),
             config: config("d0", 0, pb::Metric::Cosine),
             placement_epoch: 0,
+            filling: false,
         })
         .await,
         &[Code::InvalidArgument],
@@ -245,6 +250,7 @@ async fn bad_input_gets_a_clear_error_and_leaves_data_intact() {
             shard: shard("m0"),
             config: config("m0", 4, pb::Metric::Unspecified),
             placement_epoch: 0,
+            filling: false,
         })
         .await,
         &[Code::InvalidArgument],
@@ -297,6 +303,7 @@ async fn a_panic_in_one_store_is_contained_and_the_store_reloads_from_disk() {
             shard: shard(store),
             config: config(store, 8, pb::Metric::Euclidean),
             placement_epoch: 0,
+            filling: false,
         })
         .await
         .unwrap();
@@ -332,6 +339,7 @@ async fn scan_delete_flush_list_and_drop_over_grpc() {
         shard: shard("s"),
         config: config("s", 4, pb::Metric::Manhattan),
         placement_epoch: 0,
+        filling: false,
     })
     .await
     .unwrap();
@@ -339,6 +347,7 @@ async fn scan_delete_flush_list_and_drop_over_grpc() {
         shard: shard("t"),
         config: config("t", 4, pb::Metric::Dot),
         placement_epoch: 0,
+        filling: false,
     })
     .await
     .unwrap();
@@ -471,7 +480,12 @@ async fn hnsw_store_over_grpc_filters_rebuilds_and_resumes_its_graph_after_a_kil
     let mut cfg = config("g", 32, pb::Metric::Euclidean).unwrap();
     cfg.index = Some(pb::IndexSpec { kind: pb::IndexKind::Hnsw as i32, hnsw: None, quantization: 0 });
     client
-        .create_shard(pb::CreateShardRequest { shard: shard("g"), config: Some(cfg), placement_epoch: 0 })
+        .create_shard(pb::CreateShardRequest {
+            shard: shard("g"),
+            config: Some(cfg),
+            placement_epoch: 0,
+            filling: false,
+        })
         .await
         .unwrap();
     client
@@ -479,6 +493,7 @@ async fn hnsw_store_over_grpc_filters_rebuilds_and_resumes_its_graph_after_a_kil
             shard: shard("f"),
             config: config("f", 32, pb::Metric::Euclidean),
             placement_epoch: 0,
+            filling: false,
         })
         .await
         .unwrap();

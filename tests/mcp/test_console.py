@@ -165,7 +165,7 @@ def colour_points():
     return pts
 
 
-def test_console_end_to_end(server, browser):
+def test_console_end_to_end(browser, server):
     d = browser
     base = base_url(server)
     http = requests.Session()
@@ -292,10 +292,15 @@ def test_console_end_to_end(server, browser):
     shot(d, "10-map.png")
     # hover a dot: the tooltip shows its id and metadata; a click opens it; Escape closes it
     canvas = el(d, "#map-canvas")
-    fx, fy = (float(v) for v in canvas.get_attribute("data-first-dot").split(","))
-    w, hgt = canvas.size["width"], canvas.size["height"]
-    ActionChains(d).move_to_element_with_offset(canvas, int(fx - w / 2), int(fy - hgt / 2)).perform()
-    wait(d, lambda d: visible(d, "#map-tooltip") and "colour" in text(d, "#map-tooltip"), what="map tooltip")
+
+    def hover_first_dot(d):
+        # where a dot is (the canvas says), re-read each time: a resize redraws the map
+        fx, fy = (float(v) for v in canvas.get_attribute("data-first-dot").split(","))
+        w, hgt = canvas.size["width"], canvas.size["height"]
+        ActionChains(d).move_to_element_with_offset(canvas, int(fx - w / 2), int(fy - hgt / 2)).perform()
+        time.sleep(0.2)
+        return visible(d, "#map-tooltip") and "colour" in text(d, "#map-tooltip")
+    wait(d, hover_first_dot, what="map tooltip")
     hovered = text(d, "#map-tooltip .tt-id")
     assert hovered.startswith("pt-"), hovered
     shot(d, "11-map-hover.png")
@@ -385,7 +390,7 @@ def test_console_end_to_end(server, browser):
           f"progress notifications: backup {backup_progress_events}, restore {restore_progress_events}")
 
 
-def test_console_api_key(make_server, browser):
+def test_console_api_key(browser, make_server):
     key, read_only = "console-key-0123", "console-readonly-4567"
     s = make_server("keyed", env={"RVDB_API_KEY": key, "RVDB_READ_ONLY_API_KEY": read_only})
     base = base_url(s)
@@ -434,6 +439,8 @@ def test_console_api_key(make_server, browser):
     # a read-only key browses, and a write shows the server's refusal
     set_value(d, "#signin-key", read_only)
     click(d, "#signin-submit")
+    wait(d, lambda d: visible(d, "#chart-rate") and not visible(d, "#signin"), what="the page signed out of, again")
+    go(d, base, "/stores")
     wait(d, lambda d: els(d, '#stores-table tr[data-store="guarded"]'), what="stores with a read-only key")
     go(d, base, "/stores/new")
     wait(d, lambda d: visible(d, "#create-store-form"), what="create form")

@@ -147,27 +147,47 @@ fn top_two(centered: &[Vec<f64>], dim: usize, seed: u64) -> ([Vec<f64>; 2], [f64
     ([sign_fixed(c0), sign_fixed(c1)], [v0, v1])
 }
 
-/// Gram–Schmidt (twice, for stability); a vector that collapses becomes zero. Returns each vector's length after
-/// the earlier ones were taken out of it (before normalising).
+/// Gram–Schmidt (twice, for stability). Returns each vector's length after the earlier ones were taken out of it
+/// (before normalising). A vector that collapses (nothing left but rounding, as when the data has fewer
+/// directions than the block) is replaced by the first coordinate axis that is independent of the earlier
+/// vectors, orthogonalised: rounding residue can point back along an earlier vector (it does for rank-1 data, where
+/// all arithmetic stays on one line), and normalising it would duplicate that vector. Its length is reported as 0.
 fn orthonormalize(block: &mut [Vec<f64>]) -> Vec<f64> {
-    let mut residuals = Vec::with_capacity(block.len());
-    for i in 0..block.len() {
+    fn remove_earlier(block: &mut [Vec<f64>], i: usize, v: &mut [f64]) {
         for _ in 0..2 {
-            for j in 0..i {
-                let d: f64 = block[i].iter().zip(&block[j]).map(|(a, b)| a * b).sum();
-                let (done, rest) = block.split_at_mut(i);
-                for (x, y) in rest[0].iter_mut().zip(&done[j]) {
+            for earlier in block[..i].iter() {
+                let d: f64 = v.iter().zip(earlier).map(|(a, b)| a * b).sum();
+                for (x, y) in v.iter_mut().zip(earlier) {
                     *x -= d * y;
                 }
             }
         }
-        let norm = block[i].iter().map(|x| x * x).sum::<f64>().sqrt();
-        if norm > 1e-300 {
-            block[i].iter_mut().for_each(|x| *x /= norm);
+    }
+    let length = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let mut residuals = Vec::with_capacity(block.len());
+    for i in 0..block.len() {
+        let before = length(&block[i]);
+        let mut v = std::mem::take(&mut block[i]);
+        remove_earlier(block, i, &mut v);
+        let mut norm = length(&v);
+        if norm > 1e-10 * before && norm > 1e-300 {
+            residuals.push(norm);
         } else {
-            block[i].iter_mut().for_each(|x| *x = 0.0);
+            residuals.push(0.0);
+            norm = 0.0;
+            for axis in 0..v.len() {
+                v.iter_mut().enumerate().for_each(|(j, x)| *x = if j == axis { 1.0 } else { 0.0 });
+                remove_earlier(block, i, &mut v);
+                norm = length(&v);
+                if norm > 0.5 {
+                    break;
+                }
+            }
         }
-        residuals.push(norm);
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        block[i] = v;
     }
     residuals
 }
@@ -253,6 +273,20 @@ mod tests {
         assert!(((x[0] - y[0]).abs() - 2f32.sqrt()).abs() < 1e-3, "the two directions are √2 apart: {x:?} {y:?}");
         assert!(p.explained_variance_ratio[0] > 0.99);
         assert_eq!(p.project(&[0.0, 0.0, 0.0]), None, "a zero vector has no direction");
+    }
+
+    /// Two points: the data has one direction; the second axis is orthogonal to it with no variance (rounding
+    /// along the first direction must not come back as a copy of it).
+    #[test]
+    fn rank_one_samples_get_an_orthogonal_second_axis() {
+        for rows in [vec![vec![1.0f32, 0.0, 0.0], vec![0.0, 1.0, 0.0]], vec![vec![3.0, 3.0], vec![-1.0, -1.0]]] {
+            let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
+            let p = Projection::fit(&refs, rows[0].len(), false, 0);
+            assert!(dot(&p.components[0], &p.components[1]).abs() < 1e-6, "{:?}", p.components);
+            assert!((dot(&p.components[1], &p.components[1]) - 1.0).abs() < 1e-5, "{:?}", p.components);
+            assert!((p.explained_variance_ratio[0] - 1.0).abs() < 1e-6, "{:?}", p.explained_variance_ratio);
+            assert!(p.explained_variance_ratio[1] < 1e-6, "{:?}", p.explained_variance_ratio);
+        }
     }
 
     #[test]

@@ -482,7 +482,8 @@
   }
 
   function parseRoute() {
-    const raw = location.hash.replace(/^#\/?/, '');
+    const [raw, search = ''] = location.hash.replace(/^#\/?/, '').split('?');
+    const query = new URLSearchParams(search);
     const parts = raw.split('/').filter(Boolean).map(s => { try { return decodeURIComponent(s); } catch { return s; } });
     if (parts.length === 0 || parts[0] === 'stores') {
       if (parts[1] === 'new') return {page: 'create', nav: 'stores'};
@@ -490,7 +491,7 @@
     }
     if (parts[0] === 'store' && parts[1]) {
       const tab = parts[2] || 'overview';
-      return {page: 'store', nav: 'stores', store: parts[1], tab};
+      return {page: 'store', nav: 'stores', store: parts[1], tab, query};
     }
     if (parts[0] === 'backups') return {page: 'backups', nav: 'backups'};
     if (parts[0] === 'cluster') return {page: 'cluster', nav: 'cluster'};
@@ -515,7 +516,7 @@
     try {
       if (route.page === 'stores') await pageStores(ctx);
       else if (route.page === 'create') await pageCreate(ctx);
-      else if (route.page === 'store') await pageStore(ctx, route.store, route.tab);
+      else if (route.page === 'store') await pageStore(ctx, route.store, route.tab, route.query);
       else if (route.page === 'backups') await pageBackups(ctx);
       else if (route.page === 'cluster') await pageCluster(ctx);
       else if (route.page === 'metrics') await pageMetrics(ctx);
@@ -755,7 +756,7 @@
         'aria-current': id === tab ? 'page' : null}, label)));
   }
 
-  async function pageStore(ctx, name, tab) {
+  async function pageStore(ctx, name, tab, query) {
     const stats = await api.get(`/v1/stores/${enc(name)}`);
     if (!ctx.alive()) return;
     const crumbs = [h('a', {href: '#/stores'}, 'Stores'), ' / '];
@@ -771,7 +772,7 @@
     if (tab === 'overview') { setTitle(name); return storeOverview(ctx, content, stats); }
     if (tab === 'points') { setTitle(`${name} · points`); return storePoints(ctx, content, stats); }
     if (tab === 'search') { setTitle(`${name} · search`); return storeSearch(ctx, content, stats); }
-    if (tab === 'map') { setTitle(`${name} · map`); return storeMap(ctx, content, stats); }
+    if (tab === 'map') { setTitle(`${name} · map`); return storeMap(ctx, content, stats, query); }
     fill(content, h('div', {class: 'panel hero-empty'}, h('h2', null, 'No such tab')));
   }
 
@@ -908,7 +909,7 @@
   function storePoints(ctx, root, stats) {
     const store = stats.name;
     const saved = state.pointsView[store] || {filter: '', limit: 50};
-    const filterBox = h('textarea', {id: 'points-filter', rows: 3, spellcheck: 'false', placeholder: FILTER_PLACEHOLDER},
+    const filterBox = h('textarea', {id: 'points-filter', rows: 2, spellcheck: 'false', placeholder: FILTER_PLACEHOLDER},
       saved.filter);
     const limit = h('select', {id: 'points-limit'}, options(['10', '25', '50', '100', '250'], String(saved.limit)));
     const apply = h('button', {type: 'submit', class: 'btn btn-primary', id: 'points-apply'}, 'Apply filter');
@@ -924,10 +925,10 @@
     const form = h('form', {id: 'points-filter-form', class: 'panel'},
       h('h2', null, 'Filter by metadata'),
       helper.el,
-      h('div', {class: 'spacer-8'}),
-      field('Filter (JSON)', filterBox, h('span', null, 'must / should / must_not with match {value | any}, range {gt, gte, lt, lte}, exists; dotted keys. ',
-        h('a', {href: '#', id: 'filter-example', onclick: ev => { ev.preventDefault(); filterBox.value = FILTER_PLACEHOLDER; }}, 'Example'))),
-      h('div', {class: 'actions'}, field('Page size', limit), clear, apply));
+      h('div', {class: 'filter-row'},
+        field('Filter (JSON)', filterBox, h('span', null, 'must / should / must_not with match {value | any}, range {gt, gte, lt, lte}, exists; dotted keys. ',
+          h('a', {href: '#', id: 'filter-example', onclick: ev => { ev.preventDefault(); filterBox.value = FILTER_PLACEHOLDER; }}, 'Example'))),
+        h('div', {class: 'filter-actions'}, field('Page size', limit), clear, apply)));
     fill(root, form,
       h('section', {class: 'panel flush', 'aria-labelledby': 'points-h'},
         h('div', {class: 'panel-head'}, h('h2', {id: 'points-h'}, 'Points'), count),
@@ -1067,7 +1068,8 @@
         h('caption', {class: 'sr-only'}, 'Search results, nearest first'),
         h('thead', null, h('tr', null, h('th', {scope: 'col', class: 'num col-rank'}, 'Rank'), h('th', {scope: 'col', class: 'col-id'}, 'Id'),
           h('th', {scope: 'col', class: 'num col-distance'}, 'Distance'),
-          isText ? [h('th', {scope: 'col', class: 'num'}, 'BM25'), h('th', {scope: 'col', class: 'num'}, 'Score'), h('th', {scope: 'col'}, 'Sources')] : null,
+          isText ? [h('th', {scope: 'col', class: 'num'}, 'BM25'), h('th', {scope: 'col', class: 'num'}, 'Score'), h('th', {scope: 'col'}, 'Sources'),
+            h('th', {scope: 'col'}, 'Text')] : null,
           metaHeads(hits, keys))),
         h('tbody', null, hits.map((hit, i) => h('tr', {dataset: {id: hit.id}},
           h('td', {class: 'num'}, String(i + 1)),
@@ -1076,7 +1078,8 @@
           h('td', {class: 'num distance', dataset: {distance: hit.distance == null ? '' : String(hit.distance)}}, fmtDistance(hit.distance)),
           isText ? [h('td', {class: 'num'}, hit.bm25 == null ? '—' : hit.bm25.toFixed(3)),
             h('td', {class: 'num'}, hit.score == null ? '—' : hit.score.toFixed(4)),
-            h('td', null, (hit.sources || []).map(s => h('span', {class: 'tag'}, s)))] : null,
+            h('td', null, (hit.sources || []).map(s => h('span', {class: 'tag'}, s))),
+            h('td', {class: 'text-cell', title: hit.text && hit.text.length > 60 ? hit.text : null}, hit.text == null ? '—' : compact(hit.text, 120))] : null,
           keys.map(key => metaCell(hit.metadata ? hit.metadata[key] : undefined)))))));
     };
 
@@ -1124,7 +1127,7 @@
         const hits = r.results || [];
         renderHits(hits, mode === 'text');
         summary.textContent = `${hits.length} result${hits.length === 1 ? '' : 's'} for ${label} in ${ms.toFixed(0)} ms`;
-        state.search[store] = {label, query, hits: hits.map(x => ({id: x.id, distance: x.distance ?? x.score, vector: x.vector}))};
+        state.search[store] = {label, query, hits: hits.map(x => ({id: x.id, distance: x.distance ?? x.score, vector: x.vector, metadata: x.metadata}))};
         onMap.hidden = false;
       } catch {
         summary.textContent = 'The search failed.';
@@ -1184,7 +1187,9 @@
       counts.set(s, (counts.get(s) || 0) + 1);
     }
     const top = Array.from(counts.entries()).sort((a, b) => b[1] - a[1] || String(a[0]).localeCompare(String(b[0])));
-    const shown = top.slice(0, PALETTE.length - (top.length > PALETTE.length ? 1 : 0));
+    // the most frequent values, in their natural order, so that colours stay put when the sample changes
+    const shown = top.slice(0, PALETTE.length - (top.length > PALETTE.length ? 1 : 0))
+      .sort((a, b) => String(a[0]).localeCompare(String(b[0]), undefined, {numeric: true}));
     const colourOf = new Map(shown.map(([v], i) => [v, PALETTE[i]]));
     const OTHER = '#7f7f7f';
     let other = 0;
@@ -1232,10 +1237,11 @@
     return {x, y};
   }
 
-  function storeMap(ctx, root, stats) {
+  /** The map; the route may say `?limit=20000&color=lang` (kept in the address when changed here). */
+  function storeMap(ctx, root, stats, routeQuery = new URLSearchParams()) {
     const store = stats.name;
     const canvas = h('canvas', {id: 'map-canvas', tabindex: '0', role: 'img',
-      'aria-label': `2-D map of the points of store ${store}. Hover or move over a dot to see it; click to open it.`});
+      'aria-label': `2-D map of the points of store ${store}. Point at a dot to see it, click to open it; from the keyboard, arrows pan, plus and minus zoom, Enter opens the dot under the cross-hair.`});
     const overlay = h('canvas', {id: 'map-overlay', 'aria-hidden': 'true', class: 'map-overlay'});
     const tooltip = h('div', {class: 'tooltip', id: 'map-tooltip', hidden: true, role: 'tooltip'});
     const loading = h('div', {class: 'map-loading', id: 'map-loading'}, h('span', {class: 'spinner', 'aria-hidden': 'true'}), ' Sampling and projecting…');
@@ -1244,8 +1250,10 @@
     const reset = h('button', {type: 'button', class: 'btn', id: 'map-reset', 'aria-label': 'Reset the view'}, '⟲');
     const stage = h('div', {class: 'map-stage', id: 'map-stage'}, canvas, overlay, loading, tooltip,
       h('div', {class: 'map-controls'}, zoomIn, zoomOut, reset));
-    const limit = h('input', {type: 'number', id: 'map-limit', min: 1, max: MAP_MAX_LIMIT, value: String(MAP_DEFAULT_LIMIT)});
-    const filterBox = h('textarea', {id: 'map-filter', rows: 3, spellcheck: 'false', placeholder: '{"must": [{"key": "lang", "match": {"value": "en"}}]}'});
+    const asked = Number(routeQuery.get('limit'));
+    const limit = h('input', {type: 'number', id: 'map-limit', min: 1, max: MAP_MAX_LIMIT,
+      value: String(asked >= 1 ? Math.min(MAP_MAX_LIMIT, Math.floor(asked)) : MAP_DEFAULT_LIMIT)});
+    const filterBox = h('textarea', {id: 'map-filter', rows: 2, spellcheck: 'false', placeholder: '{"must": [{"key": "lang", "match": {"value": "en"}}]}'});
     const redraw = h('button', {type: 'submit', class: 'btn btn-primary', id: 'map-redraw'}, 'Draw');
     const status = h('p', {id: 'map-status', 'aria-live': 'polite', class: 'muted'}, 'Loading…');
     const colourSel = h('select', {id: 'map-color'}, h('option', {value: ''}, '(one colour)'));
@@ -1275,6 +1283,7 @@
     let view = {k: 1, tx: 0, ty: 0};
     let base = null;          // fit: {cx, cy, s}
     let hover = -1;
+    let kbd = false;          // focused from the keyboard: a cross-hair marks the centre
     let hits = [];            // projected search hits {id, x, y, rank}
     let query = null;         // projected query vector
     let W = 0;
@@ -1422,22 +1431,48 @@
           g.stroke();
         }
       }
+      if (kbd) {
+        g.lineWidth = 1;
+        g.strokeStyle = ring;
+        g.beginPath();
+        g.moveTo(W / 2 - 12, H / 2); g.lineTo(W / 2 - 4, H / 2); g.moveTo(W / 2 + 4, H / 2); g.lineTo(W / 2 + 12, H / 2);
+        g.moveTo(W / 2, H / 2 - 12); g.lineTo(W / 2, H / 2 - 4); g.moveTo(W / 2, H / 2 + 4); g.lineTo(W / 2, H / 2 + 12);
+        g.stroke();
+      }
       if (hover >= 0) {
         g.lineWidth = 2;
         g.strokeStyle = ring;
         g.beginPath(); g.arc(sx[hover], sy[hover], radius() + 3, 0, Math.PI * 2); g.stroke();
+      } else if (hover <= -2 && hits[-hover - 2]) {
+        const [x, y] = toScreen(hits[-hover - 2].x, hits[-hover - 2].y);
+        g.lineWidth = 2;
+        g.strokeStyle = ring;
+        g.beginPath(); g.arc(x, y, 11, 0, Math.PI * 2); g.stroke();
       }
     };
 
-    const nearest = (mx, my) => {
+    // hover targets: i >= 0 is a dot of the sample, i <= -2 the search hit -i - 2 (often not in the sample)
+    const itemOf = i => (i >= 0 ? data.points[i] : hits[-i - 2]);
+
+    const nearest = (mx, my, reach = 1, within = 0) => {
       if (!sx) return -1;
+      if (showHits.checked) {
+        let bestHit = -1;
+        let bestHitD = Math.max(9, within) ** 2;
+        hits.forEach((q, j) => {
+          const [x, y] = toScreen(q.x, q.y);
+          const d = (x - mx) ** 2 + (y - my) ** 2;
+          if (d <= bestHitD) { bestHitD = d; bestHit = j; }
+        });
+        if (bestHit >= 0) return -bestHit - 2;
+      }
       const cx = Math.floor(mx / CELL);
       const cy = Math.floor(my / CELL);
-      const maxD = Math.max(7, radius() + 3);
+      const maxD = Math.max(7, radius() + 3, within);
       let best = -1;
       let bestD = maxD * maxD;
-      for (let i = cx - 1; i <= cx + 1; i++) {
-        for (let j = cy - 1; j <= cy + 1; j++) {
+      for (let i = cx - reach; i <= cx + reach; i++) {
+        for (let j = cy - reach; j <= cy + reach; j++) {
           const cell = grid.get(i * 100003 + j);
           if (!cell) continue;
           for (const k of cell) {
@@ -1450,9 +1485,9 @@
     };
 
     const showTooltip = (i, mx, my) => {
-      if (i < 0) { tooltip.hidden = true; return; }
-      const p = data.points[i];
-      const hitRank = hits.findIndex(q => q.id === p.id);
+      if (i === -1) { tooltip.hidden = true; return; }
+      const p = itemOf(i);
+      const hitRank = i >= 0 ? hits.findIndex(q => q.id === p.id) : -i - 2;
       const meta = p.metadata && typeof p.metadata === 'object' ? Object.entries(p.metadata) : [];
       fill(tooltip,
         h('div', {class: 'tt-id'}, p.id),
@@ -1475,7 +1510,7 @@
     const setHover = (i, mx, my) => {
       if (i !== hover) { hover = i; drawOverlay(); }
       showTooltip(i, mx, my);
-      canvas.setAttribute('aria-description', i >= 0 ? `point ${data.points[i].id}` : '');
+      canvas.setAttribute('aria-description', i !== -1 ? `point ${itemOf(i).id}` : '');
     };
 
     const legendFor = col => {
@@ -1510,7 +1545,7 @@
       const proj = data.projection;
       last.hits.forEach((hit, i) => {
         const xy = project(proj, hit.vector);
-        if (xy) hits.push({id: hit.id, rank: i + 1, ...xy});
+        if (xy) hits.push({id: hit.id, rank: i + 1, metadata: hit.metadata, ...xy});
       });
       if (last.query) query = project(proj, last.query);
       const sw = h('span', {class: 'sw ring', 'aria-hidden': 'true'});
@@ -1529,6 +1564,10 @@
       const n = Math.min(MAP_MAX_LIMIT, Math.max(1, Number(limit.value) || MAP_DEFAULT_LIMIT));
       limit.value = String(n);
       const body = {limit: n, with_metadata: true};
+      if (n !== MAP_DEFAULT_LIMIT || routeQuery.has('limit')) {
+        routeQuery.set('limit', String(n));
+        history.replaceState(null, '', `#/store/${enc(store)}/map?${routeQuery}`);
+      }
       if (filter) body.filter = filter;
       loading.hidden = false;
       redraw.disabled = true;
@@ -1543,8 +1582,10 @@
         const keys = metaKeys(r.points, 60).filter(k => k !== '_text');
         const prevKey = colourSel.value;
         fill(colourSel, h('option', {value: ''}, '(one colour)'), ...keys.map(k => h('option', {value: k}, k)));
-        let pick = keys.includes(prevKey) ? prevKey : '';
-        if (!pick) {
+        const wanted = routeQuery.get('color');
+        let pick = keys.includes(prevKey) ? prevKey : wanted !== null && (wanted === '' || keys.includes(wanted)) ? wanted : '';
+        const chosen = wanted !== null || keys.includes(prevKey);
+        if (!pick && !chosen) {
           pick = keys.find(k => {
             const vals = new Set(r.points.slice(0, 2000).map(p => p.metadata && JSON.stringify(p.metadata[k])));
             return vals.size >= 2 && vals.size <= 12;
@@ -1596,7 +1637,7 @@
       canvas.classList.remove('panning');
       if (wasDrag || !data) return;
       const i = nearest(ev.offsetX, ev.offsetY);
-      if (i >= 0) openPoint(store, data.points[i].id).catch(() => {});
+      if (i !== -1) openPoint(store, itemOf(i).id).catch(() => {});
     });
     canvas.addEventListener('pointerleave', () => { if (!drag) setHover(-1, 0, 0); });
     const zoomAt = (factor, mx, my) => {
@@ -1617,16 +1658,28 @@
     zoomIn.addEventListener('click', () => data && zoomAt(1.5, W / 2, H / 2));
     zoomOut.addEventListener('click', () => data && zoomAt(1 / 1.5, W / 2, H / 2));
     reset.addEventListener('click', () => { if (data) { view = {k: 1, tx: 0, ty: 0}; draw(); } });
+    // keyboard: arrows pan, + / - zoom, 0 resets; the dot nearest the centre (cross-hair) is shown, Enter opens it
+    const pickCentre = () => { if (kbd && data) setHover(nearest(W / 2, H / 2, 2, 24), W / 2, H / 2); };
     canvas.addEventListener('keydown', ev => {
       if (!data) return;
       const step = 40;
       const keys = {ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step]};
+      kbd = true;
       if (keys[ev.key]) { view.tx += keys[ev.key][0]; view.ty += keys[ev.key][1]; draw(); ev.preventDefault(); }
       else if (ev.key === '+' || ev.key === '=') { zoomAt(1.5, W / 2, H / 2); ev.preventDefault(); }
       else if (ev.key === '-') { zoomAt(1 / 1.5, W / 2, H / 2); ev.preventDefault(); }
       else if (ev.key === '0') { view = {k: 1, tx: 0, ty: 0}; draw(); ev.preventDefault(); }
+      else if (ev.key === 'Enter' && hover !== -1) { openPoint(store, itemOf(hover).id).catch(() => {}); ev.preventDefault(); return; }
+      else return;
+      pickCentre();
     });
-    colourSel.addEventListener('change', () => { if (data) { applyColour(); draw(); } });
+    canvas.addEventListener('focus', () => { kbd = canvas.matches(':focus-visible'); drawOverlay(); pickCentre(); });
+    canvas.addEventListener('blur', () => { kbd = false; setHover(-1, 0, 0); drawOverlay(); });
+    colourSel.addEventListener('change', () => {
+      routeQuery.set('color', colourSel.value);
+      history.replaceState(null, '', `#/store/${enc(store)}/map?${routeQuery}`);
+      if (data) { applyColour(); draw(); }
+    });
     showHits.addEventListener('change', () => drawOverlay());
     form.addEventListener('submit', ev => { ev.preventDefault(); load(); });
 
@@ -2082,21 +2135,30 @@
     g.save();
     g.beginPath(); g.rect(L, T - 2, W - L - R, H - T - B + 4); g.clip();
     series.forEach((s, si) => {
-      g.strokeStyle = s.colour;
-      g.lineWidth = si === 0 ? 2.2 : 1.6;
-      g.lineJoin = 'round';
-      g.beginPath();
-      let pen = false;
+      // runs of samples without a gap (a missed scrape or a store that was not there)
+      const runs = [];
+      let run = [];
       let prevT = null;
       for (const [t, v] of s.points) {
-        if (v == null || (prevT != null && t - prevT > POLL_MS * 3)) { pen = false; }
-        if (v != null) {
-          if (pen) g.lineTo(X(t), Y(v)); else g.moveTo(X(t), Y(v));
-          pen = true;
-        }
+        if (v == null || (prevT != null && t - prevT > POLL_MS * 3)) { if (run.length) runs.push(run); run = []; }
+        if (v != null) run.push([X(t), Y(v)]);
         prevT = t;
       }
-      g.stroke();
+      if (run.length) runs.push(run);
+      g.strokeStyle = s.colour;
+      g.fillStyle = s.colour;
+      g.lineWidth = si === 0 ? 2.2 : 1.6;
+      g.lineJoin = 'round';
+      for (const r of runs) {
+        g.beginPath();
+        if (r.length === 1) {
+          g.arc(r[0][0], r[0][1], 2.5, 0, Math.PI * 2);
+          g.fill();
+          continue;
+        }
+        r.forEach(([x, y], i) => (i ? g.lineTo(x, y) : g.moveTo(x, y)));
+        g.stroke();
+      }
     });
     g.restore();
     const any = series.some(s => s.points.some(([, v]) => v != null));

@@ -1525,6 +1525,18 @@ pub struct ClusterStore {
     pub shards: Vec<ClusterShard>,
 }
 
+/// A shard transfer in progress: a replica moving from one node to another.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ClusterTransfer {
+    pub store: String,
+    pub shard: u32,
+    pub from_node_id: String,
+    pub to_node_id: String,
+    /// `filling`: the new replica takes writes and is being filled from a live replica.
+    pub phase: String,
+    pub started_unix_ms: u64,
+}
+
 /// The cluster as the index manager publishes it (REST `GET /v1/cluster`): nodes and their states, and where
 /// every replica of every store lives. `rvdb serve` is a cluster of one node (`local`).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -1534,6 +1546,8 @@ pub struct ClusterStatus {
     pub cluster_id: String,
     pub nodes: Vec<ClusterNode>,
     pub stores: Vec<ClusterStore>,
+    /// Shard transfers in progress (`rvdb move-shard`).
+    pub transfers: Vec<ClusterTransfer>,
 }
 
 #[cfg(test)]

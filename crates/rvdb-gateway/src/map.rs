@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::api::{
-    ClusterNode, ClusterReplica, ClusterShard, ClusterStatus, ClusterStore, MAX_MAP_POINTS, MapPoint, MapProjection,
-    MapRequest, StoreMap,
+    ClusterNode, ClusterReplica, ClusterShard, ClusterStatus, ClusterStore, ClusterTransfer, MAX_MAP_POINTS, MapPoint,
+    MapProjection, MapRequest, StoreMap,
 };
 use crate::error::{GatewayError, Result};
 use crate::gateway::Gateway;
@@ -156,7 +156,19 @@ impl Gateway {
             })
             .collect();
         stores.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(ClusterStatus { version: t.version, cluster_id: t.cluster_id, nodes, stores })
+        let transfers = t
+            .transfers
+            .iter()
+            .map(|x| ClusterTransfer {
+                store: x.store.clone(),
+                shard: x.shard,
+                from_node_id: x.from_node_id.clone(),
+                to_node_id: x.to_node_id.clone(),
+                phase: x.phase.clone(),
+                started_unix_ms: x.started_unix_ms,
+            })
+            .collect();
+        Ok(ClusterStatus { version: t.version, cluster_id: t.cluster_id, nodes, stores, transfers })
     }
 }
 

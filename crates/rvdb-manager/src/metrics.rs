@@ -109,3 +109,31 @@ pub fn register(manager: &Arc<Manager>) {
         tracing::debug!(error = %e, "manager metrics already registered in this process");
     }
 }
+
+/// Shard transfers by outcome (`started`, `done`, `rolled_back`; in progress = started − done − rolled_back).
+static TRANSFERS: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "rvdb_manager_shard_transfers_total",
+        "Shard transfers (moves of a replica to another node), by outcome: started, done, rolled_back.",
+        &["outcome"]
+    )
+    .expect("metric registered once")
+});
+
+/// Records (points and tombstones) copied by finished shard transfers.
+static TRANSFER_RECORDS: std::sync::LazyLock<prometheus::IntCounter> = std::sync::LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "rvdb_manager_shard_transfer_records_total",
+        "Records (points and tombstones) copied to new replicas by finished shard transfers."
+    )
+    .expect("metric registered once")
+});
+
+pub(crate) fn transfer_started() {
+    TRANSFERS.with_label_values(&["started"]).inc();
+}
+
+pub(crate) fn transfer_finished(outcome: &str, records: u64) {
+    TRANSFERS.with_label_values(&[outcome]).inc();
+    TRANSFER_RECORDS.inc_by(records);
+}

@@ -133,6 +133,16 @@ impl IndexManager for IndexManagerService {
         let started = self.manager.rebuild_index(&req.into_inner().name).await?;
         Ok(Response::new(pb::ManagerRebuildIndexResponse { started }))
     }
+
+    async fn move_shard(&self, req: Request<pb::MoveShardRequest>) -> Result<Response<pb::MoveShardResponse>, Status> {
+        let req = req.into_inner();
+        let report = self.manager.move_shard(&req.store, req.shard, &req.from_node_id, &req.to_node_id).await?;
+        Ok(Response::new(pb::MoveShardResponse {
+            records: report.records,
+            elapsed_ms: report.elapsed.as_millis() as u64,
+            version: report.version,
+        }))
+    }
 }
 
 /// The manager as a [`ManagerApi`] for services in the same process (the node agent and gateway of `rvdb

@@ -42,6 +42,11 @@ pub enum NodeError {
          changed at epoch {held}: refresh the routing table and send it again"
     )]
     StaleEpoch { key: ShardKey, held: u64, sent: u64 },
+    #[error(
+        "store shard {0}: this replica is being filled by a shard transfer and serves no reads yet; read another \
+         replica"
+    )]
+    Filling(ShardKey),
 }
 
 impl NodeError {
@@ -69,7 +74,7 @@ impl From<NodeError> for Status {
             | NodeError::StorageCall(_)
             | NodeError::Io(_)
             | NodeError::Encode { .. } => Code::Internal,
-            NodeError::Reloading(_) => Code::Unavailable,
+            NodeError::Reloading(_) | NodeError::Filling(_) => Code::Unavailable,
             NodeError::DiskFull { .. } => Code::ResourceExhausted,
             NodeError::Corrupt { .. } => Code::DataLoss,
             NodeError::StaleEpoch { held, .. } => {

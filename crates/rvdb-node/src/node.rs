@@ -90,6 +90,10 @@ struct ShardMeta {
     /// after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cf: Option<String>,
+    /// Being filled by a shard transfer: takes writes, serves no reads until the manager's catch-up of it
+    /// completes ([`Node::set_filling`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    filling: bool,
 }
 
 impl ShardMeta {
@@ -201,6 +205,7 @@ impl Node {
                 Lease::new(Cf::Opened(cf.to_string()), &slots),
                 options.index,
             )?;
+            shard.set_filling(meta.filling);
             tracing::info!(shard = %key, elapsed_ms = started.elapsed().as_millis() as u64, "loaded shard");
             shards.insert(key, shard);
         }
@@ -241,6 +246,7 @@ impl Node {
             shard: key.shard,
             config: config.clone(),
             cf: Some(cf.name().to_string()),
+            filling: false,
         };
         let created = self.write_meta(&key, &meta).and_then(|()| {
             self.remove_graph_snapshot(&key); // a leftover of an earlier store of this name
@@ -258,6 +264,23 @@ impl Node {
                 Err(e)
             }
         }
+    }
+
+    /// Marks a replica as being filled by a shard transfer (it takes writes but refuses reads with
+    /// [`NodeError::Filling`], so a client never reads a half-copied replica), or as filled. Persisted in the
+    /// replica's meta, so a restart in the middle of a transfer keeps refusing reads.
+    pub fn set_filling(&self, key: &ShardKey, filling: bool) -> Result<(), NodeError> {
+        let _admin = self.lock_admin();
+        let shard = self.shard(key)?;
+        let bytes = self.db.get(meta_key(key))?.ok_or_else(|| NodeError::ShardNotFound(key.clone()))?;
+        let mut meta: ShardMeta = serde_json::from_slice(&bytes)
+            .map_err(|e| NodeError::Corrupt { key: key.clone(), message: format!("shard meta: {e}") })?;
+        if meta.filling != filling {
+            meta.filling = filling;
+            self.write_meta(key, &meta)?;
+        }
+        shard.set_filling(filling);
+        Ok(())
     }
 
     fn write_meta(&self, key: &ShardKey, meta: &ShardMeta) -> Result<(), NodeError> {
@@ -355,6 +378,7 @@ impl Node {
         old.retire();
         let _writes = old.lock_writes();
         let fresh = self.load_shard(key.clone(), old.config().clone(), old.lease().clone())?;
+        fresh.set_filling(old.is_filling());
         self.shard_map_mut().insert(key.clone(), fresh);
         tracing::info!(shard = %key, "shard reloaded after panic");
         Ok(())

@@ -204,9 +204,12 @@ impl StorageNode for StorageNodeService {
         record_shard(&key);
         let config = config_from_pb(req.config.ok_or_else(|| Status::invalid_argument("config is required"))?)
             .map_err(|e| Status::from(NodeError::from(e)))?;
-        let epoch = req.placement_epoch;
+        let (epoch, filling) = (req.placement_epoch, req.filling);
         self.blocking(move |n| {
             n.create_shard(key.clone(), config)?;
+            if filling {
+                n.set_filling(&key, true)?;
+            }
             if epoch > 0 {
                 n.with_shard(&key, |s| s.raise_epoch(epoch))?;
             }
@@ -262,7 +265,7 @@ impl StorageNode for StorageNodeService {
         let key = shard_key(req.shard)?;
         record_shard(&key);
         let ids = req.ids;
-        let points = self.blocking(move |n| n.with_shard(&key, |s| s.get(&ids))).await?;
+        let points = self.blocking(move |n| n.with_shard(&key, |s| s.readable().and_then(|()| s.get(&ids)))).await?;
         let points = points.into_iter().map(|p| point_to_pb(p, req.with_vector, req.with_metadata)).collect();
         Ok(Response::new(pb::GetResponse { points }))
     }
@@ -311,7 +314,9 @@ impl StorageNode for StorageNodeService {
         };
         let vector = req.vector;
         let store = key.store.clone();
-        let out = self.blocking(move |n| n.with_shard(&key, |s| s.search(&vector, &opts))).await?;
+        let out = self
+            .blocking(move |n| n.with_shard(&key, |s| s.readable().and_then(|()| s.search(&vector, &opts))))
+            .await?;
         crate::metrics::search_served(&store);
         Ok(Response::new(pb::SearchResponse {
             results: out.points.into_iter().map(scored_to_pb).collect(),
@@ -328,6 +333,7 @@ impl StorageNode for StorageNodeService {
         let key = shard_key(req.shard)?;
         record_shard(&key);
         let shard = self.node.shard(&key)?;
+        shard.readable()?;
         let chunk_size = if req.chunk_size == 0 { 1000 } else { req.chunk_size.min(100_000) as usize };
         let (wv, wm, start_after) = (req.with_vector, req.with_metadata, req.start_after);
         let filter = parse_filter(&req.filter_json)?;
@@ -362,7 +368,9 @@ impl StorageNode for StorageNodeService {
         let key = shard_key(req.shard)?;
         record_shard(&key);
         let filter = parse_filter(&req.filter_json)?;
-        let count = self.blocking(move |n| n.with_shard(&key, |s| s.count(filter.as_ref()))).await?;
+        let count = self
+            .blocking(move |n| n.with_shard(&key, |s| s.readable().and_then(|()| s.count(filter.as_ref()))))
+            .await?;
         Ok(Response::new(pb::CountResponse { count }))
     }
 
@@ -372,7 +380,8 @@ impl StorageNode for StorageNodeService {
         let key = shard_key(req.shard)?;
         record_shard(&key);
         let terms = query_terms(req.terms, Vec::new())?;
-        let stats = self.blocking(move |n| n.with_shard(&key, |s| s.text_stats(&terms))).await?;
+        let stats =
+            self.blocking(move |n| n.with_shard(&key, |s| s.readable().and_then(|()| s.text_stats(&terms)))).await?;
         Ok(Response::new(corpus_stats_to_pb(stats)))
     }
 
@@ -396,7 +405,10 @@ impl StorageNode for StorageNodeService {
         let store = key.store.clone();
         let hits = self
             .blocking(move |n| {
-                n.with_shard(&key, |s| s.keyword_search(&terms, collection.as_ref(), k, filter.as_ref(), wv, wm))
+                n.with_shard(&key, |s| {
+                    s.readable()?;
+                    s.keyword_search(&terms, collection.as_ref(), k, filter.as_ref(), wv, wm)
+                })
             })
             .await?;
         crate::metrics::search_served(&store);
@@ -594,6 +606,10 @@ impl StorageNode for StorageNodeService {
         }
         // what was applied is on disk before the manager lets this replica serve reads
         self.blocking(|n| n.sync_wal()).await?;
+        if req.finish_fill {
+            let key = key.clone();
+            self.blocking(move |n| n.set_filling(&key, false)).await?;
+        }
         tracing::info!(shard = %key, received = out.received, applied = out.applied,
             elapsed_ms = started.elapsed().as_millis() as u64, "caught up from peer");
         Ok(Response::new(out))

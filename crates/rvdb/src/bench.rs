@@ -614,7 +614,12 @@ async fn insert(
     };
     let shard = Some(pb::ShardId { store: "bench_grpc".into(), shard: 0 });
     client
-        .create_shard(pb::CreateShardRequest { shard: shard.clone(), config: Some(config), placement_epoch: 0 })
+        .create_shard(pb::CreateShardRequest {
+            shard: shard.clone(),
+            config: Some(config),
+            placement_epoch: 0,
+            filling: false,
+        })
         .await?;
     let t = Instant::now();
     for (b, chunk) in vectors.chunks(batch).enumerate() {

@@ -97,6 +97,8 @@ enum Command {
     Probe(ops::ProbeArgs),
     /// The cluster as the index manager sees it (JSON): node states, placement, optionally replica digests.
     ClusterStatus(ops::ClusterStatusArgs),
+    /// Move one replica of a shard to another node while reads and writes continue (shard transfer).
+    MoveShard(ops::MoveShardArgs),
     /// The config file and the settings in force (`rvdb config show`).
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -137,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             Command::McpStdio(args) => server::mcp_stdio(args).await,
             Command::Probe(args) => ops::probe(args).await,
             Command::ClusterStatus(args) => ops::cluster_status(args).await,
+            Command::MoveShard(args) => ops::move_shard(args).await,
             Command::Config(cmd) => config::run(cmd),
             Command::Client(cmd) => client::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,

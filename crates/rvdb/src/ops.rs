@@ -132,6 +132,53 @@ pub async fn cluster_status(args: ClusterStatusArgs) -> anyhow::Result<()> {
                         "last_heartbeat_unix_ms": n.last_heartbeat_unix_ms})
         })
         .collect();
-    println!("{}", json!({"version": t.version, "nodes": nodes, "stores": stores}));
+    let transfers: Vec<_> = t
+        .transfers
+        .iter()
+        .map(|x| {
+            json!({"store": x.store, "shard": x.shard, "from": x.from_node_id, "to": x.to_node_id, "phase": x.phase,
+                   "started_unix_ms": x.started_unix_ms})
+        })
+        .collect();
+    println!("{}", json!({"version": t.version, "nodes": nodes, "stores": stores, "transfers": transfers}));
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MoveShardArgs {
+    /// The index manager's gRPC URL.
+    #[arg(long, env = "RVDB_MANAGER", default_value = "http://127.0.0.1:50060")]
+    pub manager: String,
+    #[arg(long)]
+    pub store: String,
+    #[arg(long)]
+    pub shard: u32,
+    /// The node that holds the replica now.
+    #[arg(long)]
+    pub from: String,
+    /// The node to move it to (up, without a replica of this shard).
+    #[arg(long)]
+    pub to: String,
+}
+
+/// Moves a replica (`rvdb move-shard`): prints the records copied and the time taken as JSON when done.
+pub async fn move_shard(args: MoveShardArgs) -> anyhow::Result<()> {
+    let mut m = pb::index_manager_client::IndexManagerClient::new(
+        rvdb_proto::connect(&args.manager)
+            .await
+            .with_context(|| format!("connecting to the manager at {}", args.manager))?,
+    );
+    let req = pb::MoveShardRequest {
+        store: args.store.clone(),
+        shard: args.shard,
+        from_node_id: args.from.clone(),
+        to_node_id: args.to.clone(),
+    };
+    let r = m.move_shard(req).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+    println!(
+        "{}",
+        json!({"store": args.store, "shard": args.shard, "from": args.from, "to": args.to, "records": r.records,
+               "elapsed_ms": r.elapsed_ms, "routing_version": r.version})
+    );
     Ok(())
 }

@@ -153,6 +153,7 @@ impl Manager {
             since_version: 0,
             buckets: ANTI_ENTROPY_BUCKETS,
             only_buckets: buckets,
+            finish_fill: false,
         };
         // 1. the first replica takes what each other one has newer
         let mut applied = 0;

@@ -74,6 +74,7 @@ impl Manager {
                     shard: Some(id.clone()),
                     config: Some(pb_config.clone()),
                     placement_epoch: 0, // the store's first epoch is its publish version, learnt from the writes
+                    filling: false,
                 };
                 let client = self.client(&address)?;
                 let mut result = client.create_shard(req.clone()).await;

@@ -235,6 +235,7 @@ impl Manager {
             shard: Some(id.clone()),
             config: Some(config_to_pb(config)),
             placement_epoch: epoch,
+            filling: false,
         };
         let since = match client.create_shard(req).await {
             Ok(_) => Some(0), // the replica was missing: it needs everything

@@ -46,9 +46,13 @@
 //! pull from each other the buckets that differ, so replicas converge after any fault without a restart, even
 //! when no one reported the divergence ([`anti_entropy`]).
 //!
-//! Modules by concern: [`catalog`], [`placement`], [`rebalance`] (plans: moves that balance nodes, new homes for
-//! a departed node's replicas), [`membership`] (with catch-up), [`repair`], [`anti_entropy`];
-//! this file holds the state, its persistence and the routing table it publishes.
+//! **Shard transfer.** A replica moves to another node while reads and writes continue: the new replica joins
+//! the set filling (writes, no reads) under a new epoch, is filled from a live replica, then replaces the old one
+//! ([`transfer`]).
+//!
+//! Modules by concern: [`catalog`], [`placement`], [`rebalance`] (plans: moves that balance nodes, new homes for a
+//! departed node's replicas), [`transfer`] (moving a replica), [`membership`] (with catch-up), [`repair`],
+//! [`anti_entropy`]; this file holds the state, its persistence and the routing table it publishes.
 
 mod anti_entropy;
 mod catalog;
@@ -56,9 +60,11 @@ mod membership;
 mod placement;
 pub mod rebalance;
 mod repair;
+mod transfer;
 
 pub use anti_entropy::{ANTI_ENTROPY_BUCKETS, AntiEntropyStats};
 pub use placement::place;
+pub use transfer::MoveReport;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -176,6 +182,8 @@ struct State {
     creating: BTreeSet<String>,
     /// Replicas to repair after missed writes: (node id, store, shard) → lowest missed version.
     repairs: BTreeMap<(String, String, u32), u64>,
+    /// Shard transfers in progress, by (store, shard) ([`transfer`]).
+    transfers: BTreeMap<(String, u32), transfer::Transfer>,
 }
 
 impl StoreEntry {
@@ -278,6 +286,18 @@ impl State {
                 })
                 .collect(),
             stores: self.stores.values().map(route_to_pb).collect(),
+            transfers: self
+                .transfers
+                .iter()
+                .map(|((store, shard), t)| pb::ShardTransfer {
+                    store: store.clone(),
+                    shard: *shard,
+                    from_node_id: t.from.clone(),
+                    to_node_id: t.to.clone(),
+                    phase: "filling".into(),
+                    started_unix_ms: t.started_unix_ms,
+                })
+                .collect(),
         }
     }
 }
@@ -374,6 +394,13 @@ impl Manager {
                 );
             } else if key == "version" {
                 state.version = v.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+            } else if let Some(name) = key.strip_prefix("transfer:") {
+                let (store, shard) = name.rsplit_once('#').unwrap_or((name, ""));
+                let t: transfer::Transfer =
+                    serde_json::from_slice(&v).map_err(|e| storage(format!("transfer {name}: {e}")))?;
+                if let Ok(shard) = shard.parse() {
+                    state.transfers.insert((store.to_string(), shard), t);
+                }
             } else if key == "cluster_id" {
                 state.cluster_id = String::from_utf8_lossy(&v).into_owned();
             }
@@ -392,7 +419,7 @@ impl Manager {
             "catalog loaded"
         );
         let (table_tx, _) = watch::channel(Arc::new(state.table()));
-        Ok(Arc::new(Manager {
+        let manager = Arc::new(Manager {
             db,
             state: Mutex::new(state),
             admin: tokio::sync::Mutex::new(()),
@@ -402,7 +429,9 @@ impl Manager {
             options,
             anti_entropy: AntiEntropyStats::default(),
             closed: watch::Sender::new(false),
-        }))
+        });
+        manager.recover_transfers()?;
+        Ok(manager)
     }
 
     pub fn options(&self) -> &ManagerOptions {

@@ -266,6 +266,8 @@ pub struct Shard {
     /// A rebuild was asked for while a build ran: it starts from the points when that build ends, so a
     /// request is never dropped (the running build may predate the points or settings it was asked for).
     rebuild_queued: AtomicBool,
+    /// Being filled by a shard transfer: reads are refused ([`Shard::readable`]).
+    filling: AtomicBool,
     /// The running build's progress (for metrics); `None` when no build runs.
     build_progress: Mutex<Option<Arc<rvdb_core::engine::BuildProgress>>>,
     key: ShardKey,
@@ -359,6 +361,7 @@ impl Shard {
             me: me.clone(),
             building: AtomicBool::new(false),
             rebuild_queued: AtomicBool::new(false),
+            filling: AtomicBool::new(false),
             build_progress: Mutex::new(None),
             graph_path,
             key,
@@ -386,6 +389,23 @@ impl Shard {
 
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// Ok unless this replica is being filled by a shard transfer ([`NodeError::Filling`]: UNAVAILABLE, so a
+    /// gateway reads another replica).
+    pub fn readable(&self) -> Result<(), NodeError> {
+        if self.filling.load(Ordering::SeqCst) {
+            return Err(NodeError::Filling(self.key.clone()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_filling(&self, filling: bool) {
+        self.filling.store(filling, Ordering::SeqCst);
+    }
+
+    pub fn is_filling(&self) -> bool {
+        self.filling.load(Ordering::SeqCst)
     }
 
     /// The placement epoch this replica holds.

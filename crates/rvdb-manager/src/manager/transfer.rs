@@ -1,0 +1,270 @@
+//! Shard transfer: moving one replica of a shard to another node while reads and writes continue.
+//!
+//! 1. **Create** the new replica on the target as *filling*: it takes writes but refuses reads (UNAVAILABLE, so a
+//!    gateway reads another replica), and it stays so across restarts until filled.
+//! 2. **Join**: the target is appended to the shard's replica list (last, so it is not the preferred reader) under
+//!    a new placement epoch, and every live replica is fenced at that epoch and waited for. From then on no write
+//!    can land on the shard's other replicas without being sent to the target too (a gateway with an older table
+//!    is refused and refetches it), so the snapshot pulled next holds everything the target may lack.
+//! 3. **Fill**: the target pulls every record from a live replica (the source if it is up), with versions, by
+//!    last-write-wins, fsyncs, and starts serving reads.
+//! 4. **Switch**: the target takes the source's place in the list (its read preference too) under a new epoch; the
+//!    remaining replicas and the source are fenced, so a write routed to the old set is refused and resent.
+//! 5. **Drop** the source's replica (best effort: otherwise it is an orphan, dropped at the node's next heartbeat).
+//!
+//! A failure before the switch rolls the transfer back (the target leaves the list under a new epoch and its
+//! replica is dropped): the shard is as before, nothing written is lost, since the old replicas took every write.
+//! The transfer is recorded in the catalog while it runs (`transfer:<store>#<shard>`): a manager that restarts in
+//! the middle rolls back a transfer that had not switched and finishes one that had. Transfers run one at a time,
+//! under the catalog lock (store creation and drops wait meanwhile).
+
+use super::*;
+
+/// A transfer in progress, as recorded in the catalog and shown in the routing table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Transfer {
+    pub from: String,
+    pub to: String,
+    pub started_unix_ms: u64,
+}
+
+/// What a finished move did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoveReport {
+    /// Records (points and tombstones) the fill copied.
+    pub records: u64,
+    pub elapsed: Duration,
+    /// The routing version that routes to the new replica.
+    pub version: u64,
+}
+
+pub(super) fn transfer_key(store: &str, shard: u32) -> String {
+    format!("transfer:{store}#{shard}")
+}
+
+impl State {
+    /// Sets `shard`'s placement epoch to the version about to be published and puts its store record in `batch`.
+    fn bump_shard_epoch(&mut self, store: &str, shard: u32, batch: &mut rocksdb::WriteBatch) -> Result<()> {
+        let epoch = self.version + 1;
+        let entry = self.stores.get_mut(store).ok_or_else(|| ManagerError::NotFound(format!("store '{store}'")))?;
+        entry.epochs.resize(entry.shards.len(), 0);
+        entry.epochs[shard as usize] = epoch;
+        batch.put(format!("store:{store}"), encode(&*entry)?);
+        Ok(())
+    }
+}
+
+impl Manager {
+    /// Moves `store`'s replica of `shard` from node `from` to node `to` (see the module docs).
+    pub async fn move_shard(&self, store: &str, shard: u32, from: &str, to: &str) -> Result<MoveReport> {
+        let started = Instant::now();
+        let _admin = self.admin.lock().await;
+        let id = pb::ShardId { store: store.to_string(), shard };
+        let (config, to_address) = {
+            let state = self.state();
+            let entry = state
+                .stores
+                .get(store)
+                .ok_or_else(|| ManagerError::NotFound(format!("store '{store}' does not exist")))?;
+            let replicas = entry.shards.get(shard as usize).ok_or_else(|| {
+                ManagerError::InvalidArgument(format!(
+                    "store '{store}' has {} shards; there is no shard {shard}",
+                    entry.shards.len()
+                ))
+            })?;
+            if !replicas.iter().any(|n| n == from) {
+                return Err(ManagerError::InvalidArgument(format!(
+                    "node {from:?} holds no replica of shard {shard} of store '{store}' (its replicas: {})",
+                    replicas.join(", ")
+                )));
+            }
+            if replicas.iter().any(|n| n == to) {
+                return Err(ManagerError::AlreadyExists(format!(
+                    "node {to:?} already holds a replica of shard {shard} of store '{store}'"
+                )));
+            }
+            let target =
+                state.nodes.get(to).ok_or_else(|| ManagerError::NotFound(format!("node {to:?} is not registered")))?;
+            if target.state != NodeState::Up {
+                return Err(ManagerError::NotEnoughNodes(format!(
+                    "node {to:?} is {:?}: a shard moves only to a node that is up",
+                    target.state
+                )));
+            }
+            (entry.config.clone(), target.address.clone())
+        };
+        tracing::info!(store, shard, from, to, "shard transfer: starting");
+        // 1. the new replica, filling (a leftover of an earlier, interrupted transfer is dropped first)
+        let create = || pb::CreateShardRequest {
+            shard: Some(id.clone()),
+            config: Some(config_to_pb(&config)),
+            placement_epoch: self.state().stores.get(store).map_or(0, |e| e.epoch(shard)),
+            filling: true,
+        };
+        let client = self.client(&to_address)?;
+        match client.create_shard(create()).await {
+            Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                client.drop_shard(pb::DropShardRequest { shard: Some(id.clone()) }).await?;
+                client.create_shard(create()).await?;
+            }
+            other => {
+                other?;
+            }
+        }
+        // 2. join the replica set under a new epoch
+        {
+            let mut state = self.state();
+            let mut batch = rocksdb::WriteBatch::default();
+            if let Some(entry) = state.stores.get_mut(store) {
+                entry.shards[shard as usize].push(to.to_string());
+            }
+            state.bump_shard_epoch(store, shard, &mut batch)?;
+            let record = Transfer { from: from.to_string(), to: to.to_string(), started_unix_ms: unix_ms() };
+            batch.put(transfer_key(store, shard), encode(&record)?);
+            state.transfers.insert((store.to_string(), shard), record);
+            self.publish(&mut state, batch)?;
+        }
+        crate::metrics::transfer_started();
+        let filled = async {
+            self.fence(std::slice::from_ref(&id)).await?;
+            // 3. fill from the source if it is up, else from another live replica
+            let source = {
+                let state = self.state();
+                let replicas = state.stores.get(store).map(|e| e.shards[shard as usize].clone()).unwrap_or_default();
+                let up =
+                    |n: &String| state.nodes.get(n).filter(|e| e.state == NodeState::Up).map(|e| e.address.clone());
+                up(&from.to_string())
+                    .or_else(|| replicas.iter().filter(|n| *n != to && *n != from).find_map(up))
+                    .ok_or_else(|| {
+                        ManagerError::NotEnoughNodes(format!(
+                            "no replica of shard {shard} of store '{store}' is up to copy from"
+                        ))
+                    })?
+            };
+            let req = pb::CatchUpRequest {
+                shard: Some(id.clone()),
+                source_address: source,
+                since_version: 0,
+                finish_fill: true,
+                ..Default::default()
+            };
+            // no deadline: the fill streams the whole shard
+            Ok::<_, ManagerError>(self.client_with(&to_address, None)?.catch_up(req).await?)
+        }
+        .await;
+        let filled = match filled {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(store, shard, from, to, error = %e, "shard transfer failed; rolling back");
+                self.roll_back_transfer(store, shard).await;
+                crate::metrics::transfer_finished("rolled_back", 0);
+                return Err(e);
+            }
+        };
+        // 4. switch: the target takes the source's place
+        let (version, from_address) = {
+            let mut state = self.state();
+            let mut batch = rocksdb::WriteBatch::default();
+            if let Some(entry) = state.stores.get_mut(store) {
+                let replicas = &mut entry.shards[shard as usize];
+                replicas.retain(|n| n != to);
+                match replicas.iter_mut().find(|n| *n == from) {
+                    Some(slot) => *slot = to.to_string(),
+                    None => replicas.push(to.to_string()),
+                }
+            }
+            state.bump_shard_epoch(store, shard, &mut batch)?;
+            batch.delete(transfer_key(store, shard));
+            state.transfers.remove(&(store.to_string(), shard));
+            let version = self.publish(&mut state, batch)?;
+            (version, state.address(from))
+        };
+        if let Err(e) = self.fence(std::slice::from_ref(&id)).await {
+            tracing::warn!(store, shard, error = %e, "cannot fence the new replica set at once (writers learn it from the table)");
+        }
+        // 5. the source stops taking writes of the old set, then its replica goes
+        if let Some(address) = from_address
+            && let Ok(c) = self.client(&address)
+        {
+            let epoch = self.state().stores.get(store).map_or(0, |e| e.epoch(shard));
+            let _ = c
+                .fence_shards(pb::FenceShardsRequest {
+                    shards: vec![pb::ShardEpoch { shard: Some(id.clone()), epoch }],
+                })
+                .await;
+            if let Err(e) = c.drop_shard(pb::DropShardRequest { shard: Some(id.clone()) }).await {
+                tracing::warn!(store, shard, from, error = %e.message(), "cannot drop the moved replica now; it goes at the node's next heartbeat");
+            }
+        }
+        crate::metrics::transfer_finished("done", filled.received);
+        let report = MoveReport { records: filled.received, elapsed: started.elapsed(), version };
+        tracing::info!(
+            store,
+            shard,
+            from,
+            to,
+            records = report.records,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "shard transfer: done"
+        );
+        Ok(report)
+    }
+
+    /// Undoes a transfer that has not switched: the target leaves the replica list under a new epoch, the record
+    /// goes, and the target's replica is dropped (best effort; an orphan otherwise).
+    async fn roll_back_transfer(&self, store: &str, shard: u32) {
+        let target = {
+            let mut state = self.state();
+            let Some(t) = state.transfers.remove(&(store.to_string(), shard)) else { return };
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete(transfer_key(store, shard));
+            let switched = state.stores.get(store).is_none_or(|e| !e.shards[shard as usize].contains(&t.from));
+            if !switched {
+                if let Some(entry) = state.stores.get_mut(store) {
+                    entry.shards[shard as usize].retain(|n| *n != t.to);
+                }
+                if let Err(e) = state.bump_shard_epoch(store, shard, &mut batch) {
+                    tracing::error!(error = %e, "cannot roll back a shard transfer");
+                }
+            }
+            if let Err(e) = self.publish(&mut state, batch) {
+                tracing::error!(error = %e, "cannot persist the roll-back of a shard transfer");
+            }
+            if switched { None } else { state.address(&t.to) }
+        };
+        if let Some(address) = target
+            && let Ok(c) = self.client(&address)
+        {
+            let _ = c
+                .drop_shard(pb::DropShardRequest { shard: Some(pb::ShardId { store: store.to_string(), shard }) })
+                .await;
+        }
+    }
+
+    /// After a restart: transfers that were running when the manager stopped are rolled back (those that had not
+    /// switched) or finished (those that had: only their record remains). Their replicas that no longer belong
+    /// anywhere are orphans, dropped at the nodes' next heartbeats.
+    pub(super) fn recover_transfers(&self) -> Result<()> {
+        let pending: Vec<(String, u32)> = self.state().transfers.keys().cloned().collect();
+        for (store, shard) in pending {
+            let mut state = self.state();
+            let Some(t) = state.transfers.remove(&(store.clone(), shard)) else { continue };
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete(transfer_key(&store, shard));
+            let holds_both = state
+                .stores
+                .get(&store)
+                .and_then(|e| e.shards.get(shard as usize))
+                .is_some_and(|r| r.contains(&t.from) && r.contains(&t.to));
+            if holds_both {
+                if let Some(entry) = state.stores.get_mut(&store) {
+                    entry.shards[shard as usize].retain(|n| *n != t.to);
+                }
+                state.bump_shard_epoch(&store, shard, &mut batch)?;
+                tracing::warn!(store, shard, from = %t.from, to = %t.to, "rolled back a shard transfer interrupted by a restart");
+            }
+            self.publish(&mut state, batch)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,225 @@
+//! Shard transfer on real processes: 1 manager, 3 nodes, a gateway; a store of 2 shards × 2 replicas and one of
+//! 2 shards × 1 replica, 20,000 points each. While a writer adds points through REST (retrying a 503, as documented) and a reader
+//! searches without pause, one replica of each store moves to another node (`MoveShard`, what `rvdb move-shard`
+//! sends). Afterwards: the table routes to the new node in the old one's place, the old node no longer holds the
+//! replica, every shard's replicas are equal (digests), every acknowledged write is there with its value, the
+//! counts are exact, and no read failed. Bad moves are refused with clear errors and change nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, replica_digests, routing_table, wait_for_states};
+use rvdb_proto::v1 as pb;
+use rvdb_proto::v1::storage_node_client::StorageNodeClient;
+use serde_json::{Value, json};
+
+/// Points per store before the moves and their dimension (`RVDB_TRANSFER_POINTS`, `RVDB_TRANSFER_DIM`: larger
+/// for a throughput measurement).
+fn scale() -> (u64, usize) {
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    (env("RVDB_TRANSFER_POINTS", 20_000), env("RVDB_TRANSFER_DIM", 8) as usize)
+}
+
+fn vector(i: u64) -> Vec<f32> {
+    (0..scale().1).map(|d| (((i * 31 + d as u64 * 7) % 101) as f32 / 50.0) - 1.0 + 0.01).collect()
+}
+
+fn replicas(t: &pb::RoutingTable, store: &str, shard: u32) -> Vec<String> {
+    let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == store)).expect("route");
+    route.shards[shard as usize].replica_node_ids.clone()
+}
+
+async fn holds(address: &str, store: &str, shard: u32) -> bool {
+    let mut c = StorageNodeClient::connect(address.to_string()).await.expect("node");
+    let list = c.list_shards(pb::ListShardsRequest {}).await.expect("list").into_inner().shards;
+    list.iter().any(|s| s.shard.as_ref().is_some_and(|id| id.store == store && id.shard == shard))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_move_under_reads_and_writes_without_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
+    let _nodes: Vec<ClusterNode> = (1..=3)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up), ("n3", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    for (name, rf) in [("two", 2), ("one", 1)] {
+        let create =
+            json!({"name": name, "dimension": scale().1, "metric": "euclidean", "shards": 2, "replication_factor": rf});
+        let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
+        assert_eq!(status, 201, "{body}");
+        for start in (0..scale().0).step_by(2000) {
+            let points: Vec<Value> = (start..(start + 2000).min(scale().0))
+                .map(|i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"v": i}}))
+                .collect();
+            let url = format!("{rest}/v1/stores/{name}/points");
+            let (status, _, body) = rvdb_it::http("PUT", &url, None, Some(json!({"points": points}))).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+
+    // A writer (new ids, each written once; a 503 is retried as the docs advise) and a reader, both unpaused.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<std::sync::Mutex<BTreeMap<(String, String), u64>>> = Arc::default();
+    let (failed_writes, failed_reads, reads) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let writer = {
+        let (stop, acked, failed, rest) = (stop.clone(), acked.clone(), failed_writes.clone(), rest.clone());
+        tokio::spawn(async move {
+            let mut i = 100_000u64;
+            while !stop.load(Ordering::SeqCst) {
+                let store = if i.is_multiple_of(2) { "two" } else { "one" };
+                let (id, body) = (
+                    format!("w{i}"),
+                    json!({"points": [{"id": format!("w{i}"), "vector": vector(i), "metadata": {"v": i}}]}),
+                );
+                let url = format!("{rest}/v1/stores/{store}/points");
+                let mut ok = false;
+                for _ in 0..40 {
+                    match rvdb_it::try_http("PUT", &url, Some(&body), Duration::from_secs(10)).await {
+                        Ok((200, _)) => {
+                            ok = true;
+                            break;
+                        }
+                        Ok((503, _)) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        Ok((status, answer)) => panic!("write {id}: {status} {answer}"),
+                    }
+                }
+                if ok {
+                    acked.lock().unwrap_or_else(|p| p.into_inner()).insert((store.to_string(), id), i);
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+                i += 1;
+            }
+        })
+    };
+    let reader = {
+        let (stop, failed, reads, rest) = (stop.clone(), failed_reads.clone(), reads.clone(), rest.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let store = if i.is_multiple_of(2) { "two" } else { "one" };
+                let url = format!("{rest}/v1/stores/{store}/search");
+                let body = json!({"vector": vector(i % 1000), "k": 3});
+                match rvdb_it::try_http("POST", &url, Some(&body), Duration::from_secs(10)).await {
+                    Ok((200, answer)) => {
+                        let hits: Value = serde_json::from_str(&answer).expect("JSON");
+                        assert_eq!(hits["results"].as_array().map(Vec::len), Some(3), "{answer}");
+                    }
+                    other => {
+                        eprintln!("read failed: {other:?}");
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                reads.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Bad moves are refused and change nothing.
+    let mut m = manager.client().await;
+    let before = routing_table(&manager.url).await.expect("table");
+    let two0 = replicas(&before, "two", 0);
+    let absent = ["n1", "n2", "n3"].into_iter().find(|n| !two0.iter().any(|r| r == n)).expect("a node without it");
+    let bad = |store: &str, shard: u32, from: &str, to: &str| pb::MoveShardRequest {
+        store: store.into(),
+        shard,
+        from_node_id: from.into(),
+        to_node_id: to.into(),
+    };
+    for (req, code, needle) in [
+        (bad("nope", 0, "n1", "n2"), tonic::Code::NotFound, "does not exist"),
+        (bad("two", 7, &two0[0], absent), tonic::Code::InvalidArgument, "no shard 7"),
+        (bad("two", 0, absent, &two0[0]), tonic::Code::InvalidArgument, "holds no replica"),
+        (bad("two", 0, &two0[0], &two0[1]), tonic::Code::AlreadyExists, "already holds"),
+        (bad("two", 0, &two0[0], "n9"), tonic::Code::NotFound, "not registered"),
+    ] {
+        let err = m.move_shard(req).await.expect_err("refused");
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(needle), "{needle}: {}", err.message());
+    }
+    assert_eq!(routing_table(&manager.url).await.expect("table").stores, before.stores, "refusals change nothing");
+
+    // Move one replica of each store while the writer and the reader run.
+    let mut moved = Vec::new();
+    for store in ["two", "one"] {
+        let table = routing_table(&manager.url).await.expect("table");
+        let old = replicas(&table, store, 0);
+        let to = ["n1", "n2", "n3"].into_iter().find(|n| !old.iter().any(|r| r == n)).expect("a free node");
+        let from = old[0].clone();
+        let started = Instant::now();
+        let writes_before = acked.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let r = m.move_shard(bad(store, 0, &from, to)).await.expect("move").into_inner();
+        let elapsed = started.elapsed();
+        let during = acked.lock().unwrap_or_else(|p| p.into_inner()).len() - writes_before;
+        println!(
+            "moved {store}/0 {from} -> {to}: {} records in {elapsed:?} ({:.0} records/s), {during} writes acknowledged meanwhile",
+            r.records,
+            r.records as f64 / elapsed.as_secs_f64()
+        );
+        assert!(r.records >= scale().0 / 3, "the fill copied the shard: {r:?}");
+        let table = routing_table(&manager.url).await.expect("table");
+        let mut expected = old.clone();
+        expected[0] = to.to_string();
+        assert_eq!(replicas(&table, store, 0), expected, "the new replica takes the old one's place");
+        assert!(table.transfers.is_empty());
+        let address: BTreeMap<String, String> =
+            table.nodes.iter().map(|n| (n.node_id.clone(), n.address.clone())).collect();
+        moved.push((store, from, address));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.expect("writer");
+    reader.await.expect("reader");
+    assert_eq!(failed_reads.load(Ordering::SeqCst), 0, "no read failed during the moves");
+    assert_eq!(failed_writes.load(Ordering::SeqCst), 0, "every write was acknowledged (503s retried)");
+    assert!(reads.load(Ordering::SeqCst) > 10);
+
+    // The old nodes gave their replicas up; replicas are equal; every acknowledged write is there.
+    for (store, from, address) in &moved {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while holds(&address[from], store, 0).await {
+            assert!(Instant::now() < deadline, "{from} still holds {store}/0");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let digests = replica_digests(&manager.url, "two").await;
+        if digests.iter().all(|s| s.windows(2).all(|w| w[0] == w[1])) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas of 'two' differ: {digests:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(acked.len() > 20, "the writer wrote during the moves: {}", acked.len());
+    for store in ["two", "one"] {
+        let ids: Vec<&String> = acked.keys().filter(|(s, _)| s == store).map(|(_, id)| id).collect();
+        for chunk in ids.chunks(500) {
+            let url = format!("{rest}/v1/stores/{store}/points/get");
+            let (status, _, body) = rvdb_it::http("POST", &url, None, Some(json!({"ids": chunk}))).await;
+            assert_eq!(status, 200, "{body}");
+            let got: Value = serde_json::from_str(&body).expect("JSON");
+            let points = got["points"].as_array().expect("points");
+            assert_eq!(points.len(), chunk.len(), "every acknowledged point of {store} is there");
+            for p in points {
+                let id = p["id"].as_str().expect("id").to_string();
+                assert_eq!(p["metadata"]["v"].as_u64(), acked.get(&(store.to_string(), id.clone())).copied(), "{id}");
+            }
+        }
+        let url = format!("{rest}/v1/stores/{store}/points/count");
+        let (status, _, body) = rvdb_it::http("POST", &url, None, Some(json!({}))).await;
+        assert_eq!(status, 200, "{body}");
+        let count: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(count["count"].as_u64(), Some(scale().0 + ids.len() as u64), "exact count of {store}");
+    }
+}
