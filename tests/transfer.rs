@@ -37,6 +37,30 @@ async fn holds(address: &str, store: &str, shard: u32) -> bool {
     list.iter().any(|s| s.shard.as_ref().is_some_and(|id| id.store == store && id.shard == shard))
 }
 
+/// Waits (15 s at most) until the node at `address` holds none of `shards` of `store`.
+async fn gives_up(address: &str, store: &str, shards: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for shard in shards {
+        while holds(address, store, *shard).await {
+            assert!(Instant::now() < deadline, "{address} still holds {store}/{shard}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Waits (15 s at most) until every shard's replicas of `store` have equal digests.
+async fn converges(manager_url: &str, store: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let digests = replica_digests(manager_url, store).await;
+        if digests.iter().all(|s| s.windows(2).all(|w| w[0] == w[1])) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replicas of '{store}' differ: {digests:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_move_under_reads_and_writes_without_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -185,21 +209,9 @@ async fn replicas_move_under_reads_and_writes_without_loss() {
 
     // The old nodes gave their replicas up; replicas are equal; every acknowledged write is there.
     for (store, from, address) in &moved {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while holds(&address[from], store, 0).await {
-            assert!(Instant::now() < deadline, "{from} still holds {store}/0");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        gives_up(&address[from], store, &[0]).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let digests = replica_digests(&manager.url, "two").await;
-        if digests.iter().all(|s| s.windows(2).all(|w| w[0] == w[1])) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replicas of 'two' differ: {digests:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    converges(&manager.url, "two").await;
     let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert!(acked.len() > 20, "the writer wrote during the moves: {}", acked.len());
     for store in ["two", "one"] {
@@ -222,4 +234,101 @@ async fn replicas_move_under_reads_and_writes_without_loss() {
         let count: Value = serde_json::from_str(&body).expect("JSON");
         assert_eq!(count["count"].as_u64(), Some(scale().0 + ids.len() as u64), "exact count of {store}");
     }
+}
+
+/// Replica counts per node id in the manager's table.
+fn loads(t: &pb::RoutingTable) -> BTreeMap<String, usize> {
+    let mut out: BTreeMap<String, usize> = t.nodes.iter().map(|n| (n.node_id.clone(), 0)).collect();
+    for s in &t.stores {
+        for p in &s.shards {
+            for n in &p.replica_node_ids {
+                *out.entry(n.clone()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+/// A third node joins a 2-node cluster holding a store of 4 shards × 2 replicas: `Rebalance` moves the fewest
+/// replicas (2) so that nodes hold 3, 3 and 2. Then the first node is removed for good while it is up
+/// (`RemoveNode`): its 3 replicas are re-created on the others and it leaves the catalog. Writes go on through
+/// both; afterwards digests are equal, counts exact, every acknowledged write there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joining_node_gets_its_share_and_a_removed_node_is_drained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
+    let mut nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    let create =
+        json!({"name": "bal", "dimension": scale().1, "metric": "euclidean", "shards": 4, "replication_factor": 2});
+    let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
+    assert_eq!(status, 201, "{body}");
+    let base = rest.clone();
+    let put = move |range: std::ops::Range<u64>| {
+        let rest = base.clone();
+        async move {
+            let points: Vec<Value> =
+                range.map(|i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"v": i}})).collect();
+            let url = format!("{rest}/v1/stores/bal/points");
+            for _ in 0..40 {
+                match rvdb_it::try_http("PUT", &url, Some(&json!({"points": points})), Duration::from_secs(10)).await {
+                    Ok((200, _)) => return,
+                    Ok((503, _)) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Ok((status, answer)) => panic!("{status} {answer}"),
+                }
+            }
+            panic!("a write was never acknowledged");
+        }
+    };
+    put(0..4000).await;
+    nodes.push(ClusterNode::start(&dir.path().join("n3"), &manager.url, "n3"));
+    wait_for_states(&manager.url, &[("n3", Up)], Duration::from_secs(20)).await;
+    let before = loads(&routing_table(&manager.url).await.expect("table"));
+    assert_eq!(before.values().copied().collect::<Vec<_>>(), vec![4, 4, 0]);
+
+    let mut m = manager.client().await;
+    let writer = put.clone();
+    let writes = tokio::spawn(async move {
+        for b in 0..20u64 {
+            writer(10_000 + b * 50..10_000 + (b + 1) * 50).await;
+        }
+    });
+    let r = m.rebalance(pb::RebalanceRequest { max_moves: 0 }).await.expect("rebalance").into_inner();
+    println!("rebalance: {} moves, {} records in {} ms", r.moves.len(), r.records, r.elapsed_ms);
+    assert_eq!(r.moves.len(), 2, "the fewest moves: {:?}", r.moves);
+    assert!(r.moves.iter().all(|m| m.to_node_id == "n3"));
+    let after = loads(&routing_table(&manager.url).await.expect("table"));
+    let mut counts: Vec<usize> = after.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![2, 3, 3], "{after:?}");
+    assert!(m.rebalance(pb::RebalanceRequest { max_moves: 0 }).await.expect("again").into_inner().moves.is_empty());
+
+    let err = m.remove_node(pb::RemoveNodeRequest { node_id: "n9".into() }).await.expect_err("unknown");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let held = after["n1"];
+    let r = m.remove_node(pb::RemoveNodeRequest { node_id: "n1".into() }).await.expect("remove").into_inner();
+    println!("remove-node n1: {} replicas, {} records", r.moves.len(), r.records);
+    assert_eq!(r.moves.len(), held);
+    writes.await.expect("writes");
+    // n1 still runs: its heartbeats now fail and it tries to register again, which is refused (it would bring
+    // back a node whose replicas live elsewhere)
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let t = routing_table(&manager.url).await.expect("table");
+    assert!(t.nodes.iter().all(|n| n.node_id != "n1"), "n1 left the catalog and stays out: {:?}", t.nodes);
+    assert!(t.stores[0].shards.iter().all(|p| {
+        let mut r = p.replica_node_ids.clone();
+        r.sort();
+        r == ["n2", "n3"]
+    }));
+    gives_up(&nodes[0].url, "bal", &[0, 1, 2, 3]).await;
+    converges(&manager.url, "bal").await;
+    let (status, _, body) =
+        rvdb_it::http("POST", &format!("{rest}/v1/stores/bal/points/count"), None, Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(4000 + 20 * 50));
 }

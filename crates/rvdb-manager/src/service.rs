@@ -38,6 +38,7 @@ impl IndexManager for IndexManagerService {
     ) -> Result<Response<pb::RegisterNodeResponse>, Status> {
         let req = req.into_inner();
         self.manager.check_cluster(&req.cluster_id)?;
+        self.manager.check_removed(&req.node_id, &req.cluster_id)?;
         let (heartbeat_interval_ms, routing_version) = self.manager.register_node(&req.node_id, &req.address)?;
         let cluster_id = self.manager.cluster_id();
         Ok(Response::new(pb::RegisterNodeResponse { heartbeat_interval_ms, routing_version, cluster_id }))
@@ -142,6 +143,39 @@ impl IndexManager for IndexManagerService {
             elapsed_ms: report.elapsed.as_millis() as u64,
             version: report.version,
         }))
+    }
+
+    async fn rebalance(&self, req: Request<pb::RebalanceRequest>) -> Result<Response<pb::RebalanceResponse>, Status> {
+        let started = std::time::Instant::now();
+        let done = self.manager.rebalance(req.into_inner().max_moves as usize).await?;
+        Ok(Response::new(pb::RebalanceResponse {
+            records: done.iter().map(|(_, r)| r.records).sum(),
+            moves: done.into_iter().map(|(m, _)| done_move(m)).collect(),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let report = self.manager.remove_node(&req.into_inner().node_id).await?;
+        Ok(Response::new(pb::RemoveNodeResponse {
+            moves: report.moved.into_iter().map(done_move).collect(),
+            records: report.records,
+            version: report.version,
+        }))
+    }
+}
+
+fn done_move(m: crate::manager::rebalance::Move) -> pb::ShardTransfer {
+    pb::ShardTransfer {
+        store: m.shard.store,
+        shard: m.shard.shard,
+        from_node_id: m.from,
+        to_node_id: m.to,
+        phase: "done".into(),
+        started_unix_ms: 0,
     }
 }
 

@@ -99,6 +99,10 @@ enum Command {
     ClusterStatus(ops::ClusterStatusArgs),
     /// Move one replica of a shard to another node while reads and writes continue (shard transfer).
     MoveShard(ops::MoveShardArgs),
+    /// Move replicas until the up nodes hold balanced replica counts (the fewest moves, one at a time).
+    Rebalance(ops::RebalanceArgs),
+    /// Remove a node for good: its replicas are re-created on the other nodes, then it leaves the catalog.
+    RemoveNode(ops::RemoveNodeArgs),
     /// The config file and the settings in force (`rvdb config show`).
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -140,6 +144,8 @@ fn main() -> anyhow::Result<()> {
             Command::Probe(args) => ops::probe(args).await,
             Command::ClusterStatus(args) => ops::cluster_status(args).await,
             Command::MoveShard(args) => ops::move_shard(args).await,
+            Command::Rebalance(args) => ops::rebalance(args).await,
+            Command::RemoveNode(args) => ops::remove_node(args).await,
             Command::Config(cmd) => config::run(cmd),
             Command::Client(cmd) => client::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,

@@ -182,3 +182,65 @@ pub async fn move_shard(args: MoveShardArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+async fn manager_client(
+    url: &str,
+) -> anyhow::Result<pb::index_manager_client::IndexManagerClient<rvdb_proto::Channel>> {
+    Ok(pb::index_manager_client::IndexManagerClient::new(
+        rvdb_proto::connect(url).await.with_context(|| format!("connecting to the manager at {url}"))?,
+    ))
+}
+
+fn moves_json(moves: &[pb::ShardTransfer]) -> Vec<serde_json::Value> {
+    moves
+        .iter()
+        .map(|m| json!({"store": m.store, "shard": m.shard, "from": m.from_node_id, "to": m.to_node_id}))
+        .collect()
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RebalanceArgs {
+    /// The index manager's gRPC URL.
+    #[arg(long, env = "RVDB_MANAGER", default_value = "http://127.0.0.1:50060")]
+    pub manager: String,
+    /// Most replicas to move in this run (0: as many as balance needs).
+    #[arg(long, default_value_t = 0)]
+    pub max_moves: u32,
+}
+
+/// `rvdb rebalance`: prints the moves made as JSON.
+pub async fn rebalance(args: RebalanceArgs) -> anyhow::Result<()> {
+    let mut m = manager_client(&args.manager).await?;
+    let r = m
+        .rebalance(pb::RebalanceRequest { max_moves: args.max_moves })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    println!("{}", json!({"moves": moves_json(&r.moves), "records": r.records, "elapsed_ms": r.elapsed_ms}));
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveNodeArgs {
+    /// The index manager's gRPC URL.
+    #[arg(long, env = "RVDB_MANAGER", default_value = "http://127.0.0.1:50060")]
+    pub manager: String,
+    /// The node to remove.
+    #[arg(long)]
+    pub node: String,
+}
+
+/// `rvdb remove-node`: prints the replicas re-created elsewhere as JSON.
+pub async fn remove_node(args: RemoveNodeArgs) -> anyhow::Result<()> {
+    let mut m = manager_client(&args.manager).await?;
+    let r = m
+        .remove_node(pb::RemoveNodeRequest { node_id: args.node.clone() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    println!(
+        "{}",
+        json!({"node": args.node, "moves": moves_json(&r.moves), "records": r.records, "routing_version": r.version})
+    );
+    Ok(())
+}

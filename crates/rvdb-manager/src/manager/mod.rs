@@ -64,7 +64,7 @@ mod transfer;
 
 pub use anti_entropy::{ANTI_ENTROPY_BUCKETS, AntiEntropyStats};
 pub use placement::place;
-pub use transfer::MoveReport;
+pub use transfer::{MoveReport, RemoveReport};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -184,6 +184,8 @@ struct State {
     repairs: BTreeMap<(String, String, u32), u64>,
     /// Shard transfers in progress, by (store, shard) ([`transfer`]).
     transfers: BTreeMap<(String, u32), transfer::Transfer>,
+    /// Nodes removed for good (`remove_node`): they may join again only as new nodes (an empty data directory).
+    removed: BTreeSet<String>,
 }
 
 impl StoreEntry {
@@ -394,6 +396,8 @@ impl Manager {
                 );
             } else if key == "version" {
                 state.version = v.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+            } else if let Some(id) = key.strip_prefix("removed:") {
+                state.removed.insert(id.to_string());
             } else if let Some(name) = key.strip_prefix("transfer:") {
                 let (store, shard) = name.rsplit_once('#').unwrap_or((name, ""));
                 let t: transfer::Transfer =
@@ -494,6 +498,25 @@ impl Manager {
             )));
         }
         Ok(())
+    }
+
+    /// Refuses a node removed for good (`remove_node`) that comes back with its old data (`cluster_id` set): its
+    /// replicas were re-created elsewhere. With an empty data directory it joins again as a new node.
+    pub fn check_removed(&self, node_id: &str, node_cluster_id: &str) -> Result<()> {
+        let mut state = self.state();
+        if !state.removed.contains(node_id) {
+            return Ok(());
+        }
+        if !node_cluster_id.is_empty() {
+            return Err(ManagerError::WrongCluster(format!(
+                "node {node_id:?} was removed from this cluster (rvdb remove-node) and its replicas now live on other \
+                 nodes: it can join again only as a new node, started on an empty data directory"
+            )));
+        }
+        state.removed.remove(node_id);
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete(format!("removed:{node_id}"));
+        self.write(batch)
     }
 
     /// Whether [`Manager::close`] was called, as a watch.

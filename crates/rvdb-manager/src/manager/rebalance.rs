@@ -113,9 +113,10 @@ pub fn plan_rebalance(placement: &[(ShardRef, Vec<String>)], nodes: &[String], m
     moves
 }
 
-/// New homes for the replicas held by nodes that are not in `live` (gone for good), one per lost replica, each
-/// on the least loaded live node that does not hold that shard, copied from the shard's first live replica.
-pub fn plan_recreate(placement: &[(ShardRef, Vec<String>)], live: &[String]) -> RecreatePlan {
+/// New homes for the replicas held by nodes that are not in `live` (gone for good, or being drained), one per
+/// such replica, each on the least loaded live node that does not hold that shard, copied from the shard's first
+/// replica on a live node or on one of `readable` (a node being drained that still serves its replicas).
+pub fn plan_recreate(placement: &[(ShardRef, Vec<String>)], live: &[String], readable: &[String]) -> RecreatePlan {
     let (mut held, mut holders) = index(placement, live);
     let mut plan = RecreatePlan::default();
     for (s, (shard, replicas)) in placement.iter().enumerate() {
@@ -123,7 +124,9 @@ pub fn plan_recreate(placement: &[(ShardRef, Vec<String>)], live: &[String]) -> 
         if gone.is_empty() {
             continue;
         }
-        let Some(source) = replicas.iter().find(|n| live.contains(n)) else {
+        let Some(source) =
+            replicas.iter().find(|n| live.contains(n)).or_else(|| replicas.iter().find(|n| readable.contains(n)))
+        else {
             plan.lost.push(shard.clone());
             continue;
         };
@@ -238,7 +241,7 @@ mod tests {
         let live: Vec<String> =
             all.iter().filter(|n| !["n007", "n023", "n042", "n061", "n095"].contains(&n.as_str())).cloned().collect();
         let started = std::time::Instant::now();
-        let plan = plan_recreate(&placement, &live);
+        let plan = plan_recreate(&placement, &live, &[]);
         let recreated_in = started.elapsed();
         assert_eq!(plan.recreate.len(), 1500);
         assert!(plan.lost.is_empty() && plan.unplaceable.is_empty());
@@ -304,12 +307,16 @@ mod tests {
             (s(2), vec!["c".into(), "d".into()]),
         ];
         let live: Vec<String> = vec!["a".into(), "b".into()];
-        let plan = plan_recreate(&placement, &live);
+        let plan = plan_recreate(&placement, &live, &[]);
         assert_eq!(plan.lost, vec![s(2)], "c and d both gone: nothing to copy from");
         assert_eq!(plan.recreate, vec![Recreate { shard: s(1), lost: "c".into(), to: "b".into(), source: "a".into() }]);
         assert!(plan.unplaceable.is_empty());
         // RF 2 on two nodes, one gone: the only live node holds the shard already
-        let plan = plan_recreate(&[(s(0), vec!["a".into(), "b".into()])], &["a".to_string()]);
+        let plan = plan_recreate(&[(s(0), vec!["a".into(), "b".into()])], &["a".to_string()], &[]);
         assert_eq!(plan.unplaceable, vec![(s(0), "b".to_string())]);
+        // draining a node that still serves: its only replica is copied from it, not lost
+        let plan = plan_recreate(&placement, &["a".to_string(), "b".to_string()], &["c".to_string()]);
+        assert!(plan.lost.is_empty(), "{plan:?}");
+        assert_eq!(plan.recreate.iter().filter(|r| r.shard == s(2)).count(), 2, "c's and d's replicas of shard 2");
     }
 }

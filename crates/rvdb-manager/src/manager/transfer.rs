@@ -268,3 +268,105 @@ impl Manager {
         Ok(())
     }
 }
+
+/// What [`Manager::remove_node`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoveReport {
+    /// The replicas re-created elsewhere, as moves from the removed node.
+    pub moved: Vec<super::rebalance::Move>,
+    pub records: u64,
+    /// The routing version without the node.
+    pub version: u64,
+}
+
+impl Manager {
+    /// Every shard's replicas, and the ids of the nodes that are up (the ones that may take replicas).
+    fn placement_now(&self) -> (super::rebalance::Placement, Vec<String>) {
+        use super::rebalance::ShardRef;
+        let state = self.state();
+        let placement = state
+            .stores
+            .iter()
+            .flat_map(|(name, e)| {
+                e.shards
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, r)| (ShardRef { store: name.clone(), shard: i as u32 }, r.clone()))
+            })
+            .collect();
+        let up = state.nodes.iter().filter(|(_, n)| n.state == NodeState::Up).map(|(id, _)| id.clone()).collect();
+        (placement, up)
+    }
+
+    /// Moves replicas, one transfer at a time and at most `max_moves` (0: as many as needed), until no up node
+    /// holds more than one replica more than another ([`super::rebalance::plan_rebalance`]: the fewest moves).
+    pub async fn rebalance(&self, max_moves: usize) -> Result<Vec<(super::rebalance::Move, MoveReport)>> {
+        let (placement, up) = self.placement_now();
+        let bound = if max_moves == 0 { usize::MAX } else { max_moves };
+        let plan = super::rebalance::plan_rebalance(&placement, &up, bound);
+        tracing::info!(moves = plan.len(), nodes = up.len(), "rebalancing");
+        let mut done = Vec::with_capacity(plan.len());
+        for m in plan {
+            let report = self.move_shard(&m.shard.store, m.shard.shard, &m.from, &m.to).await?;
+            done.push((m, report));
+        }
+        Ok(done)
+    }
+
+    /// Removes a node for good: each of its replicas is re-created on the least loaded up node without that
+    /// shard (a shard transfer, filled from the node itself while it is up, else from a live peer), then the node
+    /// leaves the catalog; if it registers again with its old data it is refused (only as a new node, on an empty
+    /// data directory, can it join again). Refused, before anything moves, if a shard would lose its last readable replica or no
+    /// node can take a replica.
+    pub async fn remove_node(&self, node_id: &str) -> Result<RemoveReport> {
+        let (placement, up) = self.placement_now();
+        let node_up = up.iter().any(|n| n == node_id);
+        if !self.state().nodes.contains_key(node_id) {
+            return Err(ManagerError::NotFound(format!("node {node_id:?} is not registered")));
+        }
+        let live: Vec<String> = up.into_iter().filter(|n| n != node_id).collect();
+        let readable: Vec<String> = if node_up { vec![node_id.to_string()] } else { Vec::new() };
+        let plan = super::rebalance::plan_recreate(&placement, &live, &readable);
+        let holds = |shard: &super::rebalance::ShardRef| {
+            placement.iter().any(|(s, r)| s == shard && r.iter().any(|n| n == node_id))
+        };
+        if let Some(lost) = plan.lost.iter().find(|s| holds(s)) {
+            return Err(ManagerError::NotEnoughNodes(format!(
+                "shard {} of store '{}' has no readable replica besides node {node_id:?}, which is down: bring it back \
+                 (or another replica's node) before removing it",
+                lost.shard, lost.store
+            )));
+        }
+        if let Some((shard, _)) = plan.unplaceable.iter().find(|(_, n)| n == node_id) {
+            return Err(ManagerError::NotEnoughNodes(format!(
+                "no other up node can take node {node_id:?}'s replica of shard {} of store '{}' (every one holds a \
+                 replica of it already): add a node first",
+                shard.shard, shard.store
+            )));
+        }
+        let mut moved = Vec::new();
+        let mut records = 0;
+        for r in plan.recreate.into_iter().filter(|r| r.lost == node_id) {
+            let report = self.move_shard(&r.shard.store, r.shard.shard, node_id, &r.to).await?;
+            records += report.records;
+            moved.push(super::rebalance::Move { shard: r.shard, from: node_id.to_string(), to: r.to });
+        }
+        let _admin = self.admin.lock().await;
+        let mut state = self.state();
+        if let Some(still) = state.stores.iter().find(|(_, e)| e.shards.iter().any(|r| r.iter().any(|n| n == node_id)))
+        {
+            return Err(ManagerError::Aborted(format!(
+                "store '{}' was given a replica on node {node_id:?} meanwhile; run remove-node again",
+                still.0
+            )));
+        }
+        state.nodes.remove(node_id);
+        state.removed.insert(node_id.to_string());
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete(format!("node:{node_id}"));
+        batch.put(format!("removed:{node_id}"), b"");
+        let version = self.publish(&mut state, batch)?;
+        tracing::info!(node_id, replicas = moved.len(), records, "node removed");
+        Ok(RemoveReport { moved, records, version })
+    }
+}
