@@ -26,29 +26,8 @@ impl Gateway {
             return Err(GatewayError::InvalidArgument(format!("limit must be between 1 and {MAX_MAP_POINTS}")));
         }
         let filter_json = filter_text(request.filter.as_ref())?;
-        let shards = route.shards.len() as u32;
         // How many match on each shard, to give each its share of the sample.
-        let mut counts = vec![0u64; shards as usize];
-        let mut tasks = JoinSet::new();
-        for shard in 0..shards {
-            let req = pb::CountRequest {
-                shard: Some(pb::ShardId { store: store.to_string(), shard }),
-                filter_json: filter_json.clone(),
-            };
-            let replicas = self.read_replicas(&route, shard)?;
-            tasks.spawn(rvdb_proto::rpc::in_current_request(async move {
-                let count = crate::gateway::first_replica(replicas, move |c| {
-                    let req = req.clone();
-                    async move { c.count(req).await.map(|r| r.count) }
-                })
-                .await;
-                (shard, count)
-            }));
-        }
-        while let Some(joined) = tasks.join_next().await {
-            let (shard, count) = joined.map_err(|e| GatewayError::Backend(format!("count task failed: {e}")))?;
-            counts[shard as usize] = count?;
-        }
+        let counts = self.shard_counts(&route, &filter_json).await?;
         let total: u64 = counts.iter().sum();
         let quotas = shares(&counts, u64::from(request.limit));
         let mut tasks = JoinSet::new();
@@ -107,14 +86,7 @@ impl Gateway {
     /// The cluster as the index manager publishes it now (asked afresh, not this gateway's cached table).
     pub async fn cluster_status(&self) -> Result<ClusterStatus> {
         let t = self.manager_routing_table().await?;
-        let state = |s: i32| {
-            match pb::NodeState::try_from(s) {
-                Ok(pb::NodeState::Down) => "down",
-                Ok(pb::NodeState::CatchingUp) => "catching_up",
-                _ => "up",
-            }
-            .to_string()
-        };
+        let state = |s: i32| rvdb_proto::convert::node_state_name(s).to_string();
         let states: std::collections::HashMap<&str, i32> =
             t.nodes.iter().map(|n| (n.node_id.as_str(), n.state)).collect();
         let nodes = t

@@ -159,24 +159,35 @@ impl Gateway {
     /// from its in-memory index on one replica.
     pub async fn count(&self, store: &str, filter: Option<&Value>) -> Result<u64> {
         let route = self.resolve(store).await?;
-        let filter_json = filter_text(filter)?;
+        Ok(self.shard_counts(&route, &filter_text(filter)?).await?.iter().sum())
+    }
+
+    /// How many points of each shard of `route` match `filter_json` ("" = all), in shard order, counted in parallel
+    /// from each shard's in-memory index on one replica.
+    pub(crate) async fn shard_counts(&self, route: &StoreRoute, filter_json: &str) -> Result<Vec<u64>> {
+        let store = route.config.name.as_str();
         let mut tasks = JoinSet::new();
         for shard in 0..route.shards.len() as u32 {
             let req = pb::CountRequest {
                 shard: Some(pb::ShardId { store: store.to_string(), shard }),
-                filter_json: filter_json.clone(),
+                filter_json: filter_json.to_string(),
             };
-            let replicas = self.read_replicas(&route, shard)?;
-            tasks.spawn(rvdb_proto::rpc::in_current_request(crate::gateway::first_replica(replicas, move |c| {
-                let req = req.clone();
-                async move { c.count(req).await.map(|r| r.count) }
-            })));
+            let replicas = self.read_replicas(route, shard)?;
+            tasks.spawn(rvdb_proto::rpc::in_current_request(async move {
+                let count = crate::gateway::first_replica(replicas, move |c| {
+                    let req = req.clone();
+                    async move { c.count(req).await.map(|r| r.count) }
+                })
+                .await;
+                (shard, count)
+            }));
         }
-        let mut total = 0;
+        let mut counts = vec![0; route.shards.len()];
         while let Some(joined) = tasks.join_next().await {
-            total += joined.map_err(|e| GatewayError::Backend(format!("count task failed: {e}")))??;
+            let (shard, count) = joined.map_err(|e| GatewayError::Backend(format!("count task failed: {e}")))?;
+            counts[shard as usize] = count?;
         }
-        Ok(total)
+        Ok(counts)
     }
 
     /// One page of the points of `store` that match the filter, in id order (see the module docs).

@@ -8,7 +8,6 @@ use std::sync::{Arc, Weak};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, Opts};
-use rvdb_proto::v1 as pb;
 
 use crate::Manager;
 
@@ -25,15 +24,6 @@ pub struct ManagerCollector {
 
 fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
-}
-
-fn state_name(state: i32) -> &'static str {
-    match pb::NodeState::try_from(state) {
-        Ok(pb::NodeState::Up) => "up",
-        Ok(pb::NodeState::Down) => "down",
-        Ok(pb::NodeState::CatchingUp) => "catching_up",
-        _ => "unknown",
-    }
 }
 
 impl ManagerCollector {
@@ -79,7 +69,7 @@ impl Collector for ManagerCollector {
         }
         let mut node_state = std::collections::HashMap::new();
         for n in &table.nodes {
-            let state = state_name(n.state);
+            let state = rvdb_proto::convert::node_state_name(n.state);
             self.nodes.with_label_values(&[state]).inc();
             node_state.insert(n.node_id.as_str(), state);
         }

@@ -5,6 +5,17 @@ use rvdb_core::{CoreError, HnswParams, IndexKind, IndexSpec, Metric, Quantizatio
 
 use crate::v1 as pb;
 
+/// A node's state as the APIs and metrics name it: `up`, `down`, `catching_up` (`unknown` for a value this
+/// version does not know).
+pub fn node_state_name(state: i32) -> &'static str {
+    match pb::NodeState::try_from(state) {
+        Ok(pb::NodeState::Up) => "up",
+        Ok(pb::NodeState::Down) => "down",
+        Ok(pb::NodeState::CatchingUp) => "catching_up",
+        _ => "unknown",
+    }
+}
+
 pub fn metric_from_pb(m: i32) -> Result<Metric, CoreError> {
     match pb::Metric::try_from(m) {
         Ok(pb::Metric::Cosine) => Ok(Metric::Cosine),

@@ -80,18 +80,9 @@ pub struct ClusterStatusArgs {
 /// Prints the routing table as JSON: nodes with their state, stores with their placement, and (with `--digests`)
 /// each replica's checksum and record count, so replicas can be compared byte for byte.
 pub async fn cluster_status(args: ClusterStatusArgs) -> anyhow::Result<()> {
-    let mut m = pb::index_manager_client::IndexManagerClient::new(
-        rvdb_proto::connect(&args.manager)
-            .await
-            .with_context(|| format!("connecting to the manager at {}", args.manager))?,
-    );
+    let mut m = manager_client(&args.manager).await?;
     let t = m.get_routing_table(pb::GetRoutingTableRequest {}).await?.into_inner();
-    let state = |s: i32| match pb::NodeState::try_from(s) {
-        Ok(pb::NodeState::Up) => "up",
-        Ok(pb::NodeState::Down) => "down",
-        Ok(pb::NodeState::CatchingUp) => "catching_up",
-        _ => "unknown",
-    };
+    let state = rvdb_proto::convert::node_state_name;
     let address: std::collections::HashMap<&str, &str> =
         t.nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str())).collect();
     let mut stores = Vec::new();
@@ -163,11 +154,7 @@ pub struct MoveShardArgs {
 
 /// Moves a replica (`rvdb move-shard`): prints the records copied and the time taken as JSON when done.
 pub async fn move_shard(args: MoveShardArgs) -> anyhow::Result<()> {
-    let mut m = pb::index_manager_client::IndexManagerClient::new(
-        rvdb_proto::connect(&args.manager)
-            .await
-            .with_context(|| format!("connecting to the manager at {}", args.manager))?,
-    );
+    let mut m = manager_client(&args.manager).await?;
     let req = pb::MoveShardRequest {
         store: args.store.clone(),
         shard: args.shard,

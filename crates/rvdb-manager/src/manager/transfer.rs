@@ -54,6 +54,21 @@ impl State {
     }
 }
 
+impl State {
+    /// Ends the record of `store`'s transfer of `shard` (in state and, by `batch`, on disk). One that had not
+    /// switched yet (the list holds both the source and the target) is rolled back: the target leaves the list
+    /// under a new epoch. Returns the transfer if it was rolled back.
+    fn end_transfer(&mut self, store: &str, shard: u32, batch: &mut rocksdb::WriteBatch) -> Result<Option<Transfer>> {
+        let Some(t) = self.transfers.remove(&(store.to_string(), shard)) else { return Ok(None) };
+        batch.delete(transfer_key(store, shard));
+        let replicas = self.stores.get_mut(store).and_then(|e| e.shards.get_mut(shard as usize));
+        let Some(replicas) = replicas.filter(|r| r.contains(&t.from) && r.contains(&t.to)) else { return Ok(None) };
+        replicas.retain(|n| *n != t.to);
+        self.bump_shard_epoch(store, shard, batch)?;
+        Ok(Some(t))
+    }
+}
+
 impl Manager {
     /// Moves `store`'s replica of `shard` from node `from` to node `to` (see the module docs).
     pub async fn move_shard(&self, store: &str, shard: u32, from: &str, to: &str) -> Result<MoveReport> {
@@ -215,22 +230,18 @@ impl Manager {
     async fn roll_back_transfer(&self, store: &str, shard: u32) {
         let target = {
             let mut state = self.state();
-            let Some(t) = state.transfers.remove(&(store.to_string(), shard)) else { return };
             let mut batch = rocksdb::WriteBatch::default();
-            batch.delete(transfer_key(store, shard));
-            let switched = state.stores.get(store).is_none_or(|e| !e.shards[shard as usize].contains(&t.from));
-            if !switched {
-                if let Some(entry) = state.stores.get_mut(store) {
-                    entry.shards[shard as usize].retain(|n| *n != t.to);
-                }
-                if let Err(e) = state.bump_shard_epoch(store, shard, &mut batch) {
+            let undone = match state.end_transfer(store, shard, &mut batch) {
+                Ok(undone) => undone,
+                Err(e) => {
                     tracing::error!(error = %e, "cannot roll back a shard transfer");
+                    None
                 }
-            }
+            };
             if let Err(e) = self.publish(&mut state, batch) {
                 tracing::error!(error = %e, "cannot persist the roll-back of a shard transfer");
             }
-            if switched { None } else { state.address(&t.to) }
+            undone.and_then(|t| state.address(&t.to))
         };
         if let Some(address) = target
             && let Ok(c) = self.client(&address)
@@ -248,19 +259,8 @@ impl Manager {
         let pending: Vec<(String, u32)> = self.state().transfers.keys().cloned().collect();
         for (store, shard) in pending {
             let mut state = self.state();
-            let Some(t) = state.transfers.remove(&(store.clone(), shard)) else { continue };
             let mut batch = rocksdb::WriteBatch::default();
-            batch.delete(transfer_key(&store, shard));
-            let holds_both = state
-                .stores
-                .get(&store)
-                .and_then(|e| e.shards.get(shard as usize))
-                .is_some_and(|r| r.contains(&t.from) && r.contains(&t.to));
-            if holds_both {
-                if let Some(entry) = state.stores.get_mut(&store) {
-                    entry.shards[shard as usize].retain(|n| *n != t.to);
-                }
-                state.bump_shard_epoch(&store, shard, &mut batch)?;
+            if let Some(t) = state.end_transfer(&store, shard, &mut batch)? {
                 tracing::warn!(store, shard, from = %t.from, to = %t.to, "rolled back a shard transfer interrupted by a restart");
             }
             self.publish(&mut state, batch)?;
