@@ -256,7 +256,9 @@ fn loads(t: &pb::RoutingTable) -> BTreeMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_joining_node_gets_its_share_and_a_removed_node_is_drained() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
+    // the command, not the automatic rebalance on join (tested below)
+    let off = [("RVDB_REBALANCE_ON_JOIN", "false")];
+    let manager = ManagerProcess::start_with_env(&dir.path().join("manager"), 200, 2000, "127.0.0.1:0", &off);
     let mut nodes: Vec<ClusterNode> = (1..=2)
         .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
         .collect();
@@ -331,4 +333,49 @@ async fn a_joining_node_gets_its_share_and_a_removed_node_is_drained() {
         rvdb_it::http("POST", &format!("{rest}/v1/stores/bal/points/count"), None, Some(json!({}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(4000 + 20 * 50));
+}
+
+/// With the manager's default `--rebalance-on-join`, a node that joins a cluster holding data gets its share by
+/// itself, while a writer goes on: a store of 6 shards × 1 replica on 2 nodes ends at 2 / 2 / 2 once the third
+/// joins, with every point there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_gets_its_share_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
+    let mut nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    let create =
+        json!({"name": "auto", "dimension": scale().1, "metric": "euclidean", "shards": 6, "replication_factor": 1});
+    let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
+    assert_eq!(status, 201, "{body}");
+    let url = format!("{rest}/v1/stores/auto/points");
+    let batch = |range: std::ops::Range<u64>| json!({"points": range.map(|i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"v": i}})).collect::<Vec<_>>()});
+    let (status, _, body) = rvdb_it::http("PUT", &url, None, Some(batch(0..3000))).await;
+    assert_eq!(status, 200, "{body}");
+    nodes.push(ClusterNode::start(&dir.path().join("n3"), &manager.url, "n3"));
+    let (mut written, deadline) = (3000u64, Instant::now() + Duration::from_secs(30));
+    loop {
+        // a writer goes on meanwhile (a 503 during a switch is retried, as documented)
+        match rvdb_it::try_http("PUT", &url, Some(&batch(written..written + 10)), Duration::from_secs(10)).await {
+            Ok((200, _)) => written += 10,
+            Ok((503, _)) | Err(_) => {}
+            Ok((status, answer)) => panic!("{status} {answer}"),
+        }
+        let t = routing_table(&manager.url).await.expect("table");
+        let counts: Vec<usize> = loads(&t).into_values().collect();
+        if counts == [2, 2, 2] && t.transfers.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not balanced by itself: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _, body) =
+        rvdb_it::http("POST", &format!("{rest}/v1/stores/auto/points/count"), None, Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(written));
 }

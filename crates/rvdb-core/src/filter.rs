@@ -49,6 +49,10 @@ pub struct Filter {
     pub must: Vec<Condition>,
     pub should: Vec<Condition>,
     pub must_not: Vec<Condition>,
+    /// Only the points this shard owns under a layout (see [`crate::sharding`]): set by the storage node for
+    /// reads of a store being resharded, never parsed from a user's filter. Checked on the point's id, before
+    /// its metadata.
+    pub owner: Option<crate::sharding::Owner>,
 }
 
 fn err(path: &str, msg: impl std::fmt::Display) -> CoreError {
@@ -80,6 +84,20 @@ impl Filter {
         Ok(f)
     }
 
+    /// This filter, restricted to the points `owner` owns (`None`: unchanged).
+    pub fn owned_by(mut self, owner: Option<crate::sharding::Owner>) -> Filter {
+        if owner.is_some() {
+            self.owner = owner;
+        }
+        self
+    }
+
+    /// Whether the point `id` with `metadata` passes: its owner first (cheap), then its metadata.
+    pub fn matches_point(&self, id: &str, metadata: &Value) -> bool {
+        self.owner.is_none_or(|o| o.owns(id)) && self.matches(metadata)
+    }
+
+    /// Whether `metadata` passes the metadata conditions (the owner, an id check, is [`Filter::matches_point`]'s).
     pub fn matches(&self, metadata: &Value) -> bool {
         self.must.iter().all(|c| c.matches(metadata))
             && (self.should.is_empty() || self.should.iter().any(|c| c.matches(metadata)))

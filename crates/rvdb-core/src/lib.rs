@@ -3,7 +3,7 @@
 //! It owns no I/O: distance kernels ([`kernels`], SIMD with runtime dispatch), the exact flat index
 //! ([`flat::FlatIndex`]) and its bounded top-k ([`topk::TopK`]), the store and point types with their validation
 //! ([`types`]), the HNSW graph ([`hnsw`]), metadata filters with their inverted index ([`filter`],
-//! [`payload`]), a shard's search engine and planner ([`engine`]), 2-D maps of samples ([`projection`]), and the hybrid logical clock that versions writes ([`clock::HybridClock`]).
+//! [`payload`]), a shard's search engine and planner ([`engine`]), 2-D maps of samples ([`projection`]), shard ownership ([`sharding`]), and the hybrid logical clock that versions writes ([`clock::HybridClock`]).
 //!
 //! It also holds the decoders of everything rvdb reads back from disk or from a file a user hands it, pure and
 //! free of RocksDB so that the fuzzer (`fuzz/`) builds them in seconds: the stored point and tombstone records
@@ -28,6 +28,7 @@ pub mod options;
 pub mod payload;
 pub mod projection;
 pub mod record;
+pub mod sharding;
 pub mod sq8;
 pub mod text;
 pub mod topk;

@@ -150,7 +150,7 @@ impl PayloadIndex {
 
     /// Whether `id`'s metadata satisfies `filter`.
     pub fn matches(&self, id: &str, filter: &Filter) -> bool {
-        filter.matches(self.get(id))
+        filter.matches_point(id, self.get(id))
     }
 
     /// A superset of the points that can match `filter`, when a `must` condition is an indexed match: the

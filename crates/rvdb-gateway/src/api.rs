@@ -1522,7 +1522,22 @@ pub struct ClusterShard {
 pub struct ClusterStore {
     pub name: String,
     pub replication_factor: u32,
+    /// Every shard that exists (during a reshard, those of both layouts).
     pub shards: Vec<ClusterShard>,
+    /// A reshard in progress (`rvdb reshard`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resharding: Option<ClusterResharding>,
+}
+
+/// A reshard in progress: the store's shard count changing from `from_shards` to `to_shards`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ClusterResharding {
+    pub from_shards: u32,
+    pub to_shards: u32,
+    /// `copying` (writes go to both layouts, reads by the old one) or `pruning` (the new layout serves; shards
+    /// that lost points are cleaned up).
+    pub phase: String,
+    pub started_unix_ms: u64,
 }
 
 /// A shard transfer in progress: a replica moving from one node to another.

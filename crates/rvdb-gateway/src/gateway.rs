@@ -45,7 +45,7 @@ use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 
 use crate::error::{GatewayError, Result};
-use crate::routing::{RoutingTable, StoreRoute};
+use crate::routing::{RoutingTable, StoreRoute, WriteTarget};
 
 /// One replica's node: in this process (called directly) or remote (gRPC with the call's deadline).
 pub type Replica = Arc<dyn StorageApi>;
@@ -88,11 +88,31 @@ const STALE_RETRIES: usize = 3;
 /// How many times a write refused by a replica's fence (its placement epoch is newer than this gateway's table) is
 /// sent again with a newer table.
 const EPOCH_RETRIES: usize = 3;
+
+/// How many times one write is routed again because the store's layout changed under it (a reshard starts,
+/// switches and ends: three changes at most in a row).
+const MAX_REROUTES: u32 = 4;
+
+fn rerouted_too_often(store: &str) -> GatewayError {
+    GatewayError::Unavailable(format!(
+        "store '{store}' changed its shard layout {MAX_REROUTES} times while this write was sent (resharding); \
+         what was acknowledged is written: retry the request"
+    ))
+}
 /// How long a write refused by a fence waits for a newer routing table, and how often it asks for one meanwhile.
 const TABLE_WAIT: Duration = Duration::from_secs(2);
 const TABLE_POLL: Duration = Duration::from_millis(50);
 
 /// How one round of a write to a shard's replicas ended, short of an error.
+/// What [`Gateway::on_replicas`] did with a write.
+enum Routed<T> {
+    /// Enough replicas acknowledged it: their answers.
+    Done(Vec<T>),
+    /// The store's layout changed under it (a reshard started or switched), as `route` (a newer table) says:
+    /// the caller routes the write again by it, since its ids may now go to other or more shards.
+    Rerouted(Box<StoreRoute>),
+}
+
 enum Sent<T> {
     /// Enough replicas acknowledged it.
     Acked(Vec<T>),
@@ -618,7 +638,7 @@ impl Gateway {
         if points.is_empty() {
             return Err(GatewayError::InvalidArgument("no points given: send at least one".into()));
         }
-        let mut by_shard: BTreeMap<u32, Vec<pb::Point>> = BTreeMap::new();
+        let mut by_target: BTreeMap<WriteTarget, Vec<pb::Point>> = BTreeMap::new();
         for (i, p) in points.into_iter().enumerate() {
             let at = |e: rvdb_core::CoreError| {
                 GatewayError::InvalidArgument(format!("points[{i}] (id {:?}): {e}", excerpt(&p.id)))
@@ -629,17 +649,17 @@ impl Gateway {
                 serde_json::Value::Null => String::new(),
                 v => canonical_metadata(&v.to_string()).map_err(at)?,
             };
-            let shard = route.shard_of(&p.id);
+            let target = route.write_target(&p.id);
             let point = pb::Point { id: p.id, vector: p.vector, metadata_json: metadata, version: self.clock.now() };
-            by_shard.entry(shard).or_default().push(point);
+            by_target.entry(target).or_default().push(point);
         }
-        let total: u64 = by_shard.values().map(|v| v.len() as u64).sum();
+        let total: u64 = by_target.values().map(|v| v.len() as u64).sum();
         let max_bytes = self.options.write_request_bytes.max(MIN_WRITE_REQUEST_BYTES);
         let mut summary = UpsertSummary::default();
         let mut done = 0u64;
-        for (shard, points) in by_shard {
+        for (target, points) in by_target {
             for chunk in request_chunks(points, self.options.write_batch.max(1), max_bytes) {
-                let written = self.write_chunk(&route, shard, chunk).await?;
+                let written = self.write_chunk(&route, target, chunk, 0).await?;
                 summary.inserted += written.inserted;
                 summary.stale += written.stale;
                 done += written.inserted + written.stale;
@@ -651,15 +671,34 @@ impl Gateway {
         Ok(summary)
     }
 
-    /// Writes one request's points on the replicas of `shard`. A point a replica reports stale lost against a
-    /// version stamped by a clock ahead of this one; the clock has observed the shard's max version from the
-    /// reply, so the point is re-stamped (newer than anything stored) and sent again. Only a point that keeps
-    /// losing, to a concurrent writer, is counted stale.
-    async fn write_chunk(&self, route: &StoreRoute, shard: u32, points: Vec<pb::Point>) -> Result<UpsertSummary> {
+    /// Writes one request's points on the replicas of their shard (and, while a reshard copies, of their shard in
+    /// the new layout too: the same records with the same versions, so both layouts hold the same). A point a
+    /// replica reports stale lost against a version stamped by a clock ahead of this one; the clock has observed
+    /// the shard's max version from the reply, so the point is re-stamped (newer than anything stored) and sent
+    /// again, to every shard of its target. Only a point that keeps losing, to a concurrent writer, is counted
+    /// stale. If the store's layout changes meanwhile, the points are routed again by the new one.
+    async fn write_chunk(
+        &self,
+        route: &StoreRoute,
+        target: WriteTarget,
+        points: Vec<pb::Point>,
+        rerouted: u32,
+    ) -> Result<UpsertSummary> {
         let mut summary = UpsertSummary::default();
         let mut pending = points;
         for attempt in 0..=STALE_RETRIES {
-            let acks = self.write_replicas(route, shard, &pending).await?;
+            let mut acks = Vec::new();
+            for shard in target.shards() {
+                match self.write_replicas(route, shard, &pending).await? {
+                    Routed::Done(a) => acks.extend(a),
+                    Routed::Rerouted(fresh) => {
+                        let more = Box::pin(self.reroute_points(&fresh, pending, rerouted)).await?;
+                        summary.inserted += more.inserted;
+                        summary.stale += more.stale;
+                        return Ok(summary);
+                    }
+                }
+            }
             let stale: HashSet<&str> = acks.iter().flat_map(|a| a.stale_ids.iter().map(String::as_str)).collect();
             let lost = pending.iter().filter(|p| stale.contains(p.id.as_str())).count() as u64;
             summary.inserted += pending.len() as u64 - lost;
@@ -670,12 +709,30 @@ impl Gateway {
                 summary.stale += lost;
                 break;
             }
-            tracing::info!(store = %route.config.name, shard, points = lost, "points lost to newer stored versions; re-stamping them");
+            tracing::info!(store = %route.config.name, shard = target.shard, points = lost, "points lost to newer stored versions; re-stamping them");
             let stale: HashSet<String> = stale.into_iter().map(str::to_string).collect();
             pending = last_of_each_id(pending.into_iter().filter(|p| stale.contains(&p.id)).collect());
             for p in &mut pending {
                 p.version = self.clock.now();
             }
+        }
+        Ok(summary)
+    }
+
+    /// Points whose write met a change of the store's layout, written again as `route` routes them.
+    async fn reroute_points(&self, route: &StoreRoute, points: Vec<pb::Point>, rerouted: u32) -> Result<UpsertSummary> {
+        if rerouted >= MAX_REROUTES {
+            return Err(rerouted_too_often(&route.config.name));
+        }
+        let mut by_target: BTreeMap<WriteTarget, Vec<pb::Point>> = BTreeMap::new();
+        for p in points {
+            by_target.entry(route.write_target(&p.id)).or_default().push(p);
+        }
+        let mut summary = UpsertSummary::default();
+        for (target, points) in by_target {
+            let more = self.write_chunk(route, target, points, rerouted + 1).await?;
+            summary.inserted += more.inserted;
+            summary.stale += more.stale;
         }
         Ok(summary)
     }
@@ -687,7 +744,7 @@ impl Gateway {
         route: &StoreRoute,
         shard: u32,
         points: &[pb::Point],
-    ) -> Result<Vec<pb::UpsertResponse>> {
+    ) -> Result<Routed<pb::UpsertResponse>> {
         let min_version = points.iter().map(|p| p.version).min().unwrap_or(0);
         let req = pb::UpsertRequest {
             shard: Some(pb::ShardId { store: route.config.name.clone(), shard }),
@@ -701,8 +758,10 @@ impl Gateway {
                 async move { c.upsert(req).await }
             })
             .await?;
-        for a in &acks {
-            self.clock.observe(a.shard_max_version);
+        if let Routed::Done(acks) = &acks {
+            for a in acks {
+                self.clock.observe(a.shard_max_version);
+            }
         }
         Ok(acks)
     }
@@ -717,7 +776,13 @@ impl Gateway {
     /// (the shard's writable replicas changed: one came back). If that leaves the write short of its acks, the
     /// gateway gets a table at least that new from the index manager and sends the write again to the new
     /// replica set (writes are idempotent: same ids, versions and values).
-    async fn on_replicas<T, F, Fut>(&self, route: &StoreRoute, shard: u32, min_version: u64, call: F) -> Result<Vec<T>>
+    async fn on_replicas<T, F, Fut>(
+        &self,
+        route: &StoreRoute,
+        shard: u32,
+        min_version: u64,
+        call: F,
+    ) -> Result<Routed<T>>
     where
         T: WriteAnswer + Send + 'static,
         F: Fn(Replica, u64) -> Fut,
@@ -727,7 +792,7 @@ impl Gateway {
         for attempt in 0..=EPOCH_RETRIES {
             let current = fresh.as_ref().unwrap_or(route);
             match self.on_replicas_once(current, shard, min_version, &call).await? {
-                Sent::Acked(acks) => return Ok(acks),
+                Sent::Acked(acks) => return Ok(Routed::Done(acks)),
                 Sent::Fenced { held, error } => {
                     if attempt == EPOCH_RETRIES {
                         return Err(error);
@@ -737,7 +802,11 @@ impl Gateway {
                     if !self.await_table(held).await {
                         return Err(error); // no newer table to send it with
                     }
-                    fresh = Some(self.route(&route.config.name)?);
+                    let newer = self.route(&route.config.name)?;
+                    if !route.same_layout(&newer) {
+                        return Ok(Routed::Rerouted(Box::new(newer)));
+                    }
+                    fresh = Some(newer);
                 }
             }
         }
@@ -897,21 +966,13 @@ impl Gateway {
     pub async fn delete(&self, store: &str, ids: Vec<String>) -> Result<u64> {
         let route = self.resolve(store).await?;
         crate::points::check_ids(&ids)?;
-        let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        for id in ids {
-            by_shard.entry(route.shard_of(&id)).or_default().push(id);
-        }
-        let mut deleted = 0u64;
-        for (shard, ids) in by_shard {
-            deleted += self.delete_in_shard(&route, shard, ids).await?;
-        }
-        Ok(deleted)
+        self.delete_ids(&route, ids).await
     }
 
-    /// Deletes ids (all of `shard`) on the shard's replicas; returns how many held a point.
-    pub(crate) async fn delete_in_shard(&self, route: &StoreRoute, shard: u32, ids: Vec<String>) -> Result<u64> {
+    /// Deletes ids on the replicas of their shards; returns how many held a point.
+    pub(crate) async fn delete_ids(&self, route: &StoreRoute, ids: Vec<String>) -> Result<u64> {
         let store = route.config.name.clone();
-        self.write_ids(route, shard, ids, move |c, ids, version, placement_epoch| {
+        self.write_ids(route, ids, move |c, shard, ids, version, placement_epoch| {
             let req = pb::DeleteRequest {
                 shard: Some(pb::ShardId { store: store.clone(), shard }),
                 ids,
@@ -930,40 +991,91 @@ impl Gateway {
         .await
     }
 
-    /// Sends a write of ids at one version (a delete, a metadata update; `call` makes the request for the ids and
-    /// version) to the replicas of `shard`. Ids a replica reports stale hold a version from a clock ahead of this
-    /// one: the clock observed the shard's max version from the reply, so they are re-stamped and sent again, as
-    /// in `write_chunk`. Returns the count the replicas report (the largest, as replicas that were behind may
-    /// count fewer).
-    pub(crate) async fn write_ids<F, Fut>(
+    /// Sends a write of ids at one version (a delete, a metadata update; `call` makes the request for a shard, the
+    /// ids and the version) to the replicas of the ids' shards (both layouts' while a reshard copies). Returns the
+    /// count the replicas report (per shard the largest, as replicas that were behind may count fewer; the new
+    /// layout's copies are not counted twice).
+    pub(crate) async fn write_ids<F, Fut>(&self, route: &StoreRoute, ids: Vec<String>, call: F) -> Result<u64>
+    where
+        F: Fn(Replica, u32, Vec<String>, u64, u64) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<IdsAck, tonic::Status>> + Send + 'static,
+    {
+        self.write_ids_routed(route, ids, &call, 0).await
+    }
+
+    async fn write_ids_routed<F, Fut>(
         &self,
         route: &StoreRoute,
-        shard: u32,
         ids: Vec<String>,
-        call: F,
+        call: &F,
+        rerouted: u32,
     ) -> Result<u64>
     where
-        F: Fn(Replica, Vec<String>, u64, u64) -> Fut,
+        F: Fn(Replica, u32, Vec<String>, u64, u64) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<IdsAck, tonic::Status>> + Send + 'static,
+    {
+        if rerouted > MAX_REROUTES {
+            return Err(rerouted_too_often(&route.config.name));
+        }
+        let mut by_target: BTreeMap<WriteTarget, Vec<String>> = BTreeMap::new();
+        for id in ids {
+            by_target.entry(route.write_target(&id)).or_default().push(id);
+        }
+        let mut count = 0;
+        for (target, ids) in by_target {
+            count += match self.write_target_ids(route, target, ids, call).await? {
+                Ok(n) => n,
+                Err((fresh, ids)) => Box::pin(self.write_ids_routed(&fresh, ids, call, rerouted + 1)).await?,
+            };
+        }
+        Ok(count)
+    }
+
+    /// [`Self::write_ids`] for ids of one write target. Ids a replica reports stale hold a version from a clock
+    /// ahead of this one: the clock observed the shard's max version from the reply, so they are re-stamped and
+    /// sent again (to every shard of the target), as in `write_chunk`. `Err((route, ids))`: the layout changed;
+    /// these ids are to be written again by that route.
+    #[allow(clippy::type_complexity)]
+    async fn write_target_ids<F, Fut>(
+        &self,
+        route: &StoreRoute,
+        target: WriteTarget,
+        ids: Vec<String>,
+        call: &F,
+    ) -> Result<std::result::Result<u64, (StoreRoute, Vec<String>)>>
+    where
+        F: Fn(Replica, u32, Vec<String>, u64, u64) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<IdsAck, tonic::Status>> + Send + 'static,
     {
         let (mut pending, mut version) = (ids, self.clock.now());
         let mut count = 0u64;
         for attempt in 0..=STALE_RETRIES {
             let sent = std::mem::take(&mut pending);
-            let acks =
-                self.on_replicas(route, shard, version, |c, epoch| call(c, sent.clone(), version, epoch)).await?;
-            for a in &acks {
-                self.clock.observe(a.shard_max_version);
+            let mut stale_ids = Vec::new();
+            for shard in target.shards() {
+                let acks = match self
+                    .on_replicas(route, shard, version, |c, epoch| call(c, shard, sent.clone(), version, epoch))
+                    .await?
+                {
+                    Routed::Done(acks) => acks,
+                    Routed::Rerouted(fresh) => return Ok(Err((*fresh, sent))),
+                };
+                for a in &acks {
+                    self.clock.observe(a.shard_max_version);
+                }
+                if shard == target.shard {
+                    count += acks.iter().map(|a| a.count).max().unwrap_or(0);
+                }
+                stale_ids.extend(acks.into_iter().flat_map(|a| a.stale_ids));
             }
-            count += acks.iter().map(|a| a.count).max().unwrap_or(0);
             let mut seen = HashSet::new();
-            pending = acks.into_iter().flat_map(|a| a.stale_ids).filter(|id| seen.insert(id.clone())).collect();
+            pending = stale_ids.into_iter().filter(|id| seen.insert(id.clone())).collect();
             if pending.is_empty() || attempt == STALE_RETRIES {
                 break;
             }
             tracing::info!(
                 store = %route.config.name,
-                shard,
+                shard = target.shard,
                 ids = pending.len(),
                 "writes lost to newer stored versions; re-stamping them"
             );
@@ -973,16 +1085,17 @@ impl Gateway {
             // Each retry was stamped past the newest version the replicas reported, and was overtaken again: a
             // concurrent writer of these ids runs ahead. Saying so is better than a count that leaves them out.
             return Err(GatewayError::Unavailable(format!(
-                "{} of the ids (first: '{}') on shard {shard} of store '{}' were overtaken by newer writes of the \
+                "{} of the ids (first: '{}') on shard {} of store '{}' were overtaken by newer writes of the \
                  same ids {} times in a row (another writer's clock runs ahead); the request stopped there, with \
                  what came before it applied: retry the request (deleting or updating again is safe)",
                 pending.len(),
                 rvdb_core::error::excerpt(&pending[0]),
+                target.shard,
                 route.config.name,
                 STALE_RETRIES + 1
             )));
         }
-        Ok(count)
+        Ok(Ok(count))
     }
 
     /// k-NN over every shard (each by its own plan: exact, candidates or HNSW), merged into the global top-k.
@@ -1008,6 +1121,7 @@ impl Gateway {
             filter_json: filter_json.clone(),
             ef: params.ef.unwrap_or(0),
             exact: params.exact,
+            layout_shards: route.layout_shards(),
         };
         let mut all: Vec<pb::ScoredPoint> = self
             .read_every_shard(&route, "search", request, |c, req| async move { c.search(req).await.map(|r| r.results) })
@@ -1016,6 +1130,9 @@ impl Gateway {
             .flatten()
             .collect();
         all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id)));
+        // A point is answered by one shard; a copy on another (a reshard's, read by a gateway whose table is a
+        // moment old) has the same distance and id, so it sorts next to it and goes here.
+        all.dedup_by(|a, b| a.id == b.id);
         all.truncate(k as usize);
         if let Some(t) = params.score_threshold {
             all.retain(|p| p.distance <= t);
@@ -1053,7 +1170,7 @@ impl Gateway {
             text_index: (&c.text_index).into(),
         };
         let mut statuses = Vec::new();
-        for shard in 0..route.shards.len() as u32 {
+        for shard in 0..route.read_shards() {
             let req = pb::StatsRequest { shard: Some(pb::ShardId { store: store.to_string(), shard }) };
             let s = self
                 .read_shard(&route, shard, |cl| {
@@ -1088,6 +1205,7 @@ impl Gateway {
             chunk_size: 1000,
             with_vector,
             with_metadata: true,
+            layout_shards: route.layout_shards(),
             ..Default::default()
         };
         self.read_shard(&route, shard, |c| {
@@ -1141,12 +1259,12 @@ impl Gateway {
         Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
     {
         let mut tasks = JoinSet::new();
-        for shard in 0..route.shards.len() as u32 {
+        for shard in 0..route.read_shards() {
             let req = request(shard);
             let replicas = self.read_replicas(route, shard)?;
             tasks.spawn(rvdb_proto::rpc::in_current_request(first_replica(replicas, move |c| call(c, req.clone()))));
         }
-        let mut out = Vec::with_capacity(route.shards.len());
+        let mut out = Vec::with_capacity(route.read_shards() as usize);
         while let Some(joined) = tasks.join_next().await {
             out.push(joined.map_err(|e| GatewayError::Backend(format!("{what} task failed: {e}")))??);
         }

@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::api::{
-    ClusterNode, ClusterReplica, ClusterShard, ClusterStatus, ClusterStore, ClusterTransfer, MAX_MAP_POINTS, MapPoint,
-    MapProjection, MapRequest, StoreMap,
+    ClusterNode, ClusterReplica, ClusterResharding, ClusterShard, ClusterStatus, ClusterStore, ClusterTransfer,
+    MAX_MAP_POINTS, MapPoint, MapProjection, MapRequest, StoreMap,
 };
 use crate::error::{GatewayError, Result};
 use crate::gateway::Gateway;
@@ -41,6 +41,7 @@ impl Gateway {
                 filter_json: filter_json.clone(),
                 sample: *quota as u32,
                 seed: request.seed.wrapping_add(u64::from(shard)),
+                layout_shards: route.layout_shards(),
                 ..Default::default()
             };
             let replicas = self.read_replicas(&route, shard)?;
@@ -124,6 +125,12 @@ impl Gateway {
                     name: config.name.clone(),
                     replication_factor: config.replication_factor.max(1),
                     shards,
+                    resharding: s.resharding.as_ref().map(|r| ClusterResharding {
+                        from_shards: r.from_shards,
+                        to_shards: r.to_shards,
+                        phase: r.phase.clone(),
+                        started_unix_ms: r.started_unix_ms,
+                    }),
                 })
             })
             .collect();

@@ -167,10 +167,11 @@ impl Gateway {
     pub(crate) async fn shard_counts(&self, route: &StoreRoute, filter_json: &str) -> Result<Vec<u64>> {
         let store = route.config.name.as_str();
         let mut tasks = JoinSet::new();
-        for shard in 0..route.shards.len() as u32 {
+        for shard in 0..route.read_shards() {
             let req = pb::CountRequest {
                 shard: Some(pb::ShardId { store: store.to_string(), shard }),
                 filter_json: filter_json.to_string(),
+                layout_shards: route.layout_shards(),
             };
             let replicas = self.read_replicas(route, shard)?;
             tasks.spawn(rvdb_proto::rpc::in_current_request(async move {
@@ -182,7 +183,7 @@ impl Gateway {
                 (shard, count)
             }));
         }
-        let mut counts = vec![0; route.shards.len()];
+        let mut counts = vec![0; route.read_shards() as usize];
         while let Some(joined) = tasks.join_next().await {
             let (shard, count) = joined.map_err(|e| GatewayError::Backend(format!("count task failed: {e}")))?;
             counts[shard as usize] = count?;
@@ -200,7 +201,7 @@ impl Gateway {
         let filter_json = filter_text(params.filter.as_ref())?;
         let limit = params.limit as usize;
         let mut tasks = JoinSet::new();
-        for shard in 0..route.shards.len() as u32 {
+        for shard in 0..route.read_shards() {
             let req = pb::ScanRequest {
                 shard: Some(pb::ShardId { store: store.to_string(), shard }),
                 start_after: after.clone(),
@@ -209,6 +210,7 @@ impl Gateway {
                 with_metadata: params.with_metadata,
                 filter_json: filter_json.clone(),
                 limit: (limit + 1) as u32,
+                layout_shards: route.layout_shards(),
                 ..Default::default()
             };
             let replicas = self.read_replicas(&route, shard)?;
@@ -253,9 +255,9 @@ impl Gateway {
                 let by_shard = self.matching_ids(&route, &filter).await?;
                 let total: u64 = by_shard.values().map(|ids| ids.len() as u64).sum();
                 let (mut deleted, mut done) = (0, 0);
-                for (shard, ids) in by_shard {
+                for ids in by_shard.into_values() {
                     for chunk in ids.chunks(IDS_PER_REQUEST) {
-                        deleted += self.delete_in_shard(&route, shard, chunk.to_vec()).await?;
+                        deleted += self.delete_ids(&route, chunk.to_vec()).await?;
                         done += chunk.len() as u64;
                         if !progress(done, total) {
                             return Err(GatewayError::Cancelled);
@@ -292,11 +294,11 @@ impl Gateway {
         let set_json = Value::Object(update.set.clone()).to_string();
         let total: u64 = by_shard.values().map(|ids| ids.len() as u64).sum();
         let (mut updated, mut done) = (0, 0);
-        for (shard, ids) in by_shard {
+        for ids in by_shard.into_values() {
             for chunk in ids.chunks(IDS_PER_REQUEST) {
                 let (store, set_json, unset) = (store.to_string(), set_json.clone(), update.unset.clone());
                 updated += self
-                    .write_ids(&route, shard, chunk.to_vec(), move |c, ids, version, placement_epoch| {
+                    .write_ids(&route, chunk.to_vec(), move |c, shard, ids, version, placement_epoch| {
                         let req = pb::UpdateMetadataRequest {
                             shard: Some(pb::ShardId { store: store.clone(), shard }),
                             ids,
@@ -329,7 +331,7 @@ impl Gateway {
         let filter_json = filter_text(Some(filter))?;
         let store = route.config.name.as_str();
         let mut by_shard = BTreeMap::new();
-        for shard in 0..route.shards.len() as u32 {
+        for shard in 0..route.read_shards() {
             let req = pb::ScanRequest {
                 shard: Some(pb::ShardId { store: store.to_string(), shard }),
                 start_after: String::new(),
@@ -337,6 +339,7 @@ impl Gateway {
                 with_vector: false,
                 with_metadata: false,
                 filter_json: filter_json.clone(),
+                layout_shards: route.layout_shards(),
                 ..Default::default()
             };
             let points = crate::gateway::collect_scan(self.read_replicas(route, shard)?, req).await?;

@@ -14,6 +14,8 @@ use rvdb_core::text::Analyzer;
 use rvdb_proto::convert::config_from_pb;
 use rvdb_proto::v1 as pb;
 
+pub use rvdb_core::sharding::shard_of;
+
 /// Where one store lives.
 #[derive(Debug, Clone)]
 pub struct StoreRoute {
@@ -26,18 +28,53 @@ pub struct StoreRoute {
     /// Per shard, its placement epoch (sent with every write, which a replica refuses if it knows a newer one);
     /// empty: 0, not fenced.
     pub epochs: Vec<u64>,
+    /// A reshard in progress: `shards` lists the shards of both layouts; reads go by one layout (and ask each
+    /// shard for the points it owns under it), writes by both until the switch.
+    pub resharding: Option<Resharding>,
+}
+
+/// A reshard as a gateway routes by it (the manager's `reshard` module says how it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resharding {
+    pub from: u32,
+    pub to: u32,
+    /// Reads and writes go by `to` alone.
+    pub switched: bool,
+}
+
+/// Where a write of one id goes: its shard under the read layout, and during a reshard's copy, its shard under
+/// the new layout when that is another one (the same records, with the same versions, go to both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteTarget {
+    pub shard: u32,
+    pub also: Option<u32>,
+}
+
+impl WriteTarget {
+    pub fn shards(self) -> impl Iterator<Item = u32> {
+        std::iter::once(self.shard).chain(self.also)
+    }
 }
 
 /// Routes are equal when their config and placement are (the analyzer is derived from the config).
 impl PartialEq for StoreRoute {
     fn eq(&self, other: &Self) -> bool {
-        self.config == other.config && self.shards == other.shards && self.epochs == other.epochs
+        self.config == other.config
+            && self.shards == other.shards
+            && self.epochs == other.epochs
+            && self.resharding == other.resharding
     }
 }
 
 impl StoreRoute {
     pub fn new(config: StoreConfig, shards: Vec<Vec<String>>) -> Self {
-        Self { analyzer: Arc::new(Analyzer::new(&config.text_index)), config, shards, epochs: Vec::new() }
+        Self {
+            analyzer: Arc::new(Analyzer::new(&config.text_index)),
+            config,
+            shards,
+            epochs: Vec::new(),
+            resharding: None,
+        }
     }
 
     /// The placement epoch of `shard` in this table.
@@ -45,8 +82,40 @@ impl StoreRoute {
         self.epochs.get(shard as usize).copied().unwrap_or(0)
     }
 
+    /// How many shards reads go to (shards `0..read_shards()`): all of them, but during a reshard the ones of
+    /// the layout it reads by.
+    pub fn read_shards(&self) -> u32 {
+        match self.resharding {
+            Some(r) if r.switched => r.to,
+            Some(r) => r.from,
+            None => self.shards.len() as u32,
+        }
+    }
+
+    /// The layout a read asks each shard to keep to (`layout_shards` of the node's read requests): 0 (every point
+    /// a shard holds) unless the store is being resharded.
+    pub fn layout_shards(&self) -> u32 {
+        if self.resharding.is_some() { self.read_shards() } else { 0 }
+    }
+
+    /// The shard that serves `id` (under the layout reads go by).
     pub fn shard_of(&self, id: &str) -> u32 {
-        shard_of(id, self.shards.len() as u32)
+        shard_of(id, self.read_shards())
+    }
+
+    /// Where writes of `id` go.
+    pub fn write_target(&self, id: &str) -> WriteTarget {
+        let shard = self.shard_of(id);
+        let also = match self.resharding {
+            Some(r) if !r.switched => Some(shard_of(id, r.to)).filter(|s| *s != shard),
+            _ => None,
+        };
+        WriteTarget { shard, also }
+    }
+
+    /// Whether a write routed by `self` is still routed the same way by `newer` (the same layouts).
+    pub fn same_layout(&self, newer: &StoreRoute) -> bool {
+        self.resharding == newer.resharding && self.shards.len() == newer.shards.len()
     }
 }
 
@@ -98,9 +167,13 @@ impl RoutingTable {
                 .iter()
                 .map(|p| p.replica_node_ids.iter().map(|id| urls.get(id.as_str()).map(|u| u.to_string())).collect())
                 .collect();
-            let Some(shards) = shards.filter(|s| s.len() == config.shards as usize) else { continue };
+            let resharding =
+                r.resharding.map(|x| Resharding { from: x.from_shards, to: x.to_shards, switched: x.switched });
+            let expected = resharding.map_or(config.shards, |x| x.from.max(x.to));
+            let Some(shards) = shards.filter(|s| s.len() == expected as usize) else { continue };
             let mut route = StoreRoute::new(config, shards);
             route.epochs = r.shards.iter().map(|p| p.epoch).collect();
+            route.resharding = resharding;
             stores.insert(route.config.name.clone(), route);
         }
         RoutingTable { version: t.version, cluster_id: t.cluster_id, refused_cluster: None, stores, states }
@@ -126,54 +199,9 @@ impl RoutingTable {
     }
 }
 
-/// FNV-1a, 64 bit.
-pub fn fnv1a_64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// Lamping & Veach's jump consistent hash: a bucket in `0..buckets` for `key`.
-pub fn jump_consistent_hash(mut key: u64, buckets: u32) -> u32 {
-    let buckets = buckets.max(1) as i64;
-    let (mut b, mut j): (i64, i64) = (-1, 0);
-    while j < buckets {
-        b = j;
-        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
-        j = ((b + 1) as f64 * ((1i64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
-    }
-    b as u32
-}
-
-pub fn shard_of(id: &str, shards: u32) -> u32 {
-    jump_consistent_hash(fnv1a_64(id.as_bytes()), shards)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hashing_is_stable_and_balanced() {
-        // fixed values: a change here would silently re-route every stored point
-        assert_eq!(fnv1a_64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a_64(b"a"), 0xaf63dc4c8601ec8c);
-        assert_eq!(jump_consistent_hash(0, 1), 0);
-        let mut counts = [0u32; 4];
-        for i in 0..40_000 {
-            counts[shard_of(&format!("doc-{i}"), 4) as usize] += 1;
-        }
-        assert!(counts.iter().all(|c| (9_000..11_000).contains(c)), "{counts:?}");
-    }
-
-    #[test]
-    fn growing_shards_moves_few_ids() {
-        let moved = (0..10_000).filter(|i| shard_of(&i.to_string(), 4) != shard_of(&i.to_string(), 5)).count();
-        assert!((1_500..2_500).contains(&moved), "{moved} of 10000 moved; expected about 1/5");
-    }
 
     #[test]
     fn tables_from_the_manager_steer_reads_and_writes_by_node_state() {
@@ -205,11 +233,13 @@ mod tests {
                 pb::StoreRoute {
                     config: Some(config.clone()),
                     shards: vec![placement(0, &["b", "a"]), placement(1, &["c", "a"])],
+                    ..Default::default()
                 },
                 // a store naming an unknown node is left out rather than routed wrongly
                 pb::StoreRoute {
                     config: Some(pb::StoreConfig { name: "t".into(), ..config }),
                     shards: vec![placement(0, &["zz"]), placement(1, &["a"])],
+                    ..Default::default()
                 },
             ],
             ..Default::default()
@@ -233,5 +263,63 @@ mod tests {
         assert_eq!(required_acks(0, 5, 3), 3);
         assert_eq!(required_acks(2, 3, 1), 2);
         assert_eq!(required_acks(2, 2, 1), 2);
+    }
+
+    /// During a reshard reads go by one layout (and ask shards for their own points only), writes by both until
+    /// the switch; a table whose shard list fits neither layout is refused.
+    #[test]
+    fn resharding_routes_reads_by_one_layout_and_writes_by_both() {
+        let mut config = StoreConfig::new("s", 2, rvdb_core::Metric::Dot);
+        config.shards = 4;
+        let table = |resharding: Option<pb::Resharding>, shards: u32| {
+            let pbc = rvdb_proto::convert::config_to_pb(&config);
+            RoutingTable::from_pb(pb::RoutingTable {
+                version: 1,
+                nodes: vec![pb::NodeInfo {
+                    node_id: "a".into(),
+                    address: "http://a:1".into(),
+                    state: 1,
+                    ..Default::default()
+                }],
+                stores: vec![pb::StoreRoute {
+                    config: Some(pbc),
+                    shards: (0..shards)
+                        .map(|shard| pb::ShardPlacement { shard, replica_node_ids: vec!["a".into()], epoch: 3 })
+                        .collect(),
+                    resharding,
+                }],
+                ..Default::default()
+            })
+        };
+        let growing = |switched| pb::Resharding { from_shards: 4, to_shards: 8, switched, ..Default::default() };
+        let copying = table(Some(growing(false)), 8);
+        let r = &copying.stores["s"];
+        assert_eq!((r.shards.len(), r.read_shards(), r.layout_shards()), (8, 4, 4));
+        let (mut both, mut one) = (0, 0);
+        for i in 0..2000 {
+            let id = format!("id{i}");
+            let t = r.write_target(&id);
+            assert_eq!(t.shard, shard_of(&id, 4));
+            match t.also {
+                Some(also) => {
+                    assert_eq!(also, shard_of(&id, 8));
+                    assert!(also >= 4, "growing moves ids only into new shards");
+                    both += 1;
+                }
+                None => {
+                    assert_eq!(shard_of(&id, 8), t.shard);
+                    one += 1;
+                }
+            }
+        }
+        assert!(both > 800 && one > 800, "about half the ids move from 4 to 8: {both} / {one}");
+        let switched = table(Some(growing(true)), 8);
+        let r = &switched.stores["s"];
+        assert_eq!((r.read_shards(), r.layout_shards()), (8, 8));
+        assert!((0..500).all(|i| r.write_target(&format!("id{i}")).also.is_none()), "after the switch: one layout");
+        assert!(!copying.stores["s"].same_layout(r));
+        assert_eq!(table(None, 4).stores["s"].layout_shards(), 0, "no reshard: shards read everything");
+        assert!(table(Some(growing(false)), 5).stores.is_empty(), "a list that fits neither layout is refused");
+        assert!(table(None, 8).stores.is_empty());
     }
 }

@@ -241,7 +241,7 @@ impl Gateway {
             return Ok(Vec::new());
         }
         let (terms, weights): (Vec<String>, Vec<u32>) = query.into_iter().unzip();
-        let collection = if route.shards.len() > 1 {
+        let collection = if route.read_shards() > 1 {
             let request = |shard| pb::TextStatsRequest { shard: Some(shard_id(store, shard)), terms: terms.clone() };
             let mut total = pb::TextStatsResponse { document_frequency: vec![0; terms.len()], ..Default::default() };
             for s in self
@@ -267,6 +267,7 @@ impl Gateway {
             with_vector: params.with_vector,
             with_metadata: params.with_metadata,
             collection: collection.clone(),
+            layout_shards: route.layout_shards(),
         };
         let mut all: Vec<pb::KeywordHit> = self
             .read_every_shard(&route, "keyword search", request, |c, req| async move {
@@ -277,6 +278,7 @@ impl Gateway {
             .flatten()
             .collect();
         all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        all.dedup_by(|a, b| a.id == b.id); // as in `Gateway::search`
         all.truncate(k as usize);
         Ok(all
             .into_iter()

@@ -127,3 +127,27 @@ pub(crate) fn transfer_finished(outcome: &str, records: u64) {
     TRANSFERS.with_label_values(&[outcome]).inc();
     TRANSFER_RECORDS.inc_by(records);
 }
+
+/// Reshards by outcome (`started`, `done`, `rolled_back`), and the records their copies moved.
+static RESHARDS: std::sync::LazyLock<(prometheus::IntCounterVec, prometheus::IntCounter)> =
+    std::sync::LazyLock::new(|| {
+        let outcomes = prometheus::register_int_counter_vec!(
+            "rvdb_manager_reshards_total",
+            "Reshards (changes of a store's shard count), by outcome: started, done, rolled_back.",
+            &["outcome"]
+        );
+        let records = prometheus::register_int_counter!(
+            "rvdb_manager_reshard_records_total",
+            "Records (points and tombstones) copied into the shards that gained ids by finished reshards."
+        );
+        (outcomes.expect("metric registered once"), records.expect("metric registered once"))
+    });
+
+pub(crate) fn reshard_started() {
+    RESHARDS.0.with_label_values(&["started"]).inc();
+}
+
+pub(crate) fn reshard_finished(outcome: &str, records: u64) {
+    RESHARDS.0.with_label_values(&[outcome]).inc();
+    RESHARDS.1.inc_by(records);
+}

@@ -155,6 +155,20 @@ impl IndexManager for IndexManagerService {
         }))
     }
 
+    async fn reshard(&self, req: Request<pb::ReshardRequest>) -> Result<Response<pb::ReshardResponse>, Status> {
+        let req = req.into_inner();
+        let r = self.manager.reshard(&req.store, req.shards).await?;
+        Ok(Response::new(pb::ReshardResponse {
+            from_shards: r.from,
+            to_shards: r.to,
+            records: r.records,
+            pruned: r.pruned,
+            elapsed_ms: r.elapsed.as_millis() as u64,
+            version: r.version,
+            copy_ms: r.copy.as_millis() as u64,
+        }))
+    }
+
     async fn remove_node(
         &self,
         req: Request<pb::RemoveNodeRequest>,

@@ -532,6 +532,62 @@ mod tests {
         assert!(out.max_version > stats.max_version);
     }
 
+    /// Resharding's two node-side pieces: reads restricted to the points a shard owns under a layout (search,
+    /// count, scan see no copy of another shard's point), and the prune that removes the rest for good (disk and
+    /// index: gone after a reopen too, and no tombstone left behind).
+    #[test]
+    fn owner_filters_hide_foreign_copies_and_prune_removes_them() {
+        use rvdb_core::filter::Filter;
+        use rvdb_core::sharding::{Owner, shard_of};
+        let dir = tempfile::tempdir().unwrap();
+        let key = ShardKey::new("s", 1);
+        let owner = Owner { shard: 1, shards: 4 };
+        let ids: Vec<String> = (0..400).map(|i| format!("id{i}")).collect();
+        let mine: Vec<&String> = ids.iter().filter(|id| owner.owns(id)).collect();
+        assert!(mine.len() > 50 && mine.len() < 150, "{}", mine.len());
+        {
+            let node = open(dir.path());
+            let mut config = StoreConfig::new("s", 2, Metric::Euclidean);
+            config.shards = 4;
+            node.create_shard(key.clone(), config).unwrap();
+            let points = ids.iter().enumerate().map(|(i, id)| point(id, &[i as f32, 0.0], 0)).collect();
+            node.with_shard(&key, |s| s.upsert(points, false)).unwrap();
+            node.with_shard(&key, |s| s.delete(&["id7".into(), "id8".into()], 0, false)).unwrap();
+            let only = Filter { owner: Some(owner), ..Filter::default() };
+            let live_mine = mine.iter().filter(|id| !["id7", "id8"].contains(&id.as_str())).count() as u64;
+            assert_eq!(node.with_shard(&key, |s| s.count(Some(&only))).unwrap(), live_mine);
+            let opts = SearchOptions { k: 400, filter: Some(only.clone()), ..Default::default() };
+            let hits = node.with_shard(&key, |s| s.search(&[0.0, 0.0], &opts)).unwrap().points;
+            assert_eq!(hits.len() as u64, live_mine);
+            assert!(hits.iter().all(|h| shard_of(&h.id, 4) == 1));
+            let mut scanned = 0;
+            node.with_shard(&key, |s| {
+                s.scan_matching("", Some(&only), |_| {
+                    scanned += 1;
+                    true
+                })
+            })
+            .unwrap();
+            assert_eq!(scanned, live_mine);
+            let removed = node.with_shard(&key, |s| s.prune(|id| owner.owns(id))).unwrap();
+            assert_eq!(removed, (ids.len() - mine.len()) as u64, "foreign points and tombstones alike");
+            assert_eq!(node.with_shard(&key, |s| s.count(None)).unwrap(), live_mine);
+        }
+        let node = open(dir.path());
+        let stats = node.with_shard(&key, |s| s.stats()).unwrap();
+        let tombstones = mine.iter().filter(|id| ["id7", "id8"].contains(&id.as_str())).count() as u64;
+        assert_eq!((stats.points, stats.tombstones), (mine.len() as u64 - tombstones, tombstones));
+        let mut all = Vec::new();
+        node.with_shard(&key, |s| {
+            s.changes(0, None, |c| {
+                all.push(c.id().to_string());
+                true
+            })
+        })
+        .unwrap();
+        assert!(all.iter().all(|id| owner.owns(id)) && all.len() == mine.len(), "{} records", all.len());
+    }
+
     #[test]
     fn last_write_wins_by_version() {
         let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::shard::{BucketFilter, Change, MetadataPatch, PointData, ScoredPoint, SearchOptions};
 use crate::{Node, NodeError, ShardKey, ShardStats};
 use rvdb_core::filter::Filter;
+use rvdb_core::sharding::Owner;
 use rvdb_core::text::CorpusStats;
 
 /// Default cap on one decoded request (the whole upsert batch): large enough for 100k × 128-d points.
@@ -64,6 +65,31 @@ fn shard_key(id: Option<pb::ShardId>) -> Result<ShardKey, Status> {
     let id = id.ok_or_else(|| Status::invalid_argument("shard is required"))?;
     rvdb_core::types::validate_store_name(&id.store).map_err(|e| Status::invalid_argument(e.to_string()))?;
     Ok(ShardKey::new(id.store, id.shard))
+}
+
+/// A read's filter: its JSON text (empty = none), restricted to the points `key`'s shard owns under a layout of
+/// `layout_shards` shards when that is set (reads of a store being resharded, see `rvdb_core::sharding`).
+fn read_filter(json: &str, key: &ShardKey, layout_shards: u32) -> Result<Option<Filter>, Status> {
+    let owner = owner_of(key, layout_shards)?;
+    Ok(match parse_filter(json)? {
+        Some(f) => Some(f.owned_by(owner)),
+        None => owner.map(|o| Filter { owner: Some(o), ..Filter::default() }),
+    })
+}
+
+/// The layout a read asks for, checked: `key`'s shard must exist in it.
+fn owner_of(key: &ShardKey, layout_shards: u32) -> Result<Option<Owner>, Status> {
+    if layout_shards == 0 {
+        return Ok(None);
+    }
+    if layout_shards > rvdb_core::types::MAX_SHARDS || key.shard >= layout_shards {
+        return Err(Status::invalid_argument(format!(
+            "layout_shards {layout_shards}: shard {} is not in a layout of that many shards (1..={})",
+            key.shard,
+            rvdb_core::types::MAX_SHARDS
+        )));
+    }
+    Ok(Some(Owner { shard: key.shard, shards: layout_shards }))
 }
 
 /// A filter from its JSON text (empty = none); errors name the offending path.
@@ -307,7 +333,7 @@ impl StorageNode for StorageNodeService {
         let opts = SearchOptions {
             k: req.k,
             ef: (req.ef > 0).then_some(req.ef),
-            filter: parse_filter(&req.filter_json)?,
+            filter: read_filter(&req.filter_json, &key, req.layout_shards)?,
             exact: req.exact,
             with_vector: req.with_vector,
             with_metadata: req.with_metadata,
@@ -336,7 +362,7 @@ impl StorageNode for StorageNodeService {
         shard.readable()?;
         let chunk_size = if req.chunk_size == 0 { 1000 } else { req.chunk_size.min(100_000) as usize };
         let (wv, wm, start_after) = (req.with_vector, req.with_metadata, req.start_after);
-        let filter = parse_filter(&req.filter_json)?;
+        let filter = read_filter(&req.filter_json, &key, req.layout_shards)?;
         let limit = if req.limit == 0 { u64::MAX } else { u64::from(req.limit) };
         let chunk_size = chunk_size.min(usize::try_from(limit).unwrap_or(usize::MAX));
         let (sample, seed) = (req.sample as usize, req.seed);
@@ -367,7 +393,7 @@ impl StorageNode for StorageNodeService {
         let req = req.into_inner();
         let key = shard_key(req.shard)?;
         record_shard(&key);
-        let filter = parse_filter(&req.filter_json)?;
+        let filter = read_filter(&req.filter_json, &key, req.layout_shards)?;
         let count = self
             .blocking(move |n| n.with_shard(&key, |s| s.readable().and_then(|()| s.count(filter.as_ref()))))
             .await?;
@@ -395,7 +421,7 @@ impl StorageNode for StorageNodeService {
         record_shard(&key);
         tracing::Span::current().record("k", req.k);
         let terms = query_terms(req.terms, req.weights)?;
-        let filter = parse_filter(&req.filter_json)?;
+        let filter = read_filter(&req.filter_json, &key, req.layout_shards)?;
         let collection = req.collection.map(|c| CorpusStats {
             documents: c.documents,
             total_length: c.total_length,
@@ -495,6 +521,7 @@ impl StorageNode for StorageNodeService {
         let chunk_size = if req.chunk_size == 0 { 1000 } else { req.chunk_size.min(100_000) as usize };
         let since = req.since_version;
         let buckets = bucket_filter(req.buckets, &req.only_buckets)?;
+        let owner = owner_of(&ShardKey::new(key.store.clone(), req.owner_shard), req.owner_shards)?;
         let to_chunk = |changes: Vec<Change>| {
             let mut chunk = pb::ChangesChunk::default();
             for c in changes {
@@ -507,7 +534,9 @@ impl StorageNode for StorageNodeService {
             }
             chunk
         };
-        let stream = stream_blocking(chunk_size, to_chunk, move |emit| shard.changes(since, buckets.as_ref(), emit));
+        let stream = stream_blocking(chunk_size, to_chunk, move |emit| {
+            shard.changes(since, buckets.as_ref(), |c| owner.is_some_and(|o| !o.owns(c.id())) || emit(c))
+        });
         Ok(Response::new(stream))
     }
 
@@ -563,6 +592,20 @@ impl StorageNode for StorageNodeService {
         Ok(Response::new(pb::FenceShardsResponse { shards }))
     }
 
+    #[tracing::instrument(skip_all, fields(store, shard))]
+    async fn prune_shard(
+        &self,
+        req: Request<pb::PruneShardRequest>,
+    ) -> Result<Response<pb::PruneShardResponse>, Status> {
+        let req = req.into_inner();
+        let key = shard_key(req.shard)?;
+        record_shard(&key);
+        let owner = owner_of(&key, req.layout_shards)?
+            .ok_or_else(|| Status::invalid_argument("layout_shards is required (1..=1024)"))?;
+        let removed = self.blocking(move |n| n.with_shard(&key, |s| s.prune(|id| owner.owns(id)))).await?;
+        Ok(Response::new(pb::PruneShardResponse { removed }))
+    }
+
     #[tracing::instrument(skip_all, fields(store, shard, source))]
     async fn catch_up(&self, req: Request<pb::CatchUpRequest>) -> Result<Response<pb::CatchUpResponse>, Status> {
         let req = req.into_inner();
@@ -576,7 +619,20 @@ impl StorageNode for StorageNodeService {
             let address = rvdb_core::error::excerpt(&req.source_address);
             Status::invalid_argument(format!("bad source_address {address:?}: {e}"))
         })?;
-        let shard = Some(pb::ShardId { store: key.store.clone(), shard: key.shard });
+        // Resharding copies from another shard of the store, only the ids this shard owns under the new layout.
+        let source = match &req.source_shard {
+            Some(id) if id.store != key.store => {
+                return Err(Status::invalid_argument(format!(
+                    "source_shard is of store '{}', not '{}': a catch-up copies within one store",
+                    rvdb_core::error::excerpt(&id.store),
+                    key.store
+                )));
+            }
+            Some(id) => id.shard,
+            None => key.shard,
+        };
+        owner_of(&key, req.owner_shards)?;
+        let shard = Some(pb::ShardId { store: key.store.clone(), shard: source });
         let mut stream = peer
             .changes(pb::ChangesRequest {
                 shard,
@@ -584,6 +640,8 @@ impl StorageNode for StorageNodeService {
                 chunk_size: 2000,
                 buckets: req.buckets,
                 only_buckets: req.only_buckets.clone(),
+                owner_shard: key.shard,
+                owner_shards: req.owner_shards,
             })
             .await
             .map_err(|s| match s.code() {
@@ -754,6 +812,12 @@ impl StorageApi for LocalNode {
     async fn fence_shards(&self, req: pb::FenceShardsRequest) -> ApiResult<pb::FenceShardsResponse> {
         served_locally("/rvdb.v1.StorageNode/FenceShards", async {
             Ok(StorageNode::fence_shards(&self.0, Request::new(req)).await?.into_inner())
+        })
+        .await
+    }
+    async fn prune_shard(&self, req: pb::PruneShardRequest) -> ApiResult<pb::PruneShardResponse> {
+        served_locally("/rvdb.v1.StorageNode/PruneShard", async {
+            Ok(StorageNode::prune_shard(&self.0, Request::new(req)).await?.into_inner())
         })
         .await
     }

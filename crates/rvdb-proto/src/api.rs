@@ -54,6 +54,7 @@ pub trait StorageApi: Send + Sync + std::fmt::Debug {
     async fn catch_up(&self, req: pb::CatchUpRequest) -> ApiResult<pb::CatchUpResponse>;
     async fn bucket_digests(&self, req: pb::BucketDigestsRequest) -> ApiResult<pb::BucketDigestsResponse>;
     async fn fence_shards(&self, req: pb::FenceShardsRequest) -> ApiResult<pb::FenceShardsResponse>;
+    async fn prune_shard(&self, req: pb::PruneShardRequest) -> ApiResult<pb::PruneShardResponse>;
 }
 
 /// The index manager's API (`rvdb.v1.IndexManager`), one method per RPC.
@@ -149,6 +150,9 @@ impl StorageApi for RemoteStorage {
     }
     async fn fence_shards(&self, req: pb::FenceShardsRequest) -> ApiResult<pb::FenceShardsResponse> {
         Ok(self.0.clone().fence_shards(req).await?.into_inner())
+    }
+    async fn prune_shard(&self, req: pb::PruneShardRequest) -> ApiResult<pb::PruneShardResponse> {
+        Ok(self.0.clone().prune_shard(req).await?.into_inner())
     }
 }
 

@@ -103,6 +103,9 @@ enum Command {
     Rebalance(ops::RebalanceArgs),
     /// Remove a node for good: its replicas are re-created on the other nodes, then it leaves the catalog.
     RemoveNode(ops::RemoveNodeArgs),
+    /// Change a store's shard count (up or down) while it serves reads and writes; only points that change shard
+    /// are copied.
+    Reshard(ops::ReshardArgs),
     /// The config file and the settings in force (`rvdb config show`).
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -145,6 +148,7 @@ fn main() -> anyhow::Result<()> {
             Command::ClusterStatus(args) => ops::cluster_status(args).await,
             Command::MoveShard(args) => ops::move_shard(args).await,
             Command::Rebalance(args) => ops::rebalance(args).await,
+            Command::Reshard(args) => ops::reshard(args).await,
             Command::RemoveNode(args) => ops::remove_node(args).await,
             Command::Config(cmd) => config::run(cmd),
             Command::Client(cmd) => client::run(cmd).await,

@@ -113,7 +113,12 @@ pub async fn cluster_status(args: ClusterStatusArgs) -> anyhow::Result<()> {
             }
             shards.push(json!({"shard": p.shard, "replicas": replicas}));
         }
-        stores.push(json!({"name": config.name, "dimension": config.dimension, "shards": shards}));
+        let mut store = json!({"name": config.name, "dimension": config.dimension, "shards": shards});
+        if let Some(r) = &s.resharding {
+            store["resharding"] = json!({"from_shards": r.from_shards, "to_shards": r.to_shards, "phase": r.phase,
+                                         "started_unix_ms": r.started_unix_ms});
+        }
+        stores.push(store);
     }
     let nodes: Vec<_> = t
         .nodes
@@ -228,6 +233,35 @@ pub async fn remove_node(args: RemoveNodeArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         json!({"node": args.node, "moves": moves_json(&r.moves), "records": r.records, "routing_version": r.version})
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReshardArgs {
+    /// The index manager's gRPC URL.
+    #[arg(long, env = "RVDB_MANAGER", default_value = "http://127.0.0.1:50060")]
+    pub manager: String,
+    #[arg(long)]
+    pub store: String,
+    /// The new shard count (1..=1024).
+    #[arg(long)]
+    pub shards: u32,
+}
+
+/// `rvdb reshard`: changes a store's shard count while it serves; prints what was copied and pruned as JSON.
+pub async fn reshard(args: ReshardArgs) -> anyhow::Result<()> {
+    let mut m = manager_client(&args.manager).await?;
+    let r = m
+        .reshard(pb::ReshardRequest { store: args.store.clone(), shards: args.shards })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    println!(
+        "{}",
+        json!({"store": args.store, "from_shards": r.from_shards, "to_shards": r.to_shards, "records": r.records,
+               "pruned": r.pruned, "elapsed_ms": r.elapsed_ms, "copy_ms": r.copy_ms,
+               "routing_version": r.version})
     );
     Ok(())
 }

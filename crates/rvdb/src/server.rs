@@ -459,6 +459,10 @@ pub struct ManagerArgs {
     /// Milliseconds of pause between two shards in an anti-entropy round (its rate limit).
     #[arg(long, env = "RVDB_ANTI_ENTROPY_PAUSE", default_value_t = 100)]
     pub anti_entropy_pause: u64,
+    /// When a new storage node joins, move replicas to it until nodes hold balanced replica counts (shard
+    /// transfers, one at a time, while the cluster serves). `false`: only on `rvdb rebalance`.
+    #[arg(long, env = "RVDB_REBALANCE_ON_JOIN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rebalance_on_join: bool,
     /// Address of the Prometheus `/metrics` listener (off unless set).
     #[arg(long, env = "RVDB_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -751,6 +755,7 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     options.catch_up_margin = Duration::from_millis(args.catch_up_margin);
     options.anti_entropy_interval = Duration::from_millis(args.anti_entropy_interval);
     options.anti_entropy_pause = Duration::from_millis(args.anti_entropy_pause);
+    options.rebalance_on_join = args.rebalance_on_join;
     let manager = rvdb_manager::Manager::open(options).context("opening the index manager's catalog")?;
     let monitor = tokio::spawn(manager.clone().run_monitor());
     let anti_entropy = tokio::spawn(manager.clone().run_anti_entropy());

@@ -43,7 +43,7 @@ impl BackupManager {
         let tmp = temp_path(&dir, &file);
         let header = ExportHeader { rvdb_export: EXPORT_VERSION, store: route.config.clone(), exported_at };
         let mut streams = Vec::new();
-        for shard in 0..route.shards.len() as u32 {
+        for shard in 0..route.read_shards() {
             streams.push(self.gateway.scan_shard(store, shard, true).await?);
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<rvdb_proto::v1::Point>>(4);

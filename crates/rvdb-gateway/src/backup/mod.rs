@@ -331,7 +331,7 @@ impl BackupManager {
         std::fs::create_dir_all(&self.dir).map_err(io_err(format!("creating backup dir {}", self.dir.display())))?;
         let tmp = temp_path(&self.dir, &name);
         std::fs::create_dir_all(&tmp).map_err(io_err("creating temporary backup dir"))?;
-        let result = self.write_backup(&route.config, route.shards.len() as u32, &name, &tmp, &mut progress).await;
+        let result = self.write_backup(&route.config, route.read_shards(), &name, &tmp, &mut progress).await;
         let manifest = match result {
             Ok(m) => m,
             Err(e) => {

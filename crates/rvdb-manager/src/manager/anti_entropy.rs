@@ -99,7 +99,9 @@ impl Manager {
         let state = self.state();
         let mut out = Vec::new();
         for (name, entry) in &state.stores {
-            if state.creating.contains(name) {
+            // a store being resharded has copies that some replicas have pruned and others not yet: comparing them
+            // would copy them back
+            if state.creating.contains(name) || entry.resharding.is_some() {
                 continue;
             }
             for (shard, replicas) in entry.shards.iter().enumerate() {
@@ -117,6 +119,9 @@ impl Manager {
 
     /// Compares the replicas of one shard and repairs the buckets that differ; returns how many did.
     pub async fn compare_and_repair(&self, id: &pb::ShardId, replicas: &[String]) -> Result<usize> {
+        if self.state().stores.get(&id.store).is_some_and(|e| e.resharding.is_some()) {
+            return Ok(0); // resharded since the round began (see `comparable_shards`)
+        }
         let mut digests = Vec::with_capacity(replicas.len());
         for address in replicas {
             let req = pb::BucketDigestsRequest { shard: Some(id.clone()), buckets: ANTI_ENTROPY_BUCKETS };
@@ -153,7 +158,7 @@ impl Manager {
             since_version: 0,
             buckets: ANTI_ENTROPY_BUCKETS,
             only_buckets: buckets,
-            finish_fill: false,
+            ..Default::default()
         };
         // 1. the first replica takes what each other one has newer
         let mut applied = 0;

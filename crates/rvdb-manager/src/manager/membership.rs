@@ -4,7 +4,7 @@
 use super::*;
 
 impl Manager {
-    pub fn register_node(&self, node_id: &str, address: &str) -> Result<(u64, u64)> {
+    pub fn register_node(self: &Arc<Self>, node_id: &str, address: &str) -> Result<(u64, u64)> {
         if node_id.is_empty() || node_id.len() > 128 || node_id.chars().any(|c| c.is_control() || c == ':') {
             return Err(ManagerError::InvalidArgument(
                 "node_id must be 1..=128 characters without ':' or controls".into(),
@@ -14,6 +14,7 @@ impl Manager {
             .map_err(|e| ManagerError::InvalidArgument(format!("address {address:?} is not a gRPC URL: {e}")))?;
         let mut state = self.state();
         let hosts = state.hosts_replicas(node_id);
+        let joins = !state.nodes.contains_key(node_id);
         let now = Instant::now();
         let entry = state.nodes.entry(node_id.to_string()).or_insert_with(|| NodeEntry {
             address: address.to_string(),
@@ -38,7 +39,34 @@ impl Manager {
         let changed = state.bump_epochs(node_id, &mut batch)?;
         let version = self.publish(&mut state, batch)?;
         self.push_epochs(&state, &changed);
+        drop(state);
+        if joins && self.options.rebalance_on_join {
+            self.rebalance_soon(node_id);
+        }
         Ok((self.options.heartbeat_interval.as_millis() as u64, version))
+    }
+
+    /// A new node joined: after two heartbeat intervals (it has settled, and nodes joining together are all
+    /// there), replicas move to it until the up nodes are balanced ([`Manager::rebalance`], one transfer at a
+    /// time, reads and writes going on). In the background; a failure is logged and left to `rvdb rebalance`.
+    fn rebalance_soon(self: &Arc<Self>, node_id: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (me, node_id) = (Arc::downgrade(self), node_id.to_string());
+        runtime.spawn(async move {
+            let Some(delay) = me.upgrade().map(|m| m.options.heartbeat_interval * 2) else { return };
+            tokio::time::sleep(delay).await;
+            let Some(manager) = me.upgrade() else { return };
+            match manager.rebalance(0).await {
+                Ok(moves) if moves.is_empty() => {}
+                Ok(moves) => {
+                    let records: u64 = moves.iter().map(|(_, r)| r.records).sum();
+                    tracing::info!(node_id, moves = moves.len(), records, "rebalanced after a node joined");
+                }
+                Err(e) => {
+                    tracing::warn!(node_id, error = %e, "cannot rebalance after a node joined; run `rvdb rebalance`")
+                }
+            }
+        });
     }
 
     /// Records a heartbeat; returns the routing version and starts dropping the node's orphan replicas.
@@ -282,7 +310,7 @@ impl Manager {
                 };
                 let source = peer(NodeState::Up).or_else(|| peer(NodeState::CatchingUp));
                 let id = pb::ShardId { store: name.clone(), shard: shard as u32 };
-                out.push((id, entry.config.clone(), address.clone(), source));
+                out.push((id, entry.replica_config(), address.clone(), source));
             }
         }
         out

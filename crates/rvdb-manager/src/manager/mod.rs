@@ -50,8 +50,11 @@
 //! the set filling (writes, no reads) under a new epoch, is filled from a live replica, then replaces the old one
 //! ([`transfer`]).
 //!
+//! **Resharding.** A live store's shard count changes, up or down, copying only the points that change shard, with
+//! writes sent to both layouts until the switch ([`reshard`]).
+//!
 //! Modules by concern: [`catalog`], [`placement`], [`rebalance`] (plans: moves that balance nodes, new homes for a
-//! departed node's replicas), [`transfer`] (moving a replica), [`membership`] (with catch-up), [`repair`],
+//! departed node's replicas), [`transfer`] (moving a replica), [`reshard`], [`membership`] (with catch-up), [`repair`],
 //! [`anti_entropy`]; this file holds the state, its persistence and the routing table it publishes.
 
 mod anti_entropy;
@@ -60,10 +63,12 @@ mod membership;
 mod placement;
 pub mod rebalance;
 mod repair;
+pub mod reshard;
 mod transfer;
 
 pub use anti_entropy::{ANTI_ENTROPY_BUCKETS, AntiEntropyStats};
 pub use placement::place;
+pub use reshard::ReshardReport;
 pub use transfer::{MoveReport, RemoveReport};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -103,6 +108,8 @@ pub struct ManagerOptions {
     pub anti_entropy_interval: Duration,
     /// Pause between two shards in an anti-entropy round (its rate limit).
     pub anti_entropy_pause: Duration,
+    /// When a new node joins, move replicas to it until the up nodes are balanced ([`rebalance`]).
+    pub rebalance_on_join: bool,
 }
 
 impl ManagerOptions {
@@ -117,6 +124,7 @@ impl ManagerOptions {
             persistence: true,
             anti_entropy_interval: Duration::from_secs(60),
             anti_entropy_pause: Duration::from_millis(100),
+            rebalance_on_join: true,
         }
     }
 }
@@ -131,6 +139,10 @@ pub struct StoreEntry {
     /// catalogs written before epochs: 0, unfenced until the next change). See "Write fencing" in the module docs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub epochs: Vec<u64>,
+    /// A reshard in progress ([`reshard`]): `shards` then lists every shard of both layouts and
+    /// `config.shards` is the layout reads route by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resharding: Option<reshard::Resharding>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,12 +202,18 @@ struct State {
 
 impl StoreEntry {
     pub fn new(config: StoreConfig, shards: Vec<Vec<String>>) -> Self {
-        Self { config, shards, epochs: Vec::new() }
+        Self { config, shards, epochs: Vec::new(), resharding: None }
     }
 
     /// The placement epoch of `shard` (0 before the first change of a catalog from before epochs).
     pub fn epoch(&self, shard: u32) -> u64 {
         self.epochs.get(shard as usize).copied().unwrap_or(0)
+    }
+
+    /// The config a replica of this store is created with: during a reshard the shards of both layouts exist, and
+    /// a node checks a shard's number against the count it is given.
+    pub fn replica_config(&self) -> StoreConfig {
+        StoreConfig { shards: self.config.shards.max(self.shards.len() as u32), ..self.config.clone() }
     }
 
     /// Every replica as `(shard, node id)`.
@@ -313,6 +331,7 @@ pub fn route_to_pb(s: &StoreEntry) -> pb::StoreRoute {
             .enumerate()
             .map(|(i, r)| pb::ShardPlacement { shard: i as u32, replica_node_ids: r.clone(), epoch: s.epoch(i as u32) })
             .collect(),
+        resharding: s.resharding.as_ref().map(reshard::Resharding::to_pb),
     }
 }
 
@@ -435,6 +454,7 @@ impl Manager {
             closed: watch::Sender::new(false),
         });
         manager.recover_transfers()?;
+        manager.spawn_resume_reshards();
         Ok(manager)
     }
 

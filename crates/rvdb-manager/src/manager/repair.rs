@@ -31,6 +31,9 @@ impl Manager {
                 tokio::time::sleep(me.options.heartbeat_interval * (1 + attempt)).await;
                 let since = {
                     let mut state = me.state();
+                    if state.stores.get(&key.1).is_some_and(|e| e.resharding.is_some()) {
+                        continue; // after the reshard: a peer's unpruned copies must not come back
+                    }
                     let Some(since) = state.repairs.remove(&key) else { return };
                     if state.nodes.get(&key.0).is_none_or(|n| n.state != NodeState::Up) {
                         return; // down or catching up: its own catch-up covers these writes

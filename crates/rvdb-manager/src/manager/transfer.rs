@@ -106,7 +106,7 @@ impl Manager {
                     target.state
                 )));
             }
-            (entry.config.clone(), target.address.clone())
+            (entry.replica_config(), target.address.clone())
         };
         tracing::info!(store, shard, from, to, "shard transfer: starting");
         // 1. the new replica, filling (a leftover of an earlier, interrupted transfer is dropped first)

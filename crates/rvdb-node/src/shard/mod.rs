@@ -197,6 +197,15 @@ pub enum Change {
     Tombstone { id: String, version: u64 },
 }
 
+impl Change {
+    pub fn id(&self) -> &str {
+        match self {
+            Change::Point(p) => &p.id,
+            Change::Tombstone { id, .. } => id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardDigest {
     pub sha256: String,
@@ -246,6 +255,17 @@ impl ShardState {
         if self.index.set_metadata(id, metadata) {
             self.versions.insert(id.into(), VersionEntry { version, live: true });
             self.max_version = self.max_version.max(version);
+        }
+    }
+
+    /// Forgets `id` altogether (a pruned record): out of the index and the version map.
+    fn forget(&mut self, id: &str) {
+        if let Some(e) = self.versions.remove(id) {
+            if e.live {
+                self.index.remove(id);
+            } else {
+                self.tombstones -= 1;
+            }
         }
     }
 

@@ -171,7 +171,7 @@ impl Shard {
         let Some(filter) = filter else { return self.scan(start_after, visit) };
         let mut corrupt = None;
         self.scan(start_after, |p| match stored_metadata(&p.metadata) {
-            Ok(doc) => !filter.matches(&doc) || visit(p),
+            Ok(doc) => !filter.matches_point(&p.id, &doc) || visit(p),
             Err(e) => {
                 corrupt = Some(format!("point {:?}: stored metadata: {e}", p.id));
                 false

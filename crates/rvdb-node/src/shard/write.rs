@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Ids a prune removes per write batch.
+const PRUNE_BATCH: usize = 10_000;
+
 impl Shard {
     /// Inserts or replaces a batch atomically. Everything is validated first: one bad point refuses the whole batch
     /// and nothing is written. A point whose version is not newer than the stored one is skipped (`stale`).
@@ -135,6 +138,33 @@ impl Shard {
                 Ok(stored.is_none_or(|s| record > s.as_slice()))
             }
         }
+    }
+
+    /// Resharding's clean-up: removes every record (live point or tombstone) whose id `keep` rejects, from RocksDB
+    /// and from the index. These are plain deletes, not tombstones: the records live on in the shard that owns them
+    /// now, and a tombstone here would only be a second, wrong answer for an id this shard no longer serves. In
+    /// batches of [`PRUNE_BATCH`] ids, each one write under the write lock (writes of owned ids go on between
+    /// them); the last is fsynced. Returns how many records went.
+    pub fn prune(&self, keep: impl Fn(&str) -> bool) -> Result<u64, NodeError> {
+        let doomed: Vec<Box<str>> = self.read_state()?.versions.keys().filter(|id| !keep(id)).cloned().collect();
+        let batches = doomed.len().div_ceil(PRUNE_BATCH);
+        for (n, chunk) in doomed.chunks(PRUNE_BATCH).enumerate() {
+            let _guard = self.begin_write()?;
+            let mut batch = WriteBatch::default();
+            {
+                let cf = self.cf()?;
+                for id in chunk {
+                    batch.delete_cf(&cf, id.as_bytes());
+                }
+            }
+            self.write_batch(batch, n + 1 == batches)?;
+            let mut state = self.write_state()?;
+            for id in chunk {
+                state.forget(id);
+            }
+            self.rebuild_if_needed(state);
+        }
+        Ok(doomed.len() as u64)
     }
 
     /// Applies records streamed from a peer replica (catch-up): points and tombstones keep their versions and go

@@ -1,0 +1,320 @@
+//! Resharding on real processes: 1 manager, 3 storage nodes, a gateway; a store of 4 shards × 2 replicas holding
+//! 20,000 points (`RVDB_RESHARD_POINTS` for a measurement). While a writer inserts new points, overwrites old ones
+//! and deletes others through REST (retrying a 503, as documented) and a reader searches and counts without pause,
+//! the store is resharded 4 → 8 → 2 (`Reshard`, what `rvdb reshard` sends). After each step: the table holds the
+//! new layout, the nodes hold exactly its shards, every shard's replicas are equal (digests), every acknowledged
+//! write is there with its value and every acknowledged delete is gone, the count is exact, and exact searches
+//! return the true nearest neighbours of the data as written (checked against a brute-force scan here). No read
+//! fails and no read returns a point twice. Bad reshards are refused with clear errors and change nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, replica_digests, routing_table, wait_for_states};
+use rvdb_proto::v1 as pb;
+use rvdb_proto::v1::storage_node_client::StorageNodeClient;
+use serde_json::{Value, json};
+
+const DIM: usize = 8;
+const STORE: &str = "rs";
+
+fn points() -> u64 {
+    std::env::var("RVDB_RESHARD_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
+}
+
+/// A pseudo-random vector per seed (splitmix64), so nearest neighbours are distinct and ties rare.
+fn vector(seed: u64) -> Vec<f32> {
+    (0..DIM as u64)
+        .map(|d| {
+            let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(d.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// What the store must hold: id → the seed of its vector and metadata `v`, or `None` once deleted.
+type Expected = BTreeMap<String, Option<u64>>;
+
+async fn send(method: &str, url: &str, body: &Value) -> bool {
+    for _ in 0..60 {
+        match rvdb_it::try_http(method, url, Some(body), Duration::from_secs(10)).await {
+            Ok((200, _)) => return true,
+            Ok((503, _)) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Ok((status, answer)) => panic!("{method} {url}: {status} {answer}"),
+        }
+    }
+    false
+}
+
+async fn post(url: &str, body: Value) -> Value {
+    let (status, _, answer) = rvdb_it::http("POST", url, None, Some(body)).await;
+    assert_eq!(status, 200, "{url}: {answer}");
+    serde_json::from_str(&answer).expect("JSON")
+}
+
+/// The nodes (by address) that hold each shard of the store.
+async fn held(table: &pb::RoutingTable) -> BTreeMap<u32, BTreeSet<String>> {
+    let mut out: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    for n in &table.nodes {
+        let mut c = StorageNodeClient::connect(n.address.clone()).await.expect("node");
+        for s in c.list_shards(pb::ListShardsRequest {}).await.expect("list").into_inner().shards {
+            let id = s.shard.expect("id");
+            if id.store == STORE {
+                out.entry(id.shard).or_default().insert(n.node_id.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Checks the store against `expected` after a reshard to `shards`.
+async fn verify(manager_url: &str, rest: &str, shards: u32, expected: &Expected) {
+    // the table and the nodes: exactly the new layout (dropped shards go within seconds)
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let t = routing_table(manager_url).await.expect("table");
+        let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == STORE)).expect("route");
+        assert_eq!(route.shards.len() as u32, shards);
+        assert_eq!(route.config.as_ref().map(|c| c.shards), Some(shards));
+        assert!(route.resharding.is_none(), "{:?}", route.resharding);
+        let placed: BTreeMap<u32, BTreeSet<String>> =
+            route.shards.iter().map(|p| (p.shard, p.replica_node_ids.iter().cloned().collect())).collect();
+        if held(&t).await == placed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nodes hold {:?}, the table places {placed:?}", held(&t).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // replicas equal
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let digests = replica_digests(manager_url, STORE).await;
+        if digests.iter().all(|s| s.windows(2).all(|w| w[0] == w[1])) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas differ: {digests:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // every point as written, deleted ones gone
+    let ids: Vec<&String> = expected.keys().collect();
+    for chunk in ids.chunks(1000) {
+        let got = post(&format!("{rest}/v1/stores/{STORE}/points/get"), json!({"ids": chunk})).await;
+        let found: BTreeMap<String, u64> = got["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| (p["id"].as_str().expect("id").to_string(), p["metadata"]["v"].as_u64().expect("v")))
+            .collect();
+        for id in chunk {
+            assert_eq!(found.get(*id).copied(), expected[*id], "point {id} after resharding to {shards}");
+        }
+    }
+    let live: Vec<(&String, u64)> = expected.iter().filter_map(|(id, v)| v.map(|v| (id, v))).collect();
+    let count = post(&format!("{rest}/v1/stores/{STORE}/points/count"), json!({})).await;
+    assert_eq!(count["count"].as_u64(), Some(live.len() as u64), "exact count with {shards} shards");
+    // exact search: the true nearest neighbours of the data as written
+    for q in 0..20u64 {
+        let query = vector(1_000_000_000 + q);
+        let mut truth: Vec<(f32, &String)> = live
+            .iter()
+            .map(|(id, v)| {
+                let d: f32 = vector(*v).iter().zip(&query).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt();
+                (d, *id)
+            })
+            .collect();
+        truth.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        let got =
+            post(&format!("{rest}/v1/stores/{STORE}/search"), json!({"vector": query, "k": 10, "exact": true})).await;
+        let hits = got["results"].as_array().expect("results");
+        assert_eq!(hits.len(), 10);
+        for (hit, (d, id)) in hits.iter().zip(&truth) {
+            let got_d = hit["distance"].as_f64().expect("distance") as f32;
+            assert!((got_d - d).abs() < 1e-4, "query {q}: distance {got_d} where the truth is {d} ({id})");
+            let hit_id = hit["id"].as_str().expect("id");
+            let v = expected[hit_id].expect("a live point");
+            let own: f32 = vector(v).iter().zip(&query).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt();
+            assert!((own - got_d).abs() < 1e-4, "{hit_id} is at {own}, reported at {got_d}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_reshards_up_and_down_under_reads_and_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
+    let _nodes: Vec<ClusterNode> = (1..=3)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up), ("n3", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    let create = json!({"name": STORE, "dimension": DIM, "metric": "euclidean", "shards": 4, "replication_factor": 2});
+    let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
+    assert_eq!(status, 201, "{body}");
+    let started = Instant::now();
+    let n = points();
+    let expected: Arc<std::sync::Mutex<Expected>> = Arc::default();
+    for start in (0..n).step_by(2000) {
+        let batch: Vec<Value> = (start..(start + 2000).min(n))
+            .map(|i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"v": i}}))
+            .collect();
+        assert!(send("PUT", &format!("{rest}/v1/stores/{STORE}/points"), &json!({"points": batch})).await);
+    }
+    expected.lock().unwrap_or_else(|p| p.into_inner()).extend((0..n).map(|i| (format!("p{i}"), Some(i))));
+    println!("loaded {n} points in {:?}", started.elapsed());
+
+    // Bad reshards are refused and change nothing.
+    let mut m = manager.client().await;
+    let before = routing_table(&manager.url).await.expect("table");
+    for (store, shards, code, needle) in [
+        ("nope", 8, tonic::Code::NotFound, "does not exist"),
+        (STORE, 0, tonic::Code::InvalidArgument, "between 1 and 1024"),
+        (STORE, 5000, tonic::Code::InvalidArgument, "between 1 and 1024"),
+        (STORE, 4, tonic::Code::InvalidArgument, "has 4 shards already"),
+    ] {
+        let err = m.reshard(pb::ReshardRequest { store: store.into(), shards }).await.expect_err("refused");
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(needle), "{needle}: {}", err.message());
+    }
+    assert_eq!(routing_table(&manager.url).await.expect("table").stores, before.stores, "refusals change nothing");
+
+    // A writer (new points, overwrites, deletes; a 503 is retried) and a reader, both unpaused. The writer pauses
+    // for the checks between steps (`pause`; `idle` once its last write is answered).
+    let (stop, pause, idle) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (failed_writes, failed_reads, reads, writes) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let writer = {
+        let (stop, pause, idle, expected, failed, writes, rest) = (
+            stop.clone(),
+            pause.clone(),
+            idle.clone(),
+            expected.clone(),
+            failed_writes.clone(),
+            writes.clone(),
+            rest.clone(),
+        );
+        tokio::spawn(async move {
+            let mut i = 10_000_000u64;
+            while !stop.load(Ordering::SeqCst) {
+                if pause.load(Ordering::SeqCst) {
+                    idle.store(true, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                idle.store(false, Ordering::SeqCst);
+                let target = format!("p{}", (i * 7919) % n);
+                let (id, ok, value) = match i % 3 {
+                    0 => {
+                        let id = format!("w{i}");
+                        let body = json!({"points": [{"id": id, "vector": vector(i), "metadata": {"v": i}}]});
+                        (id, send("PUT", &format!("{rest}/v1/stores/{STORE}/points"), &body).await, Some(i))
+                    }
+                    1 => {
+                        let body = json!({"points": [{"id": target, "vector": vector(i), "metadata": {"v": i}}]});
+                        (target, send("PUT", &format!("{rest}/v1/stores/{STORE}/points"), &body).await, Some(i))
+                    }
+                    _ => {
+                        let body = json!({"ids": [target]});
+                        (target, send("POST", &format!("{rest}/v1/stores/{STORE}/points/delete"), &body).await, None)
+                    }
+                };
+                if ok {
+                    expected.lock().unwrap_or_else(|p| p.into_inner()).insert(id, value);
+                    writes.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+                i += 1;
+            }
+        })
+    };
+    let reader = {
+        let (stop, failed, reads, rest) = (stop.clone(), failed_reads.clone(), reads.clone(), rest.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let (url, body) = if i.is_multiple_of(5) {
+                    (format!("{rest}/v1/stores/{STORE}/points/count"), json!({}))
+                } else {
+                    (format!("{rest}/v1/stores/{STORE}/search"), json!({"vector": vector(i), "k": 10}))
+                };
+                match rvdb_it::try_http("POST", &url, Some(&body), Duration::from_secs(10)).await {
+                    Ok((200, answer)) => {
+                        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+                        if let Some(hits) = answer["results"].as_array() {
+                            let ids: BTreeSet<&str> = hits.iter().filter_map(|h| h["id"].as_str()).collect();
+                            assert_eq!(hits.len(), 10, "{answer}");
+                            assert_eq!(ids.len(), 10, "no point twice: {answer}");
+                        } else {
+                            // never a duplicate copy counted: within the writes in flight of the true count
+                            let count = answer["count"].as_u64().expect("count");
+                            assert!(count <= n + 100_000 && count + 100_000 >= n / 2, "count {count}");
+                        }
+                    }
+                    other => {
+                        eprintln!("read failed: {other:?}");
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                reads.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for shards in [8u32, 2] {
+        let (writes_before, started) = (writes.load(Ordering::SeqCst), Instant::now());
+        let r = m
+            .reshard(pb::ReshardRequest { store: STORE.into(), shards })
+            .await
+            .unwrap_or_else(|e| panic!("reshard to {shards}: {e:?}"))
+            .into_inner();
+        let elapsed = started.elapsed();
+        println!(
+            "resharded {} -> {}: {} records copied, {} pruned, in {elapsed:?} ({} ms in the manager, {} ms of \
+             copy), {} writes acknowledged meanwhile",
+            r.from_shards,
+            r.to_shards,
+            r.records,
+            r.pruned,
+            r.elapsed_ms,
+            r.copy_ms,
+            writes.load(Ordering::SeqCst) - writes_before
+        );
+        assert_eq!((r.to_shards, r.records > 0), (shards, true), "{r:?}");
+        if shards > r.from_shards {
+            // growing copies about 1 − from/to of the points to the new shards (per replica) and prunes them from
+            // the old ones, with what was written to both layouts during the copy
+            let replicas = 2 * (n + writes.load(Ordering::SeqCst));
+            assert!(r.records > replicas / 3 && r.records < replicas * 2 / 3, "{r:?}");
+            assert!(r.pruned >= r.records * 9 / 10 && r.pruned < replicas * 2 / 3, "{r:?}");
+        }
+        // check with the writer paused (its last write answered), then let it go on into the next step
+        pause.store(true, Ordering::SeqCst);
+        idle.store(false, Ordering::SeqCst);
+        while !idle.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let snapshot = expected.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        verify(&manager.url, &rest, shards, &snapshot).await;
+        pause.store(false, Ordering::SeqCst);
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.await.expect("writer");
+    reader.await.expect("reader");
+    assert_eq!(failed_reads.load(Ordering::SeqCst), 0, "no read failed");
+    assert_eq!(failed_writes.load(Ordering::SeqCst), 0, "every write was acknowledged (503s retried)");
+    assert!(reads.load(Ordering::SeqCst) > 10 && writes.load(Ordering::SeqCst) > 10);
+}
