@@ -143,31 +143,180 @@ async fn verify(manager_url: &str, rest: &str, shards: u32, expected: &Expected)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_store_reshards_up_and_down_under_reads_and_writes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
-    let _nodes: Vec<ClusterNode> = (1..=3)
-        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
-        .collect();
+/// A writer (new points, overwrites, deletes; a 503 is retried, as documented) and a reader (searches and
+/// counts: never a point twice), both unpaused, through the gateway's REST API. The writer pauses for the checks
+/// between steps.
+struct Load {
+    stop: Arc<AtomicBool>,
+    pause: Arc<AtomicBool>,
+    /// Set by the paused writer once its last write is answered.
+    idle: Arc<AtomicBool>,
+    expected: Arc<std::sync::Mutex<Expected>>,
+    failed_writes: Arc<AtomicU64>,
+    failed_reads: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(rest: &str, n: u64, expected: Arc<std::sync::Mutex<Expected>>) -> Load {
+        let flag = || Arc::new(AtomicBool::new(false));
+        let counter = || Arc::new(AtomicU64::new(0));
+        let mut load = Load {
+            stop: flag(),
+            pause: flag(),
+            idle: flag(),
+            expected,
+            failed_writes: counter(),
+            failed_reads: counter(),
+            reads: counter(),
+            writes: counter(),
+            tasks: Vec::new(),
+        };
+        let (stop, pause, idle, expected, failed, writes, rest_w) = (
+            load.stop.clone(),
+            load.pause.clone(),
+            load.idle.clone(),
+            load.expected.clone(),
+            load.failed_writes.clone(),
+            load.writes.clone(),
+            rest.to_string(),
+        );
+        load.tasks.push(tokio::spawn(async move {
+            let rest = rest_w;
+            let mut i = 10_000_000u64;
+            while !stop.load(Ordering::SeqCst) {
+                if pause.load(Ordering::SeqCst) {
+                    idle.store(true, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                idle.store(false, Ordering::SeqCst);
+                let target = format!("p{}", (i * 7919) % n);
+                let points = format!("{rest}/v1/stores/{STORE}/points");
+                let (id, ok, value) = match i % 3 {
+                    0 => {
+                        let id = format!("w{i}");
+                        let body = json!({"points": [{"id": id, "vector": vector(i), "metadata": {"v": i}}]});
+                        (id, send("PUT", &points, &body).await, Some(i))
+                    }
+                    1 => {
+                        let body = json!({"points": [{"id": target, "vector": vector(i), "metadata": {"v": i}}]});
+                        (target, send("PUT", &points, &body).await, Some(i))
+                    }
+                    _ => {
+                        let body = json!({"ids": [target]});
+                        (target, send("POST", &format!("{points}/delete"), &body).await, None)
+                    }
+                };
+                if ok {
+                    expected.lock().unwrap_or_else(|p| p.into_inner()).insert(id, value);
+                    writes.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+                i += 1;
+            }
+        }));
+        let (stop, failed, reads, rest) =
+            (load.stop.clone(), load.failed_reads.clone(), load.reads.clone(), rest.to_string());
+        load.tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let (url, body) = if i.is_multiple_of(5) {
+                    (format!("{rest}/v1/stores/{STORE}/points/count"), json!({}))
+                } else {
+                    (format!("{rest}/v1/stores/{STORE}/search"), json!({"vector": vector(i), "k": 10}))
+                };
+                match rvdb_it::try_http("POST", &url, Some(&body), Duration::from_secs(10)).await {
+                    Ok((200, answer)) => {
+                        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+                        if let Some(hits) = answer["results"].as_array() {
+                            let ids: BTreeSet<&str> = hits.iter().filter_map(|h| h["id"].as_str()).collect();
+                            assert_eq!(hits.len(), 10, "{answer}");
+                            assert_eq!(ids.len(), 10, "no point twice: {answer}");
+                        } else {
+                            // no copy counted twice: within the writes made meanwhile of the true count
+                            let count = answer["count"].as_u64().expect("count");
+                            assert!(count <= n + 100_000 && count + 100_000 >= n / 2, "count {count}");
+                        }
+                    }
+                    other => {
+                        eprintln!("read failed: {other:?}");
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                reads.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+            }
+        }));
+        load
+    }
+
+    fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Pauses the writer (its last write answered) and returns what the store must hold.
+    async fn pause(&self) -> Expected {
+        self.pause.store(true, Ordering::SeqCst);
+        self.idle.store(false, Ordering::SeqCst);
+        while !self.idle.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.expected.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn resume(&self) {
+        self.pause.store(false, Ordering::SeqCst);
+    }
+
+    /// Stops both; no read failed, every write was acknowledged (503s retried), both did work.
+    async fn finish(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.expect("load task");
+        }
+        assert_eq!(self.failed_reads.load(Ordering::SeqCst), 0, "no read failed");
+        assert_eq!(self.failed_writes.load(Ordering::SeqCst), 0, "every write was acknowledged (503s retried)");
+        assert!(self.reads.load(Ordering::SeqCst) > 10 && self.writes.load(Ordering::SeqCst) > 10);
+    }
+}
+
+/// 3 nodes and a gateway under `manager`; the store created with 4 shards × 2 replicas and `n` points loaded.
+async fn cluster(
+    dir: &std::path::Path,
+    manager_url: &str,
+    n: u64,
+) -> (Vec<ClusterNode>, GatewayProcess, String, Arc<std::sync::Mutex<Expected>>) {
+    let nodes: Vec<ClusterNode> =
+        (1..=3).map(|i| ClusterNode::start(&dir.join(format!("n{i}")), manager_url, &format!("n{i}"))).collect();
     use pb::NodeState::Up;
-    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up), ("n3", Up)], Duration::from_secs(20)).await;
-    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    wait_for_states(manager_url, &[("n1", Up), ("n2", Up), ("n3", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(manager_url, &dir.join("b"));
     let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
     let create = json!({"name": STORE, "dimension": DIM, "metric": "euclidean", "shards": 4, "replication_factor": 2});
     let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
     assert_eq!(status, 201, "{body}");
     let started = Instant::now();
-    let n = points();
-    let expected: Arc<std::sync::Mutex<Expected>> = Arc::default();
     for start in (0..n).step_by(2000) {
         let batch: Vec<Value> = (start..(start + 2000).min(n))
             .map(|i| json!({"id": format!("p{i}"), "vector": vector(i), "metadata": {"v": i}}))
             .collect();
         assert!(send("PUT", &format!("{rest}/v1/stores/{STORE}/points"), &json!({"points": batch})).await);
     }
-    expected.lock().unwrap_or_else(|p| p.into_inner()).extend((0..n).map(|i| (format!("p{i}"), Some(i))));
     println!("loaded {n} points in {:?}", started.elapsed());
+    let expected: Expected = (0..n).map(|i| (format!("p{i}"), Some(i))).collect();
+    (nodes, gateway, rest, Arc::new(std::sync::Mutex::new(expected)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_reshards_up_and_down_under_reads_and_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
+    let n = points();
+    let (_nodes, _gateway, rest, expected) = cluster(dir.path(), &manager.url, n).await;
 
     // Bad reshards are refused and change nothing.
     let mut m = manager.client().await;
@@ -184,98 +333,10 @@ async fn a_store_reshards_up_and_down_under_reads_and_writes() {
     }
     assert_eq!(routing_table(&manager.url).await.expect("table").stores, before.stores, "refusals change nothing");
 
-    // A writer (new points, overwrites, deletes; a 503 is retried) and a reader, both unpaused. The writer pauses
-    // for the checks between steps (`pause`; `idle` once its last write is answered).
-    let (stop, pause, idle) =
-        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let (failed_writes, failed_reads, reads, writes) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let writer = {
-        let (stop, pause, idle, expected, failed, writes, rest) = (
-            stop.clone(),
-            pause.clone(),
-            idle.clone(),
-            expected.clone(),
-            failed_writes.clone(),
-            writes.clone(),
-            rest.clone(),
-        );
-        tokio::spawn(async move {
-            let mut i = 10_000_000u64;
-            while !stop.load(Ordering::SeqCst) {
-                if pause.load(Ordering::SeqCst) {
-                    idle.store(true, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-                idle.store(false, Ordering::SeqCst);
-                let target = format!("p{}", (i * 7919) % n);
-                let (id, ok, value) = match i % 3 {
-                    0 => {
-                        let id = format!("w{i}");
-                        let body = json!({"points": [{"id": id, "vector": vector(i), "metadata": {"v": i}}]});
-                        (id, send("PUT", &format!("{rest}/v1/stores/{STORE}/points"), &body).await, Some(i))
-                    }
-                    1 => {
-                        let body = json!({"points": [{"id": target, "vector": vector(i), "metadata": {"v": i}}]});
-                        (target, send("PUT", &format!("{rest}/v1/stores/{STORE}/points"), &body).await, Some(i))
-                    }
-                    _ => {
-                        let body = json!({"ids": [target]});
-                        (target, send("POST", &format!("{rest}/v1/stores/{STORE}/points/delete"), &body).await, None)
-                    }
-                };
-                if ok {
-                    expected.lock().unwrap_or_else(|p| p.into_inner()).insert(id, value);
-                    writes.fetch_add(1, Ordering::SeqCst);
-                } else {
-                    failed.fetch_add(1, Ordering::SeqCst);
-                }
-                i += 1;
-            }
-        })
-    };
-    let reader = {
-        let (stop, failed, reads, rest) = (stop.clone(), failed_reads.clone(), reads.clone(), rest.clone());
-        tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let (url, body) = if i.is_multiple_of(5) {
-                    (format!("{rest}/v1/stores/{STORE}/points/count"), json!({}))
-                } else {
-                    (format!("{rest}/v1/stores/{STORE}/search"), json!({"vector": vector(i), "k": 10}))
-                };
-                match rvdb_it::try_http("POST", &url, Some(&body), Duration::from_secs(10)).await {
-                    Ok((200, answer)) => {
-                        let answer: Value = serde_json::from_str(&answer).expect("JSON");
-                        if let Some(hits) = answer["results"].as_array() {
-                            let ids: BTreeSet<&str> = hits.iter().filter_map(|h| h["id"].as_str()).collect();
-                            assert_eq!(hits.len(), 10, "{answer}");
-                            assert_eq!(ids.len(), 10, "no point twice: {answer}");
-                        } else {
-                            // never a duplicate copy counted: within the writes in flight of the true count
-                            let count = answer["count"].as_u64().expect("count");
-                            assert!(count <= n + 100_000 && count + 100_000 >= n / 2, "count {count}");
-                        }
-                    }
-                    other => {
-                        eprintln!("read failed: {other:?}");
-                        failed.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                reads.fetch_add(1, Ordering::SeqCst);
-                i += 1;
-            }
-        })
-    };
+    let load = Load::start(&rest, n, expected);
     tokio::time::sleep(Duration::from_millis(300)).await;
-
     for shards in [8u32, 2] {
-        let (writes_before, started) = (writes.load(Ordering::SeqCst), Instant::now());
+        let (writes_before, started) = (load.writes(), Instant::now());
         let r = m
             .reshard(pb::ReshardRequest { store: STORE.into(), shards })
             .await
@@ -291,30 +352,78 @@ async fn a_store_reshards_up_and_down_under_reads_and_writes() {
             r.pruned,
             r.elapsed_ms,
             r.copy_ms,
-            writes.load(Ordering::SeqCst) - writes_before
+            load.writes() - writes_before
         );
         assert_eq!((r.to_shards, r.records > 0), (shards, true), "{r:?}");
         if shards > r.from_shards {
             // growing copies about 1 − from/to of the points to the new shards (per replica) and prunes them from
             // the old ones, with what was written to both layouts during the copy
-            let replicas = 2 * (n + writes.load(Ordering::SeqCst));
+            let replicas = 2 * (n + load.writes());
             assert!(r.records > replicas / 3 && r.records < replicas * 2 / 3, "{r:?}");
             assert!(r.pruned >= r.records * 9 / 10 && r.pruned < replicas * 2 / 3, "{r:?}");
         }
-        // check with the writer paused (its last write answered), then let it go on into the next step
-        pause.store(true, Ordering::SeqCst);
-        idle.store(false, Ordering::SeqCst);
-        while !idle.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let snapshot = expected.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        verify(&manager.url, &rest, shards, &snapshot).await;
-        pause.store(false, Ordering::SeqCst);
+        let expected = load.pause().await;
+        verify(&manager.url, &rest, shards, &expected).await;
+        load.resume();
     }
-    stop.store(true, Ordering::SeqCst);
-    writer.await.expect("writer");
-    reader.await.expect("reader");
-    assert_eq!(failed_reads.load(Ordering::SeqCst), 0, "no read failed");
-    assert_eq!(failed_writes.load(Ordering::SeqCst), 0, "every write was acknowledged (503s retried)");
-    assert!(reads.load(Ordering::SeqCst) > 10 && writes.load(Ordering::SeqCst) > 10);
+    load.finish().await;
+}
+
+/// The manager is killed while it copies (as soon as its table shows the reshard copying) and started again: the
+/// reshard is rolled back (or, had it switched, finished) by itself, the store is whole in one layout with every
+/// acknowledged write, and it reshards again afterwards. Writes and reads go on throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reshard_cut_by_a_manager_crash_is_rolled_back_or_finished() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, addr) = (dir.path().join("manager"), format!("127.0.0.1:{}", rvdb_it::free_port()));
+    let mut manager = ManagerProcess::start_at(&data, 200, 2000, &addr);
+    let n = points() * 5;
+    let (_nodes, _gateway, rest, expected) = cluster(dir.path(), &manager.url, n).await;
+    let load = Load::start(&rest, n, expected);
+    let url = manager.url.clone();
+    let call = tokio::spawn(async move {
+        let mut m = rvdb_proto::v1::index_manager_client::IndexManagerClient::connect(url).await.expect("manager");
+        m.reshard(pb::ReshardRequest { store: STORE.into(), shards: 8 }).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let phase = loop {
+        let t = routing_table(&manager.url).await.expect("table");
+        let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == STORE)).expect("route");
+        if let Some(r) = &route.resharding {
+            break r.phase.clone();
+        }
+        assert!(Instant::now() < deadline, "the reshard never showed in the table");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    manager.kill();
+    let answer = call.await.expect("call task");
+    println!("killed the manager in phase {phase:?}; the call got {:?}", answer.as_ref().map(|r| r.get_ref()));
+    assert!(answer.is_err(), "the call was cut");
+    manager = ManagerProcess::start_at(&data, 200, 2000, &addr);
+    // the restarted manager ends the reshard by itself
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shards = loop {
+        let t = routing_table(&manager.url).await.expect("table");
+        let route = t.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == STORE)).expect("route");
+        if route.resharding.is_none() {
+            break route.shards.len() as u32;
+        }
+        assert!(Instant::now() < deadline, "the reshard was never ended: {:?}", route.resharding);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("after the restart: {shards} shards ({})", if shards == 4 { "rolled back" } else { "finished" });
+    if phase == "copying" {
+        assert_eq!(shards, 4, "a reshard that had not switched is rolled back");
+    }
+    let expected = load.pause().await;
+    verify(&manager.url, &rest, shards, &expected).await;
+    load.resume();
+    // and the store reshards again
+    let mut m = manager.client().await;
+    let r = m.reshard(pb::ReshardRequest { store: STORE.into(), shards: 3 }).await.expect("reshard").into_inner();
+    println!("then {} -> 3: {} records copied", r.from_shards, r.records);
+    let expected = load.pause().await;
+    verify(&manager.url, &rest, 3, &expected).await;
+    load.resume();
+    load.finish().await;
 }
