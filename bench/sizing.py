@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Memory per vector of an HNSW store at a given dimension, as `describe_store` reports it (f32 graph and SQ8
-graph), through `rvdb serve`'s REST API; the basis of the README's sizing for 100 million and 1 billion vectors.
+graph) and as the process's resident memory grew while the store was loaded and built, through `rvdb serve`'s
+REST API; the basis of the README's sizing for 100 million and 1 billion vectors.
 Points are random unit vectors with a small metadata document ({"doc": i, "lang": "en"}). Standard library only.
 
     python3 bench/sizing.py [--dimension 768] [--points 20000]
@@ -30,10 +31,15 @@ def call(method, path, body=None):
     return json.loads(urllib.request.urlopen(r, timeout=600).read())
 
 
+def rss():
+    with open(f"/proc/{p.pid}/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
+
+
 try:
     rng = random.Random(7)
     for q in ("none", "sq8"):
-        name = f"s{q}"
+        name, before = f"s{q}", rss()
         call("POST", "/v1/stores", {"name": name, "dimension": a.dimension, "metric": "cosine", "index": "hnsw",
                                     "quantization": q})
         for s in range(0, a.points, 500):
@@ -44,6 +50,7 @@ try:
             time.sleep(1)
         print(json.dumps({"dimension": a.dimension, "quantization": q, "points": d["points"],
                           "memory_bytes_per_vector": d["memory_bytes_per_vector"],
+                          "rss_bytes_per_vector": (rss() - before) // max(1, d["points"]),
                           "raw_f32_bytes": 4 * a.dimension}), flush=True)
 finally:
     p.kill()
