@@ -300,7 +300,7 @@ async fn a_joining_node_gets_its_share_and_a_removed_node_is_drained() {
             writer(10_000 + b * 50..10_000 + (b + 1) * 50).await;
         }
     });
-    let r = m.rebalance(pb::RebalanceRequest { max_moves: 0 }).await.expect("rebalance").into_inner();
+    let r = m.rebalance(pb::RebalanceRequest { max_moves: 0, parallel: 1 }).await.expect("rebalance").into_inner();
     println!("rebalance: {} moves, {} records in {} ms", r.moves.len(), r.records, r.elapsed_ms);
     assert_eq!(r.moves.len(), 2, "the fewest moves: {:?}", r.moves);
     assert!(r.moves.iter().all(|m| m.to_node_id == "n3"));
@@ -308,7 +308,14 @@ async fn a_joining_node_gets_its_share_and_a_removed_node_is_drained() {
     let mut counts: Vec<usize> = after.values().copied().collect();
     counts.sort_unstable();
     assert_eq!(counts, vec![2, 3, 3], "{after:?}");
-    assert!(m.rebalance(pb::RebalanceRequest { max_moves: 0 }).await.expect("again").into_inner().moves.is_empty());
+    assert!(
+        m.rebalance(pb::RebalanceRequest { max_moves: 0, parallel: 1 })
+            .await
+            .expect("again")
+            .into_inner()
+            .moves
+            .is_empty()
+    );
 
     let err = m.remove_node(pb::RemoveNodeRequest { node_id: "n9".into() }).await.expect_err("unknown");
     assert_eq!(err.code(), tonic::Code::NotFound);
@@ -378,4 +385,160 @@ async fn a_new_node_gets_its_share_by_itself() {
         rvdb_it::http("POST", &format!("{rest}/v1/stores/auto/points/count"), None, Some(json!({}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(written));
+}
+
+/// A shard transfer and a reshard are cancelled while they copy (`CancelOperation`, what `rvdb cancel` sends):
+/// each call answers ABORTED, the store is as before (its replica where it was, its shard count), the target
+/// gives up what was copied, and every point is there. Cancelling nothing is NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_and_a_reshard_are_cancelled_and_roll_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
+    let _nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    let create =
+        json!({"name": "big", "dimension": scale().1, "metric": "euclidean", "shards": 1, "replication_factor": 1});
+    let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
+    assert_eq!(status, 201, "{body}");
+    let n = 150_000u64;
+    for start in (0..n).step_by(5000) {
+        let points: Vec<Value> =
+            (start..start + 5000).map(|i| json!({"id": format!("p{i}"), "vector": vector(i)})).collect();
+        let url = format!("{rest}/v1/stores/big/points");
+        let (status, _, body) = rvdb_it::http("PUT", &url, None, Some(json!({"points": points}))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let count = || async {
+        let url = format!("{rest}/v1/stores/big/points/count");
+        let (status, _, body) = rvdb_it::http("POST", &url, None, Some(json!({}))).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64()
+    };
+    let mut m = manager.client().await;
+    let none = m.cancel_operation(pb::CancelOperationRequest { store: "big".into(), shard: None }).await;
+    assert_eq!(none.expect_err("nothing runs").code(), tonic::Code::NotFound);
+
+    // the transfer
+    let before = routing_table(&manager.url).await.expect("table");
+    let holder = replicas(&before, "big", 0)[0].clone();
+    let other = if holder == "n1" { "n2" } else { "n1" };
+    let url = manager.url.clone();
+    let (from, to) = (holder.clone(), other.to_string());
+    let call = tokio::spawn(async move {
+        let mut m = pb::index_manager_client::IndexManagerClient::connect(url).await.expect("manager");
+        let req = pb::MoveShardRequest { store: "big".into(), shard: 0, from_node_id: from, to_node_id: to };
+        m.move_shard(req).await
+    });
+    while routing_table(&manager.url).await.expect("table").transfers.is_empty() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let what = m
+        .cancel_operation(pb::CancelOperationRequest { store: "big".into(), shard: Some(0) })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert!(what.cancelled.contains("transfer of shard 0"), "{what:?}");
+    let err = call.await.expect("task").expect_err("the move was cancelled");
+    assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+    assert!(err.message().contains("cancelled"), "{}", err.message());
+    let after = routing_table(&manager.url).await.expect("table");
+    assert_eq!(replicas(&after, "big", 0), vec![holder.clone()], "the replica stays where it was");
+    assert!(after.transfers.is_empty());
+    let address: BTreeMap<String, String> =
+        after.nodes.iter().map(|n| (n.node_id.clone(), n.address.clone())).collect();
+    gives_up(&address[other], "big", &[0]).await;
+    assert_eq!(count().await, Some(n));
+
+    // the reshard
+    let url = manager.url.clone();
+    let call = tokio::spawn(async move {
+        let mut m = pb::index_manager_client::IndexManagerClient::connect(url).await.expect("manager");
+        m.reshard(pb::ReshardRequest { store: "big".into(), shards: 4 }).await
+    });
+    loop {
+        let t = routing_table(&manager.url).await.expect("table");
+        if t.stores.iter().any(|s| s.resharding.as_ref().is_some_and(|r| r.phase == "copying")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let what = m
+        .cancel_operation(pb::CancelOperationRequest { store: "big".into(), shard: None })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert!(what.cancelled.contains("reshard of store 'big'"), "{what:?}");
+    let err = call.await.expect("task").expect_err("the reshard was cancelled");
+    assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+    let after = routing_table(&manager.url).await.expect("table");
+    let route = after.stores.iter().find(|s| s.config.as_ref().is_some_and(|c| c.name == "big")).expect("route");
+    assert_eq!((route.shards.len(), route.config.as_ref().map(|c| c.shards)), (1, Some(1)));
+    assert!(route.resharding.is_none());
+    for node in ["n1", "n2"] {
+        gives_up(&address[node], "big", &[1, 2, 3]).await;
+    }
+    assert_eq!(count().await, Some(n));
+}
+
+/// A rebalance runs transfers of different shards side by side (`parallel`): 8 shards × 1 replica on 2 nodes,
+/// 2 more nodes join, and `Rebalance { parallel: 2 }` makes the 4 moves two at a time (the table shows two
+/// transfers at once, never more); nodes end at 2 replicas each with every point there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_moves_several_shards_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = [("RVDB_REBALANCE_ON_JOIN", "false")];
+    let manager = ManagerProcess::start_with_env(&dir.path().join("manager"), 200, 2000, "127.0.0.1:0", &off);
+    let mut nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    let create =
+        json!({"name": "par", "dimension": scale().1, "metric": "euclidean", "shards": 8, "replication_factor": 1});
+    let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
+    assert_eq!(status, 201, "{body}");
+    let n = 240_000u64;
+    for start in (0..n).step_by(5000) {
+        let points: Vec<Value> =
+            (start..start + 5000).map(|i| json!({"id": format!("p{i}"), "vector": vector(i)})).collect();
+        let url = format!("{rest}/v1/stores/par/points");
+        let (status, _, body) = rvdb_it::http("PUT", &url, None, Some(json!({"points": points}))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for id in ["n3", "n4"] {
+        nodes.push(ClusterNode::start(&dir.path().join(id), &manager.url, id));
+    }
+    wait_for_states(&manager.url, &[("n3", Up), ("n4", Up)], Duration::from_secs(20)).await;
+    let url = manager.url.clone();
+    let call = tokio::spawn(async move {
+        let mut m = pb::index_manager_client::IndexManagerClient::connect(url).await.expect("manager");
+        m.rebalance(pb::RebalanceRequest { max_moves: 0, parallel: 2 }).await
+    });
+    let mut most = 0;
+    while !call.is_finished() {
+        most = most.max(routing_table(&manager.url).await.expect("table").transfers.len());
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let r = call.await.expect("task").expect("rebalance").into_inner();
+    println!(
+        "rebalance: {} moves, {} records in {} ms, at most {most} transfers at once",
+        r.moves.len(),
+        r.records,
+        r.elapsed_ms
+    );
+    assert_eq!(r.moves.len(), 4, "{:?}", r.moves);
+    assert_eq!(most, 2, "two transfers ran side by side, never more");
+    let t = routing_table(&manager.url).await.expect("table");
+    assert!(loads(&t).values().all(|c| *c == 2), "{:?}", loads(&t));
+    let (status, _, body) =
+        rvdb_it::http("POST", &format!("{rest}/v1/stores/par/points/count"), None, Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(n));
 }

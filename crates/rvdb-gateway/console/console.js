@@ -1933,7 +1933,7 @@
         return h('div', {class: 'cluster-store', dataset: {store: s.name}},
           h('h3', null, h('a', {href: `#/store/${enc(s.name)}`}, s.name), h('span', {class: 'muted small'}, ` · ${(s.shards || []).length} shard${(s.shards || []).length === 1 ? '' : 's'} × ${s.replication_factor ?? rf} replica${(s.replication_factor ?? rf) === 1 ? '' : 's'}`)),
           s.resharding ? h('p', {class: 'small', dataset: {resharding: s.resharding.phase}},
-            `Resharding ${s.resharding.from_shards} → ${s.resharding.to_shards} shards: ${s.resharding.phase} (since ${fmtAgo(s.resharding.started_unix_ms)})`) : null,
+            `Resharding ${s.resharding.from_shards} → ${s.resharding.to_shards} shards: ${s.resharding.phase}, ${s.resharding.copies_done} of ${s.resharding.copies_total} copies done, ${fmtInt(s.resharding.records_copied)} records (since ${fmtAgo(s.resharding.started_unix_ms)})`) : null,
           h('div', {class: 'table-wrap'}, h('table', {class: 'shard-grid'},
             h('thead', null, h('tr', null, h('th', {scope: 'col'}, 'Shard'), h('th', {scope: 'col'}, 'Epoch'),
               Array.from({length: rf}, (_, i) => h('th', {scope: 'col'}, `Replica ${i + 1}`)))),

@@ -1538,6 +1538,10 @@ pub struct ClusterResharding {
     /// that lost points are cleaned up).
     pub phase: String,
     pub started_unix_ms: u64,
+    /// Progress of the copy: (target replica, source shard) pulls done, of all, and the records they copied.
+    pub copies_done: u32,
+    pub copies_total: u32,
+    pub records_copied: u64,
 }
 
 /// A shard transfer in progress: a replica moving from one node to another.
@@ -1550,6 +1554,9 @@ pub struct ClusterTransfer {
     /// `filling`: the new replica takes writes and is being filled from a live replica.
     pub phase: String,
     pub started_unix_ms: u64,
+    /// Records the new replica holds so far, and the source holds (refreshed every 250 ms).
+    pub records_copied: u64,
+    pub records_total: u64,
 }
 
 /// The cluster as the index manager publishes it (REST `GET /v1/cluster`): nodes and their states, and where

@@ -130,6 +130,9 @@ impl Gateway {
                         to_shards: r.to_shards,
                         phase: r.phase.clone(),
                         started_unix_ms: r.started_unix_ms,
+                        copies_done: r.copies_done,
+                        copies_total: r.copies_total,
+                        records_copied: r.records_copied,
                     }),
                 })
             })
@@ -145,6 +148,8 @@ impl Gateway {
                 to_node_id: x.to_node_id.clone(),
                 phase: x.phase.clone(),
                 started_unix_ms: x.started_unix_ms,
+                records_copied: x.records_copied,
+                records_total: x.records_total,
             })
             .collect();
         Ok(ClusterStatus { version: t.version, cluster_id: t.cluster_id, nodes, stores, transfers })

@@ -18,9 +18,12 @@ pub enum ManagerError {
     /// A node (or gateway) of another cluster: this manager's catalog is not the one it joined.
     #[error("{0}")]
     WrongCluster(String),
-    /// Work given up because the world changed under it (a node restarted during its catch-up).
+    /// Work given up because the world changed under it (a node restarted during its catch-up), or cancelled.
     #[error("{0}")]
     Aborted(String),
+    /// Refused in the state things are in (a reshard that has switched cannot be cancelled).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The catalog's RocksDB, or a record that cannot be encoded or decoded.
     #[error("manager storage error: {0}")]
     Storage(String),
@@ -45,7 +48,9 @@ impl From<ManagerError> for tonic::Status {
             ManagerError::NotFound(_) => Status::not_found(message),
             ManagerError::AlreadyExists(_) => Status::already_exists(message),
             ManagerError::LimitReached(_) => Status::resource_exhausted(message),
-            ManagerError::NotEnoughNodes(_) | ManagerError::WrongCluster(_) => Status::failed_precondition(message),
+            ManagerError::NotEnoughNodes(_) | ManagerError::WrongCluster(_) | ManagerError::FailedPrecondition(_) => {
+                Status::failed_precondition(message)
+            }
             ManagerError::Aborted(_) => Status::aborted(message),
             ManagerError::Storage(_) => Status::internal(message),
             ManagerError::Node { status, .. } => Status::new(status.code(), message),

@@ -147,7 +147,8 @@ impl IndexManager for IndexManagerService {
 
     async fn rebalance(&self, req: Request<pb::RebalanceRequest>) -> Result<Response<pb::RebalanceResponse>, Status> {
         let started = std::time::Instant::now();
-        let done = self.manager.rebalance(req.into_inner().max_moves as usize).await?;
+        let req = req.into_inner();
+        let done = self.manager.rebalance(req.max_moves as usize, req.parallel as usize).await?;
         Ok(Response::new(pb::RebalanceResponse {
             records: done.iter().map(|(_, r)| r.records).sum(),
             moves: done.into_iter().map(|(m, _)| done_move(m)).collect(),
@@ -167,6 +168,15 @@ impl IndexManager for IndexManagerService {
             version: r.version,
             copy_ms: r.copy.as_millis() as u64,
         }))
+    }
+
+    async fn cancel_operation(
+        &self,
+        req: Request<pb::CancelOperationRequest>,
+    ) -> Result<Response<pb::CancelOperationResponse>, Status> {
+        let req = req.into_inner();
+        let cancelled = self.manager.cancel(&req.store, req.shard)?;
+        Ok(Response::new(pb::CancelOperationResponse { cancelled }))
     }
 
     async fn remove_node(
@@ -189,7 +199,7 @@ fn done_move(m: crate::manager::rebalance::Move) -> pb::ShardTransfer {
         from_node_id: m.from,
         to_node_id: m.to,
         phase: "done".into(),
-        started_unix_ms: 0,
+        ..Default::default()
     }
 }
 

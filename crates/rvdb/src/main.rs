@@ -106,6 +106,8 @@ enum Command {
     /// Change a store's shard count (up or down) while it serves reads and writes; only points that change shard
     /// are copied.
     Reshard(ops::ReshardArgs),
+    /// Cancel a running shard transfer (`--shard`) or reshard: it rolls back, as after a failure.
+    Cancel(ops::CancelArgs),
     /// The config file and the settings in force (`rvdb config show`).
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -149,6 +151,7 @@ fn main() -> anyhow::Result<()> {
             Command::MoveShard(args) => ops::move_shard(args).await,
             Command::Rebalance(args) => ops::rebalance(args).await,
             Command::Reshard(args) => ops::reshard(args).await,
+            Command::Cancel(args) => ops::cancel(args).await,
             Command::RemoveNode(args) => ops::remove_node(args).await,
             Command::Config(cmd) => config::run(cmd),
             Command::Client(cmd) => client::run(cmd).await,

@@ -116,7 +116,8 @@ pub async fn cluster_status(args: ClusterStatusArgs) -> anyhow::Result<()> {
         let mut store = json!({"name": config.name, "dimension": config.dimension, "shards": shards});
         if let Some(r) = &s.resharding {
             store["resharding"] = json!({"from_shards": r.from_shards, "to_shards": r.to_shards, "phase": r.phase,
-                                         "started_unix_ms": r.started_unix_ms});
+                                         "started_unix_ms": r.started_unix_ms, "copies_done": r.copies_done,
+                                         "copies_total": r.copies_total, "records_copied": r.records_copied});
         }
         stores.push(store);
     }
@@ -133,7 +134,8 @@ pub async fn cluster_status(args: ClusterStatusArgs) -> anyhow::Result<()> {
         .iter()
         .map(|x| {
             json!({"store": x.store, "shard": x.shard, "from": x.from_node_id, "to": x.to_node_id, "phase": x.phase,
-                   "started_unix_ms": x.started_unix_ms})
+                   "started_unix_ms": x.started_unix_ms, "records_copied": x.records_copied,
+                   "records_total": x.records_total})
         })
         .collect();
     println!("{}", json!({"version": t.version, "nodes": nodes, "stores": stores, "transfers": transfers}));
@@ -198,13 +200,16 @@ pub struct RebalanceArgs {
     /// Most replicas to move in this run (0: as many as balance needs).
     #[arg(long, default_value_t = 0)]
     pub max_moves: u32,
+    /// Transfers at a time (0: the manager's --max-parallel-transfers).
+    #[arg(long, default_value_t = 0)]
+    pub parallel: u32,
 }
 
 /// `rvdb rebalance`: prints the moves made as JSON.
 pub async fn rebalance(args: RebalanceArgs) -> anyhow::Result<()> {
     let mut m = manager_client(&args.manager).await?;
     let r = m
-        .rebalance(pb::RebalanceRequest { max_moves: args.max_moves })
+        .rebalance(pb::RebalanceRequest { max_moves: args.max_moves, parallel: args.parallel })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
@@ -263,5 +268,29 @@ pub async fn reshard(args: ReshardArgs) -> anyhow::Result<()> {
                "pruned": r.pruned, "elapsed_ms": r.elapsed_ms, "copy_ms": r.copy_ms,
                "routing_version": r.version})
     );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The index manager's gRPC URL.
+    #[arg(long, env = "RVDB_MANAGER", default_value = "http://127.0.0.1:50060")]
+    pub manager: String,
+    #[arg(long)]
+    pub store: String,
+    /// The shard whose transfer to cancel; without it, the store's reshard.
+    #[arg(long)]
+    pub shard: Option<u32>,
+}
+
+/// `rvdb cancel`: cancels a running shard transfer or reshard (it rolls back); prints what was cancelled.
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
+    let mut m = manager_client(&args.manager).await?;
+    let r = m
+        .cancel_operation(pb::CancelOperationRequest { store: args.store.clone(), shard: args.shard })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    println!("{}", json!({"cancelled": r.cancelled}));
     Ok(())
 }

@@ -463,6 +463,9 @@ pub struct ManagerArgs {
     /// transfers, one at a time, while the cluster serves). `false`: only on `rvdb rebalance`.
     #[arg(long, env = "RVDB_REBALANCE_ON_JOIN", default_value_t = true, action = clap::ArgAction::Set)]
     pub rebalance_on_join: bool,
+    /// Shard transfers a rebalance (on join or `rvdb rebalance`) runs at a time, of different shards.
+    #[arg(long, env = "RVDB_MAX_PARALLEL_TRANSFERS", default_value_t = 2)]
+    pub max_parallel_transfers: usize,
     /// Address of the Prometheus `/metrics` listener (off unless set).
     #[arg(long, env = "RVDB_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -756,6 +759,7 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     options.anti_entropy_interval = Duration::from_millis(args.anti_entropy_interval);
     options.anti_entropy_pause = Duration::from_millis(args.anti_entropy_pause);
     options.rebalance_on_join = args.rebalance_on_join;
+    options.max_parallel_transfers = args.max_parallel_transfers.max(1);
     let manager = rvdb_manager::Manager::open(options).context("opening the index manager's catalog")?;
     let monitor = tokio::spawn(manager.clone().run_monitor());
     let anti_entropy = tokio::spawn(manager.clone().run_anti_entropy());

@@ -115,6 +115,13 @@ impl Manager {
             };
             let mut batch = rocksdb::WriteBatch::default();
             batch.delete(format!("store:{name}"));
+            // its transfers end with it (their fills are cancelled; their replicas are dropped below)
+            let moving: Vec<u32> = state.transfers.keys().filter(|(s, _)| s == name).map(|(_, shard)| *shard).collect();
+            for shard in moving {
+                state.transfers.remove(&(name.to_string(), shard));
+                batch.delete(super::transfer::transfer_key(name, shard));
+                self.cancels.cancel(&(name.to_string(), Some(shard)));
+            }
             self.publish(&mut state, batch)?;
             let targets: Vec<(u32, Option<String>)> = entry.replicas().map(|(i, n)| (i, state.address(n))).collect();
             (entry, targets)

@@ -48,7 +48,7 @@ impl Manager {
 
     /// A new node joined: after two heartbeat intervals (it has settled, and nodes joining together are all
     /// there), replicas move to it until the up nodes are balanced ([`Manager::rebalance`], one transfer at a
-    /// time, reads and writes going on). In the background; a failure is logged and left to `rvdb rebalance`.
+    /// `max_parallel_transfers` at a time, reads and writes going on). In the background; a failure is logged and left to `rvdb rebalance`.
     fn rebalance_soon(self: &Arc<Self>, node_id: &str) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (me, node_id) = (Arc::downgrade(self), node_id.to_string());
@@ -56,7 +56,7 @@ impl Manager {
             let Some(delay) = me.upgrade().map(|m| m.options.heartbeat_interval * 2) else { return };
             tokio::time::sleep(delay).await;
             let Some(manager) = me.upgrade() else { return };
-            match manager.rebalance(0).await {
+            match manager.rebalance(0, 0).await {
                 Ok(moves) if moves.is_empty() => {}
                 Ok(moves) => {
                     let records: u64 = moves.iter().map(|(_, r)| r.records).sum();

@@ -60,6 +60,7 @@
 mod anti_entropy;
 mod catalog;
 mod membership;
+mod operations;
 mod placement;
 pub mod rebalance;
 mod repair;
@@ -110,6 +111,8 @@ pub struct ManagerOptions {
     pub anti_entropy_pause: Duration,
     /// When a new node joins, move replicas to it until the up nodes are balanced ([`rebalance`]).
     pub rebalance_on_join: bool,
+    /// Shard transfers a rebalance runs at a time (its request may ask for another number).
+    pub max_parallel_transfers: usize,
 }
 
 impl ManagerOptions {
@@ -125,6 +128,7 @@ impl ManagerOptions {
             anti_entropy_interval: Duration::from_secs(60),
             anti_entropy_pause: Duration::from_millis(100),
             rebalance_on_join: true,
+            max_parallel_transfers: 2,
         }
     }
 }
@@ -316,6 +320,8 @@ impl State {
                     to_node_id: t.to.clone(),
                     phase: "filling".into(),
                     started_unix_ms: t.started_unix_ms,
+                    records_copied: t.copied,
+                    records_total: t.total,
                 })
                 .collect(),
         }
@@ -364,6 +370,10 @@ pub struct Manager {
     anti_entropy: AntiEntropyStats,
     /// Set by [`Manager::close`].
     closed: watch::Sender<bool>,
+    /// Running transfers and reshards, cancellable ([`operations`]).
+    cancels: operations::Cancels,
+    /// Held by the running rebalance ([`Manager::rebalance`]).
+    rebalancing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -451,6 +461,8 @@ impl Manager {
             fresh,
             options,
             anti_entropy: AntiEntropyStats::default(),
+            cancels: operations::Cancels::default(),
+            rebalancing: tokio::sync::Mutex::new(()),
             closed: watch::Sender::new(false),
         });
         manager.recover_transfers()?;

@@ -45,6 +45,13 @@ pub struct Resharding {
     /// Reads and writes go by `to` (the clean-up is what remains).
     pub switched: bool,
     pub started_unix_ms: u64,
+    /// Progress of the copy, in memory only: pulls done, of all, and the records they copied.
+    #[serde(skip)]
+    pub copies_done: u32,
+    #[serde(skip)]
+    pub copies_total: u32,
+    #[serde(skip)]
+    pub records_copied: u64,
 }
 
 impl Resharding {
@@ -64,6 +71,9 @@ impl Resharding {
             switched: self.switched,
             phase: self.phase().into(),
             started_unix_ms: self.started_unix_ms,
+            copies_done: self.copies_done,
+            copies_total: self.copies_total,
+            records_copied: self.records_copied,
         }
     }
 }
@@ -182,7 +192,17 @@ impl Manager {
             let mut batch = rocksdb::WriteBatch::default();
             if let Some(entry) = state.stores.get_mut(store) {
                 entry.shards.extend(new_shards);
-                entry.resharding = Some(Resharding { from, to, switched: false, started_unix_ms: unix_ms() });
+                let rf = entry.config.replication_factor;
+                let copies_total = copy_plan(from, to).iter().map(|(_, s)| s.len() as u32 * rf).sum();
+                entry.resharding = Some(Resharding {
+                    from,
+                    to,
+                    switched: false,
+                    started_unix_ms: unix_ms(),
+                    copies_done: 0,
+                    copies_total,
+                    records_copied: 0,
+                });
             }
             let ids = state.bump_store_epochs(store, &mut batch)?;
             self.publish(&mut state, batch)?;
@@ -190,6 +210,8 @@ impl Manager {
         };
         crate::metrics::reshard_started();
         let copy_started = Instant::now();
+        let op = (store.to_string(), None);
+        let cancel = self.cancels.register(op.clone());
         let copied = async {
             self.fence(&ids).await?;
             // 3. copy
@@ -234,12 +256,24 @@ impl Manager {
                             status,
                         })?;
                         records += out.received;
+                        let mut state = self.state();
+                        if let Some(r) = state.stores.get_mut(store).and_then(|e| e.resharding.as_mut()) {
+                            r.copies_done += 1;
+                            r.records_copied = records;
+                        }
+                        self.refresh_progress(&state);
                     }
                 }
             }
             Ok::<_, ManagerError>(records)
-        }
-        .await;
+        };
+        let copied = tokio::select! {
+            copied = copied => copied,
+            () = super::operations::cancelled(cancel) => Err(ManagerError::Aborted(format!(
+                "the reshard of store '{store}' was cancelled; it was rolled back to {from} shards"
+            ))),
+        };
+        self.cancels.remove(&op);
         let records = match copied {
             Ok(r) => r,
             Err(e) => {
@@ -377,7 +411,7 @@ impl Manager {
                 if let Some(entry) = state.stores.get_mut(store) {
                     entry.shards.truncate(r.from as usize);
                     entry.config.shards = r.from;
-                    entry.resharding = Some(Resharding { switched: false, to: r.from, ..r.clone() });
+                    entry.resharding = Some(Resharding { switched: false, to: r.from, copies_total: 0, ..r.clone() });
                 }
                 let ids = state.bump_store_epochs(store, &mut batch)?;
                 self.publish(&mut state, batch)?;

@@ -12,11 +12,15 @@
 //!    remaining replicas and the source are fenced, so a write routed to the old set is refused and resent.
 //! 5. **Drop** the source's replica (best effort: otherwise it is an orphan, dropped at the node's next heartbeat).
 //!
+//! Transfers of different shards run side by side: the catalog lock is held while a transfer creates and joins
+//! its replica and while it switches, not while it fills; a shard has at most one transfer at a time, and a store
+//! dropped meanwhile cancels its transfers.
+//!
 //! A failure before the switch rolls the transfer back (the target leaves the list under a new epoch and its
 //! replica is dropped): the shard is as before, nothing written is lost, since the old replicas took every write.
 //! The transfer is recorded in the catalog while it runs (`transfer:<store>#<shard>`): a manager that restarts in
-//! the middle rolls back a transfer that had not switched and finishes one that had. Transfers run one at a time,
-//! under the catalog lock (store creation and drops wait meanwhile).
+//! the middle rolls back a transfer that had not switched and finishes one that had. `rvdb cancel` rolls one back
+//! too ([`super::operations`]).
 
 use super::*;
 
@@ -26,6 +30,11 @@ pub(super) struct Transfer {
     pub from: String,
     pub to: String,
     pub started_unix_ms: u64,
+    /// Progress of the fill (records on the new replica, on the source), kept in memory only.
+    #[serde(skip)]
+    pub copied: u64,
+    #[serde(skip)]
+    pub total: u64,
 }
 
 /// What a finished move did.
@@ -73,7 +82,7 @@ impl Manager {
     /// Moves `store`'s replica of `shard` from node `from` to node `to` (see the module docs).
     pub async fn move_shard(&self, store: &str, shard: u32, from: &str, to: &str) -> Result<MoveReport> {
         let started = Instant::now();
-        let _admin = self.admin.lock().await;
+        let admin = self.admin.lock().await;
         let id = pb::ShardId { store: store.to_string(), shard };
         let (config, to_address) = {
             let state = self.state();
@@ -96,6 +105,18 @@ impl Manager {
             if replicas.iter().any(|n| n == to) {
                 return Err(ManagerError::AlreadyExists(format!(
                     "node {to:?} already holds a replica of shard {shard} of store '{store}'"
+                )));
+            }
+            if let Some(t) = state.transfers.get(&(store.to_string(), shard)) {
+                return Err(ManagerError::FailedPrecondition(format!(
+                    "shard {shard} of store '{store}' is moving from node {:?} to node {:?} already: one transfer per \
+                     shard at a time",
+                    t.from, t.to
+                )));
+            }
+            if entry.resharding.is_some() {
+                return Err(ManagerError::FailedPrecondition(format!(
+                    "store '{store}' is being resharded; move its replicas when that is done"
                 )));
             }
             let target =
@@ -134,16 +155,25 @@ impl Manager {
                 entry.shards[shard as usize].push(to.to_string());
             }
             state.bump_shard_epoch(store, shard, &mut batch)?;
-            let record = Transfer { from: from.to_string(), to: to.to_string(), started_unix_ms: unix_ms() };
+            let record = Transfer {
+                from: from.to_string(),
+                to: to.to_string(),
+                started_unix_ms: unix_ms(),
+                copied: 0,
+                total: 0,
+            };
             batch.put(transfer_key(store, shard), encode(&record)?);
             state.transfers.insert((store.to_string(), shard), record);
             self.publish(&mut state, batch)?;
         }
+        drop(admin); // the fill runs without the catalog lock: other transfers, creates and drops go on
         crate::metrics::transfer_started();
+        let op = (store.to_string(), Some(shard));
+        let cancel = self.cancels.register(op.clone());
         let filled = async {
             self.fence(std::slice::from_ref(&id)).await?;
             // 3. fill from the source if it is up, else from another live replica
-            let source = {
+            let source_address = {
                 let state = self.state();
                 let replicas = state.stores.get(store).map(|e| e.shards[shard as usize].clone()).unwrap_or_default();
                 let up =
@@ -158,15 +188,25 @@ impl Manager {
             };
             let req = pb::CatchUpRequest {
                 shard: Some(id.clone()),
-                source_address: source,
+                source_address: source_address.clone(),
                 since_version: 0,
                 finish_fill: true,
                 ..Default::default()
             };
             // no deadline: the fill streams the whole shard
-            Ok::<_, ManagerError>(self.client_with(&to_address, None)?.catch_up(req).await?)
-        }
-        .await;
+            let fill = async { Ok::<_, ManagerError>(self.client_with(&to_address, None)?.catch_up(req).await?) };
+            tokio::select! {
+                filled = fill => filled,
+                never = self.transfer_progress(store, shard, &to_address, &source_address) => match never {},
+            }
+        };
+        let filled = tokio::select! {
+            filled = filled => filled,
+            () = operations::cancelled(cancel) => Err(ManagerError::Aborted(format!(
+                "the transfer of shard {shard} of store '{store}' was cancelled; it was rolled back"
+            ))),
+        };
+        self.cancels.remove(&op);
         let filled = match filled {
             Ok(f) => f,
             Err(e) => {
@@ -176,7 +216,11 @@ impl Manager {
                 return Err(e);
             }
         };
-        // 4. switch: the target takes the source's place
+        // 4. switch: the target takes the source's place (unless the store was dropped meanwhile)
+        let admin = self.admin.lock().await;
+        if !self.state().transfers.contains_key(&(store.to_string(), shard)) {
+            return Err(ManagerError::Aborted(format!("store '{store}' was dropped while its shard {shard} moved")));
+        }
         let (version, from_address) = {
             let mut state = self.state();
             let mut batch = rocksdb::WriteBatch::default();
@@ -194,6 +238,7 @@ impl Manager {
             let version = self.publish(&mut state, batch)?;
             (version, state.address(from))
         };
+        drop(admin);
         if let Err(e) = self.fence(std::slice::from_ref(&id)).await {
             tracing::warn!(store, shard, error = %e, "cannot fence the new replica set at once (writers learn it from the table)");
         }
@@ -225,9 +270,26 @@ impl Manager {
         Ok(report)
     }
 
+    /// Refreshes the progress of the transfer of `store`'s `shard` in the table every [`operations::PROGRESS_EVERY`]
+    /// (records on the target, on the source), until dropped.
+    async fn transfer_progress(&self, store: &str, shard: u32, target: &str, source: &str) -> std::convert::Infallible {
+        loop {
+            tokio::time::sleep(operations::PROGRESS_EVERY).await;
+            let (copied, total) =
+                (self.replica_records(target, store, shard).await, self.replica_records(source, store, shard).await);
+            let mut state = self.state();
+            if let Some(t) = state.transfers.get_mut(&(store.to_string(), shard)) {
+                t.copied = copied.unwrap_or(t.copied);
+                t.total = total.unwrap_or(t.total);
+            }
+            self.refresh_progress(&state);
+        }
+    }
+
     /// Undoes a transfer that has not switched: the target leaves the replica list under a new epoch, the record
     /// goes, and the target's replica is dropped (best effort; an orphan otherwise).
     async fn roll_back_transfer(&self, store: &str, shard: u32) {
+        let _admin = self.admin.lock().await;
         let target = {
             let mut state = self.state();
             let mut batch = rocksdb::WriteBatch::default();
@@ -298,19 +360,51 @@ impl Manager {
         (placement, up)
     }
 
-    /// Moves replicas, one transfer at a time and at most `max_moves` (0: as many as needed), until no up node
-    /// holds more than one replica more than another ([`super::rebalance::plan_rebalance`]: the fewest moves).
-    pub async fn rebalance(&self, max_moves: usize) -> Result<Vec<(super::rebalance::Move, MoveReport)>> {
+    /// Moves replicas, at most `max_moves` (0: as many as needed), until no up node holds more than one replica
+    /// more than another ([`super::rebalance::plan_rebalance`]: the fewest moves), `parallel` transfers at a time
+    /// (0: the manager's `max_parallel_transfers`). Moves of one shard run in plan order, one after the other. On a
+    /// failure no new move starts; the ones running finish, then the first error is returned.
+    pub async fn rebalance(
+        self: &Arc<Self>,
+        max_moves: usize,
+        parallel: usize,
+    ) -> Result<Vec<(super::rebalance::Move, MoveReport)>> {
+        // one rebalance at a time: a second one (another node joined) plans from where the first one left things
+        let _one = self.rebalancing.lock().await;
         let (placement, up) = self.placement_now();
         let bound = if max_moves == 0 { usize::MAX } else { max_moves };
         let plan = super::rebalance::plan_rebalance(&placement, &up, bound);
-        tracing::info!(moves = plan.len(), nodes = up.len(), "rebalancing");
-        let mut done = Vec::with_capacity(plan.len());
-        for m in plan {
-            let report = self.move_shard(&m.shard.store, m.shard.shard, &m.from, &m.to).await?;
-            done.push((m, report));
+        let parallel = if parallel == 0 { self.options.max_parallel_transfers } else { parallel }.max(1);
+        tracing::info!(moves = plan.len(), nodes = up.len(), parallel, "rebalancing");
+        let mut pending: std::collections::VecDeque<super::rebalance::Move> = plan.into();
+        let mut busy: BTreeSet<super::rebalance::ShardRef> = BTreeSet::new();
+        let mut running = tokio::task::JoinSet::new();
+        let (mut done, mut failed) = (Vec::new(), None);
+        loop {
+            while running.len() < parallel && failed.is_none() {
+                let Some(next) = pending.iter().position(|m| !busy.contains(&m.shard)) else { break };
+                let Some(m) = pending.remove(next) else { break };
+                busy.insert(m.shard.clone());
+                let me = self.clone();
+                running.spawn(async move {
+                    let report = me.move_shard(&m.shard.store, m.shard.shard, &m.from, &m.to).await;
+                    (m, report)
+                });
+            }
+            let Some(joined) = running.join_next().await else { break };
+            let (m, report) = joined.map_err(|e| ManagerError::Aborted(format!("a transfer task failed: {e}")))?;
+            busy.remove(&m.shard);
+            match report {
+                Ok(report) => done.push((m, report)),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        Ok(done)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
     }
 
     /// Removes a node for good: each of its replicas is re-created on the least loaded up node without that

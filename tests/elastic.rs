@@ -1,5 +1,6 @@
-//! Resharding on real processes: 1 manager, 3 storage nodes, a gateway; a store of 4 shards × 2 replicas holding
-//! 20,000 points (`RVDB_RESHARD_POINTS` for a measurement). While a writer inserts new points, overwrites old ones
+//! The cluster changing shape under load, on real processes: resharding, nodes joining, and the manager crashing
+//! in the middle of a reshard or a transfer. The first test: 1 manager, 3 storage nodes, a gateway; a store of 4
+//! shards × 2 replicas holding 20,000 points (`RVDB_RESHARD_POINTS` for a measurement). While a writer inserts new points, overwrites old ones
 //! and deletes others through REST (retrying a 503, as documented) and a reader searches and counts without pause,
 //! the store is resharded 4 → 8 → 2 (`Reshard`, what `rvdb reshard` sends). After each step: the table holds the
 //! new layout, the nodes hold exactly its shards, every shard's replicas are equal (digests), every acknowledged
@@ -290,13 +291,24 @@ async fn cluster(
     manager_url: &str,
     n: u64,
 ) -> (Vec<ClusterNode>, GatewayProcess, String, Arc<std::sync::Mutex<Expected>>) {
+    cluster_of(dir, manager_url, n, 4).await
+}
+
+/// [`cluster`] with `shards` shards.
+async fn cluster_of(
+    dir: &std::path::Path,
+    manager_url: &str,
+    n: u64,
+    shards: u32,
+) -> (Vec<ClusterNode>, GatewayProcess, String, Arc<std::sync::Mutex<Expected>>) {
     let nodes: Vec<ClusterNode> =
         (1..=3).map(|i| ClusterNode::start(&dir.join(format!("n{i}")), manager_url, &format!("n{i}"))).collect();
     use pb::NodeState::Up;
     wait_for_states(manager_url, &[("n1", Up), ("n2", Up), ("n3", Up)], Duration::from_secs(20)).await;
     let gateway = GatewayProcess::start(manager_url, &dir.join("b"));
     let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
-    let create = json!({"name": STORE, "dimension": DIM, "metric": "euclidean", "shards": 4, "replication_factor": 2});
+    let create =
+        json!({"name": STORE, "dimension": DIM, "metric": "euclidean", "shards": shards, "replication_factor": 2});
     let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
     assert_eq!(status, 201, "{body}");
     let started = Instant::now();
@@ -425,5 +437,106 @@ async fn a_reshard_cut_by_a_manager_crash_is_rolled_back_or_finished() {
     let expected = load.pause().await;
     verify(&manager.url, &rest, 3, &expected).await;
     load.resume();
+    load.finish().await;
+}
+
+/// Replicas per node id in the manager's table (every registered node, 0 for one without any).
+fn loads(t: &pb::RoutingTable) -> BTreeMap<String, usize> {
+    let mut out: BTreeMap<String, usize> = t.nodes.iter().map(|n| (n.node_id.clone(), 0)).collect();
+    for s in &t.stores {
+        for n in s.shards.iter().flat_map(|p| &p.replica_node_ids) {
+            *out.entry(n.clone()).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// A 4th and a 5th node join a 3-node cluster holding 8 shards × 2 replicas while a writer and a reader run: the
+/// manager moves replicas to them by itself (`--rebalance-on-join`, the default) until nodes hold 4 / 3 / 3 / 3 / 3
+/// replicas; then everything acknowledged is there, the count is exact, replicas are equal, exact searches equal a
+/// brute-force scan, and no read failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_that_join_under_load_get_their_share() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
+    let n = points();
+    let (mut nodes, _gateway, rest, expected) = cluster_of(dir.path(), &manager.url, n, 8).await;
+    let load = Load::start(&rest, n, expected);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    for id in ["n4", "n5"] {
+        nodes.push(ClusterNode::start(&dir.path().join(id), &manager.url, id));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = routing_table(&manager.url).await.expect("table");
+        let mut counts: Vec<usize> = loads(&t).into_values().collect();
+        counts.sort_unstable();
+        if counts == [3, 3, 3, 3, 4] && t.transfers.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not balanced: {:?}", loads(&t));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("balanced over 5 nodes in {:?}, {} writes acknowledged meanwhile", started.elapsed(), load.writes());
+    let expected = load.pause().await;
+    verify(&manager.url, &rest, 8, &expected).await;
+    load.resume();
+    load.finish().await;
+}
+
+/// The manager is killed while it moves a replica (as soon as its table shows the transfer) and started again:
+/// the transfer is rolled back (or, had it switched, finished) by itself; the store is whole with every
+/// acknowledged write, and the replica moves on a second try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_cut_by_a_manager_crash_is_rolled_back_or_finished() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, addr) = (dir.path().join("manager"), format!("127.0.0.1:{}", rvdb_it::free_port()));
+    let mut manager = ManagerProcess::start_with_env(&data, 200, 2000, &addr, &[("RVDB_REBALANCE_ON_JOIN", "false")]);
+    let n = points() * 5;
+    let (mut nodes, _gateway, rest, expected) = cluster(dir.path(), &manager.url, n).await;
+    nodes.push(ClusterNode::start(&dir.path().join("n4"), &manager.url, "n4"));
+    wait_for_states(&manager.url, &[("n4", pb::NodeState::Up)], Duration::from_secs(20)).await;
+    let load = Load::start(&rest, n, expected);
+    let t = routing_table(&manager.url).await.expect("table");
+    let before = t.stores[0].shards[0].replica_node_ids.clone();
+    let move_req = pb::MoveShardRequest {
+        store: STORE.into(),
+        shard: 0,
+        from_node_id: before[0].clone(),
+        to_node_id: "n4".into(),
+    };
+    let (url, req) = (manager.url.clone(), move_req.clone());
+    let call = tokio::spawn(async move {
+        let mut m = rvdb_proto::v1::index_manager_client::IndexManagerClient::connect(url).await.expect("manager");
+        m.move_shard(req).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while routing_table(&manager.url).await.expect("table").transfers.is_empty() {
+        assert!(Instant::now() < deadline, "the transfer never showed in the table");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    manager.kill();
+    assert!(call.await.expect("call task").is_err(), "the call was cut");
+    manager = ManagerProcess::start_with_env(&data, 200, 2000, &addr, &[("RVDB_REBALANCE_ON_JOIN", "false")]);
+    let t = routing_table(&manager.url).await.expect("table");
+    assert!(t.transfers.is_empty(), "ended at the restart: {:?}", t.transfers);
+    let after = t.stores[0].shards[0].replica_node_ids.clone();
+    let rolled_back = after == before;
+    println!("after the restart: shard 0 on {after:?} ({})", if rolled_back { "rolled back" } else { "finished" });
+    if !rolled_back {
+        assert_eq!(after, [vec!["n4".to_string()], before[1..].to_vec()].concat());
+    }
+    let expected = load.pause().await;
+    verify(&manager.url, &rest, 4, &expected).await;
+    load.resume();
+    if rolled_back {
+        let mut m = manager.client().await;
+        let r = m.move_shard(move_req).await.expect("the move, again").into_inner();
+        println!("moved on the second try: {} records", r.records);
+        let expected = load.pause().await;
+        verify(&manager.url, &rest, 4, &expected).await;
+        load.resume();
+    }
     load.finish().await;
 }
