@@ -542,3 +542,58 @@ async fn a_rebalance_moves_several_shards_at_once() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(n));
 }
+
+/// A rebalance also evens out bytes: on 2 nodes, 4 one-shard stores are placed two per node (counts balanced),
+/// but both large ones land on one node; `Rebalance` swaps a large with a small replica (2 moves), so each node
+/// ends with one of each, every point there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_evens_out_bytes_when_counts_are_even() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = [("RVDB_REBALANCE_ON_JOIN", "false")];
+    let manager = ManagerProcess::start_with_env(&dir.path().join("manager"), 200, 2000, "127.0.0.1:0", &off);
+    let _nodes: Vec<ClusterNode> = (1..=2)
+        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
+        .collect();
+    use pb::NodeState::Up;
+    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
+    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    let mut sizes = BTreeMap::new();
+    for name in ["a", "b", "c", "d"] {
+        let create =
+            json!({"name": name, "dimension": scale().1, "metric": "euclidean", "shards": 1, "replication_factor": 1});
+        let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
+        assert_eq!(status, 201, "{body}");
+        sizes.insert(name, 0u64);
+    }
+    let t = routing_table(&manager.url).await.expect("table");
+    let home = |t: &pb::RoutingTable, s: &str| replicas(t, s, 0)[0].clone();
+    // the two stores placed on the same node get the data
+    let (big1, big2) = if home(&t, "a") == home(&t, "c") { ("a", "c") } else { ("a", "b") };
+    assert_eq!(home(&t, big1), home(&t, big2), "two stores share a node: {:?}", t.stores);
+    for (name, n) in sizes.iter_mut() {
+        *n = if *name == big1 || *name == big2 { 10_000 } else { 100 };
+        let points: Vec<Value> = (0..*n).map(|i| json!({"id": format!("p{i}"), "vector": vector(i)})).collect();
+        let url = format!("{rest}/v1/stores/{name}/points");
+        let (status, _, body) = rvdb_it::http("PUT", &url, None, Some(json!({"points": points}))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut m = manager.client().await;
+    let r = m.rebalance(pb::RebalanceRequest { max_moves: 0, parallel: 0 }).await.expect("rebalance").into_inner();
+    println!(
+        "byte rebalance: {:?}",
+        r.moves.iter().map(|m| (&m.store, &m.from_node_id, &m.to_node_id)).collect::<Vec<_>>()
+    );
+    assert_eq!(r.moves.len(), 2, "one swap: {:?}", r.moves);
+    let t = routing_table(&manager.url).await.expect("table");
+    assert_ne!(home(&t, big1), home(&t, big2), "the large stores are on different nodes now");
+    assert!(loads(&t).values().all(|c| *c == 2), "{:?}", loads(&t));
+    let again = m.rebalance(pb::RebalanceRequest { max_moves: 0, parallel: 0 }).await.expect("again").into_inner();
+    assert!(again.moves.is_empty(), "balanced: {:?}", again.moves);
+    for (name, n) in sizes {
+        let (status, _, body) =
+            rvdb_it::http("POST", &format!("{rest}/v1/stores/{name}/points/count"), None, Some(json!({}))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(n));
+    }
+}

@@ -20,21 +20,29 @@ impl Cancels {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a running operation: the receiver turns true when it is cancelled.
-    pub(super) fn register(&self, key: OpKey) -> watch::Receiver<bool> {
+    /// Registers a running operation until the returned registration is dropped (it ended, or can no longer be
+    /// cancelled); the receiver turns true when it is cancelled.
+    pub(super) fn register(&self, key: OpKey) -> (Registration<'_>, watch::Receiver<bool>) {
         let (tx, rx) = watch::channel(false);
-        self.map().insert(key, tx);
-        rx
-    }
-
-    /// The operation ended (or can no longer be cancelled).
-    pub(super) fn remove(&self, key: &OpKey) {
-        self.map().remove(key);
+        self.map().insert(key.clone(), tx);
+        (Registration { cancels: self, key }, rx)
     }
 
     /// Cancels the operation; whether one was running.
     pub(super) fn cancel(&self, key: &OpKey) -> bool {
         self.map().get(key).map(|tx| tx.send_replace(true)).is_some()
+    }
+}
+
+/// A running operation's entry in [`Cancels`], removed when dropped.
+pub(super) struct Registration<'a> {
+    cancels: &'a Cancels,
+    key: OpKey,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.cancels.map().remove(&self.key);
     }
 }
 

@@ -10,6 +10,9 @@
 //!   share to one below it, so the number of moves is the minimum, `max(Σ excess, Σ deficit)` against the
 //!   shares `⌊total / nodes⌋` and `⌈total / nodes⌉` (the test checks this), unless the one-replica-per-node
 //!   rule forbids every move that would help.
+//! - [`plan_byte_balance`] then evens out the bytes nodes hold without changing their replica counts (shards
+//!   differ in size): it swaps a large replica of the heaviest node with a smaller one of the lightest (or moves
+//!   one where counts allow), only while that closes their gap by a useful margin (see its docs).
 //! - [`plan_recreate`] gives each replica on a departed node a new home (the least loaded live node without that
 //!   shard) and a live peer to copy it from; a shard with no live replica left is reported, not invented.
 //!
@@ -109,6 +112,67 @@ pub fn plan_rebalance(placement: &[(ShardRef, Vec<String>)], nodes: &[String], m
         holders[s].insert(receiver);
         stuck.clear();
         moves.push(Move { shard: placement[s].0.clone(), from: nodes[donor].clone(), to: nodes[receiver].clone() });
+    }
+    moves
+}
+
+/// Moves (at most `max_moves`, in pairs for swaps) that even out the bytes `nodes` hold, `size` giving each
+/// shard's replica size, without breaking count balance (after the moves no node holds more than one replica more
+/// than another, if that held before). Each step looks at the heaviest and the lightest node, whose gap is `g`, and
+/// takes the action that leaves them closest: a swap of a replica `a` of the heavy node with a replica `b` of the
+/// light one (`size(a) > size(b)`, neither node holding the other's shard; counts unchanged), or a single move of
+/// `a` when the heavy node holds more replicas than the light one. It acts only if the gap shrinks by at least
+/// `min_gain` bytes and by at least half the bytes the action moves (data is not moved for little: shards of
+/// nearly equal size are left alone), which also makes the loop end: every action lowers the sum of squared node
+/// weights.
+pub fn plan_byte_balance(
+    placement: &[(ShardRef, Vec<String>)],
+    nodes: &[String],
+    size: &dyn Fn(&ShardRef) -> u64,
+    min_gain: u64,
+    max_moves: usize,
+) -> Vec<Move> {
+    let (mut held, mut holders) = index(placement, nodes);
+    let sizes: Vec<u64> = placement.iter().map(|(s, _)| size(s)).collect();
+    let weight = |held: &Vec<BTreeSet<usize>>, n: usize| held[n].iter().map(|s| sizes[*s]).sum::<u64>();
+    let mut moves = Vec::new();
+    while moves.len() < max_moves && nodes.len() >= 2 {
+        let weights: Vec<u64> = (0..nodes.len()).map(|n| weight(&held, n)).collect();
+        let heavy = (0..nodes.len()).max_by_key(|n| (weights[*n], std::cmp::Reverse(*n))).unwrap_or(0);
+        let light = (0..nodes.len()).min_by_key(|n| (weights[*n], *n)).unwrap_or(0);
+        let gap = weights[heavy] - weights[light];
+        // (new gap, a on heavy, optional b on light)
+        let mut best: Option<(u64, usize, Option<usize>)> = None;
+        let mut consider = |new_gap: u64, moved: u64, a: usize, b: Option<usize>| {
+            let gain = gap.saturating_sub(new_gap);
+            if gain >= min_gain.max(1) && 2 * gain >= moved && best.is_none_or(|(g, ..)| new_gap < g) {
+                best = Some((new_gap, a, b));
+            }
+        };
+        let counts_allow_move = held[heavy].len() > held[light].len();
+        for &a in held[heavy].iter().filter(|a| !holders[**a].contains(&light)) {
+            if counts_allow_move {
+                consider(gap.abs_diff(2 * sizes[a]), sizes[a], a, None);
+            }
+            if moves.len() + 2 > max_moves {
+                continue;
+            }
+            for &b in held[light].iter().filter(|b| sizes[**b] < sizes[a] && !holders[**b].contains(&heavy)) {
+                consider(gap.abs_diff(2 * (sizes[a] - sizes[b])), sizes[a] + sizes[b], a, Some(b));
+            }
+        }
+        let Some((_, a, b)) = best else { break };
+        let mut shift = |s: usize, from: usize, to: usize| {
+            held[from].remove(&s);
+            held[to].insert(s);
+            holders[s].remove(&from);
+            holders[s].insert(to);
+            moves.push(Move { shard: placement[s].0.clone(), from: nodes[from].clone(), to: nodes[to].clone() });
+        };
+        shift(a, heavy, light);
+        if let Some(b) = b {
+            shift(b, light, heavy);
+        }
     }
     moves
 }
@@ -295,6 +359,68 @@ mod tests {
             // a bound on moves is honoured, and what it does is a prefix of a balancing plan
             let capped = plan_rebalance(&placement, &nodes, 0);
             assert!(capped.is_empty());
+        }
+    }
+
+    /// Byte balance keeps count balance and distinct replicas, never widens the byte spread, and swaps where a
+    /// swap is what evens nodes out: two big and two small shards, both big ones on one node, end one of each per
+    /// node with one swap.
+    #[test]
+    fn byte_balance_evens_out_sizes_without_breaking_counts() {
+        let s = |i: u32| ShardRef { store: "s".into(), shard: i };
+        let nodes: Vec<String> = vec!["a".into(), "b".into()];
+        let placement: Placement = vec![
+            (s(0), vec!["a".into()]),
+            (s(1), vec!["a".into()]),
+            (s(2), vec!["b".into()]),
+            (s(3), vec!["b".into()]),
+        ];
+        let size = |r: &ShardRef| if r.shard < 2 { 1_000 } else { 10 };
+        let moves = plan_byte_balance(&placement, &nodes, &size, 1, usize::MAX);
+        assert_eq!(moves.len(), 2, "one swap: {moves:?}");
+        let mut after = placement.clone();
+        apply_moves(&mut after, &moves);
+        let weight =
+            |n: &str| after.iter().filter(|(_, r)| r.iter().any(|x| x == n)).map(|(s, _)| size(s)).sum::<u64>();
+        assert_eq!((weight("a"), weight("b")), (1_010, 1_010));
+        assert!(plan_byte_balance(&after, &nodes, &size, 1, usize::MAX).is_empty(), "balanced: nothing more");
+        assert!(plan_byte_balance(&placement, &nodes, &size, 5_000, usize::MAX).is_empty(), "below the gain floor");
+
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for case in 0..200 {
+            let nodes = node_ids(0..(2 + next(8) as usize));
+            let rf = 1 + next(nodes.len().min(3) as u64) as u32;
+            let mut placement = placed(1 + next(4) as usize, 1 + next(16) as u32, rf, &nodes);
+            let sizes: BTreeMap<ShardRef, u64> = placement
+                .iter()
+                .map(|(s, _)| {
+                    let scale = 1 + next(1_000_000);
+                    (s.clone(), 1 + next(scale))
+                })
+                .collect();
+            let size = |r: &ShardRef| sizes[r];
+            let spread = |p: &Placement| {
+                let w: Vec<u64> = nodes
+                    .iter()
+                    .map(|n| p.iter().filter(|(_, r)| r.contains(n)).map(|(s, _)| sizes[s]).sum())
+                    .collect();
+                w.iter().max().unwrap_or(&0) - w.iter().min().unwrap_or(&0)
+            };
+            let (before_counts, before_spread) = (loads(&placement, &nodes), spread(&placement));
+            let moves = plan_byte_balance(&placement, &nodes, &size, 1, 64);
+            apply_moves(&mut placement, &moves);
+            check_distinct(&placement);
+            let after = loads(&placement, &nodes);
+            let (min, max) = (after.iter().min().copied().unwrap_or(0), after.iter().max().copied().unwrap_or(0));
+            assert!(max - min <= 1, "case {case}: counts {before_counts:?} -> {after:?}");
+            assert!(spread(&placement) <= before_spread, "case {case}: the byte spread never widens");
+            assert!(moves.len() <= 64);
         }
     }
 

@@ -185,7 +185,9 @@ impl Manager {
             self.state().creating.remove(store);
             return Err(e);
         }
-        // 2. dual writes, fenced
+        // 2. dual writes, fenced (cancellable from the moment the table shows it)
+        let op = (store.to_string(), None);
+        let (registered, cancel) = self.cancels.register(op);
         let ids = {
             let mut state = self.state();
             state.creating.remove(store);
@@ -210,8 +212,6 @@ impl Manager {
         };
         crate::metrics::reshard_started();
         let copy_started = Instant::now();
-        let op = (store.to_string(), None);
-        let cancel = self.cancels.register(op.clone());
         let copied = async {
             self.fence(&ids).await?;
             // 3. copy
@@ -273,7 +273,7 @@ impl Manager {
                 "the reshard of store '{store}' was cancelled; it was rolled back to {from} shards"
             ))),
         };
-        self.cancels.remove(&op);
+        drop(registered);
         let records = match copied {
             Ok(r) => r,
             Err(e) => {

@@ -37,6 +37,9 @@ pub(super) struct Transfer {
     pub total: u64,
 }
 
+/// Bytes a record costs besides its vector (id, version, metadata, index links), for balancing by size.
+const RECORD_OVERHEAD: u64 = 128;
+
 /// What a finished move did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoveReport {
@@ -147,7 +150,9 @@ impl Manager {
                 other?;
             }
         }
-        // 2. join the replica set under a new epoch
+        // 2. join the replica set under a new epoch (cancellable from the moment the table shows it)
+        let op = (store.to_string(), Some(shard));
+        let (registered, cancel) = self.cancels.register(op);
         {
             let mut state = self.state();
             let mut batch = rocksdb::WriteBatch::default();
@@ -168,8 +173,6 @@ impl Manager {
         }
         drop(admin); // the fill runs without the catalog lock: other transfers, creates and drops go on
         crate::metrics::transfer_started();
-        let op = (store.to_string(), Some(shard));
-        let cancel = self.cancels.register(op.clone());
         let filled = async {
             self.fence(std::slice::from_ref(&id)).await?;
             // 3. fill from the source if it is up, else from another live replica
@@ -206,7 +209,7 @@ impl Manager {
                 "the transfer of shard {shard} of store '{store}' was cancelled; it was rolled back"
             ))),
         };
-        self.cancels.remove(&op);
+        drop(registered);
         let filled = match filled {
             Ok(f) => f,
             Err(e) => {
@@ -361,7 +364,8 @@ impl Manager {
     }
 
     /// Moves replicas, at most `max_moves` (0: as many as needed), until no up node holds more than one replica
-    /// more than another ([`super::rebalance::plan_rebalance`]: the fewest moves), `parallel` transfers at a time
+    /// more than another ([`super::rebalance::plan_rebalance`]: the fewest moves), then evens out their bytes where
+    /// that gains at least 5% of a node's share ([`super::rebalance::plan_byte_balance`]), `parallel` transfers at a time
     /// (0: the manager's `max_parallel_transfers`). Moves of one shard run in plan order, one after the other. On a
     /// failure no new move starts; the ones running finish, then the first error is returned.
     pub async fn rebalance(
@@ -371,9 +375,17 @@ impl Manager {
     ) -> Result<Vec<(super::rebalance::Move, MoveReport)>> {
         // one rebalance at a time: a second one (another node joined) plans from where the first one left things
         let _one = self.rebalancing.lock().await;
-        let (placement, up) = self.placement_now();
+        let (mut placement, up) = self.placement_now();
         let bound = if max_moves == 0 { usize::MAX } else { max_moves };
-        let plan = super::rebalance::plan_rebalance(&placement, &up, bound);
+        let mut plan = super::rebalance::plan_rebalance(&placement, &up, bound);
+        // then bytes: shards differ in size
+        super::rebalance::apply_moves(&mut placement, &plan);
+        let sizes = self.replica_sizes(&up).await;
+        let total: u64 = placement.iter().map(|(s, r)| sizes.get(s).copied().unwrap_or(0) * r.len() as u64).sum();
+        let min_gain = total / up.len().max(1) as u64 / 20; // 5% of a node's share
+        let size = |s: &super::rebalance::ShardRef| sizes.get(s).copied().unwrap_or(0);
+        let left = bound.saturating_sub(plan.len());
+        plan.extend(super::rebalance::plan_byte_balance(&placement, &up, &size, min_gain, left));
         let parallel = if parallel == 0 { self.options.max_parallel_transfers } else { parallel }.max(1);
         tracing::info!(moves = plan.len(), nodes = up.len(), parallel, "rebalancing");
         let mut pending: std::collections::VecDeque<super::rebalance::Move> = plan.into();
@@ -405,6 +417,30 @@ impl Manager {
             Some(e) => Err(e),
             None => Ok(done),
         }
+    }
+
+    /// Each shard's size in bytes, as its largest replica on the `nodes` that answer reports it: its records
+    /// (points and tombstones) times a vector's bytes plus [`RECORD_OVERHEAD`].
+    async fn replica_sizes(&self, nodes: &[String]) -> BTreeMap<super::rebalance::ShardRef, u64> {
+        let addresses: Vec<String> = {
+            let state = self.state();
+            nodes.iter().filter_map(|n| state.address(n)).collect()
+        };
+        let mut sizes = BTreeMap::new();
+        for address in addresses {
+            let Ok(client) = self.client(&address) else { continue };
+            let Ok(list) = client.list_shards().await else { continue };
+            for stats in list.shards {
+                let Some(id) = stats.shard else { continue };
+                let key = super::rebalance::ShardRef { store: id.store, shard: id.shard };
+                // records × their raw size, not the bytes on disk: those swing with flushes and compactions
+                let dimension = stats.config.as_ref().map_or(0, |c| u64::from(c.dimension));
+                let bytes = (stats.points + stats.tombstones) * (4 * dimension + RECORD_OVERHEAD);
+                let size = sizes.entry(key).or_insert(0u64);
+                *size = (*size).max(bytes);
+            }
+        }
+        sizes
     }
 
     /// Removes a node for good: each of its replicas is re-created on the least loaded up node without that
