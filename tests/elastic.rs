@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, replica_digests, routing_table, wait_for_states};
+use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, routing_table, wait_for_states};
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde_json::{Value, json};
@@ -91,16 +91,7 @@ async fn verify(manager_url: &str, rest: &str, shards: u32, expected: &Expected)
         assert!(Instant::now() < deadline, "nodes hold {:?}, the table places {placed:?}", held(&t).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // replicas equal
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let digests = replica_digests(manager_url, STORE).await;
-        if digests.iter().all(|s| s.windows(2).all(|w| w[0] == w[1])) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replicas differ: {digests:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    rvdb_it::replicas_converge(manager_url, STORE, Duration::from_secs(15)).await;
     // every point as written, deleted ones gone
     let ids: Vec<&String> = expected.keys().collect();
     for chunk in ids.chunks(1000) {

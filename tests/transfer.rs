@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, replica_digests, routing_table, wait_for_states};
+use rvdb_it::{ClusterNode, GatewayProcess, ManagerProcess, routing_table, wait_for_states};
 use rvdb_proto::v1 as pb;
 use rvdb_proto::v1::storage_node_client::StorageNodeClient;
 use serde_json::{Value, json};
@@ -50,14 +50,36 @@ async fn gives_up(address: &str, store: &str, shards: &[u32]) {
 
 /// Waits (15 s at most) until every shard's replicas of `store` have equal digests.
 async fn converges(manager_url: &str, store: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let digests = replica_digests(manager_url, store).await;
-        if digests.iter().all(|s| s.windows(2).all(|w| w[0] == w[1])) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replicas of '{store}' differ: {digests:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    rvdb_it::replicas_converge(manager_url, store, Duration::from_secs(15)).await;
+}
+
+/// A manager (with `env`), `nodes` storage nodes n1.. up, and a gateway; its REST base URL.
+async fn small_cluster(
+    dir: &std::path::Path,
+    nodes: usize,
+    env: &[(&str, &str)],
+) -> (ManagerProcess, Vec<ClusterNode>, GatewayProcess, String) {
+    let manager = ManagerProcess::start_with_env(&dir.join("manager"), 200, 2000, "127.0.0.1:0", env);
+    let ids: Vec<String> = (1..=nodes).map(|i| format!("n{i}")).collect();
+    let started: Vec<ClusterNode> = ids.iter().map(|id| ClusterNode::start(&dir.join(id), &manager.url, id)).collect();
+    let up: Vec<(&str, pb::NodeState)> = ids.iter().map(|id| (id.as_str(), pb::NodeState::Up)).collect();
+    wait_for_states(&manager.url, &up, Duration::from_secs(20)).await;
+    let gateway = GatewayProcess::start(&manager.url, &dir.join("b"));
+    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    (manager, started, gateway, rest)
+}
+
+/// Creates `store` (`shards` × 1 replica) and writes points p0..p`n` to it through REST.
+async fn store_with(rest: &str, store: &str, shards: u32, n: u64) {
+    let create = json!({"name": store, "dimension": scale().1, "metric": "euclidean", "shards": shards, "replication_factor": 1});
+    let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
+    assert_eq!(status, 201, "{body}");
+    for start in (0..n).step_by(5000) {
+        let points: Vec<Value> =
+            (start..(start + 5000).min(n)).map(|i| json!({"id": format!("p{i}"), "vector": vector(i)})).collect();
+        let url = format!("{rest}/v1/stores/{store}/points");
+        let (status, _, body) = rvdb_it::http("PUT", &url, None, Some(json!({"points": points}))).await;
+        assert_eq!(status, 200, "{body}");
     }
 }
 
@@ -393,26 +415,9 @@ async fn a_new_node_gets_its_share_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transfer_and_a_reshard_are_cancelled_and_roll_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
-    let _nodes: Vec<ClusterNode> = (1..=2)
-        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
-        .collect();
-    use pb::NodeState::Up;
-    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
-    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
-    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
-    let create =
-        json!({"name": "big", "dimension": scale().1, "metric": "euclidean", "shards": 1, "replication_factor": 1});
-    let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
-    assert_eq!(status, 201, "{body}");
+    let (manager, _nodes, _gateway, rest) = small_cluster(dir.path(), 2, &[]).await;
     let n = 150_000u64;
-    for start in (0..n).step_by(5000) {
-        let points: Vec<Value> =
-            (start..start + 5000).map(|i| json!({"id": format!("p{i}"), "vector": vector(i)})).collect();
-        let url = format!("{rest}/v1/stores/big/points");
-        let (status, _, body) = rvdb_it::http("PUT", &url, None, Some(json!({"points": points}))).await;
-        assert_eq!(status, 200, "{body}");
-    }
+    store_with(&rest, "big", 1, n).await;
     let count = || async {
         let url = format!("{rest}/v1/stores/big/points/count");
         let (status, _, body) = rvdb_it::http("POST", &url, None, Some(json!({}))).await;
@@ -492,26 +497,10 @@ async fn a_transfer_and_a_reshard_are_cancelled_and_roll_back() {
 async fn a_rebalance_moves_several_shards_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let off = [("RVDB_REBALANCE_ON_JOIN", "false")];
-    let manager = ManagerProcess::start_with_env(&dir.path().join("manager"), 200, 2000, "127.0.0.1:0", &off);
-    let mut nodes: Vec<ClusterNode> = (1..=2)
-        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
-        .collect();
-    use pb::NodeState::Up;
-    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
-    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
-    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
-    let create =
-        json!({"name": "par", "dimension": scale().1, "metric": "euclidean", "shards": 8, "replication_factor": 1});
-    let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
-    assert_eq!(status, 201, "{body}");
+    let (manager, mut nodes, _gateway, rest) = small_cluster(dir.path(), 2, &off).await;
     let n = 240_000u64;
-    for start in (0..n).step_by(5000) {
-        let points: Vec<Value> =
-            (start..start + 5000).map(|i| json!({"id": format!("p{i}"), "vector": vector(i)})).collect();
-        let url = format!("{rest}/v1/stores/par/points");
-        let (status, _, body) = rvdb_it::http("PUT", &url, None, Some(json!({"points": points}))).await;
-        assert_eq!(status, 200, "{body}");
-    }
+    store_with(&rest, "par", 8, n).await;
+    use pb::NodeState::Up;
     for id in ["n3", "n4"] {
         nodes.push(ClusterNode::start(&dir.path().join(id), &manager.url, id));
     }
@@ -550,14 +539,7 @@ async fn a_rebalance_moves_several_shards_at_once() {
 async fn a_rebalance_evens_out_bytes_when_counts_are_even() {
     let dir = tempfile::tempdir().expect("tempdir");
     let off = [("RVDB_REBALANCE_ON_JOIN", "false")];
-    let manager = ManagerProcess::start_with_env(&dir.path().join("manager"), 200, 2000, "127.0.0.1:0", &off);
-    let _nodes: Vec<ClusterNode> = (1..=2)
-        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
-        .collect();
-    use pb::NodeState::Up;
-    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
-    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
-    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    let (manager, _nodes, _gateway, rest) = small_cluster(dir.path(), 2, &off).await;
     let mut sizes = BTreeMap::new();
     for name in ["a", "b", "c", "d"] {
         let create =

@@ -441,6 +441,20 @@ pub async fn replica_digests(manager_url: &str, store: &str) -> Vec<Vec<(String,
     out
 }
 
+/// Waits (`within` at most) until every shard of `store` has equal replicas ([`replica_digests`]); panics with
+/// the digests otherwise.
+pub async fn replicas_converge(manager_url: &str, store: &str, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let digests = replica_digests(manager_url, store).await;
+        if digests.iter().all(|s| s.windows(2).all(|w| w[0] == w[1])) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "replicas of '{store}' differ: {digests:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A loopback port free now (for a process that must come back on the same address after a restart).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()

@@ -63,23 +63,37 @@ impl Manager {
 
     /// Creates every replica of a new store; on failure drops the ones made, so nothing is left behind.
     pub(super) async fn create_replicas(&self, entry: &StoreEntry) -> Result<()> {
-        let pb_config = config_to_pb(&entry.config);
+        self.create_shards(&entry.config, 0, &entry.shards, false).await
+    }
+
+    /// Creates the replicas of shards `first..` of a store (`shards[i]`: the node ids of shard `first + i`), as
+    /// `filling` ones (a reshard's new shards) or not; on failure drops the ones made, so nothing is left behind.
+    /// A leftover of the same name (an earlier store's whose drop never reached the node, an interrupted
+    /// reshard's) is dropped first.
+    pub(super) async fn create_shards(
+        &self,
+        config: &StoreConfig,
+        first: u32,
+        shards: &[Vec<String>],
+        filling: bool,
+    ) -> Result<()> {
+        let pb_config = config_to_pb(config);
         let mut made: Vec<(String, pb::ShardId)> = Vec::new();
         let mut failure = None;
-        'all: for (shard, replicas) in entry.shards.iter().enumerate() {
+        'all: for (i, replicas) in shards.iter().enumerate() {
+            let shard = first + i as u32;
             for node_id in replicas {
                 let Some(address) = self.state().address(node_id) else { continue };
-                let id = pb::ShardId { store: entry.config.name.clone(), shard: shard as u32 };
+                let id = pb::ShardId { store: config.name.clone(), shard };
                 let req = pb::CreateShardRequest {
                     shard: Some(id.clone()),
                     config: Some(pb_config.clone()),
-                    placement_epoch: 0, // the store's first epoch is its publish version, learnt from the writes
-                    filling: false,
+                    placement_epoch: 0, // learnt from the writes and the fences that follow
+                    filling,
                 };
                 let client = self.client(&address)?;
                 let mut result = client.create_shard(req.clone()).await;
                 if matches!(&result, Err(s) if s.code() == tonic::Code::AlreadyExists) {
-                    // left over from an earlier store of this name whose drop never reached the node
                     let _ = client.drop_shard(pb::DropShardRequest { shard: Some(id.clone()) }).await;
                     result = client.create_shard(req).await;
                 }

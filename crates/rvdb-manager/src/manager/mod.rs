@@ -202,7 +202,14 @@ struct State {
     transfers: BTreeMap<(String, u32), transfer::Transfer>,
     /// Nodes removed for good (`remove_node`): they may join again only as new nodes (an empty data directory).
     removed: BTreeSet<String>,
+    /// Replicas that left the catalog (a transfer's source, a shrinking reshard's removed shards) but serve
+    /// gateways whose table is a moment old for [`OLD_TABLE_GRACE`]: not orphans yet. (node id, store, shard).
+    retiring: BTreeSet<(String, String, u32)>,
 }
+
+/// How long a replica that left the routing table keeps serving reads before it is dropped: gateways get the new
+/// table from the watch stream within milliseconds; this covers a read routed just before, and a busy machine.
+pub const OLD_TABLE_GRACE: Duration = Duration::from_secs(2);
 
 impl StoreEntry {
     pub fn new(config: StoreConfig, shards: Vec<Vec<String>>) -> Self {
@@ -243,9 +250,12 @@ impl State {
             .is_some_and(|r| r.iter().any(|n| n == node_id))
     }
 
-    /// Whether a replica a node holds belongs there: assigned to it, or of a store being created right now.
+    /// Whether a replica a node holds belongs there: assigned to it, of a store being created right now, or
+    /// retiring (see `retiring`).
     fn claims(&self, id: &pb::ShardId, node_id: &str) -> bool {
-        self.creating.contains(&id.store) || self.assigns(&id.store, id.shard, node_id)
+        self.creating.contains(&id.store)
+            || self.assigns(&id.store, id.shard, node_id)
+            || self.retiring.contains(&(node_id.to_string(), id.store.clone(), id.shard))
     }
 
     fn address(&self, node_id: &str) -> Option<String> {
@@ -356,6 +366,8 @@ fn storage(e: impl std::fmt::Display) -> ManagerError {
 }
 
 pub struct Manager {
+    /// This manager, for work it leaves running in the background.
+    me: std::sync::Weak<Manager>,
     db: Db,
     state: Mutex<State>,
     /// Serialises catalog changes (create / drop), which span several node calls.
@@ -452,7 +464,8 @@ impl Manager {
             "catalog loaded"
         );
         let (table_tx, _) = watch::channel(Arc::new(state.table()));
-        let manager = Arc::new(Manager {
+        let manager = Arc::new_cyclic(|me| Manager {
+            me: me.clone(),
             db,
             state: Mutex::new(state),
             admin: tokio::sync::Mutex::new(()),

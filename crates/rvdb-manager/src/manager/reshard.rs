@@ -33,10 +33,6 @@
 
 use super::*;
 
-/// How long the old shards keep serving after the switch before they are pruned or dropped: gateways get the
-/// new table from the watch stream within milliseconds; this covers a read that was routed just before.
-pub const RESHARD_GRACE: Duration = Duration::from_secs(2);
-
 /// A reshard in progress, in the store's catalog entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resharding {
@@ -180,7 +176,7 @@ impl Manager {
         // 1. the new shards, filling
         self.state().creating.insert(store.to_string());
         // a node checks a shard's number against its store's shard count: the new shards exist in a layout of `to`
-        let created = self.create_filling(&StoreConfig { shards: to, ..config.clone() }, from, &new_shards).await;
+        let created = self.create_shards(&StoreConfig { shards: to, ..config.clone() }, from, &new_shards, true).await;
         if let Err(e) = created {
             self.state().creating.remove(store);
             return Err(e);
@@ -287,19 +283,26 @@ impl Manager {
         };
         let copy = copy_started.elapsed();
         // 4. switch
+        let mut retiring = Vec::new();
         let ids = {
             let mut state = self.state();
             let mut batch = rocksdb::WriteBatch::default();
             if let Some(entry) = state.stores.get_mut(store) {
                 entry.config.shards = to;
                 if to < from {
-                    // nothing to prune: the kept shards hold exactly what they own under `to`
-                    entry.shards.truncate(to as usize);
+                    // nothing to prune: the kept shards hold exactly what they own under `to`; the removed ones
+                    // serve old tables for the grace period, then go
+                    for (shard, replicas) in entry.shards.drain(to as usize..).enumerate() {
+                        for node in replicas {
+                            retiring.push((node, store.to_string(), to + shard as u32));
+                        }
+                    }
                     entry.resharding = None;
                 } else if let Some(r) = entry.resharding.as_mut() {
                     r.switched = true;
                 }
             }
+            state.retiring.extend(retiring.iter().cloned());
             let ids = state.bump_store_epochs(store, &mut batch)?;
             self.publish(&mut state, batch)?;
             ids
@@ -307,14 +310,18 @@ impl Manager {
         if let Err(e) = self.fence(&ids).await {
             tracing::warn!(store, error = %e, "cannot fence the new layout at once (writers learn it from the table)");
         }
-        // 5. clean up
-        tokio::time::sleep(RESHARD_GRACE).await;
+        // 5. clean up, after the old layout has served the gateways that were still on it
+        tokio::time::sleep(OLD_TABLE_GRACE).await;
         let (pruned, version) = if to > from {
             let pruned = self.end_reshard(store).await?;
             (pruned, self.state().version)
         } else {
             self.drop_shards(store, to..from).await;
-            (0, self.state().version)
+            let mut state = self.state();
+            for r in &retiring {
+                state.retiring.remove(r);
+            }
+            (0, state.version)
         };
         crate::metrics::reshard_finished("done", records);
         let report = ReshardReport { from, to, records, pruned, elapsed: started.elapsed(), copy, version };
@@ -328,43 +335,6 @@ impl Manager {
             "reshard: done"
         );
         Ok(report)
-    }
-
-    /// Creates the replicas of shards `first..` (`shards[i]` for shard `first + i`) filling.
-    async fn create_filling(&self, config: &StoreConfig, first: u32, shards: &[Vec<String>]) -> Result<()> {
-        let mut made: Vec<(String, pb::ShardId)> = Vec::new();
-        for (i, replicas) in shards.iter().enumerate() {
-            let id = pb::ShardId { store: config.name.clone(), shard: first + i as u32 };
-            for node_id in replicas {
-                let Some(address) = self.state().address(node_id) else { continue };
-                let req = pb::CreateShardRequest {
-                    shard: Some(id.clone()),
-                    config: Some(config_to_pb(config)),
-                    placement_epoch: 0,
-                    filling: true,
-                };
-                let client = self.client(&address)?;
-                let mut result = client.create_shard(req.clone()).await;
-                if matches!(&result, Err(s) if s.code() == tonic::Code::AlreadyExists) {
-                    // left over from an interrupted reshard
-                    let _ = client.drop_shard(pb::DropShardRequest { shard: Some(id.clone()) }).await;
-                    result = client.create_shard(req).await;
-                }
-                if let Err(status) = result {
-                    for (address, id) in made {
-                        if let Ok(c) = self.client(&address) {
-                            let _ = c.drop_shard(pb::DropShardRequest { shard: Some(id) }).await;
-                        }
-                    }
-                    return Err(ManagerError::Node {
-                        context: format!("creating shard {} on node {node_id}", id.shard),
-                        status,
-                    });
-                }
-                made.push((address, id.clone()));
-            }
-        }
-        Ok(())
     }
 
     /// Drops the replicas of `store`'s shards in `range` as they were placed before they left the catalog (best
@@ -483,7 +453,7 @@ impl Manager {
         let me = Arc::downgrade(self);
         runtime.spawn(async move {
             loop {
-                tokio::time::sleep(RESHARD_GRACE).await;
+                tokio::time::sleep(OLD_TABLE_GRACE).await;
                 let Some(manager) = me.upgrade() else { return };
                 let _admin = manager.admin.lock().await;
                 match manager.resume_reshards().await {

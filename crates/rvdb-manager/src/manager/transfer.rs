@@ -238,6 +238,7 @@ impl Manager {
             state.bump_shard_epoch(store, shard, &mut batch)?;
             batch.delete(transfer_key(store, shard));
             state.transfers.remove(&(store.to_string(), shard));
+            state.retiring.insert((from.to_string(), store.to_string(), shard));
             let version = self.publish(&mut state, batch)?;
             (version, state.address(from))
         };
@@ -245,18 +246,30 @@ impl Manager {
         if let Err(e) = self.fence(std::slice::from_ref(&id)).await {
             tracing::warn!(store, shard, error = %e, "cannot fence the new replica set at once (writers learn it from the table)");
         }
-        // 5. the source stops taking writes of the old set, then its replica goes
-        if let Some(address) = from_address
-            && let Ok(c) = self.client(&address)
-        {
-            let epoch = self.state().stores.get(store).map_or(0, |e| e.epoch(shard));
-            let _ = c
-                .fence_shards(pb::FenceShardsRequest {
-                    shards: vec![pb::ShardEpoch { shard: Some(id.clone()), epoch }],
-                })
-                .await;
-            if let Err(e) = c.drop_shard(pb::DropShardRequest { shard: Some(id.clone()) }).await {
-                tracing::warn!(store, shard, from, error = %e.message(), "cannot drop the moved replica now; it goes at the node's next heartbeat");
+        // 5. the source stops taking writes of the old set at once; its replica serves gateways still on the old
+        // table for a grace period, then goes (in the background: the move is done)
+        let retired = (from.to_string(), store.to_string(), shard);
+        match from_address.map(|a| self.client(&a)) {
+            Some(Ok(c)) => {
+                let epoch = self.state().stores.get(store).map_or(0, |e| e.epoch(shard));
+                let _ = c
+                    .fence_shards(pb::FenceShardsRequest {
+                        shards: vec![pb::ShardEpoch { shard: Some(id.clone()), epoch }],
+                    })
+                    .await;
+                let me = self.me.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(OLD_TABLE_GRACE).await;
+                    if let Err(e) = c.drop_shard(pb::DropShardRequest { shard: Some(id.clone()) }).await {
+                        tracing::warn!(store = %id.store, shard = id.shard, from = %retired.0, error = %e.message(), "cannot drop the moved replica now; it goes at the node's next heartbeat");
+                    }
+                    if let Some(m) = me.upgrade() {
+                        m.state().retiring.remove(&retired);
+                    }
+                });
+            }
+            _ => {
+                self.state().retiring.remove(&retired);
             }
         }
         crate::metrics::transfer_finished("done", filled.received);
