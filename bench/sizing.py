@@ -51,6 +51,7 @@ try:
         print(json.dumps({"dimension": a.dimension, "quantization": q, "points": d["points"],
                           "memory_bytes_per_vector": d["memory_bytes_per_vector"],
                           "rss_bytes_per_vector": (rss() - before) // max(1, d["points"]),
+                          "by_component": d["memory_bytes_per_vector_by_component"],
                           "raw_f32_bytes": 4 * a.dimension}), flush=True)
 finally:
     p.kill()

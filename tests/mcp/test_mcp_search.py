@@ -61,6 +61,13 @@ def test_hnsw_store_with_filters_survives_a_restart(make_server):
                 info = await wait_ready(c, store)
                 assert info["points"] == 1500 and info["quantization"] == ("sq8" if store == "q" else "none")
                 assert info["memory_bytes_per_vector"] > 0
+                # by component: they add up (each rounded down), f32 vectors at least 4 bytes a dimension, a graph
+                # that holds its own copy (f32, or 1-byte SQ8 codes), metadata counted
+                parts = info["memory_bytes_per_vector_by_component"]
+                assert set(parts) == {"vectors", "codes", "ids", "graph", "metadata", "text"}, parts
+                assert info["memory_bytes_per_vector"] - 6 <= sum(parts.values()) <= info["memory_bytes_per_vector"]
+                assert parts["vectors"] >= 4 * 12 and parts["metadata"] > 0 and parts["ids"] > 0
+                assert parts["graph"] >= (12 if store == "q" else 4 * 12), parts
             # exact=true is exact; the graph search agrees closely; filters are exact on these sizes
             for q in queries:
                 want = brute(points, q, 10)

@@ -201,6 +201,29 @@ impl BuildJob {
     }
 }
 
+/// Where a shard's memory goes, in bytes (allocated: vectors and links up to their next growth).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// The exact index's f32 vectors (normalised for cosine).
+    pub vectors: usize,
+    /// The exact index's SQ8 codes and error bounds (0 below their threshold size).
+    pub codes: usize,
+    /// Point ids and the maps that find them (a storage node adds its version map here).
+    pub ids: usize,
+    /// The HNSW graph: its own copy of each vector (f32 or SQ8 codes), its links, its ids.
+    pub graph: usize,
+    /// Metadata documents and their inverted index.
+    pub metadata: usize,
+    /// The keyword (BM25) index.
+    pub text: usize,
+}
+
+impl MemoryUse {
+    pub fn total(&self) -> usize {
+        self.vectors + self.codes + self.ids + self.graph + self.metadata + self.text
+    }
+}
+
 #[derive(Debug)]
 pub struct ShardIndex {
     spec: IndexSpec,
@@ -570,6 +593,11 @@ impl ShardIndex {
 
     /// Bytes held by vectors, graph links and metadata, approximately.
     pub fn memory_bytes(&self) -> usize {
+        self.memory_use().total()
+    }
+
+    /// [`Self::memory_bytes`] by component.
+    pub fn memory_use(&self) -> MemoryUse {
         let graph = match &self.graph {
             Graph::Ready(g) => g.memory_bytes(),
             Graph::Building { pending, serving, .. } => {
@@ -577,7 +605,14 @@ impl ShardIndex {
             }
             Graph::Off => 0,
         };
-        self.flat.memory_bytes() + graph + self.payload.memory_bytes() + self.text.memory_bytes()
+        MemoryUse {
+            vectors: self.flat.vectors_bytes(),
+            codes: self.flat.coded_bytes(),
+            ids: self.flat.ids_bytes(),
+            graph,
+            metadata: self.payload.memory_bytes(),
+            text: self.text.memory_bytes(),
+        }
     }
 
     /// Metadata of a point as held in memory (`Null` when it has none).

@@ -321,12 +321,18 @@ impl FlatIndex {
 
     /// Bytes held: vectors, codes, ids (twice: slot table and lookup map) and map overhead, approximately.
     pub fn memory_bytes(&self) -> usize {
-        let ids: usize = self.ids.iter().map(|s| s.len()).sum();
+        self.vectors_bytes() + self.coded_bytes() + self.ids_bytes()
+    }
+
+    /// Bytes held by the f32 vectors (allocated, so up to the next growth).
+    pub fn vectors_bytes(&self) -> usize {
         self.vectors.memory_bytes()
-            + self.coded_bytes()
-            + 2 * ids
-            + self.ids.capacity() * 16
-            + self.slots.capacity() * (16 + 4 + 8)
+    }
+
+    /// Bytes held by the ids: the slot table and the lookup map, with their overhead.
+    pub fn ids_bytes(&self) -> usize {
+        let ids: usize = self.ids.iter().map(|s| s.len()).sum();
+        2 * ids + self.ids.capacity() * 16 + self.slots.capacity() * (16 + 4 + 8)
     }
 
     /// Bytes held by the SQ8 codes and their error bounds (0 without codes).

@@ -326,6 +326,8 @@ pub struct StoreStats {
     pub memory_bytes: u64,
     /// In-memory bytes per live vector (vectors, graph links, metadata, ids).
     pub memory_bytes_per_vector: u64,
+    /// `memory_bytes_per_vector` by component.
+    pub memory_bytes_per_vector_by_component: MemoryPerVector,
     pub disk_bytes: u64,
     /// `none` (flat), `building` (some shard's graph is being built: its searches are exact meanwhile), `ready`.
     pub index_status: String,
@@ -335,6 +337,24 @@ pub struct StoreStats {
     pub embedding: Option<EmbeddingInfo>,
     /// How the store's texts are analysed and scored by keyword search.
     pub text_index: crate::api::TextIndexChoice,
+}
+
+/// Bytes per live vector by component, summed over a store's shards (one replica each). Allocated bytes: the
+/// vector arrays grow by doubling, so right after a growth they hold up to twice what they use.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct MemoryPerVector {
+    /// The exact index's f32 vectors (normalised for cosine).
+    pub vectors: u64,
+    /// Its SQ8 codes, which let exact scans skip most blocks.
+    pub codes: u64,
+    /// Ids, the maps that find them, and the version map.
+    pub ids: u64,
+    /// The HNSW graph: its own copy of each vector (f32 or SQ8 codes), its links, its ids.
+    pub graph: u64,
+    /// Metadata documents and their inverted index.
+    pub metadata: u64,
+    /// The keyword (BM25) index.
+    pub text: u64,
 }
 
 /// A store's embedding model as the API shows it.
@@ -1163,6 +1183,7 @@ impl Gateway {
             deleted_points: 0,
             memory_bytes: 0,
             memory_bytes_per_vector: 0,
+            memory_bytes_per_vector_by_component: MemoryPerVector::default(),
             disk_bytes: 0,
             index_status: String::new(),
             quantization: c.index.quantization.as_str().to_string(),
@@ -1170,6 +1191,7 @@ impl Gateway {
             text_index: (&c.text_index).into(),
         };
         let mut statuses = Vec::new();
+        let mut memory = pb::MemoryUse::default();
         for shard in 0..route.read_shards() {
             let req = pb::StatsRequest { shard: Some(pb::ShardId { store: store.to_string(), shard }) };
             let s = self
@@ -1183,10 +1205,30 @@ impl Gateway {
             stats.points += s.points;
             stats.deleted_points += s.tombstones;
             stats.memory_bytes += s.index_memory_bytes;
+            let m = s.memory.unwrap_or_default();
+            for (sum, part) in [
+                (&mut memory.vectors, m.vectors),
+                (&mut memory.codes, m.codes),
+                (&mut memory.ids, m.ids),
+                (&mut memory.graph, m.graph),
+                (&mut memory.metadata, m.metadata),
+                (&mut memory.text, m.text),
+            ] {
+                *sum += part;
+            }
             stats.disk_bytes += s.disk_bytes;
             statuses.push(s.index_status);
         }
         stats.memory_bytes_per_vector = stats.memory_bytes.checked_div(stats.points).unwrap_or(0);
+        let per = |bytes: u64| bytes.checked_div(stats.points).unwrap_or(0);
+        stats.memory_bytes_per_vector_by_component = MemoryPerVector {
+            vectors: per(memory.vectors),
+            codes: per(memory.codes),
+            ids: per(memory.ids),
+            graph: per(memory.graph),
+            metadata: per(memory.metadata),
+            text: per(memory.text),
+        };
         stats.index_status = ["building", "ready", "none"]
             .into_iter()
             .find(|st| statuses.iter().any(|s| s == st))

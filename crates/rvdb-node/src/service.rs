@@ -110,6 +110,14 @@ fn stats_to_pb(s: ShardStats) -> pb::ShardStats {
         tombstones: s.tombstones,
         max_version: s.max_version,
         index_memory_bytes: s.index_memory_bytes,
+        memory: Some(pb::MemoryUse {
+            vectors: s.memory.vectors as u64,
+            codes: s.memory.codes as u64,
+            ids: s.memory.ids as u64,
+            graph: s.memory.graph as u64,
+            metadata: s.memory.metadata as u64,
+            text: s.memory.text as u64,
+        }),
         disk_bytes: s.disk_bytes,
         index_status: s.index_status.as_str().to_string(),
     }

@@ -168,6 +168,8 @@ pub struct ShardStats {
     pub tombstones: u64,
     pub max_version: u64,
     pub index_memory_bytes: u64,
+    /// `index_memory_bytes` by component.
+    pub memory: rvdb_core::engine::MemoryUse,
     pub disk_bytes: u64,
     pub index_status: GraphStatus,
 }
@@ -537,11 +539,11 @@ impl Shard {
     }
 
     pub fn stats(&self) -> Result<ShardStats, NodeError> {
-        let (points, tombstones, max_version, mem, index_status) = {
+        let (points, tombstones, max_version, memory, index_status) = {
             let s = self.read_state()?;
-            let version_map = s.versions.capacity() as u64 * 32;
-            let mem = s.index.memory_bytes() as u64 + version_map;
-            (s.index.len() as u64, s.tombstones, s.max_version, mem, s.index.graph_status())
+            let mut memory = s.index.memory_use();
+            memory.ids += s.versions.capacity() * 32; // the version map
+            (s.index.len() as u64, s.tombstones, s.max_version, memory, s.index.graph_status())
         };
         let cf = self.cf()?;
         let prop = |name: &str| self.db.property_int_value_cf(&cf, name).ok().flatten().unwrap_or(0);
@@ -552,7 +554,8 @@ impl Shard {
             points,
             tombstones,
             max_version,
-            index_memory_bytes: mem,
+            index_memory_bytes: memory.total() as u64,
+            memory,
             disk_bytes,
             index_status,
         })
