@@ -69,6 +69,14 @@ async fn small_cluster(
     (manager, started, gateway, rest)
 }
 
+/// How many points `store` holds, counted through REST.
+async fn count_of(rest: &str, store: &str) -> Option<u64> {
+    let url = format!("{rest}/v1/stores/{store}/points/count");
+    let (status, _, body) = rvdb_it::http("POST", &url, None, Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64()
+}
+
 /// Creates `store` (`shards` × 1 replica) and writes points p0..p`n` to it through REST.
 async fn store_with(rest: &str, store: &str, shards: u32, n: u64) {
     let create = json!({"name": store, "dimension": scale().1, "metric": "euclidean", "shards": shards, "replication_factor": 1});
@@ -86,14 +94,7 @@ async fn store_with(rest: &str, store: &str, shards: u32, n: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_move_under_reads_and_writes_without_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
-    let _nodes: Vec<ClusterNode> = (1..=3)
-        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
-        .collect();
-    use pb::NodeState::Up;
-    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up), ("n3", Up)], Duration::from_secs(20)).await;
-    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
-    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    let (manager, _nodes, _gateway, rest) = small_cluster(dir.path(), 3, &[]).await;
     for (name, rf) in [("two", 2), ("one", 1)] {
         let create =
             json!({"name": name, "dimension": scale().1, "metric": "euclidean", "shards": 2, "replication_factor": rf});
@@ -250,11 +251,7 @@ async fn replicas_move_under_reads_and_writes_without_loss() {
                 assert_eq!(p["metadata"]["v"].as_u64(), acked.get(&(store.to_string(), id.clone())).copied(), "{id}");
             }
         }
-        let url = format!("{rest}/v1/stores/{store}/points/count");
-        let (status, _, body) = rvdb_it::http("POST", &url, None, Some(json!({}))).await;
-        assert_eq!(status, 200, "{body}");
-        let count: Value = serde_json::from_str(&body).expect("JSON");
-        assert_eq!(count["count"].as_u64(), Some(scale().0 + ids.len() as u64), "exact count of {store}");
+        assert_eq!(count_of(&rest, store).await, Some(scale().0 + ids.len() as u64), "exact count of {store}");
     }
 }
 
@@ -280,14 +277,8 @@ async fn a_joining_node_gets_its_share_and_a_removed_node_is_drained() {
     let dir = tempfile::tempdir().expect("tempdir");
     // the command, not the automatic rebalance on join (tested below)
     let off = [("RVDB_REBALANCE_ON_JOIN", "false")];
-    let manager = ManagerProcess::start_with_env(&dir.path().join("manager"), 200, 2000, "127.0.0.1:0", &off);
-    let mut nodes: Vec<ClusterNode> = (1..=2)
-        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
-        .collect();
+    let (manager, mut nodes, _gateway, rest) = small_cluster(dir.path(), 2, &off).await;
     use pb::NodeState::Up;
-    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
-    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
-    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
     let create =
         json!({"name": "bal", "dimension": scale().1, "metric": "euclidean", "shards": 4, "replication_factor": 2});
     let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
@@ -358,10 +349,7 @@ async fn a_joining_node_gets_its_share_and_a_removed_node_is_drained() {
     }));
     gives_up(&nodes[0].url, "bal", &[0, 1, 2, 3]).await;
     converges(&manager.url, "bal").await;
-    let (status, _, body) =
-        rvdb_it::http("POST", &format!("{rest}/v1/stores/bal/points/count"), None, Some(json!({}))).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(4000 + 20 * 50));
+    assert_eq!(count_of(&rest, "bal").await, Some(4000 + 20 * 50));
 }
 
 /// With the manager's default `--rebalance-on-join`, a node that joins a cluster holding data gets its share by
@@ -370,14 +358,7 @@ async fn a_joining_node_gets_its_share_and_a_removed_node_is_drained() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_node_gets_its_share_by_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = ManagerProcess::start(&dir.path().join("manager"), 200, 2000);
-    let mut nodes: Vec<ClusterNode> = (1..=2)
-        .map(|i| ClusterNode::start(&dir.path().join(format!("n{i}")), &manager.url, &format!("n{i}")))
-        .collect();
-    use pb::NodeState::Up;
-    wait_for_states(&manager.url, &[("n1", Up), ("n2", Up)], Duration::from_secs(20)).await;
-    let gateway = GatewayProcess::start(&manager.url, &dir.path().join("b"));
-    let rest = gateway.mcp_url.trim_end_matches("/mcp").to_string();
+    let (manager, mut nodes, _gateway, rest) = small_cluster(dir.path(), 2, &[]).await;
     let create =
         json!({"name": "auto", "dimension": scale().1, "metric": "euclidean", "shards": 6, "replication_factor": 1});
     let (status, _, body) = rvdb_it::http("POST", &format!("{rest}/v1/stores"), None, Some(create)).await;
@@ -403,10 +384,7 @@ async fn a_new_node_gets_its_share_by_itself() {
         assert!(Instant::now() < deadline, "not balanced by itself: {counts:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, _, body) =
-        rvdb_it::http("POST", &format!("{rest}/v1/stores/auto/points/count"), None, Some(json!({}))).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(written));
+    assert_eq!(count_of(&rest, "auto").await, Some(written));
 }
 
 /// A shard transfer and a reshard are cancelled while they copy (`CancelOperation`, what `rvdb cancel` sends):
@@ -418,12 +396,6 @@ async fn a_transfer_and_a_reshard_are_cancelled_and_roll_back() {
     let (manager, _nodes, _gateway, rest) = small_cluster(dir.path(), 2, &[]).await;
     let n = 150_000u64;
     store_with(&rest, "big", 1, n).await;
-    let count = || async {
-        let url = format!("{rest}/v1/stores/big/points/count");
-        let (status, _, body) = rvdb_it::http("POST", &url, None, Some(json!({}))).await;
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64()
-    };
     let mut m = manager.client().await;
     let none = m.cancel_operation(pb::CancelOperationRequest { store: "big".into(), shard: None }).await;
     assert_eq!(none.expect_err("nothing runs").code(), tonic::Code::NotFound);
@@ -457,7 +429,7 @@ async fn a_transfer_and_a_reshard_are_cancelled_and_roll_back() {
     let address: BTreeMap<String, String> =
         after.nodes.iter().map(|n| (n.node_id.clone(), n.address.clone())).collect();
     gives_up(&address[other], "big", &[0]).await;
-    assert_eq!(count().await, Some(n));
+    assert_eq!(count_of(&rest, "big").await, Some(n));
 
     // the reshard
     let url = manager.url.clone();
@@ -487,7 +459,7 @@ async fn a_transfer_and_a_reshard_are_cancelled_and_roll_back() {
     for node in ["n1", "n2"] {
         gives_up(&address[node], "big", &[1, 2, 3]).await;
     }
-    assert_eq!(count().await, Some(n));
+    assert_eq!(count_of(&rest, "big").await, Some(n));
 }
 
 /// A rebalance runs transfers of different shards side by side (`parallel`): 8 shards × 1 replica on 2 nodes,
@@ -526,10 +498,7 @@ async fn a_rebalance_moves_several_shards_at_once() {
     assert_eq!(most, 2, "two transfers ran side by side, never more");
     let t = routing_table(&manager.url).await.expect("table");
     assert!(loads(&t).values().all(|c| *c == 2), "{:?}", loads(&t));
-    let (status, _, body) =
-        rvdb_it::http("POST", &format!("{rest}/v1/stores/par/points/count"), None, Some(json!({}))).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(n));
+    assert_eq!(count_of(&rest, "par").await, Some(n));
 }
 
 /// A rebalance also evens out bytes: on 2 nodes, 4 one-shard stores are placed two per node (counts balanced),
@@ -573,9 +542,6 @@ async fn a_rebalance_evens_out_bytes_when_counts_are_even() {
     let again = m.rebalance(pb::RebalanceRequest { max_moves: 0, parallel: 0 }).await.expect("again").into_inner();
     assert!(again.moves.is_empty(), "balanced: {:?}", again.moves);
     for (name, n) in sizes {
-        let (status, _, body) =
-            rvdb_it::http("POST", &format!("{rest}/v1/stores/{name}/points/count"), None, Some(json!({}))).await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["count"].as_u64(), Some(n));
+        assert_eq!(count_of(&rest, name).await, Some(n));
     }
 }

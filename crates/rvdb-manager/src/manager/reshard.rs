@@ -316,7 +316,8 @@ impl Manager {
             let pruned = self.end_reshard(store).await?;
             (pruned, self.state().version)
         } else {
-            self.drop_shards(store, to..from).await;
+            let dropped: Vec<(u32, String)> = retiring.iter().map(|(node, _, shard)| (*shard, node.clone())).collect();
+            self.drop_shards(store, &dropped).await;
             let mut state = self.state();
             for r in &retiring {
                 state.retiring.remove(r);
@@ -337,17 +338,12 @@ impl Manager {
         Ok(report)
     }
 
-    /// Drops the replicas of `store`'s shards in `range` as they were placed before they left the catalog (best
-    /// effort: a replica not dropped now is an orphan, dropped at its node's next heartbeat).
-    async fn drop_shards(&self, store: &str, range: std::ops::Range<u32>) {
+    /// Drops `store`'s `replicas` (shard, node id), as they were placed before they left the catalog (best effort:
+    /// a replica not dropped now is an orphan, dropped at its node's next heartbeat).
+    async fn drop_shards(&self, store: &str, replicas: &[(u32, String)]) {
         let targets: Vec<(u32, String)> = {
             let state = self.state();
-            state
-                .nodes
-                .values()
-                .map(|n| n.address.clone())
-                .flat_map(|a| range.clone().map(move |s| (s, a.clone())))
-                .collect()
+            replicas.iter().filter_map(|(shard, node)| Some((*shard, state.address(node)?))).collect()
         };
         for (shard, address) in targets {
             if let Ok(c) = self.client(&address) {
@@ -375,11 +371,15 @@ impl Manager {
             pruned += self.prune_shards(store, 0..r.from, r.to).await?;
         } else {
             // roll back: the old layout alone, under new epochs
+            let mut added: Vec<(u32, String)> = Vec::new();
             let ids = {
                 let mut state = self.state();
                 let mut batch = rocksdb::WriteBatch::default();
                 if let Some(entry) = state.stores.get_mut(store) {
-                    entry.shards.truncate(r.from as usize);
+                    let from = r.from as usize;
+                    for (i, replicas) in entry.shards.drain(from.min(entry.shards.len())..).enumerate() {
+                        added.extend(replicas.into_iter().map(|node| (r.from + i as u32, node)));
+                    }
                     entry.config.shards = r.from;
                     entry.resharding = Some(Resharding { switched: false, to: r.from, copies_total: 0, ..r.clone() });
                 }
@@ -391,7 +391,7 @@ impl Manager {
                 tracing::warn!(store, error = %e, "cannot fence the rolled-back layout at once");
             }
             if r.to > r.from {
-                self.drop_shards(store, r.from..r.to).await;
+                self.drop_shards(store, &added).await;
             } else {
                 // copies that reached the kept shards go (reads already leave them out)
                 pruned += self.prune_shards(store, 0..r.to, r.from).await?;
