@@ -48,7 +48,16 @@ async fn a_manager_that_lost_its_data_cannot_take_the_cluster_over() {
     let cluster = routing_table(&url).await.expect("table").cluster_id;
     assert_eq!(cluster.len(), 32, "a cluster id is made with the catalog: {cluster:?}");
     for i in 1..=2 {
-        let kept = std::fs::read_to_string(dir.path().join(format!("n{i}/cluster_id"))).expect("node keeps the id");
+        // the node writes the id once its registration is answered, a moment after the manager counts it up
+        let file = dir.path().join(format!("n{i}/cluster_id"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let kept = loop {
+            match std::fs::read_to_string(&file) {
+                Ok(kept) if !kept.is_empty() => break kept,
+                other => assert!(std::time::Instant::now() < deadline, "node keeps the id: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(kept, cluster);
     }
     let gateway = GatewayProcess::start(&url, &dir.path().join("b"));
